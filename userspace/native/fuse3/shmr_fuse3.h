@@ -1,0 +1,164 @@
+/*
+ * shmr_fuse3: N-API binding over libfuse3's low-level API, served from the JS thread.
+ *
+ * Design (see /work/shared/notes/fuse3-ceiling.md for the measurements behind it):
+ * - No libfuse worker threads. /dev/fuse is non-blocking and watched by a uv_poll_t on the
+ *   JS thread's loop; when readable we drain a bounded number of requests with
+ *   fuse_session_receive_buf + fuse_session_process_buf. Op callbacks therefore run on the
+ *   JS thread and call JS directly.
+ * - Every request that needs a reply gets a slot in a per-environment table; JS sees a
+ *   number ("handle") = generation * 2^24 + slot index. A reply consumes the slot, so a
+ *   second reply, or a reply after the session is gone, finds a stale generation and is
+ *   dropped instead of touching a freed fuse_req_t.
+ * - Numbers travel through two shared Float64Arrays (IN: native -> JS arguments, OUT: JS ->
+ *   native reply fields) instead of JS objects: no per-request object creation or property
+ *   lookups in C. Strings and Buffers travel as call arguments. Both frames are only valid
+ *   synchronously (JS reads IN before calling the handler, fills OUT just before replying),
+ *   which is safe because everything runs on one thread.
+ *
+ * The frame layouts below are mirrored in userspace/src/fuse/binding.ts: change both.
+ */
+#ifndef SHMR_FUSE3_H
+#define SHMR_FUSE3_H
+
+#define FUSE_USE_VERSION 312
+#define NAPI_VERSION 8
+
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* ---- IN frame: request context, then per-op numeric arguments (see ops.c) ---- */
+enum {
+  IN_UID = 0, IN_GID = 1, IN_PID = 2, IN_UMASK = 3,
+  IN_A0 = 4, /* first op argument; setattr uses up to IN_A0 + 12 */
+  IN_LEN = 24,
+};
+
+/* ---- OUT frame: reply fields written by JS just before a reply call ---- */
+enum {
+  /* struct stat, as Attr */
+  OUT_INO = 0, OUT_MODE, OUT_NLINK, OUT_UID, OUT_GID, OUT_RDEV, OUT_SIZE, OUT_BLOCKS,
+  OUT_BLKSIZE, OUT_ATIME_S, OUT_ATIME_NS, OUT_MTIME_S, OUT_MTIME_NS, OUT_CTIME_S,
+  OUT_CTIME_NS,
+  OUT_ATTR_TIMEOUT = 15,
+  /* Entry */
+  OUT_ENTRY_INO = 16, OUT_GENERATION = 17, OUT_ENTRY_TIMEOUT = 18,
+  /* OpenReply */
+  OUT_FH = 19, OUT_OPEN_FLAGS = 20,
+  /* Statfs reuses 0..8; readdir uses triplets (ino, mode, nextOffset) from 0 */
+  OUT_DIR_STRIDE = 3,
+  OUT_DIR_MAX = 2048, /* entries per readdir reply; a short reply is legal */
+  OUT_LEN = OUT_DIR_STRIDE * OUT_DIR_MAX,
+};
+
+/* OUT_OPEN_FLAGS bits */
+enum { OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_CACHE_READDIR = 8 };
+
+/* Operations with a JS dispatcher; the names are the LowLevelOps keys. */
+#define SHMR_OPS(X) \
+  X(INIT, init) X(DESTROY, destroy) X(LOOKUP, lookup) X(FORGET, forget) \
+  X(GETATTR, getattr) X(SETATTR, setattr) X(READLINK, readlink) X(MKNOD, mknod) \
+  X(MKDIR, mkdir) X(UNLINK, unlink) X(RMDIR, rmdir) X(SYMLINK, symlink) \
+  X(RENAME, rename) X(LINK, link) X(OPEN, open) X(READ, read) X(WRITE, write) \
+  X(FLUSH, flush) X(RELEASE, release) X(FSYNC, fsync) X(OPENDIR, opendir) \
+  X(READDIR, readdir) X(RELEASEDIR, releasedir) X(FSYNCDIR, fsyncdir) X(STATFS, statfs) \
+  X(SETXATTR, setxattr) X(GETXATTR, getxattr) X(LISTXATTR, listxattr) \
+  X(REMOVEXATTR, removexattr) X(ACCESS, access) X(CREATE, create) X(FALLOCATE, fallocate)
+
+#define SHMR_OP_ENUM(upper, lower) OP_##upper,
+typedef enum { SHMR_OPS(SHMR_OP_ENUM) OP_COUNT } op_t;
+#undef SHMR_OP_ENUM
+
+extern const char *const op_names[OP_COUNT];
+
+/* ---- pending requests (pending.c) ---- */
+struct session;
+
+typedef struct pending {
+  fuse_req_t req;     /* NULL while the slot is free */
+  struct session *s;
+  size_t size;        /* the kernel's size limit: read, readdir, getxattr, listxattr */
+  uint32_t gen;       /* bumped on release, so old handles go stale */
+  uint32_t next_free;
+  uint8_t op;
+} pending_t;
+
+typedef struct pending_table {
+  pending_t *slots;
+  uint32_t cap;
+  uint32_t free_head; /* UINT32_MAX: none */
+} pending_table_t;
+
+/* ---- per-environment state (one per Node environment: main thread or worker) ---- */
+typedef struct addon {
+  double *in;
+  double *out;
+  napi_ref in_ref, out_ref;
+  pending_table_t table;
+  char *dirbuf;       /* reused readdir packing buffer */
+  size_t dirbuf_cap;
+} addon_t;
+
+/* ---- one FUSE session ---- */
+typedef enum { S_NEW, S_MOUNTING, S_MOUNTED, S_CLOSED } session_state_t;
+
+typedef struct session_config {
+  int argc;
+  char **argv;        /* "shmr", then -o options; owned */
+  char *mountpoint;   /* absolute; owned */
+  unsigned max_write, max_read, max_readahead, time_gran, max_background;
+  bool writeback_cache, async_read, parallel_dirops;
+} session_config_t;
+
+typedef struct session {
+  napi_env env;
+  addon_t *addon;
+  session_config_t cfg;
+  struct fuse_session *se;
+  struct fuse_buf buf;          /* libfuse's receive buffer, reused for every request */
+  uv_poll_t poll;
+  bool poll_open;               /* uv_poll_init done, uv_close callback not yet run */
+  bool wrapper_gone;            /* JS object finalized: free once the poll handle is closed */
+  bool js_ok;                   /* false during environment teardown: never call JS then */
+  napi_async_cleanup_hook_handle cleanup; /* set while registered */
+  session_state_t state;
+  int depth;                    /* >0 while inside fuse_session_process_buf */
+  bool got_init;
+  napi_ref self;                /* the JS handle object: strong while mounted */
+  napi_ref fn[OP_COUNT];        /* JS dispatchers; NULL where the filesystem has no handler */
+  napi_ref on_closed;
+  napi_ref init_error;          /* exception thrown by the init handler, rethrown by mount() */
+  napi_async_context actx;
+  double requests, replies;
+} session_t;
+
+/* pending.c */
+bool pending_alloc(pending_table_t *t, session_t *s, fuse_req_t req, op_t op, size_t size,
+                   double *handle);
+pending_t *pending_get(pending_table_t *t, double handle);
+void pending_release(pending_table_t *t, pending_t *p);
+void pending_fail_session(pending_table_t *t, session_t *s, int err);
+void pending_free(pending_table_t *t);
+
+/* ops.c */
+void ops_fill(const session_t *s, struct fuse_lowlevel_ops *ops);
+
+/* replies.c */
+napi_status replies_define(napi_env env, napi_value exports, addon_t *a);
+
+/* util.c */
+napi_value throw_error(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+napi_value throw_type_error(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool utf8_valid(const char *s, size_t len);
+void log_exception(napi_env env, const char *what);
+char *get_string(napi_env env, napi_value v, const char *what);
+bool get_u32(napi_env env, napi_value obj, const char *key, unsigned *out, unsigned dflt);
+bool get_bool(napi_env env, napi_value obj, const char *key, bool *out, bool dflt);
+void log_capture_begin(void);
+char *log_capture_end(void);
+void log_install(void);
+
+#endif

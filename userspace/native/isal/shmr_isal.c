@@ -1,0 +1,965 @@
+/*
+ * shmr_isal: Intel ISA-L for shmr, through N-API. CRC32C (Castagnoli) and systematic
+ * Reed-Solomon erasure coding over GF(2^8), each synchronous or on the libuv thread pool.
+ *
+ * Exports (used only by userspace/src/erasure/native.ts, which documents the JS side):
+ *   crc32c(data, previous)                       -> number
+ *   crc32cAsync(data, previous)                  -> Promise<number>
+ *   rsPrepare(k, p)                              -> undefined (validates, warms the cache)
+ *   rsEncode(k, p, data[], parity[])             -> undefined
+ *   rsEncodeAsync(k, p, data[], parity[])        -> Promise<undefined>
+ *   rsReconstruct(k, p, shards[], present[])     -> undefined
+ *   rsReconstructAsync(k, p, shards[], present[])-> Promise<undefined>
+ *
+ * Invariants, and why:
+ * - No call may reach ISA-L's gf_mul. The node binary exports OpenSSL's gf_mul (a GF(2^m)
+ *   bignum routine with another signature), and libisal calls gf_mul through its PLT, so inside
+ *   node that call lands in OpenSSL. So gf_invert_matrix, gf_gen_rs_matrix and every *_base
+ *   kernel are off limits: matrices are inverted here with our own static log/exp tables, and
+ *   shards shorter than ISAL_SHARD_BYTES_MIN, for which ec_encode_data would fall back to
+ *   ec_encode_data_base, are coded by our own scalar loop. What we do call (ec_init_tables,
+ *   ec_encode_data with len >= 64, gf_gen_cauchy1_matrix via gf_inv, crc32_iscsi) never calls
+ *   gf_mul; a self-test at load time checks them against our own arithmetic.
+ * - Every JS input is validated before any pointer is used; bad input throws a TypeError or
+ *   RangeError naming the argument, never crashes the process.
+ * - Coding plans (which shards to read and write, with ISA-L's expanded tables) are cached per
+ *   Node environment, i.e. per JS thread, so the cache needs no lock. A plan is reference
+ *   counted: the cache holds one count, each async job in flight one more, so eviction never
+ *   frees tables that a pool thread is reading. Counts change on the JS thread only.
+ * - An async job holds a napi_ref on every JS buffer it touches until it completes, so the GC
+ *   cannot free the memory a pool thread is reading or writing.
+ */
+#include <node_api.h>
+
+#include <isa-l/crc.h>
+#include <isa-l/erasure_code.h>
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest k + p. Keeps every per-call array on the stack and a pattern in a uint32_t mask. */
+#define SHARDS_MAX 32
+/* Below this, ISA-L's AVX-512 dispatch (the widest) falls back to ec_encode_data_base. */
+#define ISAL_SHARD_BYTES_MIN 64
+/* Plans kept per environment. A plan is at most 9 KiB (k * rows <= 256), so at most ~600 KiB. */
+#define PLAN_CACHE_ENTRIES_MAX 64
+/* crc32_iscsi takes an int length: longer buffers are fed in chunks of this size. */
+#define CRC_CHUNK_BYTES ((size_t)1 << 30)
+/* GF(2^8) reduction polynomial x^8 + x^4 + x^3 + x^2 + 1, the one ISA-L uses. */
+#define GF_POLYNOMIAL 0x11d
+/* Room for one error message or one shard label such as "parity[31]". */
+#define MESSAGE_BYTES_MAX 256
+#define LABEL_BYTES_MAX 32
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Throws an Error for a failed napi call, unless the call already left an exception pending. */
+static void throw_napi_failure(napi_env env) {
+  /* Read the error info first: napi_is_exception_pending clears it. */
+  const napi_extended_error_info *info = NULL;
+  napi_get_last_error_info(env, &info);
+  const char *message = (info != NULL && info->error_message != NULL)
+                            ? info->error_message
+                            : "N-API call failed";
+  bool is_pending = false;
+  napi_is_exception_pending(env, &is_pending);
+  if (!is_pending) napi_throw_error(env, NULL, message);
+}
+
+/* Returns `failure` from the calling function when a napi call fails, with an exception set. */
+#define NAPI_CHECK(env, call, failure)                                                        \
+  do {                                                                                        \
+    if ((call) != napi_ok) {                                                                  \
+      throw_napi_failure(env);                                                                \
+      return failure;                                                                         \
+    }                                                                                         \
+  } while (0)
+
+__attribute__((format(printf, 2, 3))) static void throw_type_error(napi_env env,
+                                                                   const char *format, ...) {
+  char message[MESSAGE_BYTES_MAX];
+  va_list arguments;
+  va_start(arguments, format);
+  vsnprintf(message, sizeof message, format, arguments);
+  va_end(arguments);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+}
+
+__attribute__((format(printf, 2, 3))) static void throw_range_error(napi_env env,
+                                                                    const char *format, ...) {
+  char message[MESSAGE_BYTES_MAX];
+  va_list arguments;
+  va_start(arguments, format);
+  vsnprintf(message, sizeof message, format, arguments);
+  va_end(arguments);
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* GF(2^8) arithmetic of our own (static: never interposed, never interposing)               */
+/* ---------------------------------------------------------------------------------------- */
+
+static uint8_t gf_log_table[256];
+/* Doubled, so exp[log a + log b] needs no reduction modulo 255. */
+static uint8_t gf_exp_table[512];
+static pthread_once_t gf_tables_once = PTHREAD_ONCE_INIT;
+
+/* Fills the tables from the generator 2; pthread_once because each worker thread loads us. */
+static void shmr_gf_tables_init(void) {
+  unsigned value = 1;
+  for (int power = 0; power < 255; power++) {
+    gf_exp_table[power] = (uint8_t)value;
+    gf_exp_table[power + 255] = (uint8_t)value;
+    gf_log_table[value] = (uint8_t)power;
+    value <<= 1;
+    if (value & 0x100) value ^= GF_POLYNOMIAL;
+  }
+}
+
+static inline uint8_t shmr_gf_mul(uint8_t a, uint8_t b) {
+  if (a == 0 || b == 0) return 0;
+  return gf_exp_table[gf_log_table[a] + gf_log_table[b]];
+}
+
+/* The multiplicative inverse; `a` must not be 0. */
+static inline uint8_t shmr_gf_inv(uint8_t a) {
+  return gf_exp_table[255 - gf_log_table[a]];
+}
+
+static void shmr_gf_swap_rows(uint8_t *matrix, int size, int row_a, int row_b) {
+  for (int column = 0; column < size; column++) {
+    uint8_t saved = matrix[row_a * size + column];
+    matrix[row_a * size + column] = matrix[row_b * size + column];
+    matrix[row_b * size + column] = saved;
+  }
+}
+
+static void shmr_gf_scale_row(uint8_t *matrix, int size, int row, uint8_t factor) {
+  for (int column = 0; column < size; column++) {
+    matrix[row * size + column] = shmr_gf_mul(matrix[row * size + column], factor);
+  }
+}
+
+/* target_row += factor * source_row (addition in GF(2^8) is XOR). */
+static void shmr_gf_add_scaled_row(uint8_t *matrix, int size, int target_row, int source_row,
+                                   uint8_t factor) {
+  for (int column = 0; column < size; column++) {
+    matrix[target_row * size + column] ^= shmr_gf_mul(matrix[source_row * size + column], factor);
+  }
+}
+
+/*
+ * Gauss-Jordan: reduces `matrix` (size x size, destroyed) to the identity while applying the
+ * same row operations to `inverse`, which starts as the identity. False if singular.
+ */
+static bool shmr_gf_invert(uint8_t *matrix, uint8_t *inverse, int size) {
+  memset(inverse, 0, (size_t)(size * size));
+  for (int index = 0; index < size; index++) inverse[index * size + index] = 1;
+  for (int column = 0; column < size; column++) {
+    int pivot = column;
+    while (pivot < size && matrix[pivot * size + column] == 0) pivot++;
+    if (pivot == size) return false;
+    if (pivot != column) {
+      shmr_gf_swap_rows(matrix, size, pivot, column);
+      shmr_gf_swap_rows(inverse, size, pivot, column);
+    }
+    uint8_t scale = shmr_gf_inv(matrix[column * size + column]);
+    shmr_gf_scale_row(matrix, size, column, scale);
+    shmr_gf_scale_row(inverse, size, column, scale);
+    for (int row = 0; row < size; row++) {
+      uint8_t factor = matrix[row * size + column];
+      if (row == column || factor == 0) continue;
+      shmr_gf_add_scaled_row(matrix, size, row, column, factor);
+      shmr_gf_add_scaled_row(inverse, size, row, column, factor);
+    }
+  }
+  return true;
+}
+
+/* True if a * b is the identity (all size x size): the pair check of every inversion. */
+static bool shmr_gf_is_inverse(const uint8_t *a, const uint8_t *b, int size) {
+  for (int row = 0; row < size; row++) {
+    for (int column = 0; column < size; column++) {
+      uint8_t sum = 0;
+      for (int index = 0; index < size; index++) {
+        sum ^= shmr_gf_mul(a[row * size + index], b[index * size + column]);
+      }
+      if (sum != (row == column ? 1 : 0)) return false;
+    }
+  }
+  return true;
+}
+
+/* targets[r] = sum over j of coefficients[r][j] * sources[j], byte by byte: short shards only. */
+static void shmr_gf_apply_scalar(const uint8_t *coefficients, int source_count, int target_count,
+                                 size_t bytes, uint8_t *const *sources, uint8_t *const *targets) {
+  for (int target = 0; target < target_count; target++) {
+    const uint8_t *row = coefficients + target * source_count;
+    for (size_t offset = 0; offset < bytes; offset++) {
+      uint8_t sum = 0;
+      for (int source = 0; source < source_count; source++) {
+        sum ^= shmr_gf_mul(row[source], sources[source][offset]);
+      }
+      targets[target][offset] = sum;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Coding plans: what to read, what to write, and ISA-L's tables for it                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * Encoding is the erasure pattern "all parity lost", so one kind of plan serves both calls.
+ * Sources are the first k present shards; targets are the lost ones, in index order.
+ */
+typedef struct coding_plan {
+  int reference_count; /* One for the cache slot, one per async job in flight. */
+  int data_count;
+  int parity_count;
+  uint32_t present_mask; /* Bit i set: shard i present. The cache key with k and p. */
+  int target_count;
+  uint8_t source_index[SHARDS_MAX];
+  uint8_t target_index[SHARDS_MAX];
+  uint8_t coefficients[SHARDS_MAX * SHARDS_MAX]; /* target_count rows of data_count. */
+  uint8_t gf_tables[];                           /* ISA-L form: 32 bytes per coefficient. */
+} coding_plan_t;
+
+static uint32_t low_bits_mask(int count) {
+  return count >= 32 ? UINT32_MAX : ((uint32_t)1 << count) - 1;
+}
+
+/* Picks sources (first k present) and targets (every lost shard). */
+static void plan_choose_shards(coding_plan_t *plan) {
+  int source_count = 0;
+  plan->target_count = 0;
+  for (int index = 0; index < plan->data_count + plan->parity_count; index++) {
+    bool is_present = (plan->present_mask >> index) & 1;
+    if (is_present && source_count < plan->data_count) {
+      plan->source_index[source_count++] = (uint8_t)index;
+    } else if (!is_present) {
+      plan->target_index[plan->target_count++] = (uint8_t)index;
+    }
+  }
+}
+
+/*
+ * Coefficients expressing each target from the sources: with A the (k+p) x k encode matrix
+ * and B the rows of A for the sources, data = B^-1 * sources, so target t = A[t] * B^-1 *
+ * sources. False if B is not invertible, which a Cauchy matrix rules out: a bug.
+ */
+static bool plan_compute_coefficients(coding_plan_t *plan) {
+  int k = plan->data_count;
+  uint8_t encode_matrix[SHARDS_MAX * SHARDS_MAX];
+  uint8_t sources_matrix[SHARDS_MAX * SHARDS_MAX];
+  uint8_t sources_copy[SHARDS_MAX * SHARDS_MAX];
+  uint8_t inverse[SHARDS_MAX * SHARDS_MAX];
+  gf_gen_cauchy1_matrix(encode_matrix, k + plan->parity_count, k);
+  for (int row = 0; row < k; row++) {
+    memcpy(&sources_matrix[row * k], &encode_matrix[plan->source_index[row] * k], (size_t)k);
+  }
+  memcpy(sources_copy, sources_matrix, (size_t)(k * k));
+  if (!shmr_gf_invert(sources_copy, inverse, k)) return false;
+  if (!shmr_gf_is_inverse(sources_matrix, inverse, k)) return false;
+  for (int target = 0; target < plan->target_count; target++) {
+    const uint8_t *encode_row = &encode_matrix[plan->target_index[target] * k];
+    for (int column = 0; column < k; column++) {
+      uint8_t sum = 0;
+      for (int index = 0; index < k; index++) {
+        sum ^= shmr_gf_mul(encode_row[index], inverse[index * k + column]);
+      }
+      plan->coefficients[target * k + column] = sum;
+    }
+  }
+  return true;
+}
+
+/* A new plan with one reference, or NULL with *error set. At least one shard must be lost. */
+static coding_plan_t *plan_build(int k, int p, uint32_t present_mask, const char **error) {
+  int lost_count = k + p - __builtin_popcount(present_mask & low_bits_mask(k + p));
+  size_t table_bytes = (size_t)32 * (size_t)k * (size_t)lost_count;
+  coding_plan_t *plan = calloc(1, sizeof(coding_plan_t) + table_bytes);
+  if (plan == NULL) {
+    *error = "out of memory building a Reed-Solomon plan";
+    return NULL;
+  }
+  plan->reference_count = 1;
+  plan->data_count = k;
+  plan->parity_count = p;
+  plan->present_mask = present_mask;
+  plan_choose_shards(plan);
+  if (plan->target_count != lost_count || lost_count == 0 || !plan_compute_coefficients(plan)) {
+    free(plan);
+    *error = "internal error: Reed-Solomon decode matrix is not invertible";
+    return NULL;
+  }
+  ec_init_tables(k, plan->target_count, plan->coefficients, plan->gf_tables);
+  return plan;
+}
+
+/* Drops one reference; the last one frees the plan. */
+static void plan_release(coding_plan_t *plan) {
+  if (plan == NULL) return;
+  if (plan->reference_count <= 0) abort(); /* Underflow is a bug: stop, never clamp. */
+  plan->reference_count--;
+  if (plan->reference_count == 0) free(plan);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Plan cache: per environment, most recently used first                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct addon_state {
+  coding_plan_t *plans[PLAN_CACHE_ENTRIES_MAX];
+  int plan_count;
+} addon_state_t;
+
+static void cache_move_to_front(addon_state_t *state, int index) {
+  coding_plan_t *plan = state->plans[index];
+  memmove(&state->plans[1], &state->plans[0], (size_t)index * sizeof(coding_plan_t *));
+  state->plans[0] = plan;
+}
+
+/* Inserts a plan (taking over its one reference), evicting the least recently used. */
+static void cache_insert(addon_state_t *state, coding_plan_t *plan) {
+  if (state->plan_count == PLAN_CACHE_ENTRIES_MAX) {
+    plan_release(state->plans[PLAN_CACHE_ENTRIES_MAX - 1]);
+    state->plan_count--;
+  }
+  memmove(&state->plans[1], &state->plans[0], (size_t)state->plan_count * sizeof(coding_plan_t *));
+  state->plans[0] = plan;
+  state->plan_count++;
+}
+
+/* The cached plan for (k, p, pattern), built on a miss; NULL with an exception set. */
+static coding_plan_t *cache_get(napi_env env, int k, int p, uint32_t present_mask) {
+  addon_state_t *state = NULL;
+  NAPI_CHECK(env, napi_get_instance_data(env, (void **)&state), NULL);
+  for (int index = 0; index < state->plan_count; index++) {
+    coding_plan_t *plan = state->plans[index];
+    if (plan->data_count == k && plan->parity_count == p && plan->present_mask == present_mask) {
+      cache_move_to_front(state, index);
+      return plan;
+    }
+  }
+  const char *error = NULL;
+  coding_plan_t *plan = plan_build(k, p, present_mask, &error);
+  if (plan == NULL) {
+    napi_throw_error(env, NULL, error);
+    return NULL;
+  }
+  cache_insert(state, plan);
+  return plan;
+}
+
+static void addon_state_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  addon_state_t *state = data;
+  for (int index = 0; index < state->plan_count; index++) plan_release(state->plans[index]);
+  free(state);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Running a plan                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+/* One Reed-Solomon call: a plan applied to shard buffers. plan == NULL means nothing to do. */
+typedef struct rs_operation {
+  coding_plan_t *plan;
+  size_t shard_bytes;
+  uint8_t *shards[SHARDS_MAX]; /* By shard index: data 0..k-1, then parity. */
+} rs_operation_t;
+
+/* Safe on a pool thread: reads the plan (kept alive by a reference) and the pinned buffers. */
+static void rs_operation_run(const rs_operation_t *operation) {
+  const coding_plan_t *plan = operation->plan;
+  if (plan == NULL) return;
+  uint8_t *sources[SHARDS_MAX];
+  uint8_t *targets[SHARDS_MAX];
+  for (int index = 0; index < plan->data_count; index++) {
+    sources[index] = operation->shards[plan->source_index[index]];
+  }
+  for (int index = 0; index < plan->target_count; index++) {
+    targets[index] = operation->shards[plan->target_index[index]];
+  }
+  if (operation->shard_bytes < ISAL_SHARD_BYTES_MIN) {
+    shmr_gf_apply_scalar(plan->coefficients, plan->data_count, plan->target_count,
+                         operation->shard_bytes, sources, targets);
+  } else {
+    /* Validation bounded shard_bytes to INT_MAX. gf_tables is only read despite the type. */
+    ec_encode_data((int)operation->shard_bytes, plan->data_count, plan->target_count,
+                   (unsigned char *)plan->gf_tables, sources, targets);
+  }
+}
+
+static uint32_t crc32c_compute(const uint8_t *data, size_t bytes, uint32_t previous) {
+  /* The standard CRC32C inverts before and after; crc32_iscsi does neither, so chaining works
+   * by undoing the final inversion of `previous`. */
+  uint32_t state = ~previous;
+  while (bytes > 0) {
+    size_t chunk_bytes = bytes < CRC_CHUNK_BYTES ? bytes : CRC_CHUNK_BYTES;
+    state = crc32_iscsi((unsigned char *)data, (int)chunk_bytes, state);
+    data += chunk_bytes;
+    bytes -= chunk_bytes;
+  }
+  return ~state;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Argument parsing                                                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Buffers of one call, with how to name shard i in messages ("data[2]", "parity[0]"). */
+typedef struct shard_set {
+  size_t shard_bytes; /* 0 until the first shard is read. */
+  uint8_t *pointers[SHARDS_MAX];
+  napi_value objects[SHARDS_MAX];
+  const char *first_name;  /* Shards 0..second_start-1 are first_name[i]. */
+  const char *second_name; /* The rest are second_name[i - second_start]. */
+  int second_start;
+} shard_set_t;
+
+static void shard_label(const shard_set_t *set, int index, char *label) {
+  if (index < set->second_start) {
+    snprintf(label, LABEL_BYTES_MAX, "%s[%d]", set->first_name, index);
+  } else {
+    snprintf(label, LABEL_BYTES_MAX, "%s[%d]", set->second_name, index - set->second_start);
+  }
+}
+
+static bool get_arguments(napi_env env, napi_callback_info info, size_t count_expected,
+                          napi_value *arguments) {
+  size_t count = count_expected;
+  NAPI_CHECK(env, napi_get_cb_info(env, info, &count, arguments, NULL, NULL), false);
+  /* Missing arguments arrive as undefined, which the readers below reject by name. */
+  return true;
+}
+
+/* An integer argument in [minimum, maximum]. */
+static bool read_integer(napi_env env, napi_value value, const char *name, int minimum,
+                         int maximum, int *result) {
+  napi_valuetype type;
+  NAPI_CHECK(env, napi_typeof(env, value, &type), false);
+  if (type != napi_number) {
+    throw_type_error(env, "%s must be a number", name);
+    return false;
+  }
+  double number = 0;
+  NAPI_CHECK(env, napi_get_value_double(env, value, &number), false);
+  /* The range test comes first so that the cast below is defined (it also rejects NaN). */
+  if (!(number >= minimum && number <= maximum) || (double)(int)number != number) {
+    throw_range_error(env, "%s must be an integer from %d to %d, got %g", name, minimum, maximum,
+                      number);
+    return false;
+  }
+  *result = (int)number;
+  return true;
+}
+
+/* The optional CRC seed: undefined means 0, else an integer in [0, 2^32 - 1]. */
+static bool read_crc_previous(napi_env env, napi_value value, uint32_t *result) {
+  napi_valuetype type;
+  NAPI_CHECK(env, napi_typeof(env, value, &type), false);
+  *result = 0;
+  if (type == napi_undefined) return true;
+  if (type != napi_number) {
+    throw_type_error(env, "previous must be a number (an unsigned 32-bit CRC32C)");
+    return false;
+  }
+  double number = 0;
+  NAPI_CHECK(env, napi_get_value_double(env, value, &number), false);
+  if (!(number >= 0 && number <= (double)UINT32_MAX) || (double)(uint32_t)number != number) {
+    throw_range_error(env, "previous must be an integer from 0 to 4294967295, got %g", number);
+    return false;
+  }
+  *result = (uint32_t)number;
+  return true;
+}
+
+/* dataCount and parityCount, from the first two arguments. */
+static bool read_geometry(napi_env env, const napi_value *arguments, int *k, int *p) {
+  if (!read_integer(env, arguments[0], "dataCount", 1, SHARDS_MAX, k)) return false;
+  if (!read_integer(env, arguments[1], "parityCount", 0, SHARDS_MAX - 1, p)) return false;
+  if (*k + *p > SHARDS_MAX) {
+    throw_range_error(env, "dataCount + parityCount must be at most %d, got %d + %d", SHARDS_MAX,
+                      *k, *p);
+    return false;
+  }
+  return true;
+}
+
+/* A Uint8Array (or Buffer): its memory and length. Returns false without throwing. */
+static bool get_bytes(napi_env env, napi_value value, uint8_t **data, size_t *bytes) {
+  napi_typedarray_type type;
+  void *pointer = NULL;
+  /* Asking for the data pointer makes V8 move an on-heap typed array's bytes off-heap, so the
+   * pointer stays valid while the object lives. A non-typed-array fails with invalid_arg. */
+  napi_status status = napi_get_typedarray_info(env, value, &type, bytes, &pointer, NULL, NULL);
+  if (status != napi_ok || type != napi_uint8_array) return false;
+  *data = pointer;
+  return true;
+}
+
+/* get_bytes for a named argument, throwing a TypeError naming it. */
+static bool read_bytes(napi_env env, napi_value value, const char *name, uint8_t **data,
+                       size_t *bytes) {
+  if (get_bytes(env, value, data, bytes)) return true;
+  throw_type_error(env, "%s must be a Uint8Array", name);
+  return false;
+}
+
+/* Checks one shard's length against the set's (the first shard's, or sets it). Labels are
+ * formatted only on failure: snprintf per shard would double the cost of a small call. */
+static bool check_shard_bytes(napi_env env, shard_set_t *set, int index, size_t bytes) {
+  if (set->shard_bytes != 0 && bytes == set->shard_bytes) return true;
+  char label[LABEL_BYTES_MAX];
+  char first_label[LABEL_BYTES_MAX];
+  shard_label(set, index, label);
+  if (set->shard_bytes == 0) {
+    if (bytes == 0 || bytes > INT_MAX) {
+      throw_range_error(env, "%s has %zu bytes; a shard must have 1 to %d bytes", label, bytes,
+                        INT_MAX);
+      return false;
+    }
+    set->shard_bytes = bytes;
+    return true;
+  }
+  shard_label(set, 0, first_label);
+  throw_range_error(env, "%s has %zu bytes but %s has %zu: all shards must be the same length",
+                    label, bytes, first_label, set->shard_bytes);
+  return false;
+}
+
+/* A JS array of exactly `count` Uint8Arrays of the set's length, stored at `first`... */
+static bool read_shard_array(napi_env env, napi_value array, const char *name, int count,
+                             int first, shard_set_t *set) {
+  bool is_array = false;
+  NAPI_CHECK(env, napi_is_array(env, array, &is_array), false);
+  if (!is_array) {
+    throw_type_error(env, "%s must be an array of %d Uint8Arrays", name, count);
+    return false;
+  }
+  uint32_t length = 0;
+  NAPI_CHECK(env, napi_get_array_length(env, array, &length), false);
+  if (length != (uint32_t)count) {
+    throw_range_error(env, "%s must have %d shards, got %u", name, count, length);
+    return false;
+  }
+  for (int index = 0; index < count; index++) {
+    size_t bytes = 0;
+    napi_value *object = &set->objects[first + index];
+    NAPI_CHECK(env, napi_get_element(env, array, (uint32_t)index, object), false);
+    if (!get_bytes(env, *object, &set->pointers[first + index], &bytes)) {
+      char label[LABEL_BYTES_MAX];
+      shard_label(set, first + index, label);
+      throw_type_error(env, "%s must be a Uint8Array", label);
+      return false;
+    }
+    if (!check_shard_bytes(env, set, first + index, bytes)) return false;
+  }
+  return true;
+}
+
+/* present[]: `count` booleans, returned as a mask with bit i set when shard i is present. */
+static bool read_present(napi_env env, napi_value array, int count, uint32_t *mask) {
+  bool is_array = false;
+  uint32_t length = 0;
+  NAPI_CHECK(env, napi_is_array(env, array, &is_array), false);
+  if (!is_array) {
+    throw_type_error(env, "present must be an array of %d booleans", count);
+    return false;
+  }
+  NAPI_CHECK(env, napi_get_array_length(env, array, &length), false);
+  if (length != (uint32_t)count) {
+    throw_range_error(env, "present must have %d elements, got %u", count, length);
+    return false;
+  }
+  *mask = 0;
+  for (int index = 0; index < count; index++) {
+    napi_value element;
+    bool is_present = false;
+    NAPI_CHECK(env, napi_get_element(env, array, (uint32_t)index, &element), false);
+    if (napi_get_value_bool(env, element, &is_present) != napi_ok) {
+      throw_type_error(env, "present[%d] must be a boolean", index);
+      return false;
+    }
+    if (is_present) *mask |= (uint32_t)1 << index;
+  }
+  return true;
+}
+
+static bool ranges_overlap(const uint8_t *a, const uint8_t *b, size_t bytes) {
+  return a < b + bytes && b < a + bytes;
+}
+
+/* A shard written must share no byte with any other shard of the call: ISA-L would read
+ * half-written input, an async job would race with itself, and a present shard beyond the k
+ * that are read would be silently corrupted. At most 31 x 32 pointer comparisons. */
+static bool check_targets_disjoint(napi_env env, const shard_set_t *set,
+                                   const coding_plan_t *plan) {
+  int shard_count = plan->data_count + plan->parity_count;
+  for (int target = 0; target < plan->target_count; target++) {
+    int written = plan->target_index[target];
+    for (int index = 0; index < shard_count; index++) {
+      if (index == written) continue;
+      if (!ranges_overlap(set->pointers[written], set->pointers[index], set->shard_bytes)) {
+        continue;
+      }
+      char written_label[LABEL_BYTES_MAX];
+      char other_label[LABEL_BYTES_MAX];
+      shard_label(set, written, written_label);
+      shard_label(set, index, other_label);
+      throw_range_error(env, "%s overlaps %s: an output shard must not share memory",
+                        written_label, other_label);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Preparing a Reed-Solomon call (shared by the sync and async entry points)                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Fills `operation` from a plan lookup, after the overlap check; plan NULL if nothing lost. */
+static bool prepare_operation(napi_env env, shard_set_t *set, int k, int p, uint32_t present_mask,
+                              rs_operation_t *operation) {
+  operation->plan = NULL;
+  operation->shard_bytes = set->shard_bytes;
+  memcpy(operation->shards, set->pointers, sizeof operation->shards);
+  if (present_mask == low_bits_mask(k + p)) return true;
+  coding_plan_t *plan = cache_get(env, k, p, present_mask);
+  if (plan == NULL) return false;
+  if (!check_targets_disjoint(env, set, plan)) return false;
+  operation->plan = plan;
+  return true;
+}
+
+/* (k, p, data[], parity[]): encode is "every parity shard lost". */
+static bool prepare_encode(napi_env env, napi_callback_info info, shard_set_t *set,
+                           rs_operation_t *operation, int *shard_count) {
+  napi_value arguments[4];
+  int k = 0;
+  int p = 0;
+  if (!get_arguments(env, info, 4, arguments)) return false;
+  if (!read_geometry(env, arguments, &k, &p)) return false;
+  *set = (shard_set_t){.first_name = "data", .second_name = "parity", .second_start = k};
+  if (!read_shard_array(env, arguments[2], "data", k, 0, set)) return false;
+  if (!read_shard_array(env, arguments[3], "parity", p, k, set)) return false;
+  *shard_count = k + p;
+  return prepare_operation(env, set, k, p, low_bits_mask(k), operation);
+}
+
+/* (k, p, shards[], present[]). */
+static bool prepare_reconstruct(napi_env env, napi_callback_info info, shard_set_t *set,
+                                rs_operation_t *operation, int *shard_count) {
+  napi_value arguments[4];
+  int k = 0;
+  int p = 0;
+  uint32_t present_mask = 0;
+  if (!get_arguments(env, info, 4, arguments)) return false;
+  if (!read_geometry(env, arguments, &k, &p)) return false;
+  *set = (shard_set_t){.first_name = "shards", .second_name = "shards", .second_start = k + p};
+  if (!read_shard_array(env, arguments[2], "shards", k + p, 0, set)) return false;
+  if (!read_present(env, arguments[3], k + p, &present_mask)) return false;
+  int present_count = __builtin_popcount(present_mask);
+  if (present_count < k) {
+    throw_range_error(env, "too few shards present to reconstruct: %d of %d, need %d (dataCount)",
+                      present_count, k + p, k);
+    return false;
+  }
+  *shard_count = k + p;
+  return prepare_operation(env, set, k, p, present_mask, operation);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Async jobs                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum job_kind { JOB_CRC32C, JOB_REED_SOLOMON } job_kind_t;
+
+typedef struct async_job {
+  job_kind_t kind;
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref buffer_refs[SHARDS_MAX]; /* Pins every JS buffer until complete. */
+  int buffer_ref_count;
+  rs_operation_t operation; /* JOB_REED_SOLOMON; holds one plan reference. */
+  const uint8_t *crc_data;  /* JOB_CRC32C. */
+  size_t crc_bytes;
+  uint32_t crc_value; /* The seed, then the result. */
+} async_job_t;
+
+/* Releases everything a job holds; on the JS thread. */
+static void job_free(napi_env env, async_job_t *job) {
+  for (int index = 0; index < job->buffer_ref_count; index++) {
+    napi_delete_reference(env, job->buffer_refs[index]);
+  }
+  plan_release(job->operation.plan);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static async_job_t *job_create(napi_env env, job_kind_t kind) {
+  async_job_t *job = calloc(1, sizeof(async_job_t));
+  if (job == NULL) napi_throw_error(env, NULL, "out of memory creating an async job");
+  if (job != NULL) job->kind = kind;
+  return job;
+}
+
+/* Pins `count` JS objects for the job's lifetime. */
+static bool job_hold(napi_env env, async_job_t *job, const napi_value *objects, int count) {
+  for (int index = 0; index < count; index++) {
+    NAPI_CHECK(env,
+               napi_create_reference(env, objects[index], 1,
+                                     &job->buffer_refs[job->buffer_ref_count]),
+               false);
+    job->buffer_ref_count++;
+  }
+  return true;
+}
+
+/* On a pool thread: touches only pinned buffers and the referenced plan, never napi. */
+static void job_execute(napi_env env, void *data) {
+  (void)env;
+  async_job_t *job = data;
+  if (job->kind == JOB_CRC32C) {
+    job->crc_value = crc32c_compute(job->crc_data, job->crc_bytes, job->crc_value);
+  } else {
+    rs_operation_run(&job->operation);
+  }
+}
+
+/* Back on the JS thread: settle the promise, then release the job. */
+static void job_complete(napi_env env, napi_status status, void *data) {
+  async_job_t *job = data;
+  napi_value result = NULL;
+  napi_value message = NULL;
+  if (status != napi_ok) {
+    napi_create_string_utf8(env, "shmr_isal: async job did not run", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &result);
+    napi_reject_deferred(env, job->deferred, result);
+  } else {
+    if (job->kind == JOB_CRC32C) {
+      napi_create_uint32(env, job->crc_value, &result);
+    } else {
+      napi_get_undefined(env, &result);
+    }
+    napi_resolve_deferred(env, job->deferred, result);
+  }
+  job_free(env, job);
+}
+
+/* Queues a prepared job and returns its promise; on failure frees it and returns NULL. */
+static napi_value job_queue(napi_env env, async_job_t *job, const char *resource_name) {
+  napi_value name;
+  napi_value promise;
+  if (napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, job_execute, job_complete, job, &job->work) !=
+          napi_ok ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
+    throw_napi_failure(env);
+    job_free(env, job);
+    return NULL;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    throw_napi_failure(env);
+    napi_value undefined;
+    napi_get_undefined(env, &undefined);
+    napi_reject_deferred(env, job->deferred, undefined); /* Frees the deferred. */
+    job_free(env, job);
+    return NULL;
+  }
+  return promise;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Exported functions                                                                         */
+/* ---------------------------------------------------------------------------------------- */
+
+static napi_value undefined_value(napi_env env) {
+  napi_value result = NULL;
+  napi_get_undefined(env, &result);
+  return result;
+}
+
+static napi_value export_crc32c(napi_env env, napi_callback_info info) {
+  napi_value arguments[2];
+  uint8_t *data = NULL;
+  size_t bytes = 0;
+  uint32_t previous = 0;
+  napi_value result = NULL;
+  if (!get_arguments(env, info, 2, arguments)) return NULL;
+  if (!read_bytes(env, arguments[0], "data", &data, &bytes)) return NULL;
+  if (!read_crc_previous(env, arguments[1], &previous)) return NULL;
+  NAPI_CHECK(env, napi_create_uint32(env, crc32c_compute(data, bytes, previous), &result), NULL);
+  return result;
+}
+
+static napi_value export_crc32c_async(napi_env env, napi_callback_info info) {
+  napi_value arguments[2];
+  uint8_t *data = NULL;
+  size_t bytes = 0;
+  uint32_t previous = 0;
+  if (!get_arguments(env, info, 2, arguments)) return NULL;
+  if (!read_bytes(env, arguments[0], "data", &data, &bytes)) return NULL;
+  if (!read_crc_previous(env, arguments[1], &previous)) return NULL;
+  async_job_t *job = job_create(env, JOB_CRC32C);
+  if (job == NULL) return NULL;
+  job->crc_data = data;
+  job->crc_bytes = bytes;
+  job->crc_value = previous;
+  if (!job_hold(env, job, &arguments[0], 1)) {
+    job_free(env, job);
+    return NULL;
+  }
+  return job_queue(env, job, "shmr_isal.crc32c");
+}
+
+static napi_value export_rs_prepare(napi_env env, napi_callback_info info) {
+  napi_value arguments[2];
+  int k = 0;
+  int p = 0;
+  if (!get_arguments(env, info, 2, arguments)) return NULL;
+  if (!read_geometry(env, arguments, &k, &p)) return NULL;
+  if (p > 0 && cache_get(env, k, p, low_bits_mask(k)) == NULL) return NULL;
+  return undefined_value(env);
+}
+
+static napi_value export_rs_encode(napi_env env, napi_callback_info info) {
+  shard_set_t set;
+  rs_operation_t operation;
+  int shard_count = 0;
+  if (!prepare_encode(env, info, &set, &operation, &shard_count)) return NULL;
+  rs_operation_run(&operation);
+  return undefined_value(env);
+}
+
+static napi_value export_rs_reconstruct(napi_env env, napi_callback_info info) {
+  shard_set_t set;
+  rs_operation_t operation;
+  int shard_count = 0;
+  if (!prepare_reconstruct(env, info, &set, &operation, &shard_count)) return NULL;
+  rs_operation_run(&operation);
+  return undefined_value(env);
+}
+
+/* The async half of rsEncodeAsync/rsReconstructAsync: pin, reference the plan, queue. */
+static napi_value queue_rs_job(napi_env env, const shard_set_t *set,
+                               const rs_operation_t *operation, int shard_count,
+                               const char *resource_name) {
+  async_job_t *job = job_create(env, JOB_REED_SOLOMON);
+  if (job == NULL) return NULL;
+  job->operation = *operation;
+  if (job->operation.plan != NULL) job->operation.plan->reference_count++;
+  if (!job_hold(env, job, set->objects, shard_count)) {
+    job_free(env, job);
+    return NULL;
+  }
+  return job_queue(env, job, resource_name);
+}
+
+static napi_value export_rs_encode_async(napi_env env, napi_callback_info info) {
+  shard_set_t set;
+  rs_operation_t operation;
+  int shard_count = 0;
+  if (!prepare_encode(env, info, &set, &operation, &shard_count)) return NULL;
+  return queue_rs_job(env, &set, &operation, shard_count, "shmr_isal.rsEncode");
+}
+
+static napi_value export_rs_reconstruct_async(napi_env env, napi_callback_info info) {
+  shard_set_t set;
+  rs_operation_t operation;
+  int shard_count = 0;
+  if (!prepare_reconstruct(env, info, &set, &operation, &shard_count)) return NULL;
+  return queue_rs_job(env, &set, &operation, shard_count, "shmr_isal.rsReconstruct");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Load-time self-test and registration                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/* ISA-L's Cauchy matrix must be 1 / (i xor j) by our own arithmetic, and its SIMD encode must
+ * equal our scalar loop: either fails if a symbol ISA-L uses was interposed (see the top). */
+static const char *self_test(void) {
+  enum { K = 5, P = 3, BYTES = 67 }; /* 67: past ISAL_SHARD_BYTES_MIN, with an odd tail. */
+  uint8_t matrix[(K + P) * K];
+  gf_gen_cauchy1_matrix(matrix, K + P, K);
+  for (int row = K; row < K + P; row++) {
+    for (int column = 0; column < K; column++) {
+      if (matrix[row * K + column] != shmr_gf_inv((uint8_t)(row ^ column))) {
+        return "gf_gen_cauchy1_matrix disagrees with our GF(2^8) arithmetic";
+      }
+    }
+  }
+  uint8_t bytes[K + 2 * P][BYTES];
+  for (int shard = 0; shard < K; shard++) {
+    for (int offset = 0; offset < BYTES; offset++) {
+      bytes[shard][offset] = (uint8_t)(shard * 131 + offset * 7 + 1);
+    }
+  }
+  const char *error = NULL;
+  coding_plan_t *plan = plan_build(K, P, low_bits_mask(K), &error);
+  if (plan == NULL) return error;
+  uint8_t *sources[K];
+  uint8_t *simd_targets[P];
+  uint8_t *scalar_targets[P];
+  for (int shard = 0; shard < K; shard++) sources[shard] = bytes[shard];
+  for (int shard = 0; shard < P; shard++) {
+    simd_targets[shard] = bytes[K + shard];
+    scalar_targets[shard] = bytes[K + P + shard];
+  }
+  ec_encode_data(BYTES, K, P, plan->gf_tables, sources, simd_targets);
+  shmr_gf_apply_scalar(plan->coefficients, K, P, BYTES, sources, scalar_targets);
+  bool is_equal = memcmp(bytes[K], bytes[K + P], (size_t)(P * BYTES)) == 0;
+  plan_release(plan);
+  if (!is_equal) return "ec_encode_data disagrees with our GF(2^8) arithmetic";
+  uint8_t check[] = "123456789";
+  if (crc32c_compute(check, 9, 0) != 0xe3069283u) return "crc32_iscsi check value is wrong";
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  pthread_once(&gf_tables_once, shmr_gf_tables_init);
+  const char *failure = self_test();
+  if (failure != NULL) {
+    char message[MESSAGE_BYTES_MAX];
+    snprintf(message, sizeof message, "shmr_isal self-test failed: %s", failure);
+    napi_throw_error(env, NULL, message);
+    return NULL;
+  }
+  addon_state_t *state = calloc(1, sizeof(addon_state_t));
+  if (state == NULL) {
+    napi_throw_error(env, NULL, "shmr_isal: out of memory");
+    return NULL;
+  }
+  if (napi_set_instance_data(env, state, addon_state_finalize, NULL) != napi_ok) {
+    free(state);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  napi_property_descriptor properties[] = {
+      {"crc32c", NULL, export_crc32c, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"crc32cAsync", NULL, export_crc32c_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rsPrepare", NULL, export_rs_prepare, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rsEncode", NULL, export_rs_encode, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rsEncodeAsync", NULL, export_rs_encode_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rsReconstruct", NULL, export_rs_reconstruct, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rsReconstructAsync", NULL, export_rs_reconstruct_async, NULL, NULL, NULL,
+       napi_enumerable, NULL},
+  };
+  NAPI_CHECK(env,
+             napi_define_properties(env, exports, sizeof properties / sizeof properties[0],
+                                    properties),
+             NULL);
+  return exports;
+}

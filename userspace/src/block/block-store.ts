@@ -1,0 +1,350 @@
+/**
+ * BlockStore: a block of a file <-> its shards in the buckets of a pool.
+ *
+ * Write ordering (crash safety): a block is written as shard files under a fresh generation,
+ * never over the previous ones; only after every shard is written (and, when asked, fsynced
+ * together with its directory) does the caller commit the new block record, and only after
+ * that commit are the old generation's files deleted. A crash at any point leaves the old or
+ * the new block complete and referenced; stray files of an uncommitted generation are
+ * harmless orphans (fsck lists them).
+ *
+ * Invariants:
+ * - Erasure shards are all `shardBytes` = ceil(dataBytes / dataShards) long; the last data
+ *   shard is padded with zeros, which are part of its payload and checksums.
+ * - A read returns only verified bytes, or throws: EIO is better than garbage.
+ */
+import { fsync, open, close, constants } from 'node:fs';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { assert } from '../assert.js';
+import { Errno, FsError, fromSystemError } from '../errno.js';
+import { formatTopology, parseTopology, shardCount, type TopologySpec } from '../config/index.js';
+import { encodeShardPrefix, shardGeometry, Topology } from '../layout/index.js';
+import { ReedSolomon } from '../erasure/index.js';
+import type { BlockRecord } from '../meta/index.js';
+import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
+import { deleteShardFile, writeShardFile, type ShardLocation, type ShardReader } from './shard-io.js';
+import { ShardError } from './shard-error.js';
+
+const openAsync = promisify(open);
+const closeAsync = promisify(close);
+const fsyncAsync = promisify(fsync);
+
+/** Erasure blocks at least this large are encoded on the libuv thread pool. */
+const ENCODE_ASYNC_BYTES_MIN = 256 * 1024;
+
+/** A block to write. `data` holds the block's bytes [0, dataBytes) and room for padding. */
+export interface BlockWrite {
+  readonly ino: number;
+  readonly blockIndex: number;
+  readonly blockBytes: number;
+  readonly dataBytes: number;
+  readonly data: Buffer;
+  readonly pool: Pool;
+  /** fsync shard files and their directories before returning. */
+  readonly sync: boolean;
+}
+
+/** Something went wrong with a shard that the store worked around or gave up on. */
+export interface ShardEvent {
+  readonly error: ShardError;
+  readonly block: BlockRecord;
+}
+
+/** Bytes of padding room a block buffer needs beyond `blockBytes` for erasure shards. */
+export const BLOCK_PADDING_BYTES = 64;
+
+export class BlockStore {
+  readonly #pools: Pools;
+  readonly #reader: ShardReader;
+  readonly #codecs = new Map<string, ReedSolomon>();
+  readonly #topologies = new Map<string, TopologySpec>();
+  #generation: number;
+  /** Called for every shard failure, with the block it belongs to (logging, counters). */
+  onShardError: (event: ShardEvent) => void = () => undefined;
+  /** Called once per pool the first time a block has to double up shards in one bucket. */
+  onDoubledUp: (pool: string) => void = () => undefined;
+
+  constructor(pools: Pools, reader: ShardReader, generationFloor: number) {
+    this.#pools = pools;
+    this.#reader = reader;
+    // Microseconds of wall time: above every generation a previous process could have used.
+    this.#generation = Math.max(generationFloor + 1, Date.now() * 1000);
+  }
+
+  /**
+   * Writes the shards of a block and returns its (not yet committed) record. Throws ENOSPC when
+   * no bucket has room after trying the others, EIO when no bucket is usable.
+   */
+  async write(input: BlockWrite): Promise<BlockRecord> {
+    assert(input.dataBytes > 0);
+    assert(input.dataBytes <= input.blockBytes);
+    const topology = input.pool.topology;
+    const payloads = await this.#payloads(input, topology);
+    for (let attempt = 0; ; attempt++) {
+      const generation = this.#generation++;
+      try {
+        return await this.#writeShards(input, { payloads, topology, generation });
+      } catch (error) {
+        // A name taken by a stray file of an earlier process: retry under a new generation.
+        if ((error as { code?: string }).code !== 'EEXIST' || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  async #payloads(input: BlockWrite, topology: TopologySpec): Promise<Buffer[]> {
+    const data = input.data.subarray(0, input.dataBytes);
+    if (topology.kind === 'single') return [data];
+    if (topology.kind === 'mirror') return Array.from({ length: topology.copies }, () => data);
+    const shardBytes = Math.ceil(input.dataBytes / topology.data);
+    const paddedBytes = shardBytes * topology.data;
+    assert(input.data.byteLength >= paddedBytes);
+    input.data.fill(0, input.dataBytes, paddedBytes);
+    const dataShards = Array.from({ length: topology.data }, (_, index) =>
+      input.data.subarray(index * shardBytes, (index + 1) * shardBytes));
+    // Parity buffers are per block: they live until the shard files are written.
+    const parityShards = Array.from({ length: topology.parity }, () => Buffer.allocUnsafeSlow(shardBytes));
+    const codec = this.#codec(topology.data, topology.parity);
+    if (paddedBytes >= ENCODE_ASYNC_BYTES_MIN) await codec.encodeAsync(dataShards, parityShards);
+    else codec.encode(dataShards, parityShards);
+    return [...dataShards, ...parityShards];
+  }
+
+  async #writeShards(
+    input: BlockWrite,
+    plan: { payloads: Buffer[]; topology: TopologySpec; generation: number },
+  ): Promise<BlockRecord> {
+    const { payloads, topology, generation } = plan;
+    const shardBytes = payloads[0]?.byteLength ?? 0;
+    const placement = placeShards(input.pool.buckets, payloads.length, { shardBytes });
+    if (placement.isDoubledUp) this.onDoubledUp(input.pool.name);
+    const chosen = [...placement.buckets];
+    const written: string[] = [];
+    try {
+      await Promise.all(payloads.map(async (payload, shardIndex) => {
+        chosen[shardIndex] = await this.#writeOneShard(input, {
+          topology, generation, shardIndex, payload, chosen, written,
+        });
+      }));
+      if (input.sync) await syncDirectories(written);
+    } catch (error) {
+      await Promise.all(written.map((path) => deleteShardFile(path).catch(() => undefined)));
+      throw error;
+    }
+    return {
+      ino: input.ino, blockIndex: input.blockIndex, pool: input.pool.name,
+      topology: formatTopology(topology), generation, dataBytes: input.dataBytes,
+      buckets: chosen.map((bucket) => bucket.name),
+    };
+  }
+
+  /** Writes one shard, moving to another bucket when one is full or failing. */
+  async #writeOneShard(
+    input: BlockWrite,
+    shard: {
+      topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer;
+      chosen: Bucket[]; written: string[];
+    },
+  ): Promise<Bucket> {
+    const excluded = new Set<string>();
+    let bucket = shard.chosen[shard.shardIndex];
+    assert(bucket !== undefined);
+    const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shard.generation, shardIndex: shard.shardIndex };
+    const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
+    encodeShardPrefix({
+      topology: topologyCode(shard.topology), shard_index: shard.shardIndex,
+      data_shards: shard.topology.kind === 'erasure' ? shard.topology.data : shardCount(shard.topology),
+      parity_shards: shard.topology.kind === 'erasure' ? shard.topology.parity : 0,
+      ino: BigInt(input.ino), block_index: BigInt(input.blockIndex),
+      generation: BigInt(shard.generation), block_bytes: input.blockBytes,
+      data_bytes: input.dataBytes, payload_bytes: shard.payload.byteLength,
+    }, shard.payload, prefix);
+    for (;;) {
+      const path = bucket.shardPath(name);
+      try {
+        await bucket.ensureDirectory(name);
+        await writeShardFile(path, { prefix, payload: shard.payload, sync: input.sync });
+        shard.written.push(path);
+        bucket.consume(prefix.byteLength + shard.payload.byteLength);
+        return bucket;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === 'EEXIST') throw error;
+        if (code === 'ENOSPC' || code === 'EDQUOT') bucket.consume(Number.MAX_SAFE_INTEGER);
+        else bucket.markFailed(`write ${path}: ${(error as Error).message}`);
+        excluded.add(bucket.name);
+        bucket = this.#alternative(input.pool, shard.chosen, excluded, shard.payload.byteLength, error);
+      }
+    }
+  }
+
+  #alternative(pool: Pool, chosen: Bucket[], excluded: Set<string>, shardBytes: number, cause: unknown): Bucket {
+    const inUse = new Set(chosen.map((bucket) => bucket.name));
+    const candidates = pool.buckets.filter((bucket) => !inUse.has(bucket.name));
+    try {
+      const [next] = placeShards(candidates.length > 0 ? candidates : pool.buckets, 1, { shardBytes, excluded }).buckets;
+      assert(next !== undefined);
+      return next;
+    } catch (error) {
+      // The failure that took the last bucket out is more telling than "no bucket left".
+      throw fromSystemError(cause, 'write shard', `no other bucket in pool ${pool.name} (${String(error)})`);
+    }
+  }
+
+  /**
+   * Copies block bytes [start, end) of `block` into `target` at `targetOffset`: bytes past
+   * `dataBytes` read as zeros. Reads another copy or rebuilds from parity when a shard fails;
+   * throws FsError EIO when the block cannot be read correctly.
+   */
+  async read(
+    block: BlockRecord,
+    range: { start: number; end: number },
+    target: Buffer,
+    targetOffset: number,
+  ): Promise<void> {
+    assert(range.start >= 0);
+    assert(range.end >= range.start);
+    const dataEnd = Math.min(range.end, block.dataBytes);
+    if (dataEnd < range.end) {
+      const zeroFrom = Math.max(range.start, block.dataBytes);
+      target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
+    }
+    if (dataEnd <= range.start) return;
+    const topology = this.#topology(block.topology);
+    const dataRange = { start: range.start, end: dataEnd };
+    if (topology.kind === 'erasure') {
+      await this.#readErasure(block, topology, dataRange, { target, targetOffset });
+    } else {
+      await this.#readCopies(block, dataRange, target, targetOffset);
+    }
+  }
+
+  async #readCopies(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
+    let lastError: ShardError | undefined;
+    for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
+      try {
+        await this.#reader.readRange(this.location(block, shardIndex), range, target, targetOffset);
+        return;
+      } catch (error) {
+        if (!(error instanceof ShardError)) throw error;
+        lastError = error;
+        this.onShardError({ error, block });
+      }
+    }
+    throw new FsError(Errno.EIO, 'read block',
+      `no readable copy of block ${block.blockIndex} of inode ${block.ino}: ${lastError?.message ?? ''}`);
+  }
+
+  async #readErasure(
+    block: BlockRecord,
+    topology: { data: number; parity: number },
+    range: { start: number; end: number },
+    output: { target: Buffer; targetOffset: number },
+  ): Promise<void> {
+    const shardBytes = Math.ceil(block.dataBytes / topology.data);
+    const first = Math.floor(range.start / shardBytes);
+    const last = Math.floor((range.end - 1) / shardBytes);
+    try {
+      await Promise.all(Array.from({ length: last - first + 1 }, (_, offset) => {
+        const shardIndex = first + offset;
+        const shardStart = shardIndex * shardBytes;
+        const start = Math.max(range.start, shardStart) - shardStart;
+        const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
+        const targetAt = output.targetOffset + shardStart + start - range.start;
+        return this.#reader.readRange(this.location(block, shardIndex), { start, end }, output.target, targetAt);
+      }));
+      return;
+    } catch (error) {
+      if (!(error instanceof ShardError)) throw error;
+      this.onShardError({ error, block });
+    }
+    const whole = await this.#reconstruct(block, topology, shardBytes);
+    whole.copy(output.target, output.targetOffset, range.start, range.end);
+  }
+
+  /** Reads every shard it can and rebuilds the block's data; throws EIO beyond tolerance. */
+  async #reconstruct(block: BlockRecord, topology: { data: number; parity: number }, shardBytes: number): Promise<Buffer> {
+    const shardTotal = topology.data + topology.parity;
+    const shards = Array.from({ length: shardTotal }, () => Buffer.allocUnsafeSlow(shardBytes));
+    const present = await Promise.all(shards.map(async (shard, shardIndex) => {
+      try {
+        await this.#reader.readRange(this.location(block, shardIndex), { start: 0, end: shardBytes }, shard, 0);
+        return true;
+      } catch (error) {
+        if (!(error instanceof ShardError)) throw error;
+        this.onShardError({ error, block });
+        return false;
+      }
+    }));
+    const presentCount = present.filter(Boolean).length;
+    if (presentCount < topology.data) {
+      const missing = present.flatMap((isPresent, index) => (isPresent ? [] : [index]));
+      throw new FsError(Errno.EIO, 'read block',
+        `block ${block.blockIndex} of inode ${block.ino}: ${missing.length} of ${shardTotal} shards ` +
+          `lost (${missing.join(',')}), at most ${topology.parity} can be rebuilt`);
+    }
+    await this.#codec(topology.data, topology.parity).reconstructAsync(shards, present);
+    const whole = Buffer.allocUnsafeSlow(shardBytes * topology.data);
+    for (let index = 0; index < topology.data; index++) shards[index]?.copy(whole, index * shardBytes);
+    return whole;
+  }
+
+  /** Where shard `shardIndex` of `block` lives. */
+  location(block: BlockRecord, shardIndex: number): ShardLocation {
+    const bucketName = block.buckets[shardIndex];
+    assert(bucketName !== undefined);
+    const bucket = this.#pools.bucket(bucketName);
+    const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };
+    if (bucket === undefined) {
+      return { bucket: bucketName, path: `<bucket ${bucketName} not in config>`, name };
+    }
+    return { bucket: bucketName, path: bucket.shardPath(name), name };
+  }
+
+  /** Deletes the shard files of a block that is no longer referenced. */
+  async delete(block: BlockRecord): Promise<void> {
+    await Promise.all(block.buckets.map(async (_, shardIndex) => {
+      const location = this.location(block, shardIndex);
+      this.#reader.forget(location.path);
+      await deleteShardFile(location.path).catch(() => undefined);
+    }));
+  }
+
+  #codec(dataCount: number, parityCount: number): ReedSolomon {
+    const key = `${dataCount}+${parityCount}`;
+    let codec = this.#codecs.get(key);
+    if (codec === undefined) {
+      codec = new ReedSolomon(dataCount, parityCount);
+      this.#codecs.set(key, codec);
+    }
+    return codec;
+  }
+
+  #topology(text: string): TopologySpec {
+    let topology = this.#topologies.get(text);
+    if (topology === undefined) {
+      const parsed = parseTopology(text);
+      if (typeof parsed === 'string') throw new FsError(Errno.EIO, 'read block', `bad topology in metadata: ${parsed}`);
+      topology = parsed;
+      this.#topologies.set(text, topology);
+    }
+    return topology;
+  }
+}
+
+function topologyCode(topology: TopologySpec): number {
+  return Topology[topology.kind];
+}
+
+/** fsyncs each distinct directory of the given files, so their entries are durable. */
+async function syncDirectories(paths: readonly string[]): Promise<void> {
+  const directories = [...new Set(paths.map((path) => dirname(path)))];
+  await Promise.all(directories.map(async (directory) => {
+    const fd = await openAsync(directory, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await fsyncAsync(fd);
+    } finally {
+      await closeAsync(fd);
+    }
+  }));
+}

@@ -1,0 +1,4 @@
+/** block: file blocks <-> shards in buckets, with checksums, copies and parity. */
+export * from './block-store.js';
+export * from './shard-error.js';
+export * from './shard-io.js';

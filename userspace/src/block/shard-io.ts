@@ -1,0 +1,256 @@
+/**
+ * Shard I/O: writing shard files and reading verified ranges of their payloads.
+ *
+ * Invariants:
+ * - A shard file is created with O_EXCL and written completely (prefix, then payload) before
+ *   anything refers to it; a failed write removes the partial file.
+ * - No payload byte is returned before the checksum of every chunk it lies in has matched the
+ *   shard's verified chunk table, and the header names the expected inode, block, generation
+ *   and shard (a misdirected or stale file is corrupt, not data).
+ */
+import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
+import { promisify } from 'node:util';
+import { assert } from '../assert.js';
+import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
+import {
+  decodeShardPrefix, findBadChunk, ShardHeader, type ShardPrefix, u64ToNumber,
+} from '../layout/index.js';
+import type { FdCache, ShardName } from '../pool/index.js';
+import { ScratchPool } from './scratch.js';
+import { ShardError } from './shard-error.js';
+
+const openAsync = promisify(open);
+const closeAsync = promisify(close);
+const fsyncAsync = promisify(fsync);
+const unlinkAsync = promisify(unlink);
+
+/** Bytes read for a prefix on first access; a longer chunk table is read in a second call. */
+const PREFIX_PROBE_BYTES = 4096;
+
+/** A shard to read: where it is, and what its header must say. */
+export interface ShardLocation {
+  readonly bucket: string;
+  readonly path: string;
+  readonly name: ShardName;
+}
+
+function writevAsync(fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    writev(fd, buffers, position, (error, bytesWritten) => {
+      if (error !== null) reject(error);
+      else resolve(bytesWritten);
+    });
+  });
+}
+
+function readAsync(fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buffer, offset, length, position, (error, bytesRead) => {
+      if (error !== null) reject(error);
+      else resolve(bytesRead);
+    });
+  });
+}
+
+/** Writes a whole shard file; removes it again if any step fails. */
+export async function writeShardFile(
+  path: string,
+  parts: { prefix: Buffer; payload: Uint8Array; sync: boolean },
+): Promise<void> {
+  const fd = await openAsync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  try {
+    await writeAll(fd, [parts.prefix, parts.payload]);
+    if (parts.sync) await fsyncAsync(fd);
+  } catch (error) {
+    await closeAsync(fd).catch(() => undefined);
+    await unlinkAsync(path).catch(() => undefined);
+    throw error;
+  }
+  await closeAsync(fd);
+}
+
+async function writeAll(fd: number, buffers: Uint8Array[]): Promise<void> {
+  let pending = buffers.filter((buffer) => buffer.byteLength > 0);
+  let position = 0;
+  while (pending.length > 0) {
+    const written = await writevAsync(fd, pending, position);
+    assert(written > 0);
+    position += written;
+    pending = advance(pending, written);
+  }
+}
+
+function advance(buffers: Uint8Array[], bytes: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  let skip = bytes;
+  for (const buffer of buffers) {
+    if (skip >= buffer.byteLength) {
+      skip -= buffer.byteLength;
+      continue;
+    }
+    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return rest;
+}
+
+/** Removes a shard file; a file already gone is fine. */
+export async function deleteShardFile(path: string): Promise<void> {
+  try {
+    await unlinkAsync(path);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error;
+  }
+}
+
+/** Reads verified payload ranges of shard files through a descriptor cache. */
+export class ShardReader {
+  readonly #fds: FdCache;
+  readonly #prefixes = new Map<string, ShardPrefix>();
+  readonly #scratch = new ScratchPool(IO_REQUEST_BYTES_MAX + 2 * CHUNK_BYTES);
+
+  constructor(fds: FdCache) {
+    this.#fds = fds;
+  }
+
+  /** Forgets cached state of a deleted or replaced shard file. */
+  forget(path: string): void {
+    this.#prefixes.delete(path);
+    this.#fds.forget(path);
+  }
+
+  /** The verified prefix of a shard (cached). Throws ShardError. */
+  async prefix(location: ShardLocation): Promise<ShardPrefix> {
+    const held = await this.#acquire(location);
+    try {
+      return await this.#prefixOf(location, held.fd);
+    } finally {
+      this.#fds.release(held);
+    }
+  }
+
+  /**
+   * Copies payload bytes [start, end) of the shard into `target` at `targetOffset`, after
+   * verifying every chunk they lie in. Throws ShardError.
+   */
+  async readRange(
+    location: ShardLocation,
+    range: { start: number; end: number },
+    target: Buffer,
+    targetOffset: number,
+  ): Promise<void> {
+    assert(range.start >= 0);
+    assert(range.end > range.start);
+    const held = await this.#acquire(location);
+    try {
+      const prefix = await this.#prefixOf(location, held.fd);
+      const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
+      if (range.end > payloadBytes) {
+        throw corrupt(location, `payload has ${payloadBytes} bytes, ${range.end} needed`);
+      }
+      const chunkStart = Math.floor(range.start / chunkBytes) * chunkBytes;
+      const chunkEnd = Math.min(Math.ceil(range.end / chunkBytes) * chunkBytes, payloadBytes);
+      const isAligned = chunkStart === range.start && chunkEnd === range.end;
+      const length = chunkEnd - chunkStart;
+      const useScratch = !isAligned;
+      assert(!useScratch || length <= this.#scratch.bufferBytes);
+      const buffer = useScratch ? this.#scratch.acquire() : target;
+      const bufferOffset = useScratch ? 0 : targetOffset;
+      try {
+        const view = buffer.subarray(bufferOffset, bufferOffset + length);
+        await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + chunkStart);
+        const bad = findBadChunk(prefix, view, chunkStart / chunkBytes);
+        if (bad >= 0) throw corrupt(location, `chunk ${bad} does not match its checksum`);
+        if (useScratch) {
+          buffer.copy(target, targetOffset, range.start - chunkStart, range.end - chunkStart);
+        }
+      } finally {
+        if (useScratch) this.#scratch.release(buffer);
+      }
+    } finally {
+      this.#fds.release(held);
+    }
+  }
+
+  async #acquire(location: ShardLocation) {
+    try {
+      return await this.#fds.acquire(location.path);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const kind = code === 'ENOENT' ? 'missing' : 'io';
+      throw new ShardError({ kind, bucket: location.bucket, path: location.path, detail: String(code) });
+    }
+  }
+
+  async #readExactly(location: ShardLocation, fd: number, view: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < view.byteLength) {
+      let bytesRead: number;
+      try {
+        bytesRead = await readAsync(fd, view, done, view.byteLength - done, position + done);
+      } catch (error) {
+        throw new ShardError({
+          kind: 'io', bucket: location.bucket, path: location.path, detail: (error as Error).message,
+        });
+      }
+      if (bytesRead === 0) throw corrupt(location, `file ends ${view.byteLength - done} bytes early`);
+      done += bytesRead;
+    }
+  }
+
+  async #prefixOf(location: ShardLocation, fd: number): Promise<ShardPrefix> {
+    const cached = this.#prefixes.get(location.path);
+    if (cached !== undefined) return cached;
+    let probe = Buffer.allocUnsafe(PREFIX_PROBE_BYTES);
+    let bytesRead = await this.#readPrefixBytes(location, fd, probe);
+    let decoded = decodeShardPrefix(probe.subarray(0, bytesRead));
+    if (!decoded.ok && decoded.kind === 'short' && decoded.field === 'chunk_table') {
+      probe = Buffer.allocUnsafe(Number(decoded.detail));
+      bytesRead = await this.#readPrefixBytes(location, fd, probe);
+      decoded = decodeShardPrefix(probe.subarray(0, bytesRead));
+    }
+    if (!decoded.ok) {
+      throw corrupt(location, `header ${decoded.kind} (${decoded.field}: ${decoded.detail})`);
+    }
+    checkIdentity(location, decoded.value);
+    if (this.#prefixes.size >= CHUNK_TABLES_MAX) {
+      const oldest = this.#prefixes.keys().next().value;
+      if (oldest !== undefined) this.#prefixes.delete(oldest);
+    }
+    this.#prefixes.set(location.path, decoded.value);
+    return decoded.value;
+  }
+
+  async #readPrefixBytes(location: ShardLocation, fd: number, buffer: Buffer): Promise<number> {
+    try {
+      let done = 0;
+      while (done < buffer.byteLength) {
+        const bytesRead = await readAsync(fd, buffer, done, buffer.byteLength - done, done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done;
+    } catch (error) {
+      throw new ShardError({
+        kind: 'io', bucket: location.bucket, path: location.path, detail: (error as Error).message,
+      });
+    }
+  }
+}
+
+function checkIdentity(location: ShardLocation, prefix: ShardPrefix): void {
+  const { header } = prefix;
+  const { name } = location;
+  const matches =
+    u64ToNumber(header.ino) === name.ino &&
+    u64ToNumber(header.block_index) === name.blockIndex &&
+    u64ToNumber(header.generation) === name.generation &&
+    header.shard_index === name.shardIndex;
+  if (!matches) throw corrupt(location, 'header names another shard (misdirected file)');
+}
+
+function corrupt(location: ShardLocation, detail: string): ShardError {
+  return new ShardError({ kind: 'corrupt', bucket: location.bucket, path: location.path, detail });
+}
+
+assert(PREFIX_PROBE_BYTES >= ShardHeader.sizeBytes);

@@ -1,0 +1,150 @@
+/**
+ * BlockCache: whole blocks of files held in memory, dirty (written, not yet stored) or clean
+ * (identical to what is stored), in least-recently-used order. It does no I/O: the file layer
+ * loads, flushes and evicts through it.
+ *
+ * Invariants:
+ * - `bytes` is the sum of the buffer sizes of all entries.
+ * - Only clean, idle entries are evicted; a dirty or flushing entry stays until stored.
+ * - A buffer is owned by exactly one entry; buffers of evicted entries go back to a free list
+ *   per size, so steady-state writing does not allocate.
+ */
+import { assert } from '../assert.js';
+
+export type CachedBlockState = 'loading' | 'clean' | 'dirty' | 'flushing';
+
+/** One cached block. `buffer` holds the block's bytes [0, dataBytes). */
+export interface CachedBlock {
+  readonly ino: number;
+  readonly blockIndex: number;
+  readonly blockBytes: number;
+  readonly buffer: Buffer;
+  dataBytes: number;
+  state: CachedBlockState;
+  /** When the entry last went from clean to dirty, for age-based flushing. */
+  dirtySinceMs: number;
+  /** Settles when the current load or flush ends. */
+  settled: Promise<void> | undefined;
+}
+
+const FREE_BUFFERS_PER_SIZE_MAX = 16;
+
+export class BlockCache {
+  readonly #entries = new Map<string, CachedBlock>();
+  readonly #byInode = new Map<number, Set<CachedBlock>>();
+  readonly #free = new Map<number, Buffer[]>();
+  readonly #paddingBytes: number;
+  bytes = 0;
+  dirtyBytes = 0;
+
+  constructor(options: { paddingBytes: number }) {
+    this.#paddingBytes = options.paddingBytes;
+  }
+
+  get(ino: number, blockIndex: number): CachedBlock | undefined {
+    const key = keyOf(ino, blockIndex);
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) {
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  /** Adds a new entry in state `loading` with a buffer of `blockBytes` + padding. */
+  insert(ino: number, blockIndex: number, blockBytes: number): CachedBlock {
+    const key = keyOf(ino, blockIndex);
+    assert(!this.#entries.has(key));
+    const entry: CachedBlock = {
+      ino, blockIndex, blockBytes, buffer: this.#allocate(blockBytes + this.#paddingBytes),
+      dataBytes: 0, state: 'loading', dirtySinceMs: 0, settled: undefined,
+    };
+    this.#entries.set(key, entry);
+    let set = this.#byInode.get(ino);
+    if (set === undefined) {
+      set = new Set();
+      this.#byInode.set(ino, set);
+    }
+    set.add(entry);
+    this.bytes += entry.buffer.byteLength;
+    return entry;
+  }
+
+  /** Marks an entry dirty (accounting for dirty bytes once). */
+  markDirty(entry: CachedBlock, nowMs: number): void {
+    assert(entry.state === 'clean' || entry.state === 'dirty' || entry.state === 'loading');
+    if (entry.state !== 'dirty') {
+      entry.state = 'dirty';
+      entry.dirtySinceMs = nowMs;
+      this.dirtyBytes += entry.buffer.byteLength;
+    }
+  }
+
+  /** Moves a dirty entry to flushing; its buffer must not change until `finishFlush`. */
+  startFlush(entry: CachedBlock): void {
+    assert.equal(entry.state, 'dirty');
+    entry.state = 'flushing';
+  }
+
+  /** Ends a flush: clean when stored, dirty again when it failed. */
+  finishFlush(entry: CachedBlock, isStored: boolean): void {
+    assert.equal(entry.state, 'flushing');
+    if (isStored) {
+      entry.state = 'clean';
+      this.dirtyBytes -= entry.buffer.byteLength;
+      assert(this.dirtyBytes >= 0);
+    } else {
+      entry.state = 'dirty';
+    }
+  }
+
+  /** Removes an entry that is not flushing; its buffer is recycled. */
+  remove(entry: CachedBlock): void {
+    assert(entry.state !== 'flushing');
+    const key = keyOf(entry.ino, entry.blockIndex);
+    assert(this.#entries.get(key) === entry);
+    this.#entries.delete(key);
+    this.#byInode.get(entry.ino)?.delete(entry);
+    if (this.#byInode.get(entry.ino)?.size === 0) this.#byInode.delete(entry.ino);
+    if (entry.state === 'dirty') this.dirtyBytes -= entry.buffer.byteLength;
+    this.bytes -= entry.buffer.byteLength;
+    this.#recycle(entry.buffer);
+  }
+
+  /** Entries of one inode. */
+  entriesOf(ino: number): CachedBlock[] {
+    return [...(this.#byInode.get(ino) ?? [])];
+  }
+
+  /** Dirty entries, least recently used first. */
+  dirtyEntries(): CachedBlock[] {
+    return [...this.#entries.values()].filter((entry) => entry.state === 'dirty');
+  }
+
+  /** Evicts clean entries, least recently used first, until `bytes` <= `bytesMax`. */
+  evictClean(bytesMax: number): void {
+    for (const entry of this.#entries.values()) {
+      if (this.bytes <= bytesMax) return;
+      if (entry.state === 'clean') this.remove(entry);
+    }
+  }
+
+  #allocate(bufferBytes: number): Buffer {
+    const recycled = this.#free.get(bufferBytes)?.pop();
+    // allocUnsafeSlow: never carved from Node's shared pool, so it aliases nothing.
+    return recycled ?? Buffer.allocUnsafeSlow(bufferBytes);
+  }
+
+  #recycle(buffer: Buffer): void {
+    let list = this.#free.get(buffer.byteLength);
+    if (list === undefined) {
+      list = [];
+      this.#free.set(buffer.byteLength, list);
+    }
+    if (list.length < FREE_BUFFERS_PER_SIZE_MAX) list.push(buffer);
+  }
+}
+
+function keyOf(ino: number, blockIndex: number): string {
+  return `${ino}:${blockIndex}`;
+}

@@ -1,0 +1,106 @@
+/**
+ * The `shmr` command line. Every subcommand takes `--config FILE` (default: the embedded demo
+ * config, with its folders under the current directory).
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { ConfigError, defaultConfig, loadConfigFile, type Config } from '../config/index.js';
+import { FsError } from '../errno.js';
+import { runMount } from '../daemon/mount.js';
+import { daemonOf, isAlive } from '../daemon/runtime.js';
+
+const execFileAsync = promisify(execFile);
+const UNMOUNT_WAIT_MS_MAX = 120_000;
+
+const HELP = `shmr: a tiered, erasure-coded filesystem for SMR drives
+
+Usage:
+  shmr mount [--config FILE]      mount and serve in the foreground until unmounted
+                                  (SIGINT/SIGTERM: store everything, unmount, exit 0)
+  shmr unmount MOUNTPOINT         unmount from another shell and wait for the daemon
+  shmr --help | --version
+
+Without --config, the embedded default config is used: a demo filesystem with
+its mount point ./mnt and its data under ./data in the current directory.
+`;
+
+/** Runs the command line; resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version') {
+    process.stdout.write('shmr 0.1.0\n');
+    return 0;
+  }
+  if (command === 'mount') return mountCommand(rest);
+  if (command === 'unmount' || command === 'umount') return unmountCommand(rest);
+  process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
+  return 2;
+}
+
+/** Loads --config FILE, or the embedded default with its folders created. */
+export function configFrom(path: string | undefined): Config {
+  if (path !== undefined) return loadConfigFile(path);
+  const base = process.cwd();
+  const draft = defaultConfig(base, { checkPaths: false });
+  mkdirSync(draft.mountDir, { recursive: true });
+  for (const pool of draft.pools.values()) {
+    for (const bucket of pool.buckets) mkdirSync(bucket.path, { recursive: true });
+  }
+  return defaultConfig(base, { checkPaths: true });
+}
+
+async function mountCommand(args: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...args], options: { config: { type: 'string', short: 'c' } }, allowPositionals: false,
+  });
+  const config = configFrom(values.config);
+  return runMount(config);
+}
+
+async function unmountCommand(args: readonly string[]): Promise<number> {
+  const { positionals } = parseArgs({ args: [...args], options: {}, allowPositionals: true });
+  const [target] = positionals;
+  if (target === undefined) {
+    process.stderr.write('shmr unmount: missing MOUNTPOINT\n');
+    return 2;
+  }
+  const mountpoint = resolve(target);
+  const pid = daemonOf(mountpoint);
+  try {
+    await execFileAsync('fusermount3', ['-u', mountpoint]);
+  } catch (error) {
+    const stderr = String((error as { stderr?: string }).stderr ?? (error as Error).message).trim();
+    process.stderr.write(`shmr unmount: cannot unmount ${mountpoint}: ${stderr}\n`);
+    return 1;
+  }
+  if (pid !== undefined) {
+    const deadline = Date.now() + UNMOUNT_WAIT_MS_MAX;
+    while (isAlive(pid) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 100));
+    if (isAlive(pid)) {
+      process.stderr.write(`shmr unmount: daemon ${pid} still running after ${UNMOUNT_WAIT_MS_MAX / 1000} s\n`);
+      return 1;
+    }
+  }
+  process.stdout.write(`unmounted ${mountpoint}\n`);
+  return 0;
+}
+
+/** Prints an expected failure as one clear message; anything else with its stack. */
+export function reportFailure(error: unknown): number {
+  if (error instanceof ConfigError || error instanceof FsError) {
+    process.stderr.write(`shmr: ${error.message}\n`);
+    return 1;
+  }
+  if (error instanceof Error && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`shmr: ${error.message}\n`);
+    return 2;
+  }
+  process.stderr.write(`shmr: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  return 1;
+}

@@ -1,0 +1,304 @@
+/**
+ * config: loads, validates and resolves a shmr config file into a frozen `Config`.
+ *
+ * Invariants:
+ * - A returned Config is fully valid: every pool resolvable, every bucket path an existing
+ *   writable directory, block sizes powers of two in range, topologies satisfiable.
+ * - Validation has no side effects: nothing is created on disk for an invalid config.
+ * - Relative paths resolve against the config file's folder (the embedded default: the
+ *   current directory).
+ */
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { BLOCK_BYTES_MAX, BLOCK_BYTES_MIN } from '../limits.js';
+import { CONFIG_SCHEMA } from './schema.js';
+import { parseTopology, shardCount, type TopologySpec } from './topology.js';
+import { formatSize, parseDuration, parseSize } from './units.js';
+
+export type BucketPriority = 'prioritize' | 'normal' | 'deprioritize' | 'ignore' | 'evacuate';
+
+export interface BucketConfig {
+  readonly name: string;
+  readonly pool: string;
+  readonly path: string;
+  readonly priority: BucketPriority;
+}
+
+export interface PoolConfig {
+  readonly name: string;
+  readonly topology: TopologySpec;
+  readonly blockBytes: number;
+  readonly buckets: readonly BucketConfig[];
+}
+
+export interface Config {
+  /** The file this came from; undefined for the embedded default. */
+  readonly configPath: string | undefined;
+  readonly mountDir: string;
+  readonly metadataDir: string;
+  readonly writePool: string;
+  readonly pools: ReadonlyMap<string, PoolConfig>;
+  readonly cache: {
+    readonly memoryLimitBytes: number;
+    readonly flushIntervalMs: number;
+    readonly dirtyAgeMs: number;
+  };
+  readonly fuse: {
+    readonly allowOther: 'auto' | boolean;
+    readonly defaultPermissions: boolean;
+    readonly writebackCache: boolean;
+    readonly entryTimeoutSec: number;
+    readonly attrTimeoutSec: number;
+    readonly options: readonly string[];
+  };
+}
+
+/** A config that failed validation; `problems` has one "key: what is wrong" line each. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(source: string, problems: readonly string[]) {
+    super(`invalid config ${source}:\n${problems.map((line) => `  - ${line}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/**
+ * The embedded default: a demo filesystem in the current directory, one SSD-like write pool
+ * and a 4+2 erasure archive pool, every bucket a folder under ./data.
+ */
+export const DEFAULT_CONFIG_YAML = `# shmr embedded default: a demo filesystem under the current directory.
+mount_dir: ./mnt
+metadata_dir: ./data/meta
+write_pool: ssd
+pools:
+  ssd:
+    topology: single
+    block_size: 1MiB
+    buckets:
+      ssd0: { path: ./data/ssd0 }
+  archive:
+    topology: erasure:4+2
+    block_size: 32MiB
+    buckets:
+      hdd0: { path: ./data/hdd0 }
+      hdd1: { path: ./data/hdd1 }
+      hdd2: { path: ./data/hdd2 }
+      hdd3: { path: ./data/hdd3 }
+      hdd4: { path: ./data/hdd4 }
+      hdd5: { path: ./data/hdd5 }
+`;
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+const validateShape = ajv.compile(CONFIG_SCHEMA);
+
+/** Reads and validates a config file. Throws ConfigError (or an fs error naming the file). */
+export function loadConfigFile(path: string): Config {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (error) {
+    throw new ConfigError(absolute, [`cannot read the file: ${(error as Error).message}`]);
+  }
+  const config = parseConfig(text, { source: absolute, baseDir: dirname(absolute) });
+  return Object.freeze({ ...config, configPath: absolute });
+}
+
+/** Parses and validates config text; relative paths resolve against `baseDir`. */
+export function parseConfig(
+  text: string,
+  options: { source: string; baseDir: string; checkPaths?: boolean },
+): Config {
+  let document: unknown;
+  try {
+    document = parseYaml(text, { prettyErrors: true });
+  } catch (error) {
+    throw new ConfigError(options.source, [`not valid YAML: ${(error as Error).message}`]);
+  }
+  if (!validateShape(document)) {
+    throw new ConfigError(options.source, (validateShape.errors ?? []).map(describeAjvError));
+  }
+  const problems: string[] = [];
+  const config = buildConfig(document as RawConfig, options, problems);
+  if (options.checkPaths !== false) checkPaths(config, problems);
+  if (problems.length > 0) throw new ConfigError(options.source, problems);
+  return config;
+}
+
+function describeAjvError(error: {
+  instancePath: string;
+  message?: string | undefined;
+  params: Record<string, unknown>;
+}): string {
+  const key = error.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
+  const extra = error.params['additionalProperty'];
+  if (typeof extra === 'string') return `${key}: unknown key "${extra}"`;
+  const allowed = error.params['allowedValues'];
+  if (Array.isArray(allowed)) return `${key}: must be one of ${allowed.join(', ')}`;
+  const missing = error.params['missingProperty'];
+  if (typeof missing === 'string') return `${key}: missing required key "${missing}"`;
+  return `${key}: ${error.message ?? 'invalid'}`;
+}
+
+interface RawBucket {
+  path: string;
+  priority?: BucketPriority;
+}
+interface RawPool {
+  topology: string;
+  block_size: string | number;
+  buckets: Record<string, RawBucket>;
+}
+interface RawConfig {
+  mount_dir: string;
+  metadata_dir: string;
+  write_pool: string;
+  pools: Record<string, RawPool>;
+  cache?: { memory_limit?: string | number; flush_interval?: string | number; dirty_age?: string | number };
+  fuse?: {
+    allow_other?: 'auto' | boolean;
+    default_permissions?: boolean;
+    writeback_cache?: boolean;
+    entry_timeout?: string | number;
+    attr_timeout?: string | number;
+    options?: string[];
+  };
+}
+
+function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: string[]): Config {
+  const pools = new Map<string, PoolConfig>();
+  for (const [name, rawPool] of Object.entries(raw.pools)) {
+    const pool = buildPool(name, rawPool, options.baseDir, problems);
+    if (pool !== undefined) pools.set(name, pool);
+  }
+  if (!(raw.write_pool in raw.pools)) {
+    const known = Object.keys(raw.pools).join(', ');
+    problems.push(`write_pool: unknown pool "${raw.write_pool}" (pools: ${known})`);
+  }
+  checkBucketUniqueness(pools, problems);
+  return Object.freeze({
+    configPath: undefined,
+    mountDir: resolve(options.baseDir, raw.mount_dir),
+    metadataDir: resolve(options.baseDir, raw.metadata_dir),
+    writePool: raw.write_pool,
+    pools,
+    cache: Object.freeze({
+      memoryLimitBytes: sizeOr(raw.cache?.memory_limit, 512 * 1024 ** 2, 'cache.memory_limit', problems),
+      flushIntervalMs: durationOr(raw.cache?.flush_interval, 5000, 'cache.flush_interval', problems),
+      dirtyAgeMs: durationOr(raw.cache?.dirty_age, 5000, 'cache.dirty_age', problems),
+    }),
+    fuse: Object.freeze({
+      allowOther: raw.fuse?.allow_other ?? 'auto',
+      defaultPermissions: raw.fuse?.default_permissions ?? true,
+      writebackCache: raw.fuse?.writeback_cache ?? true,
+      entryTimeoutSec: durationOr(raw.fuse?.entry_timeout, 3_600_000, 'fuse.entry_timeout', problems) / 1000,
+      attrTimeoutSec: durationOr(raw.fuse?.attr_timeout, 3_600_000, 'fuse.attr_timeout', problems) / 1000,
+      options: Object.freeze([...(raw.fuse?.options ?? [])]),
+    }),
+  });
+}
+
+function buildPool(
+  name: string,
+  raw: RawPool,
+  baseDir: string,
+  problems: string[],
+): PoolConfig | undefined {
+  const key = `pools.${name}`;
+  const topology = parseTopology(raw.topology);
+  if (typeof topology === 'string') problems.push(`${key}.topology: ${topology}`);
+  const blockBytes = parseSize(raw.block_size);
+  if (blockBytes === undefined) {
+    problems.push(`${key}.block_size: "${raw.block_size}" is not a size (e.g. 1MiB)`);
+  } else if (!isPowerOfTwo(blockBytes) || blockBytes < BLOCK_BYTES_MIN || blockBytes > BLOCK_BYTES_MAX) {
+    problems.push(
+      `${key}.block_size: ${raw.block_size} must be a power of two between ` +
+        `${formatSize(BLOCK_BYTES_MIN)} and ${formatSize(BLOCK_BYTES_MAX)}`,
+    );
+  }
+  const buckets = Object.entries(raw.buckets).map(([bucketName, bucket]) => ({
+    name: bucketName,
+    pool: name,
+    path: resolve(baseDir, bucket.path),
+    priority: bucket.priority ?? 'normal',
+  }));
+  if (typeof topology !== 'string' && shardCount(topology) > buckets.length) {
+    problems.push(
+      `${key}.topology: ${raw.topology} needs ${shardCount(topology)} buckets, ` +
+        `the pool has ${buckets.length}`,
+    );
+  }
+  if (typeof topology === 'string' || blockBytes === undefined) return undefined;
+  return Object.freeze({ name, topology, blockBytes, buckets: Object.freeze(buckets) });
+}
+
+function checkBucketUniqueness(pools: ReadonlyMap<string, PoolConfig>, problems: string[]): void {
+  const byPath = new Map<string, string>();
+  const byName = new Map<string, string>();
+  for (const pool of pools.values()) {
+    for (const bucket of pool.buckets) {
+      const key = `pools.${pool.name}.buckets.${bucket.name}`;
+      const pathOwner = byPath.get(bucket.path);
+      if (pathOwner !== undefined) problems.push(`${key}.path: ${bucket.path} is also ${pathOwner}`);
+      byPath.set(bucket.path, key);
+      const nameOwner = byName.get(bucket.name);
+      if (nameOwner !== undefined) problems.push(`${key}: bucket name also used by ${nameOwner}`);
+      byName.set(bucket.name, key);
+    }
+  }
+}
+
+function checkPaths(config: Config, problems: string[]): void {
+  for (const pool of config.pools.values()) {
+    for (const bucket of pool.buckets) {
+      const problem = directoryProblem(bucket.path);
+      if (problem !== undefined) {
+        problems.push(`pools.${pool.name}.buckets.${bucket.name}.path: ${bucket.path} ${problem}`);
+      }
+    }
+  }
+}
+
+/** Why `path` cannot serve as a bucket, or undefined when it can. */
+export function directoryProblem(path: string): string | undefined {
+  try {
+    if (!statSync(path).isDirectory()) return 'is not a directory';
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ENOENT') return 'does not exist';
+    if (code === 'EACCES' || code === 'EPERM') return 'is not writable';
+    return `cannot be used: ${(error as Error).message}`;
+  }
+}
+
+function sizeOr(value: string | number | undefined, fallback: number, key: string, problems: string[]): number {
+  if (value === undefined) return fallback;
+  const bytes = parseSize(value);
+  if (bytes === undefined) problems.push(`${key}: "${value}" is not a size (e.g. 512MiB)`);
+  return bytes ?? fallback;
+}
+
+function durationOr(value: string | number | undefined, fallback: number, key: string, problems: string[]): number {
+  if (value === undefined) return fallback;
+  const milliseconds = parseDuration(value);
+  if (milliseconds === undefined) problems.push(`${key}: "${value}" is not a duration (e.g. 5s)`);
+  return milliseconds ?? fallback;
+}
+
+function isPowerOfTwo(value: number): boolean {
+  return Number.isSafeInteger(value) && value > 0 && 2 ** Math.round(Math.log2(value)) === value;
+}
+
+/** Every bucket directory of the embedded default config, resolved against `baseDir`. */
+export function defaultConfig(baseDir: string, options: { checkPaths: boolean }): Config {
+  return parseConfig(DEFAULT_CONFIG_YAML, {
+    source: '(embedded default)',
+    baseDir,
+    checkPaths: options.checkPaths,
+  });
+}

@@ -1,0 +1,4 @@
+/** config: the validated, frozen configuration of one shmr filesystem. */
+export * from './config.js';
+export * from './topology.js';
+export * from './units.js';

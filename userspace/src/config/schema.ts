@@ -1,0 +1,72 @@
+/**
+ * The JSON schema of the config file (YAML is parsed to JSON first). Structure only: types,
+ * required keys, unknown keys. Meaning (units, topologies, cross references, paths on disk)
+ * is checked in config.ts, so that every message names the key and what is wrong with it.
+ */
+
+const size = { type: ['string', 'integer'] } as const;
+const duration = { type: ['string', 'number'] } as const;
+
+const bucket = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['path'],
+  properties: {
+    path: { type: 'string', minLength: 1 },
+    priority: { enum: ['prioritize', 'normal', 'deprioritize', 'ignore', 'evacuate'] },
+  },
+} as const;
+
+const pool = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['topology', 'block_size', 'buckets'],
+  properties: {
+    topology: { type: 'string' },
+    block_size: size,
+    buckets: {
+      type: 'object',
+      minProperties: 1,
+      additionalProperties: bucket,
+      propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+    },
+  },
+} as const;
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['mount_dir', 'metadata_dir', 'write_pool', 'pools'],
+  properties: {
+    mount_dir: { type: 'string', minLength: 1 },
+    metadata_dir: { type: 'string', minLength: 1 },
+    write_pool: { type: 'string', minLength: 1 },
+    pools: {
+      type: 'object',
+      minProperties: 1,
+      additionalProperties: pool,
+      propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+    },
+    cache: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        memory_limit: size,
+        flush_interval: duration,
+        dirty_age: duration,
+      },
+    },
+    fuse: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        allow_other: { enum: ['auto', true, false] },
+        default_permissions: { type: 'boolean' },
+        writeback_cache: { type: 'boolean' },
+        entry_timeout: duration,
+        attr_timeout: duration,
+        options: { type: 'array', items: { type: 'string' } },
+      },
+    },
+  },
+} as const;

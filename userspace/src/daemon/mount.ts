@@ -1,0 +1,76 @@
+/**
+ * The mount daemon: `shmr mount`. Runs in the foreground until the filesystem is unmounted
+ * (from outside, or on SIGINT/SIGTERM), then stores every cached block, makes everything
+ * durable and exits 0.
+ */
+import type { Config } from '../config/index.js';
+import { FuseSession, type MountOptions } from '../fuse/binding.js';
+import { ShmrFilesystem } from '../fuse/filesystem.js';
+import { IO_REQUEST_BYTES_MAX } from '../limits.js';
+import { log } from '../log.js';
+import { checkMountPoint } from './mountpoint.js';
+import { openFilesystem, removeOrphans } from './open.js';
+import { forgetDaemon, recordDaemon } from './runtime.js';
+
+/** Mounts `config` and serves until unmounted. Resolves with the exit code. */
+export async function runMount(config: Config): Promise<number> {
+  checkMountPoint(config.mountDir);
+  const fs = openFilesystem(config);
+  const orphans = await removeOrphans(fs);
+  if (orphans > 0) log.info(`removed ${orphans} orphan inode(s) left by an earlier crash`);
+  const filesystem = new ShmrFilesystem({
+    meta: fs.meta, files: fs.files, pools: fs.pools,
+    options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
+  });
+  const session = new FuseSession(filesystem, mountOptions(config));
+  try {
+    session.mount();
+  } catch (error) {
+    fs.close();
+    throw error;
+  }
+  recordDaemon(config.mountDir);
+  log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
+    `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);
+  const timer = setInterval(() => {
+    fs.files.flushAged().catch((error: Error) => log.error(`background flush: ${error.message}`));
+  }, config.cache.flushIntervalMs);
+  const stop = () => session.unmount();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  await session.closed;
+  clearInterval(timer);
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  return shutDown(fs, config);
+}
+
+async function shutDown(fs: ReturnType<typeof openFilesystem>, config: Config): Promise<number> {
+  let code = 0;
+  try {
+    await fs.files.flushAll({ sync: true });
+  } catch (error) {
+    log.error(`could not store all cached data at unmount: ${(error as Error).message}`);
+    code = 1;
+  }
+  fs.close();
+  forgetDaemon(config.mountDir);
+  log.info(`unmounted ${config.mountDir}`);
+  return code;
+}
+
+function mountOptions(config: Config): MountOptions {
+  const isRoot = process.getuid?.() === 0;
+  const allowOther = config.fuse.allowOther === 'auto' ? isRoot : config.fuse.allowOther;
+  return {
+    mountpoint: config.mountDir,
+    fsName: 'shmr',
+    subtype: 'shmr',
+    allowOther,
+    defaultPermissions: config.fuse.defaultPermissions,
+    extraOptions: [...config.fuse.options],
+    maxWriteBytes: IO_REQUEST_BYTES_MAX,
+    maxReadBytes: IO_REQUEST_BYTES_MAX,
+    writebackCache: config.fuse.writebackCache,
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Erasure codec: CRC32C and systematic Reed-Solomon over GF(2^8), computed by ISA-L.
+ *
+ * Owns the typed API over the native addon (native.ts). All output goes into caller-owned
+ * buffers; nothing here allocates a shard.
+ *
+ * Invariants:
+ * - The code is pinned: shard i < k is data i; parity r is row k + r of ISA-L's
+ *   gf_gen_cauchy1_matrix, whose coefficient j is 1 / ((k + r) xor j) in GF(2^8) modulo
+ *   0x11d. Parity already on disk depends on it, so codec.test.ts checks it against an
+ *   independent reference.
+ * - Every shard of one call has the same length (at least 1 byte), checked by the addon.
+ * - Async calls run on the libuv pool; the addon pins the buffers until the promise settles,
+ *   and the caller must not read or write them before that.
+ * - Async calls report bad arguments as a rejected promise, never by throwing.
+ */
+import { assert } from '../assert.js';
+import { isal } from './native.js';
+
+/** Largest dataCount + parityCount the codec accepts (the addon enforces it too). */
+export const SHARD_COUNT_MAX = 32;
+
+/**
+ * CRC32C (Castagnoli), as an unsigned 32-bit number: crc32c(Buffer.from('123456789')) is
+ * 0xe3069283. Pass a previous result as `previous` to continue it over more bytes:
+ * crc32c(b, crc32c(a)) equals crc32c of a followed by b.
+ */
+export function crc32c(data: Uint8Array, previous?: number): number {
+  return isal.crc32c(data, previous);
+}
+
+/** The same as crc32c, computed on the libuv thread pool: for big buffers. */
+export function crc32cAsync(data: Uint8Array, previous?: number): Promise<number> {
+  try {
+    return isal.crc32cAsync(data, previous);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Systematic Reed-Solomon over GF(2^8) with a Cauchy encode matrix: any dataCount of the
+ * dataCount + parityCount shards recover the rest.
+ *
+ * Coding tables are built once per (dataCount, parityCount) and per erasure pattern, and kept
+ * in the addon's bounded cache, so repeated calls only pay for the arithmetic.
+ */
+export class ReedSolomon {
+  readonly dataCount: number;
+  readonly parityCount: number;
+
+  /** Throws RangeError unless dataCount >= 1, parityCount >= 0 and their sum <= 32. */
+  constructor(dataCount: number, parityCount: number) {
+    isal.rsPrepare(dataCount, parityCount);
+    assert(dataCount + parityCount <= SHARD_COUNT_MAX);
+    this.dataCount = dataCount;
+    this.parityCount = parityCount;
+  }
+
+  /**
+   * Computes parity[i] from data. Every buffer has the same length; parity buffers are the
+   * caller's and must not overlap any other shard.
+   */
+  encode(data: readonly Uint8Array[], parity: readonly Uint8Array[]): void {
+    isal.rsEncode(this.dataCount, this.parityCount, data, parity);
+  }
+
+  /** encode on the libuv thread pool; do not touch the buffers until it resolves. */
+  encodeAsync(data: readonly Uint8Array[], parity: readonly Uint8Array[]): Promise<void> {
+    try {
+      return isal.rsEncodeAsync(this.dataCount, this.parityCount, data, parity);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Recomputes, in place, every shard i with present[i] false (data and parity alike) from
+   * the present ones. `shards` holds dataCount + parityCount equal-length buffers. Throws
+   * RangeError if fewer than dataCount are present.
+   */
+  reconstruct(shards: readonly Uint8Array[], present: readonly boolean[]): void {
+    isal.rsReconstruct(this.dataCount, this.parityCount, shards, present);
+  }
+
+  /** reconstruct on the libuv thread pool; do not touch the buffers until it resolves. */
+  reconstructAsync(shards: readonly Uint8Array[], present: readonly boolean[]): Promise<void> {
+    try {
+      return isal.rsReconstructAsync(this.dataCount, this.parityCount, shards, present);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The shmr_isal native addon (userspace/native/isal): the only file that loads it.
+ *
+ * Located by walking up from this module until a folder holds
+ * `userspace/native/isal/build/Release/shmr_isal.node`, so the same code works from source
+ * (vitest) and compiled (`dist/userspace/src/erasure/native.js`).
+ *
+ * Invariants:
+ * - Loading fails with an error that says how to build the addon, never with a bare
+ *   "Cannot find module".
+ * - The addon validates every argument itself (TypeError/RangeError naming the argument); this
+ *   file adds only types.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Where node-gyp puts the addon, relative to the repository root. */
+const ADDON_PATH_RELATIVE = join(
+  'userspace', 'native', 'isal', 'build', 'Release', 'shmr_isal.node',
+);
+
+/** The functions shmr_isal.c exports; `k` and `p` are dataCount and parityCount. */
+export interface IsalAddon {
+  crc32c(data: Uint8Array, previous: number | undefined): number;
+  crc32cAsync(data: Uint8Array, previous: number | undefined): Promise<number>;
+  /** Validates (k, p) and builds the encode tables into the addon's cache. */
+  rsPrepare(k: number, p: number): void;
+  rsEncode(k: number, p: number, data: readonly Uint8Array[], parity: readonly Uint8Array[]): void;
+  rsEncodeAsync(
+    k: number,
+    p: number,
+    data: readonly Uint8Array[],
+    parity: readonly Uint8Array[],
+  ): Promise<void>;
+  rsReconstruct(
+    k: number,
+    p: number,
+    shards: readonly Uint8Array[],
+    present: readonly boolean[],
+  ): void;
+  rsReconstructAsync(
+    k: number,
+    p: number,
+    shards: readonly Uint8Array[],
+    present: readonly boolean[],
+  ): Promise<void>;
+}
+
+/** The addon's absolute path: the first match walking up from this file's folder. */
+function findAddonPath(): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let folder = start; ; folder = dirname(folder)) {
+    const candidate = join(folder, ADDON_PATH_RELATIVE);
+    if (existsSync(candidate)) return candidate;
+    if (dirname(folder) === folder) {
+      throw new Error(
+        `shmr_isal native addon not found (${ADDON_PATH_RELATIVE} in no folder above ${start}):` +
+          ' run npm run build:native',
+      );
+    }
+  }
+}
+
+function loadAddon(): IsalAddon {
+  const require = createRequire(import.meta.url);
+  return require(findAddonPath()) as IsalAddon;
+}
+
+/** The loaded addon, shared by every caller in this thread. */
+export const isal: IsalAddon = loadAddon();

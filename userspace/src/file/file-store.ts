@@ -1,0 +1,514 @@
+/**
+ * FileStore: the bytes of regular files, between the byte ranges of read/write and the blocks
+ * of the block store. Writes land in cached block buffers (write-back) and are stored as whole
+ * blocks: when a block fills, when its file is flushed or fsynced, when it has been dirty for
+ * `dirtyAgeMs`, and when cached blocks exceed the memory limit.
+ *
+ * Invariants:
+ * - A block buffer is never changed while it is being stored (writers wait for the flush).
+ * - The persisted size of a file never exceeds the bytes its committed blocks and holes
+ *   describe: after a crash a file reads back what was stored, never stale bytes.
+ * - fsync returns only when the file's shard files, their directories and the metadata are
+ *   durable.
+ * - A failed store keeps the block dirty in memory (nothing acknowledged is lost) and reports
+ *   the error to the next write, flush or fsync of the file.
+ */
+import { close, constants, fsync, open } from 'node:fs';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { assert } from '../assert.js';
+import { Errno, FsError, fromSystemError } from '../errno.js';
+import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
+import { BlockCache, type CachedBlock } from '../cache/index.js';
+import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
+import type { Pools } from '../pool/index.js';
+import { Mutex } from './mutex.js';
+
+const openAsync = promisify(open);
+const closeAsync = promisify(close);
+const fsyncAsync = promisify(fsync);
+
+/** Blocks stored but not yet fsynced beyond which a background sync pass runs. */
+const UNSYNCED_BLOCKS_MAX = 65536;
+
+/** In-memory state of a file with cached blocks or open handles. */
+interface FileState {
+  readonly ino: number;
+  size: number;
+  blockBytes: number;
+  mtime: Timespec;
+  ctime: Timespec;
+  /** Size as committed in the metadata store. */
+  persistedSize: number;
+  /** Error of the last failed store, reported once to the next flush/fsync/write. */
+  error: FsError | undefined;
+  readonly lock: Mutex;
+}
+
+export interface FileStoreOptions {
+  readonly memoryLimitBytes: number;
+  readonly dirtyAgeMs: number;
+}
+
+export class FileStore {
+  readonly #meta: MetaStore;
+  readonly #blocks: BlockStore;
+  readonly #pools: Pools;
+  readonly #cache = new BlockCache({ paddingBytes: BLOCK_PADDING_BYTES });
+  readonly #states = new Map<number, FileState>();
+  /** Committed blocks whose shard files are not known to be durable yet, per inode. */
+  readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
+  #unsyncedCount = 0;
+  readonly #options: FileStoreOptions;
+
+  constructor(parts: { meta: MetaStore; blocks: BlockStore; pools: Pools; options: FileStoreOptions }) {
+    this.#meta = parts.meta;
+    this.#blocks = parts.blocks;
+    this.#pools = parts.pools;
+    this.#options = parts.options;
+  }
+
+  /** Size and times of a file as the store sees them now (cached writes included). */
+  overlay(ino: number): { size: number; mtime: Timespec; ctime: Timespec } | undefined {
+    const state = this.#states.get(ino);
+    return state === undefined ? undefined : { size: state.size, mtime: state.mtime, ctime: state.ctime };
+  }
+
+  get cacheBytes(): number {
+    return this.#cache.bytes;
+  }
+
+  get dirtyBytes(): number {
+    return this.#cache.dirtyBytes;
+  }
+
+  #state(ino: number): FileState {
+    let state = this.#states.get(ino);
+    if (state === undefined) {
+      const inode = this.#meta.requireInode(ino, 'file');
+      const writeBlockBytes = this.#pools.writePool.blockBytes;
+      state = {
+        ino, size: inode.size,
+        blockBytes: inode.blockBytes !== 0 ? inode.blockBytes : writeBlockBytes,
+        mtime: inode.mtime, ctime: inode.ctime, persistedSize: inode.size,
+        error: undefined, lock: new Mutex(),
+      };
+      this.#states.set(ino, state);
+    }
+    return state;
+  }
+
+  /** Drops the in-memory state of a file that has nothing cached (called on last release). */
+  release(ino: number): void {
+    const state = this.#states.get(ino);
+    if (state === undefined) return;
+    const entries = this.#cache.entriesOf(ino);
+    if (entries.some((entry) => entry.state !== 'clean')) return;
+    for (const entry of entries) this.#cache.remove(entry);
+    this.#states.delete(ino);
+  }
+
+  /** Reads up to `length` bytes at `offset` into `target`; returns the bytes read. */
+  async read(ino: number, offset: number, length: number, target: Buffer): Promise<number> {
+    assert(offset >= 0);
+    assert(target.byteLength >= length);
+    const state = this.#state(ino);
+    const end = Math.min(offset + length, state.size);
+    if (end <= offset) return 0;
+    const blockBytes = state.blockBytes;
+    const reads: Promise<void>[] = [];
+    for (let position = offset; position < end;) {
+      const blockIndex = Math.floor(position / blockBytes);
+      const blockStart = blockIndex * blockBytes;
+      const stop = Math.min(end, blockStart + blockBytes);
+      const range = { start: position - blockStart, end: stop - blockStart };
+      reads.push(this.#readBlock(ino, blockIndex, range, target, position - offset));
+      position = stop;
+    }
+    await Promise.all(reads);
+    return end - offset;
+  }
+
+  async #readBlock(
+    ino: number,
+    blockIndex: number,
+    range: { start: number; end: number },
+    target: Buffer,
+    targetOffset: number,
+  ): Promise<void> {
+    let entry = this.#cache.get(ino, blockIndex);
+    while (entry?.state === 'loading') {
+      await entry.settled;
+      entry = this.#cache.get(ino, blockIndex);
+    }
+    if (entry !== undefined) {
+      copyFromBlock(entry, range, target, targetOffset);
+      return;
+    }
+    const record = this.#meta.getBlock(ino, blockIndex);
+    if (record === undefined) {
+      target.fill(0, targetOffset, targetOffset + range.end - range.start);
+      return;
+    }
+    await this.#blocks.read(record, range, target, targetOffset);
+  }
+
+  /** Writes `data` at `offset`; returns the bytes written. */
+  async write(ino: number, offset: number, data: Buffer): Promise<number> {
+    assert(offset >= 0);
+    const state = this.#state(ino);
+    if (state.error !== undefined) throw takeError(state);
+    const end = offset + data.byteLength;
+    if (end > Number.MAX_SAFE_INTEGER) throw new FsError(Errno.EFBIG, 'write', `offset ${offset}`);
+    const blockBytes = state.blockBytes;
+    for (let position = offset; position < end;) {
+      const blockIndex = Math.floor(position / blockBytes);
+      const blockStart = blockIndex * blockBytes;
+      const stop = Math.min(end, blockStart + blockBytes);
+      const entry = await this.#writableBlock(state, blockIndex, {
+        start: position - blockStart, end: stop - blockStart,
+      });
+      // From here to the end of the iteration nothing awaits: the copy is atomic.
+      if (position - blockStart > entry.dataBytes) {
+        entry.buffer.fill(0, entry.dataBytes, position - blockStart);
+      }
+      data.copy(entry.buffer, position - blockStart, position - offset, stop - offset);
+      entry.dataBytes = Math.max(entry.dataBytes, stop - blockStart);
+      this.#cache.markDirty(entry, Date.now());
+      if (stop - blockStart === blockBytes) this.#flushInBackground(state, entry);
+      position = stop;
+    }
+    state.size = Math.max(state.size, end);
+    state.mtime = now();
+    state.ctime = state.mtime;
+    await this.#relieveMemory();
+    return data.byteLength;
+  }
+
+  /**
+   * The cached entry of a block, loaded from storage when the write does not replace all of
+   * its stored bytes; waits for a flush of that block to end first.
+   */
+  async #writableBlock(
+    state: FileState,
+    blockIndex: number,
+    range: { start: number; end: number },
+  ): Promise<CachedBlock> {
+    for (;;) {
+      const entry = this.#cache.get(state.ino, blockIndex);
+      if (entry === undefined) break;
+      if (entry.state === 'clean' || entry.state === 'dirty') return entry;
+      await entry.settled?.catch(() => undefined);
+    }
+    const entry = this.#cache.insert(state.ino, blockIndex, state.blockBytes);
+    const record = this.#meta.getBlock(state.ino, blockIndex);
+    const isReplacedWhole = record === undefined || (range.start === 0 && range.end >= record.dataBytes);
+    if (isReplacedWhole) {
+      entry.state = 'clean';
+      return entry;
+    }
+    const loading = this.#blocks.read(record, { start: 0, end: record.dataBytes }, entry.buffer, 0);
+    entry.settled = loading;
+    try {
+      await loading;
+    } catch (error) {
+      entry.state = 'clean';
+      this.#cache.remove(entry);
+      throw error;
+    } finally {
+      entry.settled = undefined;
+    }
+    entry.dataBytes = record.dataBytes;
+    entry.state = 'clean';
+    return entry;
+  }
+
+  #flushInBackground(state: FileState, entry: CachedBlock): void {
+    this.#flushEntry(state, entry, { sync: false }).catch(() => undefined);
+  }
+
+  /**
+   * Stores one dirty block and commits it. Ordering: shards written (and fsynced when `sync`)
+   * -> metadata commit -> old shards deleted.
+   */
+  async #flushEntry(state: FileState, entry: CachedBlock, options: { sync: boolean }): Promise<void> {
+    if (entry.state === 'flushing') {
+      await entry.settled;
+      return;
+    }
+    if (entry.state !== 'dirty') return;
+    this.#cache.startFlush(entry);
+    const work = this.#storeEntry(state, entry, options);
+    entry.settled = work;
+    try {
+      await work;
+      this.#cache.finishFlush(entry, true);
+    } catch (error) {
+      this.#cache.finishFlush(entry, false);
+      state.error = fromSystemError(error, 'store block');
+      throw state.error;
+    } finally {
+      entry.settled = undefined;
+    }
+  }
+
+  async #storeEntry(state: FileState, entry: CachedBlock, options: { sync: boolean }): Promise<void> {
+    if (entry.dataBytes === 0) {
+      const dropped = this.#meta.dropBlock(state.ino, entry.blockIndex, state.mtime);
+      if (dropped !== undefined) await this.#blocks.delete(dropped);
+      return;
+    }
+    const record = await this.#blocks.write({
+      ino: state.ino, blockIndex: entry.blockIndex, blockBytes: entry.blockBytes,
+      dataBytes: entry.dataBytes, data: entry.buffer, pool: this.#pools.writePool,
+      sync: options.sync,
+    });
+    const blockEnd = entry.blockIndex * entry.blockBytes + entry.dataBytes;
+    const size = Math.min(state.size, Math.max(state.persistedSize, blockEnd));
+    const previous = this.#meta.commitBlock(record, {
+      blockBytes: state.blockBytes, size, mtime: state.mtime, ctime: state.ctime,
+    });
+    state.persistedSize = size;
+    if (!options.sync) this.#noteUnsynced(record);
+    if (previous !== undefined) {
+      this.#unsynced.get(state.ino)?.delete(previous.blockIndex);
+      await this.#blocks.delete(previous);
+    }
+  }
+
+  #noteUnsynced(record: BlockRecord): void {
+    let perInode = this.#unsynced.get(record.ino);
+    if (perInode === undefined) {
+      perInode = new Map();
+      this.#unsynced.set(record.ino, perInode);
+    }
+    if (!perInode.has(record.blockIndex)) this.#unsyncedCount += 1;
+    perInode.set(record.blockIndex, record);
+    if (this.#unsyncedCount > UNSYNCED_BLOCKS_MAX) this.syncAll().catch(() => undefined);
+  }
+
+  /** Stores every dirty block of a file; with `sync`, makes the file durable (fsync). */
+  async flush(ino: number, options: { sync: boolean }): Promise<void> {
+    const state = this.#states.get(ino);
+    if (state !== undefined) {
+      const entries = this.#cache.entriesOf(ino).filter((entry) => entry.state === 'dirty' || entry.state === 'flushing');
+      const results = await Promise.allSettled(entries.map((entry) => this.#flushEntry(state, entry, options)));
+      const failed = results.find((result) => result.status === 'rejected');
+      if (failed !== undefined || state.error !== undefined) throw takeError(state);
+      this.#persistAttributes(state);
+    }
+    if (options.sync) {
+      await this.#syncStored(ino);
+      this.#meta.syncDurable();
+    }
+  }
+
+  /** Persists size and times that changed without a block store (e.g. a write of zeros). */
+  #persistAttributes(state: FileState): void {
+    const inode = this.#meta.getInode(state.ino);
+    if (inode === undefined) return;
+    const isSame = inode.size === state.size && inode.mtime.sec === state.mtime.sec &&
+      inode.mtime.nsec === state.mtime.nsec;
+    if (isSame) return;
+    this.#meta.setAttributes(state.ino, { size: state.size, mtime: state.mtime, ctime: state.ctime });
+    state.persistedSize = state.size;
+  }
+
+  /** fsyncs the shard files (and directories) of blocks of `ino` stored without sync. */
+  async #syncStored(ino: number): Promise<void> {
+    const perInode = this.#unsynced.get(ino);
+    if (perInode === undefined) return;
+    this.#unsynced.delete(ino);
+    this.#unsyncedCount -= perInode.size;
+    const paths: string[] = [];
+    for (const record of perInode.values()) {
+      for (let shardIndex = 0; shardIndex < record.buckets.length; shardIndex++) {
+        paths.push(this.#blocks.location(record, shardIndex).path);
+      }
+    }
+    await syncPaths(paths);
+  }
+
+  /** Stores every dirty block of every file (unmount, timer with `olderThanMs`). */
+  async flushAll(options: { sync: boolean; olderThanMs?: number }): Promise<void> {
+    const cutoff = Date.now() - (options.olderThanMs ?? 0);
+    const inodes = new Set<number>();
+    for (const entry of this.#cache.dirtyEntries()) {
+      if (options.olderThanMs === undefined || entry.dirtySinceMs <= cutoff) inodes.add(entry.ino);
+    }
+    const results = await Promise.allSettled([...inodes].map((ino) => this.flush(ino, { sync: false })));
+    if (options.sync) await this.syncAll();
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /** Makes every stored block and the metadata durable. */
+  async syncAll(): Promise<void> {
+    for (const ino of [...this.#unsynced.keys()]) await this.#syncStored(ino);
+    this.#meta.syncDurable();
+  }
+
+  /** Dirty blocks older than the configured age are stored (the periodic timer). */
+  async flushAged(): Promise<void> {
+    await this.flushAll({ sync: false, olderThanMs: this.#options.dirtyAgeMs });
+  }
+
+  async #relieveMemory(): Promise<void> {
+    const limit = this.#options.memoryLimitBytes;
+    if (this.#cache.bytes <= limit) return;
+    this.#cache.evictClean(limit);
+    while (this.#cache.bytes > limit) {
+      const oldest = this.#cache.dirtyEntries()[0];
+      if (oldest === undefined) return;
+      const state = this.#states.get(oldest.ino);
+      assert(state !== undefined);
+      await this.#flushEntry(state, oldest, { sync: false });
+      this.#cache.evictClean(limit);
+    }
+  }
+
+  /**
+   * Sets the size of a file. Shrinking stores the cut block first (so no stale byte past the
+   * new end can ever come back), then drops later blocks in one metadata transaction.
+   */
+  async truncate(ino: number, size: number): Promise<void> {
+    const state = this.#state(ino);
+    await state.lock.run(async () => {
+      await this.#settleAll(ino);
+      const time = now();
+      if (size < state.size) await this.#shrink(state, size, time);
+      else this.#meta.setAttributes(ino, { size, mtime: time, ctime: time });
+      state.size = size;
+      state.persistedSize = size;
+      state.mtime = time;
+      state.ctime = time;
+      if (size === 0) state.blockBytes = this.#pools.writePool.blockBytes;
+    });
+  }
+
+  async #shrink(state: FileState, size: number, time: Timespec): Promise<void> {
+    const blockBytes = state.blockBytes;
+    const cutIndex = Math.floor(size / blockBytes);
+    const cutOffset = size % blockBytes;
+    for (const entry of this.#cache.entriesOf(state.ino)) {
+      if (entry.blockIndex > cutIndex || (entry.blockIndex === cutIndex && cutOffset === 0)) {
+        this.#cache.remove(entry);
+      }
+    }
+    if (cutOffset > 0) {
+      const entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
+      if (entry.dataBytes > cutOffset) {
+        entry.dataBytes = cutOffset;
+        this.#cache.markDirty(entry, Date.now());
+        state.size = size;
+        state.mtime = time;
+        state.ctime = time;
+        await this.#flushEntry(state, entry, { sync: false });
+      }
+    }
+    const firstDropped = cutOffset === 0 ? cutIndex : cutIndex + 1;
+    const dropped = this.#meta.truncateBlocks(state.ino, size, firstDropped, time);
+    const unsynced = this.#unsynced.get(state.ino);
+    for (const block of dropped) {
+      if (unsynced?.delete(block.blockIndex) === true) this.#unsyncedCount -= 1;
+      await this.#blocks.delete(block);
+    }
+  }
+
+  /** Waits until no block of `ino` is loading or being stored. */
+  async #settleAll(ino: number): Promise<void> {
+    for (;;) {
+      const busy = this.#cache.entriesOf(ino).find((entry) => entry.settled !== undefined);
+      if (busy === undefined) return;
+      await busy.settled?.catch(() => undefined);
+    }
+  }
+
+  /** Zeroes [offset, offset + length) without changing the size: whole blocks are dropped. */
+  async punchHole(ino: number, offset: number, length: number): Promise<void> {
+    const state = this.#state(ino);
+    const end = Math.min(offset + length, state.size);
+    const blockBytes = state.blockBytes;
+    for (let position = offset; position < end;) {
+      const blockIndex = Math.floor(position / blockBytes);
+      const blockStart = blockIndex * blockBytes;
+      const stop = Math.min(end, blockStart + blockBytes);
+      if (position === blockStart && stop === blockStart + blockBytes) {
+        await this.#dropBlock(state, blockIndex);
+      } else {
+        await this.write(ino, position, Buffer.alloc(stop - position));
+      }
+      position = stop;
+    }
+  }
+
+  async #dropBlock(state: FileState, blockIndex: number): Promise<void> {
+    await state.lock.run(async () => {
+      await this.#settleAll(state.ino);
+      const entry = this.#cache.get(state.ino, blockIndex);
+      if (entry !== undefined) this.#cache.remove(entry);
+      const time = now();
+      const dropped = this.#meta.dropBlock(state.ino, blockIndex, time);
+      if (dropped !== undefined) {
+        if (this.#unsynced.get(state.ino)?.delete(blockIndex) === true) this.#unsyncedCount -= 1;
+        await this.#blocks.delete(dropped);
+      }
+      state.mtime = time;
+      state.ctime = time;
+    });
+  }
+
+  /** Forgets a deleted file: cached blocks are discarded, stored blocks deleted. */
+  async deleteFile(ino: number, blocks: readonly BlockRecord[]): Promise<void> {
+    await this.#settleAll(ino);
+    for (const entry of this.#cache.entriesOf(ino)) this.#cache.remove(entry);
+    this.#states.delete(ino);
+    const unsynced = this.#unsynced.get(ino);
+    if (unsynced !== undefined) {
+      this.#unsyncedCount -= unsynced.size;
+      this.#unsynced.delete(ino);
+    }
+    for (const block of blocks) await this.#blocks.delete(block);
+  }
+
+  /** Applies a size/time change made through setattr to the cached state. */
+  noteAttributes(ino: number, times: { mtime?: Timespec; ctime?: Timespec }): void {
+    const state = this.#states.get(ino);
+    if (state === undefined) return;
+    if (times.mtime !== undefined) state.mtime = times.mtime;
+    if (times.ctime !== undefined) state.ctime = times.ctime;
+  }
+}
+
+function copyFromBlock(entry: CachedBlock, range: { start: number; end: number }, target: Buffer, targetOffset: number): void {
+  const dataEnd = Math.min(range.end, entry.dataBytes);
+  if (dataEnd > range.start) entry.buffer.copy(target, targetOffset, range.start, dataEnd);
+  const zeroFrom = Math.max(range.start, dataEnd);
+  if (zeroFrom < range.end) {
+    target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
+  }
+}
+
+function takeError(state: FileState): FsError {
+  const error = state.error ?? new FsError(Errno.EIO, 'store block', 'unknown failure');
+  state.error = undefined;
+  return error;
+}
+
+async function syncPaths(paths: readonly string[]): Promise<void> {
+  const directories = new Set(paths.map((path) => dirname(path)));
+  await Promise.all([...paths, ...directories].map(async (path) => {
+    let fd: number;
+    try {
+      fd = await openAsync(path, constants.O_RDONLY);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return;
+      throw error;
+    }
+    try {
+      await fsyncAsync(fd);
+    } finally {
+      await closeAsync(fd);
+    }
+  }));
+}

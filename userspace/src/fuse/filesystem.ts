@@ -1,0 +1,344 @@
+/**
+ * ShmrFilesystem: the FUSE low-level operations of shmr, on the metadata store and the file
+ * store. The only module that knows FUSE request shapes (through binding.ts's types); below
+ * it, everything speaks POSIX.
+ *
+ * Permission checks are the kernel's: the mount uses default_permissions (init options), so
+ * ops here enforce only what the kernel cannot (types, emptiness, name limits, link counts).
+ */
+import { assert } from '../assert.js';
+import { Errno, FsError } from '../errno.js';
+import {
+  LINKS_MAX, NAME_BYTES_MAX, SYMLINK_BYTES_MAX, XATTR_VALUE_BYTES_MAX,
+} from '../limits.js';
+import { log } from '../log.js';
+import {
+  isDirectory, isRegular, now, ROOT_INO, S_IFLNK, type InodeRecord, type MetaStore, type Timespec,
+} from '../meta/index.js';
+import type { FileStore } from '../file/index.js';
+import type { Pools } from '../pool/index.js';
+import type {
+  Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, SetattrChanges, Statfs,
+} from './binding.js';
+import { Handles } from './handles.js';
+
+const O_ACCMODE = 0o3;
+const O_WRONLY = 0o1;
+const O_RDWR = 0o2;
+const O_TRUNC = 0o1000;
+const S_ISGID = 0o2000;
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const STATFS_BLOCK_BYTES = 4096;
+const STATFS_FILES_MAX = 2 ** 48;
+const READDIR_BATCH_MAX = 512;
+
+/** Settings of the FUSE front end. */
+export interface FilesystemOptions {
+  readonly entryTimeoutSec: number;
+  readonly attrTimeoutSec: number;
+}
+
+export class ShmrFilesystem implements LowLevelOps {
+  readonly #meta: MetaStore;
+  readonly #files: FileStore;
+  readonly #pools: Pools;
+  readonly #options: FilesystemOptions;
+  readonly handles: Handles;
+
+  constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
+    this.#meta = parts.meta;
+    this.#files = parts.files;
+    this.#pools = parts.pools;
+    this.#options = parts.options;
+    this.handles = new Handles();
+  }
+
+  // ---- attributes ----
+
+  #attr(inode: InodeRecord): Attr {
+    const overlay = this.#files.overlay(inode.ino);
+    const size = overlay?.size ?? inode.size;
+    const storedBytes = overlay === undefined ? inode.storedBytes : Math.max(inode.storedBytes, size);
+    return {
+      ino: inode.ino, mode: inode.mode, nlink: inode.nlink, uid: inode.uid, gid: inode.gid,
+      rdev: inode.rdev, size, blocks: Math.ceil(storedBytes / 512), blksize: 4096,
+      atime: inode.atime, mtime: overlay?.mtime ?? inode.mtime, ctime: overlay?.ctime ?? inode.ctime,
+    };
+  }
+
+  #entry(inode: InodeRecord): Entry {
+    this.handles.addLookup(inode.ino);
+    return {
+      ino: inode.ino, generation: 0, attr: this.#attr(inode),
+      entryTimeoutSec: this.#options.entryTimeoutSec, attrTimeoutSec: this.#options.attrTimeoutSec,
+    };
+  }
+
+  #attrReply(inode: InodeRecord): AttrReply {
+    return { attr: this.#attr(inode), attrTimeoutSec: this.#options.attrTimeoutSec };
+  }
+
+  // ---- names ----
+
+  lookup(_req: RequestContext, parent: number, name: string): Entry {
+    checkName(name, 'lookup');
+    const ino = this.#meta.lookup(parent, name);
+    if (ino === undefined) throw new FsError(Errno.ENOENT, 'lookup', name);
+    return this.#entry(this.#meta.requireInode(ino, 'lookup'));
+  }
+
+  forget(ino: number, nlookup: number): void {
+    if (this.handles.forget(ino, nlookup) === 0) void this.#deleteIfUnused(ino);
+  }
+
+  getattr(_req: RequestContext, ino: number): AttrReply {
+    return this.#attrReply(this.#meta.requireInode(ino, 'getattr'));
+  }
+
+  async setattr(_req: RequestContext, ino: number, changes: SetattrChanges): Promise<AttrReply> {
+    const inode = this.#meta.requireInode(ino, 'setattr');
+    if (changes.size !== undefined) {
+      if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'truncate', `inode ${ino}`);
+      if (!isRegular(inode.mode)) throw new FsError(Errno.EINVAL, 'truncate', `inode ${ino}`);
+      await this.#files.truncate(ino, changes.size);
+      if (this.handles.openCount(ino) === 0) this.#files.release(ino);
+    }
+    const time = now();
+    const mtime = resolveTime(changes.mtime, time);
+    const updated = this.#meta.setAttributes(ino, {
+      ...(changes.mode === undefined ? {} : { mode: (inode.mode & ~0o7777) | (changes.mode & 0o7777) }),
+      ...(changes.uid === undefined ? {} : { uid: changes.uid }),
+      ...(changes.gid === undefined ? {} : { gid: changes.gid }),
+      ...(changes.atime === undefined ? {} : { atime: resolveTime(changes.atime, time) }),
+      ...(mtime === undefined ? {} : { mtime }),
+      ctime: changes.ctime ?? time,
+    });
+    this.#files.noteAttributes(ino, { ...(mtime === undefined ? {} : { mtime }), ctime: changes.ctime ?? time });
+    return this.#attrReply(updated);
+  }
+
+  readlink(_req: RequestContext, ino: number): Buffer {
+    const inode = this.#meta.requireInode(ino, 'readlink');
+    if (inode.target === null) throw new FsError(Errno.EINVAL, 'readlink', `inode ${ino}`);
+    return inode.target;
+  }
+
+  #create(req: RequestContext, parent: number, name: string, mode: number, extra: { rdev?: number; target?: Buffer }): InodeRecord {
+    checkName(name, 'create');
+    const directory = this.#meta.requireInode(parent, 'create');
+    // BSD group semantics under a setgid directory, as Linux does.
+    const inheritsGroup = (directory.mode & S_ISGID) !== 0;
+    const gid = inheritsGroup ? directory.gid : req.gid;
+    const finalMode = inheritsGroup && isDirectory(mode) ? mode | S_ISGID : mode;
+    return this.#meta.createInode({ parent, name, mode: finalMode, uid: req.uid, gid, ...extra });
+  }
+
+  mknod(req: RequestContext, parent: number, name: string, mode: number, rdev: number): Entry {
+    return this.#entry(this.#create(req, parent, name, mode, { rdev }));
+  }
+
+  mkdir(req: RequestContext, parent: number, name: string, mode: number): Entry {
+    return this.#entry(this.#create(req, parent, name, 0o040000 | (mode & 0o7777), {}));
+  }
+
+  symlink(req: RequestContext, target: string | Buffer, parent: number, name: string): Entry {
+    const bytes = typeof target === 'string' ? Buffer.from(target) : target;
+    if (bytes.byteLength > SYMLINK_BYTES_MAX) throw new FsError(Errno.ENAMETOOLONG, 'symlink', name);
+    return this.#entry(this.#create(req, parent, name, S_IFLNK | 0o777, { target: bytes }));
+  }
+
+  link(_req: RequestContext, ino: number, newParent: number, newName: string): Entry {
+    checkName(newName, 'link');
+    return this.#entry(this.#meta.link(ino, newParent, newName, LINKS_MAX));
+  }
+
+  async unlink(_req: RequestContext, parent: number, name: string): Promise<void> {
+    const inode = this.#meta.unlink(parent, name);
+    if (inode.nlink === 0) await this.#deleteIfUnused(inode.ino);
+  }
+
+  async rmdir(_req: RequestContext, parent: number, name: string): Promise<void> {
+    const inode = this.#meta.rmdir(parent, name);
+    await this.#deleteIfUnused(inode.ino);
+  }
+
+  async rename(_req: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
+    checkName(newName, 'rename');
+    const replaced = this.#meta.rename({ parent, name, newParent, newName, flags });
+    if (replaced !== undefined && replaced.nlink === 0) await this.#deleteIfUnused(replaced.ino);
+  }
+
+  /** Deletes an inode's data once nothing refers to it any more. */
+  async #deleteIfUnused(ino: number): Promise<void> {
+    if (ino === ROOT_INO || this.handles.isReferenced(ino)) return;
+    const inode = this.#meta.getInode(ino);
+    if (inode === undefined || inode.nlink > 0) return;
+    const blocks = this.#meta.deleteInode(ino);
+    await this.#files.deleteFile(ino, blocks);
+  }
+
+  // ---- files ----
+
+  async open(_req: RequestContext, ino: number, flags: number): Promise<OpenReply> {
+    const inode = this.#meta.requireInode(ino, 'open');
+    if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'open', `inode ${ino}`);
+    const isWritable = (flags & O_ACCMODE) === O_WRONLY || (flags & O_ACCMODE) === O_RDWR;
+    if (isWritable && (flags & O_TRUNC) !== 0 && isRegular(inode.mode) && inode.size > 0) {
+      await this.#files.truncate(ino, 0);
+    }
+    return { fh: this.handles.open(ino, flags), keepCache: true };
+  }
+
+  async create(req: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<Entry & OpenReply> {
+    const inode = this.#create(req, parent, name, mode, {});
+    const entry = this.#entry(inode);
+    return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
+  }
+
+  async read(_req: RequestContext, ino: number, size: number, offset: number): Promise<Buffer> {
+    const target = Buffer.allocUnsafe(size);
+    const bytesRead = await this.#files.read(ino, offset, size, target);
+    return bytesRead === size ? target : target.subarray(0, bytesRead);
+  }
+
+  async write(_req: RequestContext, ino: number, data: Buffer, offset: number): Promise<number> {
+    return this.#files.write(ino, offset, data);
+  }
+
+  async flush(_req: RequestContext, ino: number): Promise<void> {
+    await this.#files.flush(ino, { sync: false });
+  }
+
+  async release(_req: RequestContext, ino: number, fh: number): Promise<void> {
+    const remaining = this.handles.close(fh);
+    if (remaining > 0) return;
+    try {
+      await this.#files.flush(ino, { sync: false });
+    } catch (error) {
+      // close(2) already reported it through flush; the data stays cached for a retry.
+      log.error(`storing ${this.#meta.pathOf(ino)} on release: ${(error as Error).message}`);
+      return;
+    }
+    this.#files.release(ino);
+    await this.#deleteIfUnused(ino);
+  }
+
+  async fsync(_req: RequestContext, ino: number): Promise<void> {
+    await this.#files.flush(ino, { sync: true });
+  }
+
+  async fallocate(_req: RequestContext, ino: number, mode: number, offset: number, length: number): Promise<void> {
+    const inode = this.#meta.requireInode(ino, 'fallocate');
+    if (!isRegular(inode.mode)) throw new FsError(Errno.ENODEV, 'fallocate', `inode ${ino}`);
+    const known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+    if ((mode & ~known) !== 0) throw new FsError(Errno.EOPNOTSUPP, 'fallocate', `mode ${mode}`);
+    const end = offset + length;
+    if ((mode & FALLOC_FL_PUNCH_HOLE) !== 0) {
+      if ((mode & FALLOC_FL_KEEP_SIZE) === 0) throw new FsError(Errno.EOPNOTSUPP, 'fallocate', 'punch without keep size');
+      await this.#files.punchHole(ino, offset, length);
+      return;
+    }
+    if ((mode & FALLOC_FL_ZERO_RANGE) !== 0) await this.#files.punchHole(ino, offset, length);
+    // Space is not reserved ahead (shards are written whole); only the size moves.
+    const size = this.#files.overlay(ino)?.size ?? inode.size;
+    if ((mode & FALLOC_FL_KEEP_SIZE) === 0 && end > size) await this.#files.truncate(ino, end);
+  }
+
+  // ---- directories ----
+
+  opendir(_req: RequestContext, ino: number): OpenReply {
+    const inode = this.#meta.requireInode(ino, 'opendir');
+    if (!isDirectory(inode.mode)) throw new FsError(Errno.ENOTDIR, 'opendir', `inode ${ino}`);
+    return { fh: 0 };
+  }
+
+  readdir(_req: RequestContext, ino: number, size: number, offset: number): DirEntry[] {
+    const entries: DirEntry[] = [];
+    if (offset < 1) entries.push({ name: '.', ino, mode: 0o040000, nextOffset: 1 });
+    if (offset < 2) {
+      const parent = this.#meta.parentOf(ino) ?? ino;
+      entries.push({ name: '..', ino: parent, mode: 0o040000, nextOffset: 2 });
+    }
+    const countMax = Math.min(READDIR_BATCH_MAX, Math.ceil(size / 24));
+    const afterId = Math.max(0, offset - 2);
+    for (const row of this.#meta.readDirectory(ino, afterId, countMax)) {
+      entries.push({ name: row.name, ino: row.ino, mode: row.mode, nextOffset: row.id + 2 });
+    }
+    return entries;
+  }
+
+  releasedir(): void {
+    return undefined;
+  }
+
+  fsyncdir(): void {
+    this.#meta.syncDurable();
+  }
+
+  statfs(): Statfs {
+    const space = this.#pools.space();
+    const files = STATFS_FILES_MAX;
+    const used = this.#meta.countInodes();
+    return {
+      bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES,
+      blocks: Math.floor(space.totalBytes / STATFS_BLOCK_BYTES),
+      bfree: Math.floor(space.freeBytes / STATFS_BLOCK_BYTES),
+      bavail: Math.floor(space.freeBytes / STATFS_BLOCK_BYTES),
+      files, ffree: files - used, favail: files - used, namemax: NAME_BYTES_MAX,
+    };
+  }
+
+  // ---- extended attributes ----
+
+  setxattr(_req: RequestContext, ino: number, name: string, value: Buffer, flags: number): void {
+    checkXattrName(name);
+    if (value.byteLength > XATTR_VALUE_BYTES_MAX) throw new FsError(Errno.E2BIG, 'setxattr', name);
+    this.#meta.setXattr(ino, name, value, flags);
+  }
+
+  getxattr(_req: RequestContext, ino: number, name: string): Buffer {
+    checkXattrName(name);
+    this.#meta.requireInode(ino, 'getxattr');
+    const value = this.#meta.getXattr(ino, name);
+    if (value === undefined) throw new FsError(Errno.ENODATA, 'getxattr', name);
+    return value;
+  }
+
+  listxattr(_req: RequestContext, ino: number): string[] {
+    this.#meta.requireInode(ino, 'listxattr');
+    return this.#meta.listXattrs(ino);
+  }
+
+  removexattr(_req: RequestContext, ino: number, name: string): void {
+    checkXattrName(name);
+    this.#meta.removeXattr(ino, name);
+  }
+
+  access(req: RequestContext, ino: number, mask: number): void {
+    const inode = this.#meta.requireInode(ino, 'access');
+    if (req.uid === 0 || mask === 0) return;
+    const shift = req.uid === inode.uid ? 6 : req.gid === inode.gid ? 3 : 0;
+    const granted = (inode.mode >> shift) & 0o7;
+    if ((granted & mask) !== mask) throw new FsError(Errno.EACCES, 'access', `inode ${ino}`);
+  }
+}
+
+
+function resolveTime(value: Timespec | 'now' | undefined, time: Timespec): Timespec | undefined {
+  if (value === undefined) return undefined;
+  return value === 'now' ? time : value;
+}
+
+function checkName(name: string, operation: string): void {
+  if (Buffer.byteLength(name) > NAME_BYTES_MAX) throw new FsError(Errno.ENAMETOOLONG, operation, name);
+  assert(name.length > 0);
+}
+
+function checkXattrName(name: string): void {
+  if (name.length === 0 || Buffer.byteLength(name) > 255) throw new FsError(Errno.ERANGE, 'xattr', name);
+  if (name.startsWith('system.')) throw new FsError(Errno.EOPNOTSUPP, 'xattr', name);
+  const isKnownNamespace = ['user.', 'trusted.', 'security.'].some((prefix) => name.startsWith(prefix));
+  if (!isKnownNamespace) throw new FsError(Errno.EOPNOTSUPP, 'xattr', name);
+}

@@ -1,0 +1,71 @@
+/**
+ * Shard header: the first 128 bytes of every shard file.
+ *
+ * A shard file is this header, then the chunk checksum table (one little-endian u32 CRC32C
+ * per `chunk_bytes` of payload, the last chunk possibly short), then zero padding up to
+ * `payload_offset`, then the payload. The header alone says which block of which file the
+ * shard belongs to, so a bucket can be checked and rebuilt without the metadata.
+ */
+import type { StructLayout } from './types.js';
+
+/** How a block is spread over its shards. */
+export const Topology = {
+  /** One shard holding the whole block. */
+  single: 1,
+  /** `data_shards` identical full copies. */
+  mirror: 2,
+  /** Reed-Solomon: `data_shards` data shards and `parity_shards` parity shards. */
+  erasure: 3,
+} as const;
+
+/** Checksum algorithm of the payload, the chunk table and the header. */
+export const ChecksumKind = {
+  /** CRC32C (Castagnoli), as iSCSI and ext4 metadata use. */
+  crc32c: 1,
+} as const;
+
+export const ShardHeader = {
+  sizeBytes: 128,
+  fields: {
+    /** Identifies a shard file: ASCII "SHMRSHD1" read as a little-endian u64. */
+    magic: { offset: 0, width: 8, type: 'u64', value: 0x3144_4853_524d_4853n },
+    /** Format version. A reader refuses versions it does not know. */
+    version: { offset: 8, width: 2, type: 'u16', value: 1 },
+    /** How the block is spread over shards, a `Topology`. */
+    topology: { offset: 10, width: 1, type: 'u8', enum: 'Topology' },
+    /** Algorithm of every checksum in this file, a `ChecksumKind`. */
+    checksum_kind: { offset: 11, width: 1, type: 'u8', enum: 'ChecksumKind' },
+    /** Position of this shard in the block: data shards first, then parity shards. */
+    shard_index: { offset: 12, width: 1, type: 'u8' },
+    /** Data shards of the block (mirror: copies; single: 1). */
+    data_shards: { offset: 13, width: 1, type: 'u8' },
+    /** Parity shards of the block (0 unless erasure). */
+    parity_shards: { offset: 14, width: 1, type: 'u8' },
+    /** Zero. */
+    reserved_0: { offset: 15, width: 1, type: 'bytes' },
+    /** Inode number of the file the block belongs to. */
+    ino: { offset: 16, width: 8, type: 'u64' },
+    /** Index of the block in the file: it holds bytes [index * block_bytes, ...). */
+    block_index: { offset: 24, width: 8, type: 'u64' },
+    /** Write generation of the block; each rewrite of a block makes new shard files. */
+    generation: { offset: 32, width: 8, type: 'u64' },
+    /** Block size of the file. */
+    block_bytes: { offset: 40, width: 4, type: 'u32' },
+    /** Bytes of the block stored, from its start; the rest of the block reads as zeros. */
+    data_bytes: { offset: 44, width: 4, type: 'u32' },
+    /** Bytes of payload in this shard file. */
+    payload_bytes: { offset: 48, width: 4, type: 'u32' },
+    /** File offset of the payload: a multiple of 4096 after the header and chunk table. */
+    payload_offset: { offset: 52, width: 4, type: 'u32' },
+    /** Payload bytes covered by one chunk table entry. */
+    chunk_bytes: { offset: 56, width: 4, type: 'u32' },
+    /** Checksum of the whole payload. */
+    payload_checksum: { offset: 60, width: 4, type: 'u32' },
+    /** Checksum of the chunk table (its entries in order, little-endian). */
+    chunk_table_checksum: { offset: 64, width: 4, type: 'u32' },
+    /** Zero. Room for new fields (compression, for one). */
+    reserved_1: { offset: 68, width: 56, type: 'bytes' },
+    /** Checksum of bytes 0 to 123 of this header. */
+    header_checksum: { offset: 124, width: 4, type: 'u32', checksum: 'crc32c' },
+  },
+} as const satisfies StructLayout;

@@ -1,0 +1,43 @@
+/**
+ * Limits: every fixed bound of shmr in one place, with the relations between them asserted at
+ * import (our `comptime`).
+ */
+import { assert } from './assert.js';
+
+/** Device sector and checksum chunk; shard payloads start at a multiple of it. */
+export const SECTOR_BYTES = 4096;
+/** Bytes covered by one entry of a shard's chunk checksum table. */
+export const CHUNK_BYTES = 4096;
+/** Smallest block size a pool may use. */
+export const BLOCK_BYTES_MIN = 64 * 1024;
+/** Largest block size a pool may use; also bounds one dirty block buffer. */
+export const BLOCK_BYTES_MAX = 256 * 1024 * 1024;
+/** Largest data + parity shard count of one block (Reed-Solomon over GF(2^8) allows 255). */
+export const STRIPE_SHARDS_MAX = 32;
+/** Largest mirror copy count. */
+export const MIRROR_COPIES_MAX = 8;
+/** Longest name of a directory entry, as Linux. */
+export const NAME_BYTES_MAX = 255;
+/** Longest symlink target, as Linux PATH_MAX less the NUL. */
+export const SYMLINK_BYTES_MAX = 4095;
+/** Largest extended attribute value, as Linux XATTR_SIZE_MAX. */
+export const XATTR_VALUE_BYTES_MAX = 65536;
+/** Largest file: 2^53 - 1 keeps every byte offset an exact JS number. */
+export const FILE_BYTES_MAX = Number.MAX_SAFE_INTEGER;
+/** Largest read or write request the kernel sends (negotiated max_read / max_write). */
+export const IO_REQUEST_BYTES_MAX = 1024 * 1024;
+/** Shard file descriptors kept open at once (LRU); the rest are reopened on demand. */
+export const SHARD_FDS_MAX = 1024;
+/** Cached shard chunk tables (LRU); each costs 4 bytes per CHUNK_BYTES of shard. */
+export const CHUNK_TABLES_MAX = 8192;
+/** Open file handles through the mount. */
+export const OPEN_HANDLES_MAX = 1 << 20;
+/** Hard links to one inode, as ext4. */
+export const LINKS_MAX = 65000;
+
+assert(CHUNK_BYTES % 512 === 0);
+assert(SECTOR_BYTES % CHUNK_BYTES === 0 || CHUNK_BYTES % SECTOR_BYTES === 0);
+assert(BLOCK_BYTES_MAX % BLOCK_BYTES_MIN === 0);
+assert(STRIPE_SHARDS_MAX <= 255);
+// A whole block is addressed with 32-bit lengths in the shard header.
+assert(BLOCK_BYTES_MAX <= 2 ** 32 - 1);

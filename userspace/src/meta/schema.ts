@@ -1,0 +1,62 @@
+/**
+ * The SQLite schema of the metadata store. The only SQL outside store.ts.
+ *
+ * Tables:
+ * - inodes: one row per inode; ino 1 is the root directory. Numbers are never reused
+ *   (AUTOINCREMENT), so the FUSE generation can stay 0.
+ * - dirents: directory entries; `id` is the stable readdir cookie of the entry.
+ * - xattrs: extended attributes.
+ * - blocks: the block map of regular files; `buckets` lists the bucket of each shard in shard
+ *   order, comma-separated.
+ */
+
+/** Bumped on every incompatible schema change; a store of another version is refused. */
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inodes (
+  ino INTEGER PRIMARY KEY AUTOINCREMENT,
+  mode INTEGER NOT NULL,
+  nlink INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  rdev INTEGER NOT NULL DEFAULT 0,
+  size INTEGER NOT NULL DEFAULT 0,
+  block_bytes INTEGER NOT NULL DEFAULT 0,
+  stored_bytes INTEGER NOT NULL DEFAULT 0,
+  atime_sec INTEGER NOT NULL, atime_nsec INTEGER NOT NULL,
+  mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,
+  ctime_sec INTEGER NOT NULL, ctime_nsec INTEGER NOT NULL,
+  target BLOB
+);
+CREATE INDEX IF NOT EXISTS inodes_orphans ON inodes(nlink) WHERE nlink = 0;
+CREATE TABLE IF NOT EXISTS dirents (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  parent INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  ino INTEGER NOT NULL,
+  UNIQUE (parent, name)
+);
+CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents(ino);
+CREATE INDEX IF NOT EXISTS dirents_by_parent_id ON dirents(parent, id);
+CREATE TABLE IF NOT EXISTS xattrs (
+  ino INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (ino, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+  ino INTEGER NOT NULL,
+  block_index INTEGER NOT NULL,
+  pool TEXT NOT NULL,
+  topology TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  data_bytes INTEGER NOT NULL,
+  buckets TEXT NOT NULL,
+  PRIMARY KEY (ino, block_index)
+) WITHOUT ROWID;
+`;

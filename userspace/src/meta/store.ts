@@ -1,0 +1,581 @@
+/**
+ * MetaStore: inodes, directory entries, extended attributes and block maps in SQLite.
+ *
+ * Invariants:
+ * - Every metadata change is one transaction: a crash leaves the state before or after it.
+ * - The store is opened by one process at a time: the database is held with an exclusive
+ *   lock for as long as it is open (SQLite's locking_mode=EXCLUSIVE on a WAL database),
+ *   which the kernel releases if the process dies.
+ * - nlink of a directory is 2 + its subdirectories; of anything else, its directory entries.
+ * - An inode with nlink 0 exists only while the filesystem still has it open; at open of the
+ *   store it is an orphan of a crash and is reported by `listOrphans` for deletion.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { assert } from '../assert.js';
+import { Errno, FsError } from '../errno.js';
+import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
+import { renameInTransaction } from './rename.js';
+import { isDirectory, now, ROOT_INO, S_IFDIR, type Timespec } from './attributes.js';
+
+/** One inode as stored. */
+export interface InodeRecord {
+  readonly ino: number;
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly rdev: number;
+  readonly size: number;
+  /** Block size of a regular file's block map; 0 until the file has data. */
+  readonly blockBytes: number;
+  /** Logical bytes held in blocks (holes excluded), for st_blocks. */
+  readonly storedBytes: number;
+  readonly atime: Timespec;
+  readonly mtime: Timespec;
+  readonly ctime: Timespec;
+  readonly target: Buffer | null;
+}
+
+/** Where one block of a file is stored. */
+export interface BlockRecord {
+  readonly ino: number;
+  readonly blockIndex: number;
+  readonly pool: string;
+  readonly topology: string;
+  readonly generation: number;
+  readonly dataBytes: number;
+  /** Bucket name of each shard, in shard order. */
+  readonly buckets: readonly string[];
+}
+
+/** Changes of setattr; only present keys change. */
+export interface InodeChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: Timespec;
+  mtime?: Timespec;
+  ctime?: Timespec;
+}
+
+/** What a new inode is made of. */
+export interface NewInode {
+  parent: number;
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev?: number;
+  target?: Buffer;
+}
+
+interface InodeRow {
+  ino: number; mode: number; nlink: number; uid: number; gid: number; rdev: number;
+  size: number; block_bytes: number; stored_bytes: number;
+  atime_sec: number; atime_nsec: number; mtime_sec: number; mtime_nsec: number;
+  ctime_sec: number; ctime_nsec: number; target: Buffer | null;
+}
+
+interface BlockRow {
+  ino: number; block_index: number; pool: string; topology: string;
+  generation: number; data_bytes: number; buckets: string;
+}
+
+
+
+
+function toInode(row: InodeRow): InodeRecord {
+  return {
+    ino: row.ino, mode: row.mode, nlink: row.nlink, uid: row.uid, gid: row.gid, rdev: row.rdev,
+    size: row.size, blockBytes: row.block_bytes, storedBytes: row.stored_bytes,
+    atime: { sec: row.atime_sec, nsec: row.atime_nsec },
+    mtime: { sec: row.mtime_sec, nsec: row.mtime_nsec },
+    ctime: { sec: row.ctime_sec, nsec: row.ctime_nsec },
+    target: row.target,
+  };
+}
+
+function toBlock(row: BlockRow): BlockRecord {
+  return {
+    ino: row.ino, blockIndex: row.block_index, pool: row.pool, topology: row.topology,
+    generation: row.generation, dataBytes: row.data_bytes,
+    buckets: row.buckets === '' ? [] : row.buckets.split(','),
+  };
+}
+
+/** The metadata of one filesystem. */
+export class MetaStore {
+  readonly #db: Database.Database;
+  readonly #statements: ReturnType<typeof prepareStatements>;
+  /** Random identifier of this filesystem, written into every bucket label. */
+  readonly filesystemUuid: string;
+
+  private constructor(db: Database.Database) {
+    this.#db = db;
+    this.#statements = prepareStatements(db);
+    this.filesystemUuid = this.#setting('filesystem_uuid') ?? '';
+    assert(this.filesystemUuid !== '');
+  }
+
+  /**
+   * Opens (creating if needed) the store in `directory` and takes its exclusive lock.
+   * Throws FsError EBUSY naming the directory when another process holds it.
+   */
+  static open(directory: string, owner: { uid: number; gid: number }): MetaStore {
+    mkdirSync(directory, { recursive: true });
+    const path = join(directory, 'shmr-meta.sqlite');
+    const db = new Database(path, { timeout: 0 });
+    try {
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      // Taking a write lock now makes a second instance fail here, not at its first write.
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
+    } catch (error) {
+      db.close();
+      if ((error as { code?: string }).code === 'SQLITE_BUSY') {
+        throw new FsError(Errno.EBUSY, 'open metadata', `${directory} is in use by another shmr process`);
+      }
+      throw error;
+    }
+    initialize(db, owner);
+    return new MetaStore(db);
+  }
+
+  close(): void {
+    this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    this.#db.close();
+  }
+
+  /**
+   * Makes every committed transaction durable (fsync of the WAL): one synchronous commit
+   * carries all earlier ones with it.
+   */
+  syncDurable(): void {
+    this.#db.pragma('synchronous = FULL');
+    try {
+      this.#statements.touchSync.run(String(Date.now()));
+    } finally {
+      this.#db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  #setting(key: string): string | undefined {
+    const row = this.#db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as
+      | { value: string }
+      | undefined;
+    return row?.value;
+  }
+
+  // ---- inodes ----
+
+  getInode(ino: number): InodeRecord | undefined {
+    const row = this.#statements.getInode.get(ino) as InodeRow | undefined;
+    return row === undefined ? undefined : toInode(row);
+  }
+
+  /** The inode, or FsError ENOENT. */
+  requireInode(ino: number, operation: string): InodeRecord {
+    const inode = this.getInode(ino);
+    if (inode === undefined) throw new FsError(Errno.ENOENT, operation, `inode ${ino}`);
+    return inode;
+  }
+
+  lookup(parent: number, name: string): number | undefined {
+    const row = this.#statements.lookup.get(parent, name) as { ino: number } | undefined;
+    return row?.ino;
+  }
+
+  /** Creates an inode and its directory entry. Throws EEXIST, ENOENT, ENOTDIR, EMLINK. */
+  createInode(input: NewInode): InodeRecord {
+    return this.#db.transaction(() => {
+      const parent = this.#requireDirectory(input.parent, 'create');
+      if (parent.nlink === 0) throw new FsError(Errno.ENOENT, 'create', 'directory was removed');
+      if (this.lookup(input.parent, input.name) !== undefined) {
+        throw new FsError(Errno.EEXIST, 'create', input.name);
+      }
+      const time = now();
+      const isDir = isDirectory(input.mode);
+      const result = this.#statements.insertInode.run({
+        mode: input.mode, nlink: isDir ? 2 : 1, uid: input.uid, gid: input.gid,
+        rdev: input.rdev ?? 0, size: input.target?.byteLength ?? 0,
+        sec: time.sec, nsec: time.nsec, target: input.target ?? null,
+      });
+      const ino = Number(result.lastInsertRowid);
+      this.#statements.insertDirent.run(input.parent, input.name, ino);
+      this.#touchDirectory(parent, time, isDir ? 1 : 0);
+      return this.requireInode(ino, 'create');
+    })();
+  }
+
+  /** Adds a hard link. Throws EEXIST, EPERM (directory), EMLINK. */
+  link(ino: number, parent: number, name: string, linksMax: number): InodeRecord {
+    return this.#db.transaction(() => {
+      const inode = this.requireInode(ino, 'link');
+      if (isDirectory(inode.mode)) throw new FsError(Errno.EPERM, 'link', 'directory');
+      if (inode.nlink >= linksMax) throw new FsError(Errno.EMLINK, 'link', `inode ${ino}`);
+      const directory = this.#requireDirectory(parent, 'link');
+      if (this.lookup(parent, name) !== undefined) throw new FsError(Errno.EEXIST, 'link', name);
+      const time = now();
+      this.#statements.insertDirent.run(parent, name, ino);
+      this.#statements.setLinks.run(inode.nlink + 1, time.sec, time.nsec, ino);
+      this.#touchDirectory(directory, time, 0);
+      return this.requireInode(ino, 'link');
+    })();
+  }
+
+  /** Removes a non-directory entry; returns the inode as it is afterwards. */
+  unlink(parent: number, name: string): InodeRecord {
+    return this.#db.transaction(() => {
+      const directory = this.#requireDirectory(parent, 'unlink');
+      const ino = this.lookup(parent, name);
+      if (ino === undefined) throw new FsError(Errno.ENOENT, 'unlink', name);
+      const inode = this.requireInode(ino, 'unlink');
+      if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'unlink', name);
+      const time = now();
+      this.#statements.deleteDirent.run(parent, name);
+      this.#statements.setLinks.run(inode.nlink - 1, time.sec, time.nsec, ino);
+      this.#touchDirectory(directory, time, 0);
+      return this.requireInode(ino, 'unlink');
+    })();
+  }
+
+  /** Removes an empty directory. Throws ENOTDIR, ENOTEMPTY. */
+  rmdir(parent: number, name: string): InodeRecord {
+    return this.#db.transaction(() => {
+      const directory = this.#requireDirectory(parent, 'rmdir');
+      const ino = this.lookup(parent, name);
+      if (ino === undefined) throw new FsError(Errno.ENOENT, 'rmdir', name);
+      const inode = this.requireInode(ino, 'rmdir');
+      if (!isDirectory(inode.mode)) throw new FsError(Errno.ENOTDIR, 'rmdir', name);
+      if (this.#statements.anyChild.get(ino) !== undefined) {
+        throw new FsError(Errno.ENOTEMPTY, 'rmdir', name);
+      }
+      const time = now();
+      this.#statements.deleteDirent.run(parent, name);
+      this.#statements.setLinks.run(0, time.sec, time.nsec, ino);
+      this.#touchDirectory(directory, time, -1);
+      return this.requireInode(ino, 'rmdir');
+    })();
+  }
+
+  /**
+   * Renames with POSIX semantics and the Linux flags RENAME_NOREPLACE (1) and
+   * RENAME_EXCHANGE (2). Returns the inode that lost its entry (replaced target), if any.
+   */
+  rename(input: {
+    parent: number; name: string; newParent: number; newName: string; flags: number;
+  }): InodeRecord | undefined {
+    return this.#db.transaction(() => renameInTransaction(this, input))();
+  }
+
+  /** @internal Used by rename.ts inside its transaction. */
+  renameSteps() {
+    return {
+      requireDirectory: (ino: number, operation: string) => this.#requireDirectory(ino, operation),
+      moveDirent: (id: { parent: number; name: string }, to: { parent: number; name: string }) =>
+        this.#statements.moveDirent.run(to.parent, to.name, id.parent, id.name),
+      setDirentIno: (parent: number, name: string, ino: number) =>
+        this.#statements.setDirentIno.run(ino, parent, name),
+      deleteDirent: (parent: number, name: string) => this.#statements.deleteDirent.run(parent, name),
+      setLinks: (ino: number, nlink: number, time: Timespec) =>
+        this.#statements.setLinks.run(nlink, time.sec, time.nsec, ino),
+      touchDirectory: (directory: InodeRecord, time: Timespec, linkDelta: number) =>
+        this.#touchDirectory(directory, time, linkDelta),
+      hasChildren: (ino: number) => this.#statements.anyChild.get(ino) !== undefined,
+      parentOf: (ino: number) => this.parentOf(ino),
+    };
+  }
+
+  /** The directory holding `ino`'s first entry (a directory has exactly one). */
+  parentOf(ino: number): number | undefined {
+    if (ino === ROOT_INO) return ROOT_INO;
+    const row = this.#statements.parentOf.get(ino) as { parent: number } | undefined;
+    return row?.parent;
+  }
+
+  /** A path of `ino` for log messages, or `<inode N>` when it has no entry any more. */
+  pathOf(ino: number): string {
+    const parts: string[] = [];
+    let current = ino;
+    for (let depth = 0; current !== ROOT_INO && depth < 4096; depth++) {
+      const row = this.#statements.direntOf.get(current) as { parent: number; name: string } | undefined;
+      if (row === undefined) return `<inode ${ino}>`;
+      parts.push(row.name);
+      current = row.parent;
+    }
+    return `/${parts.reverse().join('/')}`;
+  }
+
+  /** Applies setattr changes; ctime moves with every change unless given. */
+  setAttributes(ino: number, changes: InodeChanges): InodeRecord {
+    return this.#db.transaction(() => {
+      const inode = this.requireInode(ino, 'setattr');
+      const ctime = changes.ctime ?? now();
+      const next = {
+        mode: changes.mode ?? inode.mode, uid: changes.uid ?? inode.uid,
+        gid: changes.gid ?? inode.gid, size: changes.size ?? inode.size,
+        atime: changes.atime ?? inode.atime, mtime: changes.mtime ?? inode.mtime,
+      };
+      this.#statements.setAttributes.run({
+        ino, mode: next.mode, uid: next.uid, gid: next.gid, size: next.size,
+        atime_sec: next.atime.sec, atime_nsec: next.atime.nsec,
+        mtime_sec: next.mtime.sec, mtime_nsec: next.mtime.nsec,
+        ctime_sec: ctime.sec, ctime_nsec: ctime.nsec,
+      });
+      return this.requireInode(ino, 'setattr');
+    })();
+  }
+
+  /** Sets only the access time (reads), without touching ctime. */
+  setAccessTime(ino: number, atime: Timespec): void {
+    this.#statements.setAtime.run(atime.sec, atime.nsec, ino);
+  }
+
+  /** Deletes an inode with nlink 0 and everything it owns; returns its blocks. */
+  deleteInode(ino: number): BlockRecord[] {
+    return this.#db.transaction(() => {
+      const inode = this.requireInode(ino, 'delete');
+      assert.equal(inode.nlink, 0);
+      const blocks = this.listBlocks(ino);
+      this.#statements.deleteBlocksFrom.run(ino, 0);
+      this.#statements.deleteXattrs.run(ino);
+      this.#statements.deleteInode.run(ino);
+      return blocks;
+    })();
+  }
+
+  /** Inodes with nlink 0: unlinked while open when the previous process died. */
+  listOrphans(): number[] {
+    return (this.#statements.orphans.all() as { ino: number }[]).map((row) => row.ino);
+  }
+
+  /** Inode count, for statfs. */
+  countInodes(): number {
+    return (this.#statements.countInodes.get() as { count: number }).count;
+  }
+
+  // ---- directories ----
+
+  /** Entries of `parent` whose cookie is greater than `afterId`, in cookie order. */
+  readDirectory(parent: number, afterId: number, countMax: number): { id: number; name: string; ino: number; mode: number }[] {
+    return this.#statements.readDirectory.all(parent, afterId, countMax) as {
+      id: number; name: string; ino: number; mode: number;
+    }[];
+  }
+
+  #requireDirectory(ino: number, operation: string): InodeRecord {
+    const inode = this.requireInode(ino, operation);
+    if (!isDirectory(inode.mode)) throw new FsError(Errno.ENOTDIR, operation, `inode ${ino}`);
+    return inode;
+  }
+
+  #touchDirectory(directory: InodeRecord, time: Timespec, linkDelta: number): void {
+    this.#statements.touchDirectory.run({ delta: linkDelta, sec: time.sec, nsec: time.nsec, ino: directory.ino });
+  }
+
+  // ---- extended attributes ----
+
+  getXattr(ino: number, name: string): Buffer | undefined {
+    const row = this.#statements.getXattr.get(ino, name) as { value: Buffer } | undefined;
+    return row?.value;
+  }
+
+  listXattrs(ino: number): string[] {
+    return (this.#statements.listXattrs.all(ino) as { name: string }[]).map((row) => row.name);
+  }
+
+  /** Sets an xattr; flags XATTR_CREATE (1) and XATTR_REPLACE (2) as setxattr(2). */
+  setXattr(ino: number, name: string, value: Buffer, flags: number): void {
+    this.#db.transaction(() => {
+      this.requireInode(ino, 'setxattr');
+      const exists = this.getXattr(ino, name) !== undefined;
+      if ((flags & 1) !== 0 && exists) throw new FsError(Errno.EEXIST, 'setxattr', name);
+      if ((flags & 2) !== 0 && !exists) throw new FsError(Errno.ENODATA, 'setxattr', name);
+      this.#statements.putXattr.run(ino, name, value);
+      const time = now();
+      this.#statements.touchCtime.run(time.sec, time.nsec, ino);
+    })();
+  }
+
+  removeXattr(ino: number, name: string): void {
+    this.#db.transaction(() => {
+      if (this.#statements.deleteXattr.run(ino, name).changes === 0) {
+        throw new FsError(Errno.ENODATA, 'removexattr', name);
+      }
+      const time = now();
+      this.#statements.touchCtime.run(time.sec, time.nsec, ino);
+    })();
+  }
+
+  // ---- block maps ----
+
+  getBlock(ino: number, blockIndex: number): BlockRecord | undefined {
+    const row = this.#statements.getBlock.get(ino, blockIndex) as BlockRow | undefined;
+    return row === undefined ? undefined : toBlock(row);
+  }
+
+  listBlocks(ino: number): BlockRecord[] {
+    return (this.#statements.listBlocks.all(ino) as BlockRow[]).map(toBlock);
+  }
+
+  /** Highest block generation in use, so new shard files get fresh names. */
+  maxGeneration(): number {
+    const row = this.#statements.maxGeneration.get() as { generation: number | null };
+    return row.generation ?? 0;
+  }
+
+  /**
+   * Points a block at freshly written shards and updates the file's size, block size and
+   * times, in one transaction. Returns the block record it replaced, whose shards the caller
+   * deletes after this commit (never before: until then they are the durable copy).
+   */
+  commitBlock(
+    block: BlockRecord,
+    file: { blockBytes: number; size: number; mtime: Timespec; ctime: Timespec },
+  ): BlockRecord | undefined {
+    return this.#db.transaction(() => {
+      const inode = this.requireInode(block.ino, 'commit block');
+      const previous = this.getBlock(block.ino, block.blockIndex);
+      this.#statements.putBlock.run({
+        ino: block.ino, block_index: block.blockIndex, pool: block.pool,
+        topology: block.topology, generation: block.generation,
+        data_bytes: block.dataBytes, buckets: block.buckets.join(','),
+      });
+      const storedDelta = block.dataBytes - (previous?.dataBytes ?? 0);
+      this.#statements.setFileData.run({
+        ino: block.ino, block_bytes: file.blockBytes, size: file.size,
+        stored_bytes: inode.storedBytes + storedDelta,
+        mtime_sec: file.mtime.sec, mtime_nsec: file.mtime.nsec,
+        ctime_sec: file.ctime.sec, ctime_nsec: file.ctime.nsec,
+      });
+      return previous;
+    })();
+  }
+
+  /**
+   * Sets a file's size and drops the blocks at and after `firstBlockDropped`, in one
+   * transaction. Returns the dropped blocks, whose shards the caller deletes afterwards.
+   */
+  truncateBlocks(ino: number, size: number, firstBlockDropped: number, time: Timespec): BlockRecord[] {
+    return this.#db.transaction(() => {
+      const inode = this.requireInode(ino, 'truncate');
+      const dropped = (this.#statements.blocksFrom.all(ino, firstBlockDropped) as BlockRow[]).map(toBlock);
+      this.#statements.deleteBlocksFrom.run(ino, firstBlockDropped);
+      const droppedBytes = dropped.reduce((sum, block) => sum + block.dataBytes, 0);
+      const blockBytes = size === 0 ? 0 : inode.blockBytes;
+      this.#statements.setFileData.run({
+        ino, block_bytes: blockBytes, size, stored_bytes: inode.storedBytes - droppedBytes,
+        mtime_sec: time.sec, mtime_nsec: time.nsec, ctime_sec: time.sec, ctime_nsec: time.nsec,
+      });
+      return dropped;
+    })();
+  }
+
+  /** Drops one block (a hole punched over all of it). Returns it, if there was one. */
+  dropBlock(ino: number, blockIndex: number, time: Timespec): BlockRecord | undefined {
+    return this.#db.transaction(() => {
+      const inode = this.requireInode(ino, 'drop block');
+      const block = this.getBlock(ino, blockIndex);
+      if (block === undefined) return undefined;
+      this.#statements.deleteBlock.run(ino, blockIndex);
+      this.#statements.setFileData.run({
+        ino, block_bytes: inode.blockBytes, size: inode.size,
+        stored_bytes: inode.storedBytes - block.dataBytes,
+        mtime_sec: time.sec, mtime_nsec: time.nsec, ctime_sec: time.sec, ctime_nsec: time.nsec,
+      });
+      return block;
+    })();
+  }
+}
+
+function initialize(db: Database.Database, owner: { uid: number; gid: number }): void {
+  db.exec(SCHEMA_SQL);
+  const version = db.prepare("SELECT value FROM settings WHERE key = 'schema_version'").get() as
+    | { value: string }
+    | undefined;
+  if (version !== undefined && Number(version.value) !== SCHEMA_VERSION) {
+    throw new FsError(Errno.EINVAL, 'open metadata', `schema version ${version.value}, expected ${SCHEMA_VERSION}`);
+  }
+  if (version !== undefined) return;
+  const time = now();
+  db.transaction(() => {
+    const put = db.prepare('INSERT INTO settings (key, value) VALUES (?, ?)');
+    put.run('schema_version', String(SCHEMA_VERSION));
+    put.run('filesystem_uuid', randomUUID());
+    put.run('sync_marker', '0');
+    db.prepare(
+      `INSERT INTO inodes (ino, mode, nlink, uid, gid, atime_sec, atime_nsec, mtime_sec,
+         mtime_nsec, ctime_sec, ctime_nsec) VALUES (?, ?, 2, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(ROOT_INO, S_IFDIR | 0o755, owner.uid, owner.gid,
+      time.sec, time.nsec, time.sec, time.nsec, time.sec, time.nsec);
+  })();
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    touchSync: db.prepare("UPDATE settings SET value = ? WHERE key = 'sync_marker'"),
+    getInode: db.prepare('SELECT * FROM inodes WHERE ino = ?'),
+    lookup: db.prepare('SELECT ino FROM dirents WHERE parent = ? AND name = ?'),
+    insertInode: db.prepare(
+      `INSERT INTO inodes (mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec,
+         mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target)
+       VALUES (@mode, @nlink, @uid, @gid, @rdev, @size, @sec, @nsec, @sec, @nsec, @sec, @nsec,
+         @target)`,
+    ),
+    insertDirent: db.prepare('INSERT INTO dirents (parent, name, ino) VALUES (?, ?, ?)'),
+    deleteDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ?'),
+    moveDirent: db.prepare('UPDATE dirents SET parent = ?, name = ? WHERE parent = ? AND name = ?'),
+    setDirentIno: db.prepare('UPDATE dirents SET ino = ? WHERE parent = ? AND name = ?'),
+    setLinks: db.prepare('UPDATE inodes SET nlink = ?, ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
+    touchDirectory: db.prepare(
+      `UPDATE inodes SET nlink = nlink + @delta, mtime_sec = @sec, mtime_nsec = @nsec,
+         ctime_sec = @sec, ctime_nsec = @nsec WHERE ino = @ino`,
+    ),
+    touchCtime: db.prepare('UPDATE inodes SET ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
+    anyChild: db.prepare('SELECT 1 FROM dirents WHERE parent = ? LIMIT 1'),
+    parentOf: db.prepare('SELECT parent FROM dirents WHERE ino = ? LIMIT 1'),
+    direntOf: db.prepare('SELECT parent, name FROM dirents WHERE ino = ? LIMIT 1'),
+    setAttributes: db.prepare(
+      `UPDATE inodes SET mode = @mode, uid = @uid, gid = @gid, size = @size,
+         atime_sec = @atime_sec, atime_nsec = @atime_nsec, mtime_sec = @mtime_sec,
+         mtime_nsec = @mtime_nsec, ctime_sec = @ctime_sec, ctime_nsec = @ctime_nsec
+       WHERE ino = @ino`,
+    ),
+    setAtime: db.prepare('UPDATE inodes SET atime_sec = ?, atime_nsec = ? WHERE ino = ?'),
+    deleteInode: db.prepare('DELETE FROM inodes WHERE ino = ?'),
+    orphans: db.prepare('SELECT ino FROM inodes WHERE nlink = 0'),
+    countInodes: db.prepare('SELECT count(*) AS count FROM inodes'),
+    readDirectory: db.prepare(
+      `SELECT d.id AS id, d.name AS name, d.ino AS ino, i.mode AS mode
+       FROM dirents d JOIN inodes i ON i.ino = d.ino
+       WHERE d.parent = ? AND d.id > ? ORDER BY d.id LIMIT ?`,
+    ),
+    getXattr: db.prepare('SELECT value FROM xattrs WHERE ino = ? AND name = ?'),
+    listXattrs: db.prepare('SELECT name FROM xattrs WHERE ino = ? ORDER BY name'),
+    putXattr: db.prepare('INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)'),
+    deleteXattr: db.prepare('DELETE FROM xattrs WHERE ino = ? AND name = ?'),
+    deleteXattrs: db.prepare('DELETE FROM xattrs WHERE ino = ?'),
+    getBlock: db.prepare('SELECT * FROM blocks WHERE ino = ? AND block_index = ?'),
+    listBlocks: db.prepare('SELECT * FROM blocks WHERE ino = ? ORDER BY block_index'),
+    blocksFrom: db.prepare('SELECT * FROM blocks WHERE ino = ? AND block_index >= ? ORDER BY block_index'),
+    maxGeneration: db.prepare('SELECT max(generation) AS generation FROM blocks'),
+    putBlock: db.prepare(
+      `INSERT OR REPLACE INTO blocks (ino, block_index, pool, topology, generation, data_bytes,
+         buckets) VALUES (@ino, @block_index, @pool, @topology, @generation, @data_bytes,
+         @buckets)`,
+    ),
+    deleteBlock: db.prepare('DELETE FROM blocks WHERE ino = ? AND block_index = ?'),
+    deleteBlocksFrom: db.prepare('DELETE FROM blocks WHERE ino = ? AND block_index >= ?'),
+    setFileData: db.prepare(
+      `UPDATE inodes SET block_bytes = @block_bytes, size = @size, stored_bytes = @stored_bytes,
+         mtime_sec = @mtime_sec, mtime_nsec = @mtime_nsec, ctime_sec = @ctime_sec,
+         ctime_nsec = @ctime_nsec WHERE ino = @ino`,
+    ),
+  };
+}
+

@@ -520,18 +520,19 @@ static bool read_bytes(napi_env env, napi_value value, const char *name, uint8_t
 /* Checks one shard's length against the set's (the first shard's, or sets it). Labels are
  * formatted only on failure: snprintf per shard would double the cost of a small call. */
 static bool check_shard_bytes(napi_env env, shard_set_t *set, int index, size_t bytes) {
-  if (set->shard_bytes != 0 && bytes == set->shard_bytes) return true;
+  bool is_first = set->shard_bytes == 0;
+  if (is_first && bytes >= 1 && bytes <= INT_MAX) {
+    set->shard_bytes = bytes;
+    return true;
+  }
+  if (!is_first && bytes == set->shard_bytes) return true;
   char label[LABEL_BYTES_MAX];
   char first_label[LABEL_BYTES_MAX];
   shard_label(set, index, label);
-  if (set->shard_bytes == 0) {
-    if (bytes == 0 || bytes > INT_MAX) {
-      throw_range_error(env, "%s has %zu bytes; a shard must have 1 to %d bytes", label, bytes,
-                        INT_MAX);
-      return false;
-    }
-    set->shard_bytes = bytes;
-    return true;
+  if (is_first) {
+    throw_range_error(env, "%s has %zu bytes; a shard must have 1 to %d bytes", label, bytes,
+                      INT_MAX);
+    return false;
   }
   shard_label(set, 0, first_label);
   throw_range_error(env, "%s has %zu bytes but %s has %zu: all shards must be the same length",
@@ -539,7 +540,7 @@ static bool check_shard_bytes(napi_env env, shard_set_t *set, int index, size_t 
   return false;
 }
 
-/* A JS array of exactly `count` Uint8Arrays of the set's length, stored at `first`... */
+/* A JS array of exactly `count` equal-length Uint8Arrays, stored as shards first.. of `set`. */
 static bool read_shard_array(napi_env env, napi_value array, const char *name, int count,
                              int first, shard_set_t *set) {
   bool is_array = false;

@@ -168,6 +168,8 @@ export class FileStore {
       const entry = await this.#writableBlock(state, blockIndex, {
         start: position - blockStart, end: stop - blockStart,
       });
+      // Another request may have started storing the block between its resolution and now.
+      if (entry.state !== 'clean' && entry.state !== 'dirty') continue;
       // From here to the end of the iteration nothing awaits: the copy is atomic.
       if (position - blockStart > entry.dataBytes) {
         entry.buffer.fill(0, entry.dataBytes, position - blockStart);
@@ -396,7 +398,10 @@ export class FileStore {
       }
     }
     if (cutOffset > 0) {
-      const entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
+      let entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
+      while (entry.state !== 'clean' && entry.state !== 'dirty') {
+        entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
+      }
       if (entry.dataBytes > cutOffset) {
         entry.dataBytes = cutOffset;
         this.#cache.markDirty(entry, Date.now());

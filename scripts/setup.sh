@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up everything shmr needs on a Debian 12 machine, as root: Debian packages, npm
+# dependencies (npm ci), the native addons and the TypeScript build. Safe to run again: steps
+# that are already done are skipped quickly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  fuse3 libfuse3-dev pkg-config   # FUSE: kernel mount helper and the libfuse3 the binding uses
+  libisal-dev                     # ISA-L: Reed-Solomon and CRC32C
+  python3 make g++ gcc            # node-gyp builds
+  mergerfs fio                    # npm run bench: the peer filesystem and the load generator
+  attr acl                        # tests: getfattr/setfattr
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: run as root (apt-get, mounts)" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ! command -v node >/dev/null; then missing+=(nodejs npm); fi
+if ((${#missing[@]} > 0)); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "setup: Node.js >= 20 is needed, found $(node --version)" >&2
+  exit 1
+fi
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi
+npm run --silent build

@@ -1,0 +1,129 @@
+/**
+ * Config validation: every mistake is reported with the key it concerns, all at once, and
+ * nothing is created on disk for an invalid config.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfigFile, parseConfig } from './config.js';
+import { parseSize, parseDuration, formatSize } from './units.js';
+import { parseTopology } from './topology.js';
+
+let root: string;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'shmr-config-'));
+  for (const name of ['ssd0', 'hdd0', 'hdd1', 'hdd2']) mkdirSync(join(root, name));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+const GOOD = `
+mount_dir: ./mnt
+metadata_dir: ./meta
+write_pool: ssd
+pools:
+  ssd:
+    topology: single
+    block_size: 1MiB
+    buckets:
+      ssd0: { path: ./ssd0 }
+  archive:
+    topology: erasure:2+1
+    block_size: 32MiB
+    buckets:
+      hdd0: { path: ./hdd0, priority: prioritize }
+      hdd1: { path: ./hdd1 }
+      hdd2: { path: ./hdd2, priority: evacuate }
+`;
+
+function problemsOf(text: string): string[] {
+  try {
+    parseConfig(text, { source: 'test', baseDir: root });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return [...(error as ConfigError).problems];
+  }
+  throw new Error('config was accepted');
+}
+
+describe('config', () => {
+  it('accepts the documented shape and resolves paths against the file', () => {
+    writeFileSync(join(root, 'shmr.yaml'), GOOD);
+    const config = loadConfigFile(join(root, 'shmr.yaml'));
+    expect(config.configPath).toBe(join(root, 'shmr.yaml'));
+    expect(config.mountDir).toBe(join(root, 'mnt'));
+    expect(config.metadataDir).toBe(join(root, 'meta'));
+    const archive = config.pools.get('archive');
+    expect(archive?.topology).toEqual({ kind: 'erasure', data: 2, parity: 1 });
+    expect(archive?.blockBytes).toBe(32 * 1024 * 1024);
+    expect(archive?.buckets.map((bucket) => bucket.priority)).toEqual(['prioritize', 'normal', 'evacuate']);
+    expect(config.cache.memoryLimitBytes).toBe(512 * 1024 * 1024);
+  });
+
+  it('names the key of every problem, all at once', () => {
+    const problems = problemsOf(GOOD
+      .replace('write_pool: ssd', 'write_pool: fast')
+      .replace('block_size: 1MiB', 'block_size: 3MiB')
+      .replace('erasure:2+1', 'erasure:3+1')
+      .replace('./hdd1', './ssd0')
+      .replace('priority: evacuate', 'priority: sometimes'));
+    expect(problems.join('\n')).toMatch(/pools\.archive\.buckets\.hdd2\.priority: must be one of/);
+    const again = problemsOf(GOOD
+      .replace('write_pool: ssd', 'write_pool: fast')
+      .replace('block_size: 1MiB', 'block_size: 3MiB')
+      .replace('erasure:2+1', 'erasure:3+1')
+      .replace('./hdd1', './ssd0'));
+    expect(again).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^write_pool: unknown pool "fast"/),
+      expect.stringMatching(/^pools\.ssd\.block_size: 3MiB must be a power of two between 64KiB and 256MiB/),
+      expect.stringMatching(/^pools\.archive\.topology: erasure:3\+1 needs 4 buckets, the pool has 3/),
+      expect.stringMatching(/^pools\.archive\.buckets\.hdd1\.path: .*ssd0 is also pools\.ssd\.buckets\.ssd0/),
+    ]));
+  });
+
+  it('rejects unknown keys, missing keys, bad topologies and sizes out of range', () => {
+    expect(problemsOf(GOOD.replace('mount_dir', 'mountdir'))).toEqual(expect.arrayContaining([
+      '(top level): unknown key "mountdir"', '(top level): missing required key "mount_dir"',
+    ]));
+    expect(problemsOf(GOOD.replace('erasure:2+1', 'raid5'))[0]).toMatch(/pools\.archive\.topology: "raid5" is not a topology/);
+    expect(problemsOf(GOOD.replace('32MiB', '512MiB'))[0]).toMatch(/pools\.archive\.block_size/);
+    expect(problemsOf(GOOD.replace('32MiB', '32KiB'))[0]).toMatch(/pools\.archive\.block_size/);
+    expect(problemsOf(GOOD.replace('erasure:2+1', 'erasure:30+3'))[0]).toMatch(/more than 32 shards/);
+    expect(problemsOf('pools: [')[0]).toMatch(/not valid YAML/);
+  });
+
+  it('rejects bucket paths that are missing, not directories or not writable', () => {
+    rmSync(join(root, 'hdd0'), { recursive: true });
+    writeFileSync(join(root, 'hdd1-file'), '');
+    const problems = problemsOf(GOOD.replace('./hdd1', './hdd1-file'));
+    expect(problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/hdd0\.path: .*hdd0 does not exist/),
+      expect.stringMatching(/hdd1\.path: .*hdd1-file is not a directory/),
+    ]));
+  });
+
+  it('creates nothing on disk when invalid', () => {
+    const before = readdirSync(root).sort();
+    problemsOf(GOOD.replace('write_pool: ssd', 'write_pool: nope'));
+    expect(readdirSync(root).sort()).toEqual(before);
+  });
+
+  it('reports an unreadable file by name', () => {
+    expect(() => loadConfigFile(join(root, 'missing.yaml'))).toThrow(/missing\.yaml[\s\S]*cannot read/);
+  });
+
+  it('parses units', () => {
+    expect(parseSize('32MiB')).toBe(32 * 1024 * 1024);
+    expect(parseSize('1.5 KiB')).toBe(1536);
+    expect(parseSize('4096')).toBe(4096);
+    expect(parseSize('10 parsecs')).toBeUndefined();
+    expect(parseDuration('5s')).toBe(5000);
+    expect(parseDuration('1h')).toBe(3_600_000);
+    expect(parseDuration('soon')).toBeUndefined();
+    expect(formatSize(256 * 1024 * 1024)).toBe('256MiB');
+    expect(parseTopology('mirror:1')).toMatch(/2 to 8 copies/);
+    expect(parseTopology('mirror:3')).toEqual({ kind: 'mirror', copies: 3 });
+  });
+});
+

@@ -1,0 +1,193 @@
+/**
+ * The one way tests mount shmr. Each call gets a private temp root (config, buckets, metadata,
+ * mount point, daemon log), so test files run in parallel.
+ *
+ * Strict on the normal path: unmount must succeed and the daemon must exit 0 within
+ * UNMOUNT_WAIT_MS_MAX, else the test fails with the daemon log. The forced path (lazy unmount,
+ * SIGKILL) runs only after a failure, so it can never hide one.
+ *
+ * Mount tests need root and /dev/fuse: without them they fail loudly, naming what is missing.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+const UNMOUNT_WAIT_MS_MAX = 60_000;
+const MOUNT_WAIT_MS_MAX = 20_000;
+
+/** Repository root (this file is userspace/test/helpers/mount.ts). */
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const CLI = join(REPO_ROOT, 'bin', 'shmr.js');
+
+export interface PoolSpec {
+  topology: string;
+  blockSize: string;
+  /** Bucket count (directories created under the root), or explicit paths. */
+  buckets: number | string[];
+}
+
+export interface MountOptions {
+  /** Pools by name; default: one `ssd` pool, single, 1MiB, one bucket. */
+  pools?: Record<string, PoolSpec>;
+  writePool?: string;
+  /** Extra YAML appended to the config (cache:, fuse: sections). */
+  extraYaml?: string;
+}
+
+export interface Mount {
+  readonly root: string;
+  readonly mountpoint: string;
+  readonly configPath: string;
+  readonly logPath: string;
+  /** Bucket directories by bucket name. */
+  readonly buckets: Record<string, string>;
+  /** The running daemon (changes after remount). */
+  daemon: ChildProcess;
+  /** Unmounts cleanly and mounts again with the same config. */
+  remount(): Promise<void>;
+  /** SIGKILLs the daemon, cleans the dead mount, mounts again. */
+  killAndRemount(): Promise<void>;
+  /** Reads the daemon log. */
+  log(): Promise<string>;
+}
+
+/** Fails the test (throws) when this machine cannot mount FUSE filesystems. */
+export function requireFuse(): void {
+  if (process.getuid?.() !== 0) throw new Error('mount tests need root (run as root)');
+  try {
+    accessSync('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch {
+    throw new Error('mount tests need /dev/fuse (load the fuse module; in a container pass --device /dev/fuse)');
+  }
+  for (const tool of ['/usr/bin/fusermount3']) {
+    if (!existsSync(tool)) throw new Error(`mount tests need ${tool} (apt-get install fuse3)`);
+  }
+  if (!existsSync(join(REPO_ROOT, 'dist', 'userspace', 'src', 'cli', 'main.js'))) {
+    throw new Error('mount tests need the build: run npm run build');
+  }
+}
+
+function configYaml(root: string, options: MountOptions): { yaml: string; buckets: Record<string, string> } {
+  const pools = options.pools ?? { ssd: { topology: 'single', blockSize: '1MiB', buckets: 1 } };
+  const buckets: Record<string, string> = {};
+  const lines = [`mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`,
+    `write_pool: ${options.writePool ?? Object.keys(pools)[0]}`, 'pools:'];
+  for (const [name, pool] of Object.entries(pools)) {
+    lines.push(`  ${name}:`, `    topology: ${pool.topology}`, `    block_size: ${pool.blockSize}`, '    buckets:');
+    const paths = typeof pool.buckets === 'number'
+      ? Array.from({ length: pool.buckets }, (_, index) => `${root}/buckets/${name}${index}`)
+      : pool.buckets;
+    paths.forEach((path, index) => {
+      const bucketName = `${name}${index}`;
+      buckets[bucketName] = path;
+      lines.push(`      ${bucketName}: { path: ${path} }`);
+    });
+  }
+  return { yaml: `${lines.join('\n')}\n${options.extraYaml ?? ''}`, buckets };
+}
+
+function startDaemon(configPath: string, logPath: string): ChildProcess {
+  const logFd = openSync(logPath, 'a');
+  const daemon = spawn(process.execPath, [CLI, 'mount', '--config', configPath], {
+    stdio: ['ignore', logFd, logFd],
+  });
+  closeSync(logFd);
+  return daemon;
+}
+
+function isMounted(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === path);
+}
+
+async function waitForMount(mount: Mount): Promise<void> {
+  const deadline = Date.now() + MOUNT_WAIT_MS_MAX;
+  while (Date.now() < deadline) {
+    if (mount.daemon.exitCode !== null) {
+      throw new Error(`daemon exited (${mount.daemon.exitCode}) before mounting:\n${await mount.log()}`);
+    }
+    if (isMounted(mount.mountpoint)) return;
+    await sleep(25);
+  }
+  throw new Error(`not mounted after ${MOUNT_WAIT_MS_MAX} ms:\n${await mount.log()}`);
+}
+
+function exitOf(daemon: ChildProcess): Promise<number | null> {
+  if (daemon.exitCode !== null || daemon.signalCode !== null) return Promise.resolve(daemon.exitCode);
+  return new Promise((resolve) => daemon.once('exit', (code) => resolve(code)));
+}
+
+/** Unmounts strictly: fusermount3 -u must work and the daemon must exit 0. */
+async function unmountStrict(mount: Mount): Promise<void> {
+  await execFileAsync('fusermount3', ['-u', mount.mountpoint]);
+  const code = await Promise.race([exitOf(mount.daemon), sleep(UNMOUNT_WAIT_MS_MAX).then(() => 'timeout' as const)]);
+  if (code !== 0) throw new Error(`daemon exit after unmount: ${String(code)}\n${await mount.log()}`);
+}
+
+async function forceUnmount(mount: Mount): Promise<void> {
+  mount.daemon.kill('SIGKILL');
+  await exitOf(mount.daemon);
+  await execFileAsync('fusermount3', ['-uz', mount.mountpoint]).catch(() => undefined);
+  await execFileAsync('umount', ['-l', mount.mountpoint]).catch(() => undefined);
+}
+
+/** Mounts a fresh shmr in a temp root, runs `body`, unmounts strictly, removes the root. */
+export async function withMount(options: MountOptions, body: (mount: Mount) => Promise<void>): Promise<void> {
+  requireFuse();
+  const root = await mkdtemp(join(tmpdir(), 'shmr-test-'));
+  const { yaml, buckets } = configYaml(root, options);
+  for (const path of [`${root}/mnt`, ...Object.values(buckets)]) mkdirSync(path, { recursive: true });
+  const configPath = join(root, 'shmr.yaml');
+  await writeFile(configPath, yaml);
+  const logPath = join(root, 'daemon.log');
+  const mount: Mount = {
+    root, mountpoint: `${root}/mnt`, configPath, logPath, buckets,
+    daemon: startDaemon(configPath, logPath),
+    log: () => readFile(logPath, 'utf8').catch(() => ''),
+    remount: async () => {
+      await unmountStrict(mount);
+      mount.daemon = startDaemon(configPath, logPath);
+      await waitForMount(mount);
+    },
+    killAndRemount: async () => {
+      await forceUnmount(mount);
+      mount.daemon = startDaemon(configPath, logPath);
+      await waitForMount(mount);
+    },
+  };
+  let isClean = false;
+  try {
+    await waitForMount(mount);
+    try {
+      await body(mount);
+    } catch (error) {
+      // The daemon's side of the story belongs in the failure report.
+      if (error instanceof Error) error.message += `\n--- daemon log ---\n${await mount.log()}`;
+      throw error;
+    }
+    await unmountStrict(mount);
+    isClean = true;
+  } finally {
+    if (!isClean) await forceUnmount(mount);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** Runs the shmr CLI; resolves with exit code and output (never rejects on non-zero). */
+export async function runCli(args: string[], options: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [CLI, ...args], { cwd: options.cwd });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
+}
+
+export function sleep(milliseconds: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, milliseconds));
+}

@@ -159,6 +159,7 @@ export class BlockStore {
       generation: BigInt(shard.generation), block_bytes: input.blockBytes,
       data_bytes: input.dataBytes, payload_bytes: shard.payload.byteLength,
     }, shard.payload, prefix);
+    let hasRetriedDirectory = false;
     for (;;) {
       const path = bucket.shardPath(name);
       try {
@@ -170,6 +171,12 @@ export class BlockStore {
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code === 'EEXIST') throw error;
+        if (code === 'ENOENT' && !hasRetriedDirectory) {
+          // The hashed directory was removed under us: create it again, once.
+          hasRetriedDirectory = true;
+          bucket.forgetDirectory(name);
+          continue;
+        }
         if (code === 'ENOSPC' || code === 'EDQUOT') bucket.consume(Number.MAX_SAFE_INTEGER);
         else bucket.markFailed(`write ${path}: ${(error as Error).message}`);
         excluded.add(bucket.name);

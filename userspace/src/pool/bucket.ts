@@ -100,6 +100,11 @@ export class Bucket {
     return absolute;
   }
 
+  /** Forgets that the directory of `shard` exists (someone removed it under us). */
+  forgetDirectory(shard: ShardName): void {
+    this.#knownDirectories.delete(shardDirectory(shard));
+  }
+
   /** Free bytes, refreshed from statfs at most every FREE_SPACE_REFRESH_MS unless forced. */
   refreshFreeSpace(force = false): void {
     const nowMs = Date.now();

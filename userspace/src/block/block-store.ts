@@ -296,6 +296,48 @@ export class BlockStore {
     return whole;
   }
 
+  /** The block's bytes [0, dataBytes), rebuilt from copies or parity when needed. */
+  async readWhole(block: BlockRecord): Promise<Buffer> {
+    const data = Buffer.allocUnsafeSlow(block.dataBytes + BLOCK_PADDING_BYTES);
+    await this.read(block, { start: 0, end: block.dataBytes }, data, 0);
+    return data;
+  }
+
+  /**
+   * Checks every shard of a block in full. Returns the failures (empty when all is well);
+   * `scratch` must hold a whole shard.
+   */
+  async verify(block: BlockRecord, scratch: Buffer): Promise<ShardError[]> {
+    const failures: ShardError[] = [];
+    for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
+      try {
+        await this.#reader.verify(this.location(block, shardIndex), scratch);
+      } catch (error) {
+        if (!(error instanceof ShardError)) throw error;
+        failures.push(error);
+      }
+    }
+    return failures;
+  }
+
+  /** Bytes of the largest shard of a block: what `verify` needs as scratch. */
+  shardBytesOf(block: BlockRecord): number {
+    const topology = this.#topology(block.topology);
+    return topology.kind === 'erasure' ? Math.ceil(block.dataBytes / topology.data) : block.dataBytes;
+  }
+
+  /**
+   * Writes a block's data again as new shards in `pool` (placement avoids failed buckets) and
+   * returns the new, uncommitted record. Used by repair and by rewrites between pools.
+   */
+  async rewrite(block: BlockRecord, pool: Pool, blockBytes: number): Promise<BlockRecord> {
+    const data = await this.readWhole(block);
+    return this.write({
+      ino: block.ino, blockIndex: block.blockIndex, blockBytes, dataBytes: block.dataBytes,
+      data, pool, sync: true,
+    });
+  }
+
   /** Where shard `shardIndex` of `block` lives. */
   location(block: BlockRecord, shardIndex: number): ShardLocation {
     const bucketName = block.buckets[shardIndex];

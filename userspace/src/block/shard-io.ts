@@ -11,6 +11,7 @@
 import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
+import { crc32c } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
 import {
   decodeShardPrefix, findBadChunk, ShardHeader, type ShardPrefix, u64ToNumber,
@@ -170,6 +171,22 @@ export class ShardReader {
     } finally {
       this.#fds.release(held);
     }
+  }
+
+  /**
+   * Reads a whole shard back from disk (never from the prefix cache) and checks everything:
+   * header, chunk table, every chunk and the payload checksum. Throws ShardError.
+   */
+  async verify(location: ShardLocation, scratch: Buffer): Promise<number> {
+    this.forget(location.path);
+    const prefix = await this.prefix(location);
+    const payloadBytes = prefix.header.payload_bytes;
+    assert(scratch.byteLength >= payloadBytes);
+    if (payloadBytes > 0) await this.readRange(location, { start: 0, end: payloadBytes }, scratch, 0);
+    if (crc32c(scratch.subarray(0, payloadBytes)) !== prefix.header.payload_checksum) {
+      throw corrupt(location, 'payload does not match its checksum');
+    }
+    return payloadBytes;
   }
 
   async #acquire(location: ShardLocation) {

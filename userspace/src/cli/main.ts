@@ -3,10 +3,12 @@
  * config, with its folders under the current directory).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { ConfigError, defaultConfig, loadConfigFile, type Config } from '../config/index.js';
+import { ConfigError } from '../config/index.js';
+import { configFrom } from './config-option.js';
+import { scrubCommand } from './commands/scrub.js';
+import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
 import { daemonOf, isAlive } from '../daemon/runtime.js';
@@ -20,9 +22,13 @@ Usage:
   shmr mount [--config FILE]      mount and serve in the foreground until unmounted
                                   (SIGINT/SIGTERM: store everything, unmount, exit 0)
   shmr unmount MOUNTPOINT         unmount from another shell and wait for the daemon
+  shmr scrub [--pool P] [--repair] [--restart] [--rate 100MiB] [--json]
+                                  verify every shard; --repair rewrites damaged blocks
+                                  (exit 0 healthy/repaired, 3 problems remain)
   shmr --help | --version
 
-Without --config, the embedded default config is used: a demo filesystem with
+Every command takes --config FILE; on a mounted filesystem commands run through
+the daemon. Without --config, the embedded default config is used: a demo filesystem with
 its mount point ./mnt and its data under ./data in the current directory.
 `;
 
@@ -39,20 +45,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === 'mount') return mountCommand(rest);
   if (command === 'unmount' || command === 'umount') return unmountCommand(rest);
+  if (command === 'scrub') return scrubCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
-}
-
-/** Loads --config FILE, or the embedded default with its folders created. */
-export function configFrom(path: string | undefined): Config {
-  if (path !== undefined) return loadConfigFile(path);
-  const base = process.cwd();
-  const draft = defaultConfig(base, { checkPaths: false });
-  mkdirSync(draft.mountDir, { recursive: true });
-  for (const pool of draft.pools.values()) {
-    for (const bucket of pool.buckets) mkdirSync(bucket.path, { recursive: true });
-  }
-  return defaultConfig(base, { checkPaths: true });
 }
 
 async function mountCommand(args: readonly string[]): Promise<number> {
@@ -93,7 +88,7 @@ async function unmountCommand(args: readonly string[]): Promise<number> {
 
 /** Prints an expected failure as one clear message; anything else with its stack. */
 export function reportFailure(error: unknown): number {
-  if (error instanceof ConfigError || error instanceof FsError) {
+  if (error instanceof ConfigError || error instanceof FsError || error instanceof ControlError) {
     process.stderr.write(`shmr: ${error.message}\n`);
     return 1;
   }

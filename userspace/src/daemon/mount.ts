@@ -11,6 +11,8 @@ import { log } from '../log.js';
 import { checkMountPoint } from './mountpoint.js';
 import { openFilesystem, removeOrphans } from './open.js';
 import { forgetDaemon, recordDaemon } from './runtime.js';
+import { serveControl } from './control.js';
+import { controlMethods } from './methods.js';
 
 /** Mounts `config` and serves until unmounted. Resolves with the exit code. */
 export async function runMount(config: Config): Promise<number> {
@@ -29,6 +31,7 @@ export async function runMount(config: Config): Promise<number> {
     fs.close();
     throw error;
   }
+  const control = serveControl(config.metadataDir, controlMethods(fs));
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
     `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);
@@ -40,6 +43,7 @@ export async function runMount(config: Config): Promise<number> {
   process.on('SIGTERM', stop);
   await session.closed;
   clearInterval(timer);
+  control.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   return shutDown(fs, config);

@@ -423,6 +423,46 @@ export class MetaStore {
     return (this.#statements.listBlocks.all(ino) as BlockRow[]).map(toBlock);
   }
 
+  /** Blocks after (ino, blockIndex) in key order, at most `countMax`: a resumable scan. */
+  blocksAfter(cursor: { ino: number; blockIndex: number }, countMax: number): BlockRecord[] {
+    return (this.#statements.blocksAfter.all({ ino: cursor.ino, block_index: cursor.blockIndex, limit: countMax }) as BlockRow[])
+      .map(toBlock);
+  }
+
+  /** Block count and stored bytes per pool. */
+  poolUsage(): { pool: string; blocks: number; dataBytes: number }[] {
+    return this.#statements.poolUsage.all() as { pool: string; blocks: number; dataBytes: number }[];
+  }
+
+  /**
+   * Points a block at rewritten shards if it still is `expected` (same generation), in one
+   * transaction; returns false when the block changed or vanished meanwhile (the caller then
+   * deletes the shards it wrote).
+   */
+  replaceBlock(expected: BlockRecord, next: BlockRecord): boolean {
+    assert.equal(expected.ino, next.ino);
+    assert.equal(expected.blockIndex, next.blockIndex);
+    return this.#db.transaction(() => {
+      const current = this.getBlock(expected.ino, expected.blockIndex);
+      if (current === undefined || current.generation !== expected.generation) return false;
+      this.#statements.putBlock.run({
+        ino: next.ino, block_index: next.blockIndex, pool: next.pool, topology: next.topology,
+        generation: next.generation, data_bytes: next.dataBytes, buckets: next.buckets.join(','),
+      });
+      return true;
+    })();
+  }
+
+  /** A persistent setting (scrub cursors and the like). */
+  getSetting(key: string): string | undefined {
+    return this.#setting(key);
+  }
+
+  setSetting(key: string, value: string | undefined): void {
+    if (value === undefined) this.#db.prepare('DELETE FROM settings WHERE key = ?').run(key);
+    else this.#db.prepare('INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)').run(key, value);
+  }
+
   /** Highest block generation in use, so new shard files get fresh names. */
   maxGeneration(): number {
     const row = this.#statements.maxGeneration.get() as { generation: number | null };
@@ -568,6 +608,13 @@ function prepareStatements(db: Database.Database) {
       `INSERT OR REPLACE INTO blocks (ino, block_index, pool, topology, generation, data_bytes,
          buckets) VALUES (@ino, @block_index, @pool, @topology, @generation, @data_bytes,
          @buckets)`,
+    ),
+    blocksAfter: db.prepare(
+      `SELECT * FROM blocks WHERE (ino, block_index) > (@ino, @block_index)
+       ORDER BY ino, block_index LIMIT @limit`,
+    ),
+    poolUsage: db.prepare(
+      'SELECT pool, count(*) AS blocks, sum(data_bytes) AS dataBytes FROM blocks GROUP BY pool',
     ),
     deleteBlock: db.prepare('DELETE FROM blocks WHERE ino = ? AND block_index = ?'),
     deleteBlocksFrom: db.prepare('DELETE FROM blocks WHERE ino = ? AND block_index >= ?'),

@@ -1,0 +1,41 @@
+/**
+ * The operations a running daemon offers on its control socket. Each one is the same code the
+ * CLI runs on an unmounted filesystem, here run against the daemon's open filesystem.
+ */
+import { scrub, type ScrubOptions } from '../tasks/scrub.js';
+import type { ControlMethod } from './control.js';
+import type { OpenFilesystem } from './open.js';
+
+/** Parses scrub parameters (from the CLI or the control socket). */
+export function scrubOptions(params: Record<string, unknown>): Omit<ScrubOptions, 'onProgress' | 'signal'> {
+  return {
+    pool: typeof params['pool'] === 'string' ? params['pool'] : undefined,
+    repair: params['repair'] === true,
+    restart: params['restart'] === true,
+    ...(typeof params['bytesPerSecondMax'] === 'number' ? { bytesPerSecondMax: params['bytesPerSecondMax'] } : {}),
+  };
+}
+
+export function controlMethods(fs: OpenFilesystem): Record<string, ControlMethod> {
+  return {
+    scrub: (params, progress) => {
+      // Cached dirty blocks are stored first, so the scrub sees every acknowledged write.
+      return fs.files.flushAll({ sync: false }).then(() =>
+        scrub(fs, { ...scrubOptions(params), onProgress: progress }));
+    },
+    flush: async () => {
+      await fs.files.flushAll({ sync: true });
+      return { flushed: true };
+    },
+    status: async () => ({
+      pid: process.pid,
+      mountDir: fs.config.mountDir,
+      cacheBytes: fs.files.cacheBytes,
+      dirtyBytes: fs.files.dirtyBytes,
+      buckets: fs.pools.buckets.map((bucket) => ({
+        name: bucket.name, pool: bucket.pool, path: bucket.path, state: bucket.state,
+        failure: bucket.failure, freeBytes: bucket.freeBytes,
+      })),
+    }),
+  };
+}

@@ -167,8 +167,8 @@ function encodeWith(struct: LayoutStruct, bound: Bound): Buffer {
   return bytes;
 }
 
-/** The decode of `bytes` as the TypeScript decoder reports it, in manifest form. */
-function expectation(struct: LayoutStruct, bytes: Buffer): Expectation {
+/** The struct-level decode of `bytes` as the TypeScript decoder reports it, in manifest form. */
+export function expectationOf(struct: LayoutStruct, bytes: Buffer): Expectation {
   const decoded = layout.decodeStruct(runtimeLayout(struct), bytes, enumsOf(struct));
   if (!decoded.ok) return failureExpectation(decoded);
   const fields: Record<string, string> = {};
@@ -191,7 +191,7 @@ function structVectors(struct: LayoutStruct): Array<[VectorEntry, Buffer]> {
     const name = `${base}-${suffix}`;
     const value: VectorEntry = {
       name, file: `${name}.bin`, layout: struct.name, kind: 'struct', case: testCase, description,
-      expect: expectation(struct, bytes),
+      expect: expectationOf(struct, bytes),
     };
     vectors.push([value, bytes]);
     return value;
@@ -397,25 +397,32 @@ interface ShardFile {
   readonly isPayloadIncluded: boolean;
 }
 
+/**
+ * What shard-format.ts makes of a shard file beyond its header struct: the prefix check
+ * (decodeShardPrefix) and, when the payload follows the prefix, its chunks and checksum.
+ */
+export function shardExpectationOf(file: Buffer, isPayloadIncluded: boolean): ShardExpectation {
+  const prefix = layout.decodeShardPrefix(file);
+  if (!prefix.ok) {
+    const failure = failureExpectation(prefix);
+    return { prefix: failure, payloadIncluded: false, badChunkIndex: null, payloadChecksumOk: null };
+  }
+  if (!isPayloadIncluded) {
+    return { prefix: { ok: true }, payloadIncluded: false, badChunkIndex: null, payloadChecksumOk: null };
+  }
+  const start = prefix.value.header.payload_offset;
+  const payload = file.subarray(start, start + prefix.value.header.payload_bytes);
+  return {
+    prefix: { ok: true },
+    payloadIncluded: true,
+    badChunkIndex: layout.findBadChunk(prefix.value, payload, 0),
+    payloadChecksumOk: crc32c(payload) === prefix.value.header.payload_checksum,
+  };
+}
+
 /** A shard file's entry: struct-level, prefix (decodeShardPrefix) and chunk expectations. */
 function shardVector(header: LayoutStruct, shardFile: ShardFile): [VectorEntry, Buffer] {
   const { name, file } = shardFile;
-  const prefix = layout.decodeShardPrefix(file);
-  let badChunkIndex: number | null = null;
-  let payloadChecksumOk: boolean | null = null;
-  const isPayloadIncluded = shardFile.isPayloadIncluded && prefix.ok;
-  if (prefix.ok && isPayloadIncluded) {
-    const start = prefix.value.header.payload_offset;
-    const payload = file.subarray(start, start + prefix.value.header.payload_bytes);
-    badChunkIndex = layout.findBadChunk(prefix.value, payload, 0);
-    payloadChecksumOk = crc32c(payload) === prefix.value.header.payload_checksum;
-  }
-  const shard: ShardExpectation = {
-    prefix: prefix.ok ? { ok: true } : failureExpectation(prefix),
-    payloadIncluded: isPayloadIncluded,
-    badChunkIndex,
-    payloadChecksumOk,
-  };
   const entry: VectorEntry = {
     name,
     file: `${name}.bin`,
@@ -423,8 +430,8 @@ function shardVector(header: LayoutStruct, shardFile: ShardFile): [VectorEntry, 
     kind: 'shard',
     case: shardFile.testCase,
     description: shardFile.description,
-    expect: expectation(header, file),
-    shard,
+    expect: expectationOf(header, file),
+    shard: shardExpectationOf(file, shardFile.isPayloadIncluded),
   };
   return [entry, file];
 }

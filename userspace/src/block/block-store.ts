@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import { formatTopology, parseTopology, shardCount, type TopologySpec } from '../config/index.js';
-import { encodeShardPrefix, shardGeometry, Topology } from '../layout/index.js';
+import { encodeShardPrefix, shardGeometry, Topology, type ShardPrefix } from '../layout/index.js';
 import { ReedSolomon } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
@@ -318,6 +318,18 @@ export class BlockStore {
       }
     }
     return failures;
+  }
+
+  /** The verified header of one shard, read from disk (not the cache). Throws ShardError. */
+  async header(block: BlockRecord, shardIndex: number): Promise<ShardPrefix> {
+    const location = this.location(block, shardIndex);
+    this.#reader.forget(location.path);
+    return this.#reader.prefix(location);
+  }
+
+  /** The parsed topology of a block record. */
+  topologyOf(block: BlockRecord): TopologySpec {
+    return this.#topology(block.topology);
   }
 
   /** Bytes of the largest shard of a block: what `verify` needs as scratch. */

@@ -8,6 +8,7 @@ import { parseArgs, promisify } from 'node:util';
 import { ConfigError } from '../config/index.js';
 import { configFrom } from './config-option.js';
 import { scrubCommand } from './commands/scrub.js';
+import { fsckCommand } from './commands/fsck.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
@@ -25,6 +26,8 @@ Usage:
   shmr scrub [--pool P] [--repair] [--restart] [--rate 100MiB] [--json]
                                   verify every shard; --repair rewrites damaged blocks
                                   (exit 0 healthy/repaired, 3 problems remain)
+  shmr fsck [--repair] [--json]   cross-check metadata and shard files; --repair fixes
+                                  what it can without losing data (orphans quarantined)
   shmr --help | --version
 
 Every command takes --config FILE; on a mounted filesystem commands run through
@@ -46,6 +49,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'mount') return mountCommand(rest);
   if (command === 'unmount' || command === 'umount') return unmountCommand(rest);
   if (command === 'scrub') return scrubCommand(rest);
+  if (command === 'fsck') return fsckCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

@@ -2,6 +2,7 @@
  * The operations a running daemon offers on its control socket. Each one is the same code the
  * CLI runs on an unmounted filesystem, here run against the daemon's open filesystem.
  */
+import { fsck } from '../tasks/fsck.js';
 import { scrub, type ScrubOptions } from '../tasks/scrub.js';
 import type { ControlMethod } from './control.js';
 import type { OpenFilesystem } from './open.js';
@@ -22,6 +23,10 @@ export function controlMethods(fs: OpenFilesystem): Record<string, ControlMethod
       // Cached dirty blocks are stored first, so the scrub sees every acknowledged write.
       return fs.files.flushAll({ sync: false }).then(() =>
         scrub(fs, { ...scrubOptions(params), onProgress: progress }));
+    },
+    fsck: async (params) => {
+      await fs.files.flushAll({ sync: false });
+      return fsck(fs, { repair: params['repair'] === true });
     },
     flush: async () => {
       await fs.files.flushAll({ sync: true });

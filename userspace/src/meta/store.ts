@@ -453,6 +453,49 @@ export class MetaStore {
     })();
   }
 
+  // ---- consistency checks (fsck) ----
+
+  /** Every inode's number, mode and nlink. */
+  *allInodes(): IterableIterator<{ ino: number; mode: number; nlink: number }> {
+    yield* this.#db.prepare('SELECT ino, mode, nlink FROM inodes ORDER BY ino').iterate() as IterableIterator<{
+      ino: number; mode: number; nlink: number;
+    }>;
+  }
+
+  /** Every directory entry. */
+  *allDirents(): IterableIterator<{ parent: number; name: string; ino: number }> {
+    yield* this.#db.prepare('SELECT parent, name, ino FROM dirents ORDER BY id').iterate() as IterableIterator<{
+      parent: number; name: string; ino: number;
+    }>;
+  }
+
+  /** Every block record, in key order. */
+  *allBlocks(): IterableIterator<BlockRecord> {
+    for (const row of this.#db.prepare('SELECT * FROM blocks ORDER BY ino, block_index').iterate()) {
+      yield toBlock(row as BlockRow);
+    }
+  }
+
+  /** Sets nlink without touching times (fsck repair). */
+  setLinkCount(ino: number, nlink: number): void {
+    this.#db.prepare('UPDATE inodes SET nlink = ? WHERE ino = ?').run(nlink, ino);
+  }
+
+  /** Removes one directory entry (fsck repair of an entry to a missing inode). */
+  removeDirent(parent: number, name: string): void {
+    this.#statements.deleteDirent.run(parent, name);
+  }
+
+  /** Adds a directory entry for an existing inode (fsck: reattach to lost+found). */
+  addDirent(parent: number, name: string, ino: number): void {
+    this.#statements.insertDirent.run(parent, name, ino);
+  }
+
+  /** Removes one block record (fsck: a block of an inode that no longer exists). */
+  removeBlockRecord(ino: number, blockIndex: number): void {
+    this.#statements.deleteBlock.run(ino, blockIndex);
+  }
+
   /** A persistent setting (scrub cursors and the like). */
   getSetting(key: string): string | undefined {
     return this.#setting(key);

@@ -230,7 +230,7 @@ export class BlockStore {
     let lastError: ShardError | undefined;
     for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
       try {
-        await this.#reader.readRange(this.location(block, shardIndex), range, target, targetOffset);
+        await this.#readShard(block, shardIndex, range, target, targetOffset);
         return;
       } catch (error) {
         if (!(error instanceof ShardError)) throw error;
@@ -258,12 +258,12 @@ export class BlockStore {
         const start = Math.max(range.start, shardStart) - shardStart;
         const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
         const targetAt = output.targetOffset + shardStart + start - range.start;
-        return this.#reader.readRange(this.location(block, shardIndex), { start, end }, output.target, targetAt);
+        return this.#readShard(block, shardIndex, { start, end }, output.target, targetAt);
       }));
       return;
     } catch (error) {
+      // The rebuild below reads every shard again and reports each failure once.
       if (!(error instanceof ShardError)) throw error;
-      this.onShardError({ error, block });
     }
     const whole = await this.#reconstruct(block, topology, shardBytes);
     whole.copy(output.target, output.targetOffset, range.start, range.end);
@@ -275,7 +275,7 @@ export class BlockStore {
     const shards = Array.from({ length: shardTotal }, () => Buffer.allocUnsafeSlow(shardBytes));
     const present = await Promise.all(shards.map(async (shard, shardIndex) => {
       try {
-        await this.#reader.readRange(this.location(block, shardIndex), { start: 0, end: shardBytes }, shard, 0);
+        await this.#readShard(block, shardIndex, { start: 0, end: shardBytes }, shard, 0);
         return true;
       } catch (error) {
         if (!(error instanceof ShardError)) throw error;
@@ -348,6 +348,27 @@ export class BlockStore {
       ino: block.ino, blockIndex: block.blockIndex, blockBytes, dataBytes: block.dataBytes,
       data, pool, sync: true,
     });
+  }
+
+  /**
+   * Reads one shard range, skipping a failed bucket without touching it and counting the
+   * failures that point at the bucket rather than at one file.
+   */
+  async #readShard(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
+    const location = this.location(block, shardIndex);
+    const bucket = this.#pools.bucket(location.bucket);
+    if (bucket === undefined || bucket.state === 'failed') {
+      throw new ShardError({ kind: 'missing', bucket: location.bucket, path: location.path, detail: 'bucket is failed or unknown' });
+    }
+    try {
+      await this.#reader.readRange(location, range, target, targetOffset);
+    } catch (error) {
+      if (error instanceof ShardError) {
+        if (error.kind === 'io') bucket.noteError(error.message);
+        else if (error.kind === 'missing' && !bucket.isPresent()) bucket.markFailed('directory or label is gone');
+      }
+      throw error;
+    }
   }
 
   /** Where shard `shardIndex` of `block` lives. */

@@ -9,6 +9,7 @@ import { ConfigError } from '../config/index.js';
 import { configFrom } from './config-option.js';
 import { scrubCommand } from './commands/scrub.js';
 import { fsckCommand } from './commands/fsck.js';
+import { statusCommand } from './commands/status.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
@@ -26,6 +27,7 @@ Usage:
   shmr scrub [--pool P] [--repair] [--restart] [--rate 100MiB] [--json]
                                   verify every shard; --repair rewrites damaged blocks
                                   (exit 0 healthy/repaired, 3 problems remain)
+  shmr status [--json]            pools, buckets (state, space), cache use
   shmr fsck [--repair] [--json]   cross-check metadata and shard files; --repair fixes
                                   what it can without losing data (orphans quarantined)
   shmr --help | --version
@@ -50,6 +52,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'unmount' || command === 'umount') return unmountCommand(rest);
   if (command === 'scrub') return scrubCommand(rest);
   if (command === 'fsck') return fsckCommand(rest);
+  if (command === 'status') return statusCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

@@ -45,6 +45,8 @@ export interface Config {
     readonly flushIntervalMs: number;
     readonly dirtyAgeMs: number;
   };
+  /** Problems that do not stop the filesystem (a failed drive within redundancy). */
+  readonly warnings: readonly string[];
   readonly fuse: {
     readonly allowOther: 'auto' | boolean;
     readonly defaultPermissions: boolean;
@@ -185,6 +187,7 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
     metadataDir: resolve(options.baseDir, raw.metadata_dir),
     writePool: raw.write_pool,
     pools,
+    warnings: [],
     cache: Object.freeze({
       memoryLimitBytes: sizeOr(raw.cache?.memory_limit, 512 * 1024 ** 2, 'cache.memory_limit', problems),
       flushIntervalMs: durationOr(raw.cache?.flush_interval, 5000, 'cache.flush_interval', problems),
@@ -251,15 +254,27 @@ function checkBucketUniqueness(pools: ReadonlyMap<string, PoolConfig>, problems:
   }
 }
 
+/**
+ * Bucket directories that are missing or unusable are errors when the pool cannot do without
+ * them; within the pool's redundancy (a dead drive of a mirror or erasure pool) they are
+ * warnings, and the filesystem mounts with those buckets failed, reading degraded.
+ */
 function checkPaths(config: Config, problems: string[]): void {
   for (const pool of config.pools.values()) {
-    for (const bucket of pool.buckets) {
+    const unusable = pool.buckets.flatMap((bucket) => {
       const problem = directoryProblem(bucket.path);
-      if (problem !== undefined) {
-        problems.push(`pools.${pool.name}.buckets.${bucket.name}.path: ${bucket.path} ${problem}`);
-      }
-    }
+      return problem === undefined ? [] : [`pools.${pool.name}.buckets.${bucket.name}.path: ${bucket.path} ${problem}`];
+    });
+    if (unusable.length > toleratedLosses(pool.topology)) problems.push(...unusable);
+    else (config.warnings as string[]).push(...unusable.map((line) => `${line} (pool runs degraded)`));
   }
+}
+
+/** Shards of a block that may be lost with the data still readable. */
+export function toleratedLosses(topology: TopologySpec): number {
+  if (topology.kind === 'mirror') return topology.copies - 1;
+  if (topology.kind === 'erasure') return topology.parity;
+  return 0;
 }
 
 /** Why `path` cannot serve as a bucket, or undefined when it can. */

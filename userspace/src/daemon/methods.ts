@@ -32,15 +32,22 @@ export function controlMethods(fs: OpenFilesystem): Record<string, ControlMethod
       await fs.files.flushAll({ sync: true });
       return { flushed: true };
     },
-    status: async () => ({
-      pid: process.pid,
-      mountDir: fs.config.mountDir,
-      cacheBytes: fs.files.cacheBytes,
-      dirtyBytes: fs.files.dirtyBytes,
-      buckets: fs.pools.buckets.map((bucket) => ({
-        name: bucket.name, pool: bucket.pool, path: bucket.path, state: bucket.state,
-        failure: bucket.failure, freeBytes: bucket.freeBytes,
-      })),
-    }),
+    status: async () => statusOf(fs, { isMounted: true }),
+  };
+}
+
+/** What `shmr status` shows: buckets with their state and space, cache use. */
+export function statusOf(fs: OpenFilesystem, options: { isMounted: boolean }): Record<string, unknown> {
+  return {
+    isMounted: options.isMounted,
+    pid: options.isMounted ? process.pid : undefined,
+    mountDir: fs.config.mountDir,
+    cacheBytes: fs.files.cacheBytes,
+    dirtyBytes: fs.files.dirtyBytes,
+    pools: fs.meta.poolUsage(),
+    buckets: fs.pools.buckets.map((bucket) => ({
+      name: bucket.name, pool: bucket.pool, path: bucket.path, priority: bucket.priority,
+      state: bucket.state, failure: bucket.failure, freeBytes: bucket.freeBytes, totalBytes: bucket.totalBytes,
+    })),
   };
 }

@@ -12,11 +12,16 @@ import { checkMountPoint } from './mountpoint.js';
 import { openFilesystem, removeOrphans } from './open.js';
 import { forgetDaemon, recordDaemon } from './runtime.js';
 import { serveControl } from './control.js';
+import { RepairQueue } from '../tasks/repair-queue.js';
 import { controlMethods } from './methods.js';
+
+/** How often failed buckets are probed and queued repairs run. */
+const HOUSEKEEPING_INTERVAL_MS = 5000;
 
 /** Mounts `config` and serves until unmounted. Resolves with the exit code. */
 export async function runMount(config: Config): Promise<number> {
   checkMountPoint(config.mountDir);
+  for (const warning of config.warnings) log.warn(warning);
   const fs = openFilesystem(config);
   const orphans = await removeOrphans(fs);
   if (orphans > 0) log.info(`removed ${orphans} orphan inode(s) left by an earlier crash`);
@@ -38,11 +43,22 @@ export async function runMount(config: Config): Promise<number> {
   const timer = setInterval(() => {
     fs.files.flushAged().catch((error: Error) => log.error(`background flush: ${error.message}`));
   }, config.cache.flushIntervalMs);
+  const repairs = new RepairQueue(fs);
+  const reportShardError = fs.blocks.onShardError;
+  fs.blocks.onShardError = (event) => {
+    reportShardError(event);
+    repairs.add(event.block);
+  };
+  const housekeeping = setInterval(() => {
+    fs.pools.probe(fs.meta.filesystemUuid);
+    repairs.drain().catch((error: Error) => log.error(`background repair: ${error.message}`));
+  }, HOUSEKEEPING_INTERVAL_MS);
   const stop = () => session.unmount();
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   await session.closed;
   clearInterval(timer);
+  clearInterval(housekeeping);
   control.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);

@@ -199,7 +199,15 @@ export class ShmrFilesystem implements LowLevelOps {
 
   async read(_req: RequestContext, ino: number, size: number, offset: number): Promise<Buffer> {
     const target = Buffer.allocUnsafe(size);
-    const bytesRead = await this.#files.read(ino, offset, size, target);
+    let bytesRead: number;
+    try {
+      bytesRead = await this.#files.read(ino, offset, size, target);
+    } catch (error) {
+      if (error instanceof FsError && error.errno === Errno.EIO) {
+        log.error(`read of ${this.#meta.pathOf(ino)} at ${offset} failed: ${error.message}`);
+      }
+      throw error;
+    }
     return bytesRead === size ? target : target.subarray(0, bytesRead);
   }
 

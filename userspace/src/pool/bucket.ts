@@ -19,11 +19,14 @@ import { join } from 'node:path';
 import { assert } from '../assert.js';
 import { log } from '../log.js';
 import { Errno, FsError } from '../errno.js';
-import type { BucketConfig, BucketPriority } from '../config/index.js';
+import { directoryProblem, type BucketConfig, type BucketPriority } from '../config/index.js';
 import { BucketLabel, decodeStruct, encodeStruct, u64ToNumber } from '../layout/index.js';
 
 const LABEL_FILE = 'shmr-bucket';
 const FREE_SPACE_REFRESH_MS = 2000;
+/** I/O errors within ERROR_WINDOW_MS that mark a bucket failed. */
+const ERRORS_TO_FAIL = 3;
+const ERROR_WINDOW_MS = 60_000;
 
 /** Health of a bucket as the pool sees it. */
 export type BucketState = 'ok' | 'failed';
@@ -48,6 +51,7 @@ export class Bucket {
   #freeBytes = 0;
   #totalBytes = 0;
   #freeCheckedMs = 0;
+  #recentErrorsMs: number[] = [];
   /** Device id of the directory, so statfs counts one drive once. */
   deviceId = 0;
 
@@ -64,6 +68,11 @@ export class Bucket {
    */
   open(filesystemUuid: string): void {
     const labelPath = join(this.path, LABEL_FILE);
+    if (directoryProblem(this.path) !== undefined) {
+      // Accepted by the config only within the pool's redundancy: start failed, read degraded.
+      this.markFailed(`${this.path} ${directoryProblem(this.path) ?? ''}`);
+      return;
+    }
     let label: Buffer | undefined;
     try {
       label = readFileSync(labelPath);
@@ -132,6 +141,47 @@ export class Bucket {
   /** Accounts for bytes just written, until the next statfs refresh. */
   consume(bytes: number): void {
     this.#freeBytes = Math.max(0, this.#freeBytes - bytes);
+  }
+
+  /**
+   * Counts an I/O error; ERRORS_TO_FAIL of them within ERROR_WINDOW_MS take the bucket out of
+   * service, so reads go degraded instead of retrying a dying drive on every request.
+   */
+  noteError(reason: string): void {
+    const nowMs = Date.now();
+    this.#recentErrorsMs = this.#recentErrorsMs.filter((atMs) => nowMs - atMs < ERROR_WINDOW_MS);
+    this.#recentErrorsMs.push(nowMs);
+    if (this.#recentErrorsMs.length >= ERRORS_TO_FAIL) this.markFailed(`repeated errors, last: ${reason}`);
+  }
+
+  /** True when the bucket's directory and label are still there (a missing-shard read asks). */
+  isPresent(): boolean {
+    try {
+      statSync(join(this.path, LABEL_FILE));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Brings a failed bucket back when its directory and label are readable again (a drive
+   * that was remounted). Returns true when the state changed.
+   */
+  probe(filesystemUuid: string): boolean {
+    if (this.state !== 'failed') return false;
+    try {
+      checkLabel(readFileSync(join(this.path, LABEL_FILE)), filesystemUuid, this);
+      this.#knownDirectories.clear();
+      this.#recentErrorsMs = [];
+      this.state = 'ok';
+      this.failure = '';
+      this.refreshFreeSpace(true);
+      log.info(`bucket ${this.name} (${this.path}) is back in service`);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Takes the bucket out of service for new writes. */

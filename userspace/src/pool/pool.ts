@@ -57,6 +57,11 @@ export class Pools {
     for (const bucket of this.#buckets.values()) bucket.open(filesystemUuid);
   }
 
+  /** Tries to bring failed buckets back; returns those that came back. */
+  probe(filesystemUuid: string): Bucket[] {
+    return [...this.#buckets.values()].filter((bucket) => bucket.probe(filesystemUuid));
+  }
+
   pool(name: string): Pool {
     const pool = this.#pools.get(name);
     if (pool === undefined) throw new FsError(Errno.EINVAL, 'pool', `unknown pool "${name}"`);

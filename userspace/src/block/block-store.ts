@@ -150,15 +150,7 @@ export class BlockStore {
     let bucket = shard.chosen[shard.shardIndex];
     assert(bucket !== undefined);
     const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shard.generation, shardIndex: shard.shardIndex };
-    const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
-    encodeShardPrefix({
-      topology: topologyCode(shard.topology), shard_index: shard.shardIndex,
-      data_shards: shard.topology.kind === 'erasure' ? shard.topology.data : shardCount(shard.topology),
-      parity_shards: shard.topology.kind === 'erasure' ? shard.topology.parity : 0,
-      ino: BigInt(input.ino), block_index: BigInt(input.blockIndex),
-      generation: BigInt(shard.generation), block_bytes: input.blockBytes,
-      data_bytes: input.dataBytes, payload_bytes: shard.payload.byteLength,
-    }, shard.payload, prefix);
+    const prefix = shardPrefix(input, shard);
     let hasRetriedDirectory = false;
     for (;;) {
       const path = bucket.shardPath(name);
@@ -371,6 +363,27 @@ export class BlockStore {
     }
   }
 
+  /**
+   * Recreates shard `shardIndex` of `block` (same name and generation) in `bucket`, from the
+   * other shards: how a replaced drive is refilled. The block record does not change.
+   */
+  async rebuildShard(block: BlockRecord, shardIndex: number, bucket: Bucket, blockBytes: number): Promise<void> {
+    const topology = this.#topology(block.topology);
+    const data = await this.readWhole(block);
+    const payloads = await this.#payloads({
+      ino: block.ino, blockIndex: block.blockIndex, blockBytes, dataBytes: block.dataBytes, data,
+      pool: this.#pools.pool(block.pool), sync: true,
+    }, topology);
+    const payload = payloads[shardIndex];
+    assert(payload !== undefined);
+    const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };
+    const prefix = shardPrefix({ ...block, blockBytes }, { topology, generation: block.generation, shardIndex, payload });
+    await bucket.ensureDirectory(name);
+    const path = bucket.shardPath(name);
+    await deleteShardFile(path);
+    await writeShardFile(path, { prefix, payload, sync: true });
+  }
+
   /** Where shard `shardIndex` of `block` lives. */
   location(block: BlockRecord, shardIndex: number): ShardLocation {
     const bucketName = block.buckets[shardIndex];
@@ -412,6 +425,23 @@ export class BlockStore {
     }
     return topology;
   }
+}
+
+/** Header, chunk table and padding of one shard file. */
+function shardPrefix(
+  block: { ino: number; blockIndex: number; blockBytes: number; dataBytes: number },
+  shard: { topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer },
+): Buffer {
+  const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
+  encodeShardPrefix({
+    topology: topologyCode(shard.topology), shard_index: shard.shardIndex,
+    data_shards: shard.topology.kind === 'erasure' ? shard.topology.data : shardCount(shard.topology),
+    parity_shards: shard.topology.kind === 'erasure' ? shard.topology.parity : 0,
+    ino: BigInt(block.ino), block_index: BigInt(block.blockIndex),
+    generation: BigInt(shard.generation), block_bytes: block.blockBytes,
+    data_bytes: block.dataBytes, payload_bytes: shard.payload.byteLength,
+  }, shard.payload, prefix);
+  return prefix;
 }
 
 function topologyCode(topology: TopologySpec): number {

@@ -10,6 +10,7 @@ import { configFrom } from './config-option.js';
 import { scrubCommand } from './commands/scrub.js';
 import { fsckCommand } from './commands/fsck.js';
 import { statusCommand } from './commands/status.js';
+import { bucketCommand } from './commands/bucket.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
@@ -28,6 +29,8 @@ Usage:
                                   verify every shard; --repair rewrites damaged blocks
                                   (exit 0 healthy/repaired, 3 problems remain)
   shmr status [--json]            pools, buckets (state, space), cache use
+  shmr bucket replace NAME --with NEW_PATH [--json]
+                                  rebuild a failed bucket's shards into an empty directory
   shmr fsck [--repair] [--json]   cross-check metadata and shard files; --repair fixes
                                   what it can without losing data (orphans quarantined)
   shmr --help | --version
@@ -53,6 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'scrub') return scrubCommand(rest);
   if (command === 'fsck') return fsckCommand(rest);
   if (command === 'status') return statusCommand(rest);
+  if (command === 'bucket') return bucketCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

@@ -3,6 +3,7 @@
  * CLI runs on an unmounted filesystem, here run against the daemon's open filesystem.
  */
 import { fsck } from '../tasks/fsck.js';
+import { replaceBucket } from '../tasks/replace-bucket.js';
 import { scrub, type ScrubOptions } from '../tasks/scrub.js';
 import type { ControlMethod } from './control.js';
 import type { OpenFilesystem } from './open.js';
@@ -28,6 +29,9 @@ export function controlMethods(fs: OpenFilesystem): Record<string, ControlMethod
       await fs.files.flushAll({ sync: false });
       return fsck(fs, { repair: params['repair'] === true });
     },
+    replaceBucket: async (params) => replaceBucket(fs, {
+      bucket: String(params['bucket'] ?? ''), newPath: String(params['newPath'] ?? ''),
+    }),
     flush: async () => {
       await fs.files.flushAll({ sync: true });
       return { flushed: true };

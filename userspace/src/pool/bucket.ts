@@ -42,7 +42,7 @@ export interface ShardName {
 export class Bucket {
   readonly name: string;
   readonly pool: string;
-  readonly path: string;
+  path: string;
   readonly priority: BucketPriority;
   state: BucketState = 'ok';
   /** Why the bucket failed, for logs and status. */
@@ -107,6 +107,17 @@ export class Bucket {
       this.#knownDirectories.add(relative);
     }
     return absolute;
+  }
+
+  /** Points the bucket at another directory (a replaced drive); state starts fresh. */
+  relocate(path: string): void {
+    this.path = path;
+    this.#knownDirectories.clear();
+    this.#recentErrorsMs = [];
+    this.state = 'ok';
+    this.failure = '';
+    this.deviceId = statSync(path).dev;
+    this.refreshFreeSpace(true);
   }
 
   /** Forgets that the directory of `shard` exists (someone removed it under us). */

@@ -33,6 +33,7 @@ const FALLOC_FL_ZERO_RANGE = 0x10;
 const STATFS_BLOCK_BYTES = 4096;
 const STATFS_FILES_MAX = 2 ** 48;
 const READDIR_BATCH_MAX = 512;
+const RELATIME_SEC = 24 * 3600;
 
 /** Settings of the FUSE front end. */
 export interface FilesystemOptions {
@@ -197,7 +198,12 @@ export class ShmrFilesystem implements LowLevelOps {
     return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
   }
 
-  async read(_req: RequestContext, ino: number, size: number, offset: number): Promise<Buffer> {
+  async read(_req: RequestContext, ino: number, size: number, offset: number, fh: number): Promise<Buffer> {
+    const handle = this.handles.get(fh);
+    if (handle !== undefined && !handle.hasReadOnce) {
+      handle.hasReadOnce = true;
+      this.#touchAccessTime(ino);
+    }
     const target = Buffer.allocUnsafe(size);
     let bytesRead: number;
     try {
@@ -209,6 +215,19 @@ export class ShmrFilesystem implements LowLevelOps {
       throw error;
     }
     return bytesRead === size ? target : target.subarray(0, bytesRead);
+  }
+
+  /**
+   * relatime, as Linux mounts by default: atime moves on a read when it is older than mtime or
+   * ctime, or more than a day old. Checked once per open handle, to keep reads cheap.
+   */
+  #touchAccessTime(ino: number): void {
+    const inode = this.#meta.getInode(ino);
+    if (inode === undefined) return;
+    const time = now();
+    const isStale = compareTime(inode.atime, inode.mtime) <= 0 || compareTime(inode.atime, inode.ctime) <= 0 ||
+      time.sec - inode.atime.sec > RELATIME_SEC;
+    if (isStale) this.#meta.setAccessTime(ino, time);
   }
 
   async write(_req: RequestContext, ino: number, data: Buffer, offset: number): Promise<number> {
@@ -333,6 +352,10 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 }
 
+
+function compareTime(a: Timespec, b: Timespec): number {
+  return a.sec === b.sec ? a.nsec - b.nsec : a.sec - b.sec;
+}
 
 function resolveTime(value: Timespec | 'now' | undefined, time: Timespec): Timespec | undefined {
   if (value === undefined) return undefined;

@@ -15,6 +15,8 @@ import { OPEN_HANDLES_MAX } from '../limits.js';
 export interface Handle {
   readonly ino: number;
   readonly flags: number;
+  /** Whether a read through this handle has applied the relatime rule yet. */
+  hasReadOnce: boolean;
 }
 
 export class Handles {
@@ -26,7 +28,7 @@ export class Handles {
   open(ino: number, flags: number): number {
     if (this.#handles.size >= OPEN_HANDLES_MAX) throw new FsError(Errno.ENFILE, 'open', 'too many handles');
     const fh = this.#nextFh++;
-    this.#handles.set(fh, { ino, flags });
+    this.#handles.set(fh, { ino, flags, hasReadOnce: false });
     this.#openCounts.set(ino, (this.#openCounts.get(ino) ?? 0) + 1);
     return fh;
   }

@@ -127,6 +127,19 @@ print(renameat2('${root}/x', '${root}/y', 1), renameat2('${root}/x', '${root}/y'
     });
   });
 
+  it('moves atime by the relatime rule on reads that reach the filesystem', async () => {
+    await withMount({}, async (mount) => {
+      const path = join(mount.mountpoint, 'f');
+      writeFileSync(path, 'data');
+      utimesSync(path, new Date('2001-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+      // A fresh mount has no page cache, so the read reaches the daemon.
+      await mount.remount();
+      readFileSync(path);
+      expect(statSync(path).atimeMs).toBeGreaterThan(Date.parse('2020-01-01T00:00:00Z'));
+      expect(statSync(path).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
+    });
+  });
+
   it('stores extended attributes with create/replace semantics', async () => {
     await withMount({}, async ({ mountpoint: root }) => {
       const path = join(root, 'f');

@@ -29,6 +29,17 @@ if ((${#missing[@]} > 0)); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The codegen tests compile the generated Rust (offset_of! needs rustc >= 1.77). A rustup
+# toolchain already on PATH is used as it is; otherwise Debian 12's rustc-web provides one.
+if ! command -v rustc >/dev/null; then
+  echo "setup: installing rustc-web (Rust for the codegen tests)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web >/dev/null
+fi
+for tool in clippy-driver rustfmt; do
+  command -v "$tool" >/dev/null || echo "setup: warning: $tool not on PATH; the codegen lint test will fail (install a rustup toolchain with clippy and rustfmt)" >&2
+done
+
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 20)); then
   echo "setup: Node.js >= 20 is needed, found $(node --version)" >&2

@@ -17,6 +17,7 @@
  */
 import {
   DECODE_ERROR_KIND,
+  fixedValueKind,
   type LayoutEnum,
   type LayoutField,
   type LayoutModel,
@@ -28,17 +29,17 @@ import { snakeCase, upperSnakeCase, wrapText } from './text.js';
 const COLUMNS_MAX = 100;
 
 /** The polynomial of CRC32C (Castagnoli), bit-reversed, as ISA-L and the kernel use it. */
-export const CRC32C_POLYNOMIAL_REVERSED = 0x82f63b78;
+const CRC32C_POLYNOMIAL_REVERSED = 0x82f63b78;
 
 /** The generated header, as text. */
 export function emitC(model: LayoutModel, generatorPath: string): string {
   const sections = [
     fileHeader(model, generatorPath),
     prelude(),
-    byteHelpers(),
+    C_BYTE_HELPERS,
     crc32cSection(),
     ...model.enums.map(enumSection),
-    fieldInfoSection(),
+    C_FIELD_INFO,
     ...model.structs.map(structSection),
     registrySection(model.structs),
     '#endif /* SHMR_LAYOUT_H */',
@@ -104,8 +105,8 @@ function prelude(): string {
 }
 
 /** Unaligned little-endian access to byte buffers, correct on any host byte order. */
-function byteHelpers(): string {
-  return `/* Reads a little-endian integer from possibly unaligned bytes, on any host. */
+const C_BYTE_HELPERS = `\
+/* Reads a little-endian integer from possibly unaligned bytes, on any host. */
 static inline uint16_t shmr_get_le16(const uint8_t *bytes)
 {
 \treturn (uint16_t)(bytes[0] | (uint16_t)bytes[1] << 8);
@@ -151,10 +152,9 @@ static inline int shmr_is_zero(const uint8_t *bytes, size_t length_bytes)
 \t\t\treturn 0;
 \treturn 1;
 }`;
-}
 
 /** The reflected CRC32C table, entry i being the CRC of byte i, as the addon's ISA-L has it. */
-export function crc32cTable(): number[] {
+function crc32cTable(): number[] {
   const table: number[] = [];
   for (let byte = 0; byte < 256; byte++) {
     let state = byte;
@@ -195,7 +195,7 @@ static inline uint32_t shmr_crc32c(uint32_t previous, const void *data, size_t l
 }
 
 /** C spelling of an enum member: `SHMR_TOPOLOGY_SINGLE`. */
-export function cEnumMember(enumName: string, memberName: string): string {
+function cEnumMember(enumName: string, memberName: string): string {
   return `SHMR_${upperSnakeCase(enumName)}_${memberName.toUpperCase()}`;
 }
 
@@ -215,7 +215,11 @@ function enumSection(layoutEnum: LayoutEnum): string {
     `\tcase ${member.value}:`,
     `\t\treturn "${member.name}";`,
   ]);
-  const comment = [...wrapText(layoutEnum.doc, COLUMNS_MAX - 3), '', `From ${layoutEnum.sourcePath}.`];
+  const comment = [
+    ...wrapText(layoutEnum.doc, COLUMNS_MAX - 3),
+    '',
+    `From ${layoutEnum.sourcePath}.`,
+  ];
   return [
     blockComment(comment, ''),
     `enum ${tag} {`,
@@ -246,8 +250,7 @@ function enumSection(layoutEnum: LayoutEnum): string {
   ].join('\n');
 }
 
-function fieldInfoSection(): string {
-  return `/* The type of a field, as in the TypeScript FieldType. */
+const C_FIELD_INFO = `/* The type of a field, as in the TypeScript FieldType. */
 enum shmr_field_type {
 \tSHMR_FIELD_TYPE_U8 = 1,
 \tSHMR_FIELD_TYPE_U16 = 2,
@@ -323,7 +326,6 @@ shmr_decode_fail(const char **error_field, const char *field, enum shmr_decode_e
 \t*error_field = field;
 \treturn kind;
 }`;
-}
 
 /** The C type of a field in the struct image. */
 function cFieldDeclaration(field: LayoutField): string {
@@ -369,7 +371,8 @@ function structConstants(struct: LayoutStruct): string {
   for (const field of struct.fields) {
     if (field.fixedValue === undefined) continue;
     lines.push(`/* The value ${struct.name}.${field.name} must hold. */`);
-    lines.push(`#define ${prefix}_${field.name.toUpperCase()} ${cLiteral(field.fixedValue, field)}`);
+    const literal = cLiteral(field.fixedValue, field);
+    lines.push(`#define ${prefix}_${field.name.toUpperCase()} ${literal}`);
   }
   return lines.join('\n');
 }
@@ -390,11 +393,13 @@ function structDefinition(struct: LayoutStruct): string {
     '',
     `From ${struct.sourcePath} (${struct.name}): ${struct.sizeBytes} bytes.`,
   ];
-  const fields = struct.fields.flatMap((field) => [
-    ...blockComment(wrapText(`${field.doc} ${fieldNote(struct, field)}`.trim(), COLUMNS_MAX - 12), '\t')
-      .split('\n'),
-    `\t${cFieldDeclaration(field)}`,
-  ]);
+  const fields = struct.fields.flatMap((field) => {
+    const doc = `${field.doc} ${fieldNote(struct, field)}`.trim();
+    return [
+      ...blockComment(wrapText(doc, COLUMNS_MAX - 12), '\t').split('\n'),
+      `\t${cFieldDeclaration(field)}`,
+    ];
+  });
   return [blockComment(comment, ''), `struct ${tag} {`, ...fields, '};'].join('\n');
 }
 
@@ -411,7 +416,10 @@ function structAssertions(struct: LayoutStruct): string {
   ];
   for (const field of struct.fields) {
     lines.push(
-      staticAssert(`offsetof(struct ${tag}, ${field.name}) == ${field.offsetBytes}`, `${tag}.${field.name} offset`),
+      staticAssert(
+        `offsetof(struct ${tag}, ${field.name}) == ${field.offsetBytes}`,
+        `${tag}.${field.name} offset`,
+      ),
       staticAssert(
         `sizeof(((struct ${tag} *)0)->${field.name}) == ${field.widthBytes}`,
         `${tag}.${field.name} width`,
@@ -463,7 +471,7 @@ function cFail(field: string, kind: string): string {
  * `code` at `indent`, broken at the top-level commas of its first call and aligned after its
  * opening parenthesis (kernel style) when the line would pass COLUMNS_MAX.
  */
-export function fitLine(indent: string, code: string): string {
+function fitLine(indent: string, code: string): string {
   const indentColumns = indent.length * 8;
   if (indentColumns + code.length <= COLUMNS_MAX) return indent + code;
   const open = code.indexOf('(');
@@ -506,11 +514,6 @@ function splitTopLevel(text: string): string[] {
   }
   parts.push(text.slice(start).trim());
   return parts;
-}
-
-/** Kind of a fixed-value mismatch, as codec.ts decides it: `version` for that field, else magic. */
-export function fixedValueKind(field: LayoutField): 'version' | 'magic' {
-  return field.name === 'version' ? 'version' : 'magic';
 }
 
 /** The checks of decodeStruct, in its order: fixed values, checksums, then reserved and enums. */
@@ -634,7 +637,10 @@ function registrySection(structs: readonly LayoutStruct[]): string {
           'const char **error_field)',
       ),
       '{',
-      fitLine('\t', `return ${tag}_decode(source, source_bytes, (struct ${tag} *)target, error_field);`),
+      fitLine(
+        '\t',
+        `return ${tag}_decode(source, source_bytes, (struct ${tag} *)target, error_field);`,
+      ),
       '}',
       '',
       'static inline enum shmr_decode_error_kind',
@@ -661,8 +667,8 @@ function registrySection(structs: readonly LayoutStruct[]): string {
     '\tsize_t size_bytes;',
     '\tconst struct shmr_field_info *fields;',
     '\tsize_t field_count;',
-    '\tenum shmr_decode_error_kind (*decode)(const void *source, size_t source_bytes, void *target,',
-    '\t\t\t\t\t      const char **error_field);',
+    '\tenum shmr_decode_error_kind (*decode)(const void *source, size_t source_bytes,',
+    '\t\t\t\t\t      void *target, const char **error_field);',
     '\tenum shmr_decode_error_kind (*encode)(const void *source, void *target,',
     '\t\t\t\t\t      size_t target_bytes);',
     '};',

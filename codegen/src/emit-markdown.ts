@@ -38,9 +38,12 @@ function contents(model: LayoutModel): string {
     '## Contents',
     '',
     ...model.structs.map(
-      (struct) => `- Structure \`${struct.name}\` (${struct.sizeBytes} bytes): ${firstSentence(struct.doc)}`,
+      (struct) =>
+        `- Structure \`${struct.name}\` (${struct.sizeBytes} bytes): ${firstSentence(struct.doc)}`,
     ),
-    ...model.enums.map((layoutEnum) => `- Enum \`${layoutEnum.name}\`: ${firstSentence(layoutEnum.doc)}`),
+    ...model.enums.map(
+      (layoutEnum) => `- Enum \`${layoutEnum.name}\`: ${firstSentence(layoutEnum.doc)}`,
+    ),
   ].join('\n');
 }
 

@@ -18,13 +18,13 @@
  */
 import {
   DECODE_ERROR_KIND,
+  fixedValueKind,
   type LayoutEnum,
   type LayoutField,
   type LayoutModel,
   type LayoutStruct,
 } from './read-layout.js';
 import { firstSentence, pascalCase, upperSnakeCase, wrapText } from './text.js';
-import { fixedValueKind } from './emit-c.js';
 
 const COLUMNS_MAX = 100;
 
@@ -32,9 +32,9 @@ const COLUMNS_MAX = 100;
 export function emitRust(model: LayoutModel, generatorPath: string): string {
   const sections = [
     fileHeader(model, generatorPath),
-    crc32cSection(),
+    RUST_CRC32C,
     ...model.enums.map(enumSection),
-    commonTypes(),
+    RUST_COMMON_TYPES,
     byteHelpers(model.structs),
     ...model.structs.map(structSection),
     registrySection(model.structs),
@@ -71,7 +71,7 @@ function docComment(text: string, indent: string): string[] {
   );
 }
 
-/** rustfmt's default widths: a call's arguments, or an array's items, beyond which it goes vertical. */
+/** rustfmt's default width of a call's arguments or an array's items before it goes vertical. */
 const RUSTFMT_CALL_WIDTH_MAX = 60;
 
 /**
@@ -86,7 +86,9 @@ function rustCall(indent: string, head: string, args: readonly string[], tail: s
   const isNarrow = args.length === 1 || inline.length <= RUSTFMT_CALL_WIDTH_MAX;
   if (isNarrow && line.length <= COLUMNS_MAX) return [line];
   const last = head.endsWith('!') ? '' : ',';
-  const lines = args.map((arg, index) => `${indent}    ${arg}${index < args.length - 1 ? ',' : last}`);
+  const lines = args.map(
+    (arg, index) => `${indent}    ${arg}${index < args.length - 1 ? ',' : last}`,
+  );
   return [`${indent}${head}(`, ...lines, `${indent})${tail}`];
 }
 
@@ -95,7 +97,8 @@ function rustArray(indent: string, head: string, items: readonly string[], tail:
   const inline = items.join(', ');
   const line = `${indent}${head}[${inline}]${tail}`;
   if (inline.length <= RUSTFMT_CALL_WIDTH_MAX && line.length <= COLUMNS_MAX) return [line];
-  return [`${indent}${head}[`, ...items.map((item) => `${indent}    ${item},`), `${indent}]${tail}`];
+  const lines = items.map((item) => `${indent}    ${item},`);
+  return [`${indent}${head}[`, ...lines, `${indent}]${tail}`];
 }
 
 /** A match arm `pattern => body,`, or its block form when the line passes max_width. */
@@ -105,18 +108,20 @@ function rustArm(indent: string, pattern: string, body: string): string[] {
   return [`${indent}${pattern} => {`, `${indent}    ${body}`, `${indent}}`];
 }
 
-/** A u64 literal: hex grouped by 4 digits when large (clippy's unreadable_literal), else decimal. */
+/** An integer literal: hex in groups of 4 digits when large (clippy's unreadable_literal). */
 function rustLiteral(value: bigint | number): string {
   const big = BigInt(value);
   if (big < 0x1_0000n) return big.toString();
   const digits = big.toString(16);
   const groups: string[] = [];
-  for (let end = digits.length; end > 0; end -= 4) groups.unshift(digits.slice(Math.max(0, end - 4), end));
+  for (let end = digits.length; end > 0; end -= 4) {
+    groups.unshift(digits.slice(Math.max(0, end - 4), end));
+  }
   return `0x${groups.join('_')}`;
 }
 
-function crc32cSection(): string {
-  return `/// CRC32C (Castagnoli, reflected polynomial \`0x82f6_3b78\`) of each byte value.
+const RUST_CRC32C = `\
+/// CRC32C (Castagnoli, reflected polynomial \`0x82f6_3b78\`) of each byte value.
 const CRC32C_TABLE: [u32; 256] = crc32c_table();
 
 /// Builds \`CRC32C_TABLE\` at compile time, bit by bit.
@@ -157,7 +162,6 @@ pub const fn crc32c(previous: u32, bytes: &[u8]) -> u32 {
 
 // The standard check value, so a wrong table cannot compile.
 const _: () = assert!(crc32c(0, b"123456789") == 0xe306_9283);`;
-}
 
 /** The narrowest unsigned type holding every value of `layoutEnum`. */
 function enumRepr(layoutEnum: LayoutEnum): 'u8' | 'u16' | 'u32' {
@@ -190,9 +194,10 @@ function enumSection(layoutEnum: LayoutEnum): string {
     '    #[must_use]',
     '    pub const fn from_value(value: u64) -> Option<Self> {',
     '        match value {',
-    ...layoutEnum.members.map(
-      (member) => `            ${rustLiteral(member.value)} => Some(Self::${pascalCase(member.name)}),`,
-    ),
+    ...layoutEnum.members.map((member) => {
+      const variant = pascalCase(member.name);
+      return `            ${rustLiteral(member.value)} => Some(Self::${variant}),`;
+    }),
     '            _ => None,',
     '        }',
     '    }',
@@ -226,8 +231,8 @@ function enumSection(layoutEnum: LayoutEnum): string {
 }
 
 /** Types every struct shares: the decode error, field descriptions, the Layout trait. */
-function commonTypes(): string {
-  return `/// A failed decode: the kind of failure and the field it was found in ("" when short).
+const RUST_COMMON_TYPES = `\
+/// A failed decode: the kind of failure and the field it was found in ("" when short).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeError {
     /// What failed, as the TypeScript \`DecodeErrorKind\`.
@@ -330,7 +335,6 @@ pub trait LayoutVisitor {
     /// Runs for the struct type \`L\`.
     fn visit<L: Layout>(self) -> Self::Output;
 }`;
-}
 
 /** Which scalar widths and helpers the structs use: unused private helpers would warn. */
 function helpersUsed(structs: readonly LayoutStruct[]): Set<string> {
@@ -435,7 +439,8 @@ function structDefinition(struct: LayoutStruct): string {
     ...docComment(field.doc, '    '),
     `    pub ${field.name}: ${rustType(field)},`,
   ]);
-  const origin = `From \`${struct.sourcePath}\` (\`${struct.name}\`): ${struct.sizeBytes} bytes on disk.`;
+  const origin =
+    `From \`${struct.sourcePath}\` (\`${struct.name}\`): ${struct.sizeBytes} bytes on disk.`;
   return [
     ...docComment(`${struct.doc}\n\n${origin}`, ''),
     '#[repr(C)]',
@@ -475,11 +480,13 @@ function structConstants(struct: LayoutStruct): string {
   for (const field of struct.fields) {
     if (field.fixedValue === undefined) continue;
     lines.push(`    /// The value \`${field.name}\` must hold.`);
-    lines.push(`    pub const ${fixedConstant(field)}: ${field.type} = ${rustLiteral(field.fixedValue)};`);
+    const literal = rustLiteral(field.fixedValue);
+    lines.push(`    pub const ${fixedConstant(field)}: ${field.type} = ${literal};`);
   }
-  const zeroes = struct.fields.map(
-    (field) => `        ${field.name}: ${field.type === 'bytes' ? `[0; ${field.widthBytes}]` : '0'},`,
-  );
+  const zeroes = struct.fields.map((field) => {
+    const zero = field.type === 'bytes' ? `[0; ${field.widthBytes}]` : '0';
+    return `        ${field.name}: ${zero},`;
+  });
   lines.push(
     '    /// Every field zero, fixed values included: a starting point for `encode`.',
     '    pub const ZEROED: Self = Self {',
@@ -490,18 +497,23 @@ function structConstants(struct: LayoutStruct): string {
 }
 
 function fieldInfos(struct: LayoutStruct): string {
-  const rows = struct.fields.flatMap((field) => [
-    '        FieldInfo {',
-    `            name: "${field.name}",`,
-    `            offset_bytes: ${field.offsetBytes},`,
-    `            width_bytes: ${field.widthBytes},`,
-    `            field_type: FieldType::${pascalCase(field.type)},`,
-    `            is_reserved: ${field.isReserved},`,
-    `            fixed_value: ${field.fixedValue === undefined ? 'None' : `Some(${rustLiteral(field.fixedValue)})`},`,
-    `            is_checksum: ${field.isChecksum},`,
-    `            enum_name: ${field.enumName === undefined ? 'None' : `Some("${field.enumName}")`},`,
-    '        },',
-  ]);
+  const rows = struct.fields.flatMap((field) => {
+    const fixed = field.fixedValue;
+    const fixedValue = fixed === undefined ? 'None' : `Some(${rustLiteral(fixed)})`;
+    const enumName = field.enumName === undefined ? 'None' : `Some("${field.enumName}")`;
+    return [
+      '        FieldInfo {',
+      `            name: "${field.name}",`,
+      `            offset_bytes: ${field.offsetBytes},`,
+      `            width_bytes: ${field.widthBytes},`,
+      `            field_type: FieldType::${pascalCase(field.type)},`,
+      `            is_reserved: ${field.isReserved},`,
+      `            fixed_value: ${fixedValue},`,
+      `            is_checksum: ${field.isChecksum},`,
+      `            enum_name: ${enumName},`,
+      '        },',
+    ];
+  });
   return [
     '    /// The fields, in offset order.',
     `    pub const FIELDS: [FieldInfo; ${struct.fields.length}] = [`,
@@ -522,7 +534,8 @@ function conversions(struct: LayoutStruct): string {
     const at = field.offsetBytes;
     if (field.type === 'u8') return `        target[${at}] = self.${field.name};`;
     if (field.type === 'bytes') {
-      return `        target[${at}..${at + field.widthBytes}].copy_from_slice(&self.${field.name});`;
+      const range = `${at}..${at + field.widthBytes}`;
+      return `        target[${range}].copy_from_slice(&self.${field.name});`;
     }
     return `        write_${field.type}(target, ${at}, self.${field.name});`;
   });
@@ -642,7 +655,9 @@ function encodeFunction(struct: LayoutStruct): string {
 function fieldAccess(struct: LayoutStruct): string {
   const gets = struct.fields.flatMap((field) => {
     const pattern = `"${field.name}"`;
-    if (field.type === 'bytes') return rustArm('            ', pattern, `FieldValue::Bytes(&self.${field.name})`);
+    if (field.type === 'bytes') {
+      return rustArm('            ', pattern, `FieldValue::Bytes(&self.${field.name})`);
+    }
     const widened = field.type === 'u64' ? `self.${field.name}` : `u64::from(self.${field.name})`;
     return rustArm('            ', pattern, `FieldValue::Uint(${widened})`);
   });
@@ -708,8 +723,9 @@ function registrySection(structs: readonly LayoutStruct[]): string {
     (struct) => `        "${struct.name}" => Some(visitor.visit::<${struct.name}>()),`,
   );
   const summaries = structs.map((struct) => `- \`${struct.name}\`: ${firstSentence(struct.doc)}`);
+  const doc = ['The TypeScript names of every struct, in file order:', ...summaries].join('\n');
   return [
-    ...docComment(`The TypeScript names of every struct, in file order:\n${summaries.join('\n')}`, ''),
+    ...docComment(doc, ''),
     ...rustArray('', `pub const LAYOUT_NAMES: [&str; ${structs.length}] = `, names, ';'),
     '',
     '/// Runs `visitor` for the struct named `name` (a `LAYOUT_NAMES` entry); None for others.',

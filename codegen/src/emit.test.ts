@@ -15,7 +15,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { copyLayout, replaceIn, REPO_ROOT, type LayoutCopy } from '../test/layout-copy.js';
-import { emitAll, GENERATED_DIRECTORY, generate, differences, main } from './main.js';
+import {
+  differences,
+  emitAll,
+  generate,
+  GENERATED_DIRECTORY,
+  LAYOUT_DIRECTORY,
+  main,
+} from './main.js';
 import { readLayout } from './read-layout.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'shmr-emit-test-'));
@@ -24,7 +31,8 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 /** gcc flags: C11 and every warning a kernel header should survive, as errors. */
 const GCC_FLAGS = [
   '-std=c11', '-Wall', '-Wextra', '-Wpedantic', '-Wconversion', '-Wsign-conversion', '-Wshadow',
-  '-Wcast-qual', '-Wstrict-prototypes', '-Wmissing-prototypes', '-Werror',
+  '-Wcast-qual', '-Wstrict-prototypes', '-Wmissing-prototypes', '-Wdeclaration-after-statement',
+  '-Werror',
 ];
 
 /** Runs a compiler; returns its output, or throws with it. */
@@ -37,9 +45,11 @@ function compileC(header: string, name: string, options: { isKernel?: boolean } 
   const folder = join(scratch, name);
   mkdirSync(folder, { recursive: true });
   writeFileSync(join(folder, 'shmr_layout.h'), header);
-  writeFileSync(join(folder, 'main.c'), '#include "shmr_layout.h"\nint main(void)\n{\n\treturn 0;\n}\n');
+  const main = '#include "shmr_layout.h"\nint main(void)\n{\n\treturn 0;\n}\n';
+  writeFileSync(join(folder, 'main.c'), main);
   const extra = options.isKernel ? ['-D__KERNEL__', '-I', writeKernelStubs(folder)] : [];
-  run('gcc', [...GCC_FLAGS, ...extra, '-I', folder, join(folder, 'main.c'), '-o', join(folder, 'main')]);
+  const output = ['-o', join(folder, 'main')];
+  run('gcc', [...GCC_FLAGS, ...extra, '-I', folder, join(folder, 'main.c'), ...output]);
 }
 
 /**
@@ -49,13 +59,23 @@ function compileC(header: string, name: string, options: { isKernel?: boolean } 
 function writeKernelStubs(folder: string): string {
   const stubs = join(folder, 'kernel-include');
   const files: Record<string, string> = {
-    'linux/types.h':
-      '#include <stdint.h>\n#include <stddef.h>\ntypedef uint8_t __u8;\ntypedef uint16_t __le16;\n' +
-      'typedef uint32_t __le32;\ntypedef uint64_t __le64;\n',
+    'linux/types.h': [
+      '#include <stdint.h>',
+      '#include <stddef.h>',
+      'typedef uint8_t __u8;',
+      'typedef uint16_t __le16;',
+      'typedef uint32_t __le32;',
+      'typedef uint64_t __le64;',
+      '',
+    ].join('\n'),
     'linux/stddef.h': '#include <stddef.h>\n',
     'linux/string.h': '#include <string.h>\n',
     'asm/byteorder.h': [16, 32, 64]
-      .map((bits) => `#define le${bits}_to_cpu(x) ((uint${bits}_t)(x))\n#define cpu_to_le${bits}(x) ((__le${bits})(x))\n`)
+      .map(
+        (bits) =>
+          `#define le${bits}_to_cpu(x) ((uint${bits}_t)(x))\n` +
+          `#define cpu_to_le${bits}(x) ((__le${bits})(x))\n`,
+      )
       .join(''),
   };
   for (const [path, text] of Object.entries(files)) {
@@ -66,16 +86,27 @@ function writeKernelStubs(folder: string): string {
 }
 
 /** Compiles `module` (text) as the only content of a `#![no_std]` library, warnings denied. */
-function compileRustNoStd(module: string, name: string, options: { isClippy?: boolean } = {}): void {
+function compileRustNoStd(
+  module: string,
+  name: string,
+  options: { isClippy?: boolean } = {},
+): void {
   const folder = join(scratch, name);
   mkdirSync(folder, { recursive: true });
   writeFileSync(join(folder, 'shmr_layout.rs'), module);
   writeFileSync(
     join(folder, 'lib.rs'),
-    '#![no_std]\n#![deny(warnings, missing_docs)]\n//! The generated layout alone.\ninclude!("shmr_layout.rs");\n',
+    [
+      '#![no_std]',
+      '#![deny(warnings, missing_docs)]',
+      '//! The generated layout alone.',
+      'include!("shmr_layout.rs");',
+      '',
+    ].join('\n'),
   );
   const compiler = options.isClippy ? 'clippy-driver' : 'rustc';
-  run(compiler, ['--edition', '2021', '--crate-type', 'lib', '-O', '-D', 'warnings', '--out-dir', folder, join(folder, 'lib.rs')]);
+  const flags = ['--edition', '2021', '--crate-type', 'lib', '-O', '-D', 'warnings'];
+  run(compiler, [...flags, '--out-dir', folder, join(folder, 'lib.rs')]);
 }
 
 function committed(name: string): string {
@@ -108,19 +139,22 @@ describe('the committed generated files', () => {
     compileC(committed('shmr_layout.h'), 'c-kernel', { isKernel: true });
   });
 
-  it('Rust: the module compiles alone in a #![no_std] crate, clippy-clean and rustfmt-clean', () => {
+  it('Rust: the module compiles alone in a #![no_std] crate, clippy- and rustfmt-clean', () => {
     compileRustNoStd(committed('shmr_layout.rs'), 'rust-no-std');
     compileRustNoStd(committed('shmr_layout.rs'), 'rust-clippy', { isClippy: true });
-    run('rustfmt', ['--edition', '2021', '--check', join(REPO_ROOT, GENERATED_DIRECTORY, 'shmr_layout.rs')]);
+    const path = join(REPO_ROOT, GENERATED_DIRECTORY, 'shmr_layout.rs');
+    run('rustfmt', ['--edition', '2021', '--check', path]);
   });
 
   it('LAYOUT.md has a row for every field and every enum member', () => {
     const markdown = committed('LAYOUT.md');
-    const model = readLayout({ directory: join(REPO_ROOT, 'userspace/src/layout'), root: REPO_ROOT });
+    const directory = join(REPO_ROOT, LAYOUT_DIRECTORY);
+    const model = readLayout({ directory, root: REPO_ROOT });
     for (const struct of model.structs) {
       expect(markdown).toContain(`## ${struct.name} (${struct.sizeBytes} bytes)`);
       for (const field of struct.fields) {
-        expect(markdown).toContain(`| ${field.offsetBytes} | ${field.widthBytes} | ${field.type} | \`${field.name}\` |`);
+        const cells = [field.offsetBytes, field.widthBytes, field.type, `\`${field.name}\``];
+        expect(markdown).toContain(`| ${cells.join(' | ')} |`);
       }
     }
     for (const member of model.enums.flatMap((layoutEnum) => layoutEnum.members)) {
@@ -146,7 +180,10 @@ describe('a change to the TypeScript layout', () => {
 
   /** block_bytes widened from u32 to u64; every later field shifted by 4; reserved_1 shrunk. */
   const WIDEN_BLOCK_BYTES: ReadonlyArray<readonly [string, string]> = [
-    ["block_bytes: { offset: 40, width: 4, type: 'u32' }", "block_bytes: { offset: 40, width: 8, type: 'u64' }"],
+    [
+      "block_bytes: { offset: 40, width: 4, type: 'u32' }",
+      "block_bytes: { offset: 40, width: 8, type: 'u64' }",
+    ],
     ['data_bytes: { offset: 44,', 'data_bytes: { offset: 48,'],
     ['payload_bytes: { offset: 48,', 'payload_bytes: { offset: 52,'],
     ['payload_offset: { offset: 52,', 'payload_offset: { offset: 56,'],
@@ -158,10 +195,11 @@ describe('a change to the TypeScript layout', () => {
 
   function emitCopy(layoutCopy: LayoutCopy): Map<string, string> {
     const model = readLayout({ directory: layoutCopy.directory, root: layoutCopy.root });
-    return new Map([...emitAll(model)].map(([path, bytes]) => [path.split('/').at(-1)!, bytes.toString()]));
+    const outputs = [...emitAll(model)];
+    return new Map(outputs.map(([path, bytes]) => [path.split('/').at(-1)!, bytes.toString()]));
   }
 
-  it('moves exactly the affected size/offset assertions in C and Rust, and both still compile', () => {
+  it('moves exactly the affected size/offset assertions in C and Rust; both compile', () => {
     const before = emitCopy((copy = copyLayout()));
     copy.remove();
     const after = emitCopy((copy = copyLayout(replaceIn('shard-header.ts', WIDEN_BLOCK_BYTES))));
@@ -170,17 +208,27 @@ describe('a change to the TypeScript layout', () => {
       ['data_bytes', 48], ['payload_bytes', 52], ['payload_offset', 56], ['chunk_bytes', 60],
       ['payload_checksum', 64], ['chunk_table_checksum', 68], ['reserved_1', 72],
     ] as const;
-    expect(added(assertions(before.get('shmr_layout.h')!, 'c'), assertions(after.get('shmr_layout.h')!, 'c'))).toEqual(
+    const changed = (name: string, language: 'c' | 'rust'): string[] =>
+      added(assertions(before.get(name)!, language), assertions(after.get(name)!, language));
+    const width = (field: string, bytes: number): string =>
+      `_Static_assert(sizeof(((${tag} *)0)->${field}) == ${bytes}, ` +
+      `"shmr_shard_header.${field} width");`;
+    expect(changed('shmr_layout.h', 'c')).toEqual(
       [
-        ...shifted.map(([field, offset]) =>
-          `_Static_assert(offsetof(${tag}, ${field}) == ${offset}, "shmr_shard_header.${field} offset");`),
-        `_Static_assert(sizeof(((${tag} *)0)->block_bytes) == 8, "shmr_shard_header.block_bytes width");`,
-        `_Static_assert(sizeof(((${tag} *)0)->reserved_1) == 52, "shmr_shard_header.reserved_1 width");`,
+        ...shifted.map(
+          ([field, offset]) =>
+            `_Static_assert(offsetof(${tag}, ${field}) == ${offset}, ` +
+            `"shmr_shard_header.${field} offset");`,
+        ),
+        width('block_bytes', 8),
+        width('reserved_1', 52),
       ].sort(),
     );
-    expect(
-      added(assertions(before.get('shmr_layout.rs')!, 'rust'), assertions(after.get('shmr_layout.rs')!, 'rust')),
-    ).toEqual(shifted.map(([field, offset]) => `assert!(core::mem::offset_of!(ShardHeader, ${field}) == ${offset});`).sort());
+    expect(changed('shmr_layout.rs', 'rust')).toEqual(
+      shifted
+        .map(([field, at]) => `assert!(core::mem::offset_of!(ShardHeader, ${field}) == ${at});`)
+        .sort(),
+    );
     expect(after.get('shmr_layout.h')).toContain('\t__le64 block_bytes;');
     expect(after.get('shmr_layout.rs')).toContain('    pub block_bytes: u64,');
     expect(after.get('shmr_layout.rs')).toContain('data_bytes: read_u32(bytes, 48),');
@@ -194,7 +242,9 @@ describe('a change to the TypeScript layout', () => {
     const after = emitCopy((copy = copyLayout(replaceIn('shard-header.ts', WIDEN_BLOCK_BYTES))));
     const struct = /struct shmr_shard_header \{[\s\S]*?\n\};/;
     const stale = after.get('shmr_layout.h')!.replace(struct, struct.exec(original)![0]);
-    expect(() => compileC(stale, 'c-stale')).toThrow(/static assertion failed: "shmr_shard_header\.\w+ (offset|width)"/);
+    expect(() => compileC(stale, 'c-stale')).toThrow(
+      /static assertion failed: "shmr_shard_header\.\w+ (offset|width)"/,
+    );
   });
 
   it('adds a new struct file to all three outputs, compiling, with no hand edit', () => {
@@ -235,11 +285,15 @@ describe('a change to the TypeScript layout', () => {
     writeFileSync(join(copy.directory, 'volume-header.ts'), volume);
     const outputs = emitCopy(copy);
     const header = outputs.get('shmr_layout.h')!;
-    expect(header).toContain('_Static_assert(offsetof(struct shmr_volume_header, capacity_bytes) == 8,');
+    expect(header).toContain(
+      '_Static_assert(offsetof(struct shmr_volume_header, capacity_bytes) == 8,',
+    );
     expect(header).toContain('shmr_volume_header_decode(const void *source');
     expect(header).toContain('if (!shmr_volume_state_is_valid(shmr_get_le16(bytes + 4)))');
     expect(header).toContain('\t{ "VolumeHeader", SHMR_VOLUME_HEADER_SIZE_BYTES,');
-    expect(outputs.get('shmr_layout.rs')).toContain('"VolumeHeader" => Some(visitor.visit::<VolumeHeader>()),');
+    expect(outputs.get('shmr_layout.rs')).toContain(
+      '"VolumeHeader" => Some(visitor.visit::<VolumeHeader>()),',
+    );
     expect(outputs.get('LAYOUT.md')).toContain('## VolumeHeader (32 bytes)');
     compileC(header, 'c-volume');
     compileRustNoStd(outputs.get('shmr_layout.rs')!, 'rust-volume');
@@ -262,13 +316,14 @@ describe('the CLI', () => {
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     expect(main(['--check'], copy.root)).toBe(1);
-    expect(String(stderr.mock.calls.at(-1)![0])).toContain('kmod-spec/generated/shmr_layout.h (missing)');
+    const lastError = (): string => String(stderr.mock.calls.at(-1)![0]);
+    expect(lastError()).toContain('kmod-spec/generated/shmr_layout.h (missing)');
     expect(main([], copy.root)).toBe(0);
     expect(main(['--check'], copy.root)).toBe(0);
     writeFileSync(join(copy.root, GENERATED_DIRECTORY, 'LAYOUT.md'), 'edited by hand\n');
     writeFileSync(join(copy.root, GENERATED_DIRECTORY, 'vectors', 'old.bin'), 'stale');
     expect(main(['--check'], copy.root)).toBe(1);
-    const report = String(stderr.mock.calls.at(-1)![0]);
+    const report = lastError();
     expect(report).toContain('kmod-spec/generated/LAYOUT.md (differs)');
     expect(report).toContain('kmod-spec/generated/vectors/old.bin (stale)');
     expect(main([], copy.root)).toBe(0);
@@ -276,11 +331,15 @@ describe('the CLI', () => {
   });
 
   it('reports a layout it cannot represent, naming the declaration, and writes nothing', () => {
-    copy = copyLayout(replaceIn('shard-header.ts', [['data_bytes: { offset: 44,', 'data_bytes: { offset: 48,']]));
+    const gap = ['data_bytes: { offset: 44,', 'data_bytes: { offset: 48,'] as const;
+    copy = copyLayout(replaceIn('shard-header.ts', [gap]));
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     expect(main([], copy.root)).toBe(1);
-    expect(String(stderr.mock.calls.at(-1)![0])).toMatch(/shard-header\.ts: ShardHeader\.data_bytes: implicit padding/);
-    expect(() => readFileSync(join(copy!.root, GENERATED_DIRECTORY, 'shmr_layout.h'))).toThrow(/ENOENT/);
+    expect(String(stderr.mock.calls.at(-1)![0])).toMatch(
+      /shard-header\.ts: ShardHeader\.data_bytes: implicit padding/,
+    );
+    const header = join(copy.root, GENERATED_DIRECTORY, 'shmr_layout.h');
+    expect(() => readFileSync(header)).toThrow(/ENOENT/);
   });
 
   it('rejects unknown arguments', () => {

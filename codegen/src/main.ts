@@ -42,7 +42,9 @@ export function emitAll(model: LayoutModel): Map<string, Buffer> {
 export function generate(root: string): Map<string, Buffer> {
   const model = readLayout({ directory: join(root, LAYOUT_DIRECTORY), root });
   const outputs = emitAll(model);
-  for (const [name, bytes] of buildVectors(model)) outputs.set(`${VECTORS_DIRECTORY}/${name}`, bytes);
+  for (const [name, bytes] of buildVectors(model)) {
+    outputs.set(`${VECTORS_DIRECTORY}/${name}`, bytes);
+  }
   return outputs;
 }
 
@@ -91,7 +93,9 @@ export function main(args: readonly string[], root = findRoot()): number {
   const isCheck = args.includes('--check');
   const unknown = args.filter((arg) => arg !== '--check');
   if (unknown.length > 0) {
-    process.stderr.write(`codegen: unknown argument ${unknown.join(' ')}\nusage: main.js [--check]\n`);
+    process.stderr.write(
+      `codegen: unknown argument ${unknown.join(' ')}\nusage: main.js [--check]\n`,
+    );
     return 2;
   }
   let outputs: Map<string, Buffer>;

@@ -165,7 +165,8 @@ function readSourceFile(
         const doc = jsDocText(declaration) || fileDocText(file);
         structs.push(readStruct({ name, sourcePath, doc, object: shape.object }));
       } else {
-        enums.push(readEnum({ name, sourcePath, doc: jsDocText(declaration), object: shape.object }));
+        const doc = jsDocText(declaration);
+        enums.push(readEnum({ name, sourcePath, doc, object: shape.object }));
       }
     }
   }
@@ -190,14 +191,19 @@ function classify(declaration: VariableDeclaration, sourcePath: string): Shape |
     if (initializer.getTypeNode()?.getText() !== 'StructLayout') return undefined;
     const object = asConstObject(initializer.getExpression());
     if (object === undefined) {
-      throw new LayoutError(sourcePath, name, 'declare it as `{ ... } as const satisfies StructLayout`');
+      const reason = 'write it as `{ ... } as const satisfies StructLayout`';
+      throw new LayoutError(sourcePath, name, reason);
     }
     return { kind: 'struct', object };
   }
   const object = asConstObject(initializer);
   const bare = Node.isObjectLiteralExpression(initializer) ? initializer : object;
   if (bare !== undefined && (bare.getProperty('fields') ?? bare.getProperty('sizeBytes'))) {
-    throw new LayoutError(sourcePath, name, 'a struct must end in `as const satisfies StructLayout`');
+    throw new LayoutError(
+      sourcePath,
+      name,
+      'a struct must end in `as const satisfies StructLayout`',
+    );
   }
   return object === undefined ? undefined : { kind: 'enum', object };
 }
@@ -223,7 +229,8 @@ function readStruct(declared: Declared): LayoutStruct {
   requireDoc(sourcePath, name, declared.doc);
   const properties = plainProperties(object, sourcePath, name);
   checkKeys(sourcePath, name, properties, ['sizeBytes', 'fields'], ['sizeBytes', 'fields']);
-  const sizeBytes = integerLiteral(property(properties, 'sizeBytes'), sourcePath, `${name}.sizeBytes`);
+  const sizeExpression = property(properties, 'sizeBytes');
+  const sizeBytes = integerLiteral(sizeExpression, sourcePath, `${name}.sizeBytes`);
   const fieldsObject = property(properties, 'fields');
   if (!Node.isObjectLiteralExpression(fieldsObject)) {
     throw new LayoutError(sourcePath, `${name}.fields`, 'must be an object literal');
@@ -238,14 +245,19 @@ function readStruct(declared: Declared): LayoutStruct {
 const FIELD_KEYS = ['offset', 'width', 'type', 'enum', 'value', 'checksum'];
 const FIELD_KEYS_REQUIRED = ['offset', 'width', 'type'];
 
-function readField(assignment: PropertyAssignment, sourcePath: string, structName: string): LayoutField {
+function readField(
+  assignment: PropertyAssignment,
+  sourcePath: string,
+  structName: string,
+): LayoutField {
   const name = assignment.getName();
   const declaration = `${structName}.${name}`;
   checkName(sourcePath, declaration, /^[a-z][a-z0-9_]*$/, 'snake_case');
   checkNotKeyword(sourcePath, declaration, name);
   const spec = assignment.getInitializer();
   if (!Node.isObjectLiteralExpression(spec)) {
-    throw new LayoutError(sourcePath, declaration, 'must be an object literal `{ offset, width, type }`');
+    const reason = 'must be an object literal { offset, width, type }';
+    throw new LayoutError(sourcePath, declaration, reason);
   }
   const properties = plainProperties(spec, sourcePath, declaration);
   checkKeys(sourcePath, declaration, properties, FIELD_KEYS, FIELD_KEYS_REQUIRED);
@@ -255,16 +267,20 @@ function readField(assignment: PropertyAssignment, sourcePath: string, structNam
   const enumExpression = optional('enum');
   const valueExpression = optional('value');
   const checksumExpression = optional('checksum');
+  const integer = (key: string): number =>
+    integerLiteral(property(properties, key), sourcePath, `${declaration}.${key}`);
   const field: LayoutField = {
     name,
-    offsetBytes: integerLiteral(property(properties, 'offset'), sourcePath, `${declaration}.offset`),
-    widthBytes: integerLiteral(property(properties, 'width'), sourcePath, `${declaration}.width`),
+    offsetBytes: integer('offset'),
+    widthBytes: integer('width'),
     type,
     doc: jsDocText(assignment),
     isReserved: name.startsWith('reserved_'),
     enumName: enumExpression && stringLiteral(enumExpression, sourcePath, `${declaration}.enum`),
-    fixedValue: valueExpression && fixedValueLiteral(valueExpression, sourcePath, declaration, type),
-    isChecksum: checksumExpression !== undefined && readChecksum(checksumExpression, sourcePath, declaration),
+    fixedValue:
+      valueExpression && fixedValueLiteral(valueExpression, sourcePath, declaration, type),
+    isChecksum:
+      checksumExpression !== undefined && readChecksum(checksumExpression, sourcePath, declaration),
   };
   requireDoc(sourcePath, declaration, field.doc);
   checkFieldRules(field, sourcePath, declaration);
@@ -284,7 +300,8 @@ function readFieldType(expression: Expression, sourcePath: string, declaration: 
 function readChecksum(expression: Expression, sourcePath: string, declaration: string): boolean {
   const algorithm = stringLiteral(expression, sourcePath, `${declaration}.checksum`);
   if (algorithm !== 'crc32c') {
-    throw new LayoutError(sourcePath, declaration, `unsupported checksum '${algorithm}' (crc32c only)`);
+    const reason = `unsupported checksum '${algorithm}' (crc32c only)`;
+    throw new LayoutError(sourcePath, declaration, reason);
   }
   return true;
 }
@@ -294,7 +311,8 @@ function checkFieldRules(field: LayoutField, sourcePath: string, declaration: st
   const fail = (reason: string): never => {
     throw new LayoutError(sourcePath, declaration, reason);
   };
-  const hasExtras = field.enumName !== undefined || field.fixedValue !== undefined || field.isChecksum;
+  const hasExtras =
+    field.enumName !== undefined || field.fixedValue !== undefined || field.isChecksum;
   if (field.type === 'bytes') {
     if (field.widthBytes < 1) fail('a bytes field needs a width of at least 1');
     if (hasExtras) fail('a bytes field cannot have enum, value or checksum');
@@ -303,7 +321,10 @@ function checkFieldRules(field: LayoutField, sourcePath: string, declaration: st
   if (field.isReserved) fail(`a reserved field must have type 'bytes', not '${field.type}'`);
   const widthBytes = SCALAR_WIDTH_BYTES[field.type];
   if (field.widthBytes !== widthBytes) {
-    fail(`non-fixed-width number: type ${field.type} is ${widthBytes} bytes, width says ${field.widthBytes}`);
+    fail(
+      `non-fixed-width number: type ${field.type} is ${widthBytes} bytes, ` +
+        `width says ${field.widthBytes}`,
+    );
   }
   if (field.offsetBytes % widthBytes !== 0) {
     fail(`offset ${field.offsetBytes} is not a multiple of ${widthBytes}: C and Rust would pad`);
@@ -357,13 +378,22 @@ function checkFieldSequence(struct: LayoutStruct): void {
     throw new LayoutError(
       sourcePath,
       `${name}.sizeBytes`,
-      `${struct.sizeBytes} is not a multiple of ${alignmentBytes}: C and Rust would add tail padding`,
+      `${struct.sizeBytes} is not a multiple of ${alignmentBytes}: ` +
+        'C and Rust would add tail padding',
     );
   }
 }
 
+/**
+ * The DecodeErrorKind a mismatch of this fixed value reports, as codec.ts's decodeStruct
+ * decides it: `version` for a field so named, `magic` for any other.
+ */
+export function fixedValueKind(field: LayoutField): 'version' | 'magic' {
+  return field.name === 'version' ? 'version' : 'magic';
+}
+
 /** Alignment of a field in C and Rust: its width for scalars, 1 for byte arrays. */
-export function alignmentOf(field: LayoutField): number {
+function alignmentOf(field: LayoutField): number {
   return field.type === 'bytes' ? 1 : field.widthBytes;
 }
 
@@ -500,7 +530,8 @@ function stringLiteral(expression: Expression, sourcePath: string, declaration: 
   if (Node.isStringLiteral(expression) || Node.isNoSubstitutionTemplateLiteral(expression)) {
     return expression.getLiteralValue();
   }
-  throw new LayoutError(sourcePath, declaration, `must be a string literal, found \`${expression.getText()}\``);
+  const reason = `must be a string literal, found \`${expression.getText()}\``;
+  throw new LayoutError(sourcePath, declaration, reason);
 }
 
 /**
@@ -519,7 +550,9 @@ function fixedValueLiteral(
   if (type === 'bytes') return fail('a bytes field cannot have a value');
   let value: bigint;
   if (type === 'u64') {
-    if (!Node.isBigIntLiteral(expression)) return fail('a u64 value must be a bigint literal (123n)');
+    if (!Node.isBigIntLiteral(expression)) {
+      return fail('a u64 value must be a bigint literal (123n)');
+    }
     value = BigInt(expression.getText().replace(/_/g, '').slice(0, -1));
   } else {
     value = BigInt(integerLiteral(expression, sourcePath, `${declaration}.value`));

@@ -44,28 +44,43 @@ describe('the manifest', () => {
       const bytes = vectorBytes(entry);
       expect(expectationOf(structNamed(entry.layout), bytes), entry.name).toEqual(entry.expect);
       if (entry.kind === 'shard') {
-        expect(shardExpectationOf(bytes, entry.shard!.payloadIncluded), entry.name).toEqual(entry.shard);
+        const shard = shardExpectationOf(bytes, entry.shard!.payloadIncluded);
+        expect(shard, entry.name).toEqual(entry.shard);
       }
     }
   });
 
   it('covers every struct: normal, boundary, and each check with a corrupt vector', () => {
     for (const struct of model.structs) {
-      const entries = manifest.vectors.filter((entry) => entry.layout === struct.name && entry.kind === 'struct');
-      expect(entries.filter((entry) => entry.case === 'normal').length, struct.name).toBeGreaterThan(0);
-      expect(entries.filter((entry) => entry.case === 'boundary').length, struct.name).toBe(2);
-      const failures = new Set(entries.map((entry) => (entry.expect.ok ? 'ok' : `${entry.expect.error}:${entry.expect.field}`)));
-      expect(failures, struct.name).toContain('short:');
+      const entries = manifest.vectors.filter(
+        (entry) => entry.layout === struct.name && entry.kind === 'struct',
+      );
+      const cases = entries.map((entry) => entry.case);
+      expect(cases.filter((testCase) => testCase === 'normal'), struct.name).toHaveLength(1);
+      expect(cases.filter((testCase) => testCase === 'boundary'), struct.name).toHaveLength(2);
+      const outcomes = new Set(
+        entries.map(({ expect: outcome }) =>
+          outcome.ok ? 'ok' : `${outcome.error}:${outcome.field}`,
+        ),
+      );
+      expect(outcomes, struct.name).toContain('short:');
       for (const field of struct.fields) {
-        if (field.fixedValue !== undefined) expect(failures).toContain(`${field.name === 'version' ? 'version' : 'magic'}:${field.name}`);
-        if (field.isChecksum || field.isReserved) expect(failures).toContain(`${field.isChecksum ? 'checksum' : 'reserved'}:${field.name}`);
-        if (field.enumName !== undefined) expect(failures).toContain(`field:${field.name}`);
+        const fixedKind = field.name === 'version' ? 'version' : 'magic';
+        if (field.fixedValue !== undefined) {
+          expect(outcomes).toContain(`${fixedKind}:${field.name}`);
+        }
+        if (field.isChecksum) expect(outcomes).toContain(`checksum:${field.name}`);
+        if (field.isReserved) expect(outcomes).toContain(`reserved:${field.name}`);
+        if (field.enumName !== undefined) expect(outcomes).toContain(`field:${field.name}`);
       }
     }
-    const shardFailures = manifest.vectors.flatMap((entry) =>
-      entry.shard === undefined ? [] : [entry.shard.prefix.ok ? `chunk:${entry.shard.badChunkIndex}` : entry.shard.prefix.field],
+    const shardOutcomes = manifest.vectors.flatMap(({ shard }) => {
+      if (shard === undefined) return [];
+      return [shard.prefix.ok ? `chunk:${shard.badChunkIndex}` : shard.prefix.field];
+    });
+    expect(shardOutcomes).toEqual(
+      expect.arrayContaining(['chunk_table', 'chunk_table_checksum', 'chunk:1', 'chunk:-1']),
     );
-    expect(shardFailures).toEqual(expect.arrayContaining(['chunk_table', 'chunk_table_checksum', 'chunk:1', 'chunk:-1']));
   });
 });
 
@@ -84,10 +99,24 @@ function readBack(outDirectory: string): number {
     }
   }
   const good = manifest.vectors.filter(
-    (entry) => entry.expect.ok && entry.case !== 'corrupt' && (entry.kind === 'struct' || entry.shard!.payloadIncluded),
+    (entry) =>
+      entry.expect.ok &&
+      entry.case !== 'corrupt' &&
+      (entry.kind === 'struct' || entry.shard!.payloadIncluded),
   );
   expect(names).toEqual(good.map((entry) => `${entry.name}.bin`).sort());
   return names.length;
+}
+
+/** Runs a built test program over the committed vectors; returns its report. */
+function runTest(binary: string, out: string): string {
+  return execFileSync(binary, [vectorsDirectory, out], { encoding: 'utf8', stdio: 'pipe' });
+}
+
+/** The summary line of a test program that checked every vector and found nothing wrong. */
+function summary(language: string): RegExp {
+  const count = manifest.vectors.length;
+  return new RegExp(`^${language}: ${count} vectors decoded, \\d+ encoded, 0 failures`);
 }
 
 function outDirectory(name: string): string {
@@ -106,8 +135,7 @@ describe('C', () => {
       join(REPO_ROOT, 'codegen/test/c/vectors_test.c'), '-o', binary,
     ], { stdio: 'pipe' });
     const out = outDirectory('c-out');
-    const report = execFileSync(binary, [vectorsDirectory, out], { encoding: 'utf8', stdio: 'pipe' });
-    expect(report).toMatch(new RegExp(`^c: ${manifest.vectors.length} vectors decoded, \\d+ encoded, 0 failures`));
+    expect(runTest(binary, out)).toMatch(summary('c'));
     expect(readBack(out)).toBeGreaterThan(0);
   });
 });
@@ -120,8 +148,7 @@ describe('Rust', () => {
       join(REPO_ROOT, 'codegen/test/rust/vectors_test.rs'), '-o', binary,
     ], { stdio: 'pipe' });
     const out = outDirectory('rust-out');
-    const report = execFileSync(binary, [vectorsDirectory, out], { encoding: 'utf8', stdio: 'pipe' });
-    expect(report).toMatch(new RegExp(`^rust: ${manifest.vectors.length} vectors decoded, \\d+ encoded, 0 failures`));
+    expect(runTest(binary, out)).toMatch(summary('rust'));
     expect(readBack(out)).toBeGreaterThan(0);
   });
 });

@@ -18,8 +18,12 @@ import { crc32c } from '../../userspace/src/erasure/index.js';
 import * as layout from '../../userspace/src/layout/index.js';
 import type { DecodeFailure, StructLayout } from '../../userspace/src/layout/index.js';
 import { CHUNK_BYTES, SECTOR_BYTES } from '../../userspace/src/limits.js';
-import { fixedValueKind } from './emit-c.js';
-import type { LayoutField, LayoutModel, LayoutStruct } from './read-layout.js';
+import {
+  fixedValueKind,
+  type LayoutField,
+  type LayoutModel,
+  type LayoutStruct,
+} from './read-layout.js';
 import { snakeCase } from './text.js';
 
 /** The manifest's name among the vector files. */
@@ -85,8 +89,15 @@ export function buildVectors(model: LayoutModel): Map<string, Buffer> {
   return files;
 }
 
+/** Inputs whose CRC32C the manifest gives, so C and Rust check theirs against ISA-L's. */
+const CRC32C_INPUTS = [
+  Buffer.from('123456789'),
+  Buffer.alloc(0),
+  Buffer.alloc(32),
+  Buffer.alloc(32, 0xff),
+];
+
 function manifest(entries: readonly VectorEntry[]): object {
-  const checks = [Buffer.from('123456789'), Buffer.alloc(0), Buffer.alloc(32), Buffer.alloc(32, 0xff)];
   return {
     generatedBy: 'codegen/src/vectors.ts (npm run codegen)',
     description:
@@ -95,7 +106,10 @@ function manifest(entries: readonly VectorEntry[]): object {
     decodeErrorKinds: layout.DecodeErrorKind,
     sectorBytes: SECTOR_BYTES,
     chunkBytes: CHUNK_BYTES,
-    crc32c: checks.map((input) => ({ input: input.toString('hex'), value: hex(crc32c(input)) })),
+    crc32c: CRC32C_INPUTS.map((input) => ({
+      input: input.toString('hex'),
+      value: hex(crc32c(input)),
+    })),
     vectors: entries,
   };
 }
@@ -135,21 +149,26 @@ function isInput(field: LayoutField): boolean {
 type Bound = 'normal' | 'zero' | 'max';
 
 /** The value of `field` for a `bound` vector; `random` feeds the normal case. */
-function fieldValue(field: LayoutField, bound: Bound, random: () => number, enums: Enums): FieldValue {
+function fieldValue(
+  field: LayoutField,
+  bound: Bound,
+  random: () => number,
+  enums: Enums,
+): FieldValue {
   if (field.type === 'bytes') {
-    if (bound === 'normal') return Buffer.from(Array.from({ length: field.widthBytes }, () => random() & 0xff));
-    return Buffer.alloc(field.widthBytes, bound === 'max' ? 0xff : 0);
+    if (bound !== 'normal') return Buffer.alloc(field.widthBytes, bound === 'max' ? 0xff : 0);
+    return Buffer.from(Array.from({ length: field.widthBytes }, () => random() & 0xff));
   }
   if (field.enumName !== undefined) {
     const values = Object.values(enums[field.enumName]!).sort((left, right) => left - right);
     if (bound === 'normal') return values[random() % values.length]!;
     return bound === 'max' ? values.at(-1)! : values[0]!;
   }
-  const bits = 8 * field.widthBytes;
   if (field.type === 'u64') {
     if (bound === 'normal') return (BigInt(random()) << 32n) | BigInt(random());
     return bound === 'max' ? 2n ** 64n - 1n : 0n;
   }
+  const bits = 8 * field.widthBytes;
   if (bound === 'normal') return bits === 32 ? random() : random() % 2 ** bits;
   return bound === 'max' ? 2 ** bits - 1 : 0;
 }
@@ -184,26 +203,34 @@ function failureExpectation(failure: DecodeFailure): FailureExpectation {
   return { ok: false, error: failure.kind, errorCode, field: failure.field };
 }
 
+/** The normal, boundary and corrupt vectors of one struct, encoded by encodeStruct. */
 function structVectors(struct: LayoutStruct): Array<[VectorEntry, Buffer]> {
   const base = snakeCase(struct.name).replace(/_/g, '-');
-  const vectors: Array<[VectorEntry, Buffer]> = [];
-  const entry = (suffix: string, testCase: VectorEntry['case'], description: string, bytes: Buffer) => {
+  const entry = (
+    suffix: string,
+    testCase: VectorEntry['case'],
+    description: string,
+    bytes: Buffer,
+  ): [VectorEntry, Buffer] => {
     const name = `${base}-${suffix}`;
-    const value: VectorEntry = {
-      name, file: `${name}.bin`, layout: struct.name, kind: 'struct', case: testCase, description,
-      expect: expectationOf(struct, bytes),
-    };
-    vectors.push([value, bytes]);
-    return value;
+    const expect = expectationOf(struct, bytes);
+    const file = `${name}.bin`;
+    const kind = 'struct';
+    return [{ name, file, layout: struct.name, kind, case: testCase, description, expect }, bytes];
   };
   const normal = encodeWith(struct, 'normal');
-  assert(entry('normal', 'normal', 'Seeded random field values.', normal).expect.ok);
-  assert(entry('zero', 'boundary', 'Every field at its minimum.', encodeWith(struct, 'zero')).expect.ok);
-  assert(entry('max', 'boundary', 'Every field at its maximum.', encodeWith(struct, 'max')).expect.ok);
+  const vectors = [
+    entry('normal', 'normal', 'Seeded random field values.', normal),
+    entry('zero', 'boundary', 'Every field at its minimum.', encodeWith(struct, 'zero')),
+    entry('max', 'boundary', 'Every field at its maximum.', encodeWith(struct, 'max')),
+  ];
+  for (const [good] of vectors) assert(good.expect.ok, good.name);
   for (const corrupt of corruptions(struct, normal)) {
     const built = entry(corrupt.suffix, 'corrupt', corrupt.description, corrupt.bytes);
-    assert(!built.expect.ok, corrupt.suffix);
-    assert.deepEqual([built.expect.error, built.expect.field], [corrupt.kind, corrupt.field], corrupt.suffix);
+    const [{ expect }] = built;
+    assert(!expect.ok, corrupt.suffix);
+    assert.deepEqual([expect.error, expect.field], [corrupt.kind, corrupt.field], corrupt.suffix);
+    vectors.push(built);
   }
   return vectors;
 }
@@ -217,67 +244,94 @@ interface Corruption {
   readonly field: string;
 }
 
+/** Copies `normal`, applies `change`, and recomputes the checksums when `isResealed`. */
+type Damage = (change: (bytes: Buffer) => void, isResealed: boolean) => Buffer;
+
 /** One damaged copy of `normal` per check decodeStruct makes. */
 function corruptions(struct: LayoutStruct, normal: Buffer): Corruption[] {
+  const short = Buffer.from(normal.subarray(0, struct.sizeBytes - 1));
   const list: Corruption[] = [
-    {
-      suffix: 'short', description: 'One byte shorter than the structure.',
-      bytes: Buffer.from(normal.subarray(0, struct.sizeBytes - 1)), kind: 'short', field: '',
-    },
+    { suffix: 'short', description: 'One byte short.', bytes: short, kind: 'short', field: '' },
   ];
-  const damaged = (change: (bytes: Buffer) => void, isResealed: boolean): Buffer => {
+  const damaged: Damage = (change, isResealed) => {
     const bytes = Buffer.from(normal);
     change(bytes);
     if (isResealed) reseal(struct, bytes);
     return bytes;
   };
   for (const field of struct.fields) {
-    const at = field.offsetBytes;
-    if (field.fixedValue !== undefined) {
-      const bytes = damaged((target) => { target[at]! ^= 0x01; }, true);
-      list.push({ suffix: `bad-${field.name}`, description: `${field.name} has a bit flipped.`, bytes, kind: fixedValueKind(field), field: field.name });
-    }
-    if (field.isChecksum) {
-      list.push(...checksumCorruptions(struct, field, damaged));
-    }
-    if (field.isReserved) {
-      const bytes = damaged((target) => { target[at + field.widthBytes - 1] = 0x01; }, true);
-      list.push({ suffix: `nonzero-${field.name}`, description: `${field.name} is not zero (checksums valid).`, bytes, kind: 'reserved', field: field.name });
-    }
-    if (field.enumName !== undefined) {
-      const invalid = Math.max(...Object.values(enumsOf(struct)[field.enumName]!)) + 1;
-      if (invalid >= 2 ** (8 * field.widthBytes)) continue;
-      const bytes = damaged((target) => { target.writeUIntLE(invalid, at, field.widthBytes); }, true);
-      list.push({ suffix: `invalid-${field.name}`, description: `${field.name} is ${invalid}, not a ${field.enumName} (checksums valid).`, bytes, kind: 'field', field: field.name });
-    }
+    const corruption = fieldCorruption(struct, field, damaged);
+    if (corruption !== undefined) list.push(corruption);
+    if (field.isChecksum) list.push(...checksumCorruptions(struct, field, damaged));
   }
   return list;
 }
 
+/**
+ * The corrupt vector of a fixed value (a flipped bit), a reserved field (a non-zero byte) or an
+ * enum field (one past its largest member), with valid checksums so that check is reached.
+ */
+function fieldCorruption(
+  struct: LayoutStruct,
+  field: LayoutField,
+  damaged: Damage,
+): Corruption | undefined {
+  const at = field.offsetBytes;
+  const corruption = (suffix: string, description: string, bytes: Buffer, kind: string) =>
+    ({ suffix: `${suffix}-${field.name}`, description, bytes, kind, field: field.name });
+  if (field.fixedValue !== undefined) {
+    const bytes = damaged((target) => void (target[at]! ^= 0x01), true);
+    return corruption('bad', `${field.name} has a bit flipped.`, bytes, fixedValueKind(field));
+  }
+  if (field.isReserved) {
+    const bytes = damaged((target) => void (target[at + field.widthBytes - 1] = 0x01), true);
+    return corruption('nonzero', `${field.name} is not zero.`, bytes, 'reserved');
+  }
+  if (field.enumName === undefined) return undefined;
+  const invalid = Math.max(...Object.values(enumsOf(struct)[field.enumName]!)) + 1;
+  if (invalid >= 2 ** (8 * field.widthBytes)) return undefined;
+  const bytes = damaged((target) => void target.writeUIntLE(invalid, at, field.widthBytes), true);
+  const description = `${field.name} is ${invalid}, not a ${field.enumName}.`;
+  return corruption('invalid', description, bytes, 'field');
+}
+
+/** A flipped bit in the checksum itself, and one in a plain data field it covers. */
 function checksumCorruptions(
   struct: LayoutStruct,
   checksum: LayoutField,
-  damaged: (change: (bytes: Buffer) => void, isResealed: boolean) => Buffer,
+  damaged: Damage,
 ): Corruption[] {
-  const stored = damaged((target) => { target[checksum.offsetBytes]! ^= 0x01; }, false);
+  const stored = damaged((target) => void (target[checksum.offsetBytes]! ^= 0x01), false);
   const list: Corruption[] = [
-    { suffix: `bad-${checksum.name}`, description: `${checksum.name} has a bit flipped.`, bytes: stored, kind: 'checksum', field: checksum.name },
+    {
+      suffix: `bad-${checksum.name}`,
+      description: `${checksum.name} has a bit flipped.`,
+      bytes: stored,
+      kind: 'checksum',
+      field: checksum.name,
+    },
   ];
-  // A flipped bit in a covered plain data field: fixed values and enums have checks of their own.
+  // Fixed values and enums have checks of their own, so the flip goes into a plain field.
   const covered = struct.fields.find(
-    (field) => field.offsetBytes < checksum.offsetBytes && isInput(field) && field.enumName === undefined,
+    (field) =>
+      field.offsetBytes < checksum.offsetBytes && isInput(field) && field.enumName === undefined,
   );
-  if (covered !== undefined) {
-    const bytes = damaged((target) => { target[covered.offsetBytes]! ^= 0x01; }, false);
-    list.push({ suffix: `flipped-${covered.name}`, description: `${covered.name} has a bit flipped; ${checksum.name} no longer matches.`, bytes, kind: 'checksum', field: checksum.name });
-  }
+  if (covered === undefined) return list;
+  list.push({
+    suffix: `flipped-${covered.name}`,
+    description: `${covered.name} has a bit flipped; ${checksum.name} no longer matches.`,
+    bytes: damaged((target) => void (target[covered.offsetBytes]! ^= 0x01), false),
+    kind: 'checksum',
+    field: checksum.name,
+  });
   return list;
 }
 
 /** Recomputes every checksum field, in offset order, as encodeStruct does. */
 function reseal(struct: LayoutStruct, bytes: Buffer): void {
   for (const field of struct.fields) {
-    if (field.isChecksum) bytes.writeUInt32LE(crc32c(bytes.subarray(0, field.offsetBytes)), field.offsetBytes);
+    if (!field.isChecksum) continue;
+    bytes.writeUInt32LE(crc32c(bytes.subarray(0, field.offsetBytes)), field.offsetBytes);
   }
 }
 
@@ -307,62 +361,95 @@ function mulberry32(seed: number): () => number {
 /** A deterministic payload: a byte pattern that differs between chunks and positions. */
 function payloadOf(payloadBytes: number, seed: number): Buffer {
   const payload = Buffer.alloc(payloadBytes);
-  for (let index = 0; index < payloadBytes; index++) payload[index] = (index * 31 + seed + (index >> 12)) & 0xff;
+  for (let index = 0; index < payloadBytes; index++) {
+    payload[index] = (index * 31 + seed + (index >> 12)) & 0xff;
+  }
   return payload;
 }
 
+/** A normal shard file: who the shard is and how much payload it holds. */
 interface ShardCase {
   readonly name: string;
   readonly description: string;
-  readonly input: layout.ShardHeaderInput;
+  readonly topology: keyof typeof layout.Topology;
+  readonly shardIndex: number;
+  readonly dataShards: number;
+  readonly parityShards: number;
   readonly payloadBytes: number;
   /** Whether to store the payload after the prefix (false keeps a large case small). */
   readonly isPayloadIncluded: boolean;
 }
 
+/** Chunks whose table ends one entry past the first sector, pushing the payload a sector on. */
+const CHUNKS_PAST_SECTOR = Math.floor((SECTOR_BYTES - 128) / 4) + 1;
+
+/** The normal shard files: every topology, an empty payload, a chunk table past one sector. */
+const SHARD_CASES: readonly ShardCase[] = [
+  {
+    name: 'shard-single',
+    description: 'Single topology; 3 chunks, the last one short.',
+    topology: 'single', shardIndex: 0, dataShards: 1, parityShards: 0,
+    payloadBytes: 10_000, isPayloadIncluded: true,
+  },
+  {
+    name: 'shard-erasure',
+    description: 'Erasure 4+2, the last parity shard; 2 whole chunks.',
+    topology: 'erasure', shardIndex: 5, dataShards: 4, parityShards: 2,
+    payloadBytes: 2 * CHUNK_BYTES, isPayloadIncluded: true,
+  },
+  {
+    name: 'shard-mirror',
+    description: 'Mirror of 3 copies, copy 2; a 1-byte payload.',
+    topology: 'mirror', shardIndex: 2, dataShards: 3, parityShards: 0,
+    payloadBytes: 1, isPayloadIncluded: true,
+  },
+  {
+    name: 'shard-empty',
+    description: 'Empty payload: no chunk table.',
+    topology: 'single', shardIndex: 0, dataShards: 1, parityShards: 0,
+    payloadBytes: 0, isPayloadIncluded: true,
+  },
+  {
+    name: 'shard-table-past-sector',
+    description: 'Chunk table one entry past the first sector; prefix only, no payload.',
+    topology: 'erasure', shardIndex: 0, dataShards: 2, parityShards: 1,
+    payloadBytes: CHUNKS_PAST_SECTOR * CHUNK_BYTES, isPayloadIncluded: false,
+  },
+];
+
 /** Header fields of a shard case; the rest come from encodeShardPrefix. */
-function shardInput(
-  topology: keyof typeof layout.Topology,
-  shards: { index: number; data: number; parity: number },
-  payloadBytes: number,
-): layout.ShardHeaderInput {
+function shardInput(shardCase: ShardCase): layout.ShardHeaderInput {
   return {
-    topology: layout.Topology[topology],
-    shard_index: shards.index,
-    data_shards: shards.data,
-    parity_shards: shards.parity,
+    topology: layout.Topology[shardCase.topology],
+    shard_index: shardCase.shardIndex,
+    data_shards: shardCase.dataShards,
+    parity_shards: shardCase.parityShards,
     ino: 0x1234_5678_9abcn,
     block_index: 2n ** 40n + 7n,
     generation: 2n ** 63n + 1n,
     block_bytes: 1 << 20,
     data_bytes: (1 << 20) - 3,
-    payload_bytes: payloadBytes,
+    payload_bytes: shardCase.payloadBytes,
   };
 }
 
-/** The normal shard files: every topology, an empty payload, a chunk table past one sector. */
-function shardCases(): ShardCase[] {
-  const tableSectorCrossingBytes = (Math.floor((SECTOR_BYTES - 128) / 4) + 1) * CHUNK_BYTES;
-  return [
-    { name: 'shard-single', description: 'Single topology; 3 chunks, the last one short.', input: shardInput('single', { index: 0, data: 1, parity: 0 }, 10_000), payloadBytes: 10_000, isPayloadIncluded: true },
-    { name: 'shard-erasure', description: 'Erasure 4+2, last parity shard; 2 whole chunks.', input: shardInput('erasure', { index: 5, data: 4, parity: 2 }, 2 * CHUNK_BYTES), payloadBytes: 2 * CHUNK_BYTES, isPayloadIncluded: true },
-    { name: 'shard-mirror', description: 'Mirror of 3 copies, copy 2; a 1-byte payload.', input: shardInput('mirror', { index: 2, data: 3, parity: 0 }, 1), payloadBytes: 1, isPayloadIncluded: true },
-    { name: 'shard-empty', description: 'Empty payload: no chunk table.', input: shardInput('single', { index: 0, data: 1, parity: 0 }, 0), payloadBytes: 0, isPayloadIncluded: true },
-    { name: 'shard-table-past-sector', description: 'Chunk table one entry past the first sector, so the payload starts at the second sector boundary; prefix only.', input: shardInput('erasure', { index: 0, data: 2, parity: 1 }, tableSectorCrossingBytes), payloadBytes: tableSectorCrossingBytes, isPayloadIncluded: false },
-  ];
-}
-
+/** The shard files: the normal cases, then damaged copies of the first. */
 function shardVectors(header: LayoutStruct): Array<[VectorEntry, Buffer]> {
-  const vectors: Array<[VectorEntry, Buffer]> = [];
-  for (const [index, shardCase] of shardCases().entries()) {
+  const vectors = SHARD_CASES.map((shardCase, index) => {
     const file = encodeShardFile(shardCase, payloadOf(shardCase.payloadBytes, index));
-    const { name, description, isPayloadIncluded } = shardCase;
-    vectors.push(shardVector(header, { name, testCase: 'normal', description, file, isPayloadIncluded }));
-  }
+    return shardVector(header, { ...shardCase, testCase: 'normal', file });
+  });
   const single = vectors[0]![1];
-  const corrupt = (name: string, description: string, change: (bytes: Buffer) => Buffer): void => {
+  const corrupt = (name: string, description: string, change: (bytes: Buffer) => Buffer) => {
     const file = change(Buffer.from(single));
-    vectors.push(shardVector(header, { name, testCase: 'corrupt', description, file, isPayloadIncluded: true }));
+    const shardFile: ShardFile = {
+      name,
+      description,
+      testCase: 'corrupt',
+      file,
+      isPayloadIncluded: true,
+    };
+    vectors.push(shardVector(header, shardFile));
   };
   corrupt('shard-bad-chunk-table', 'A chunk table entry has a bit flipped.', (bytes) => {
     bytes[header.sizeBytes + 5]! ^= 0x01;
@@ -384,7 +471,7 @@ function encodeShardFile(shardCase: ShardCase, payload: Buffer): Buffer {
   const fileBytes = prefixBytes + (shardCase.isPayloadIncluded ? payload.byteLength : 0);
   // Non-zero fill: encodeShardPrefix must write the padding between table and payload.
   const file = Buffer.alloc(fileBytes, 0xa5);
-  layout.encodeShardPrefix(shardCase.input, payload, file.subarray(0, prefixBytes));
+  layout.encodeShardPrefix(shardInput(shardCase), payload, file.subarray(0, prefixBytes));
   if (shardCase.isPayloadIncluded) payload.copy(file, prefixBytes);
   return file;
 }
@@ -403,13 +490,9 @@ interface ShardFile {
  */
 export function shardExpectationOf(file: Buffer, isPayloadIncluded: boolean): ShardExpectation {
   const prefix = layout.decodeShardPrefix(file);
-  if (!prefix.ok) {
-    const failure = failureExpectation(prefix);
-    return { prefix: failure, payloadIncluded: false, badChunkIndex: null, payloadChecksumOk: null };
-  }
-  if (!isPayloadIncluded) {
-    return { prefix: { ok: true }, payloadIncluded: false, badChunkIndex: null, payloadChecksumOk: null };
-  }
+  const absent = { payloadIncluded: false, badChunkIndex: null, payloadChecksumOk: null };
+  if (!prefix.ok) return { prefix: failureExpectation(prefix), ...absent };
+  if (!isPayloadIncluded) return { prefix: { ok: true }, ...absent };
   const start = prefix.value.header.payload_offset;
   const payload = file.subarray(start, start + prefix.value.header.payload_bytes);
   return {

@@ -24,7 +24,9 @@ export interface LayoutCopy {
  * `transform` (file name, text) first. Throws if `transform` asked to change text that is not
  * there, so a test never passes because its mutation silently missed.
  */
-export function copyLayout(transform: (fileName: string, text: string) => string = (_, text) => text): LayoutCopy {
+export function copyLayout(
+  transform: (fileName: string, text: string) => string = (_, text) => text,
+): LayoutCopy {
   const root = mkdtempSync(join(tmpdir(), 'shmr-codegen-'));
   const directory = join(root, LAYOUT_RELATIVE);
   mkdirSync(directory, { recursive: true });

@@ -388,11 +388,8 @@ shmr_decode_fail(const char **error_field, const char *field, enum shmr_decode_e
 #define SHMR_BUCKET_LABEL_VERSION 1U
 
 /*
- * struct shmr_bucket_label - Bucket label: the file `shmr-bucket` at the top of every bucket
- * directory.
- *
- * It tells a bucket that belongs to this filesystem from an empty mount point whose drive is
- * missing: a bucket directory without its label (or with another pool's) is never written to.
+ * struct shmr_bucket_label - Bucket label: names the filesystem a bucket directory belongs to. 64
+ * bytes, the whole file `shmr-bucket` at the top of the bucket.
  *
  * From userspace/src/layout/bucket-label.ts (BucketLabel): 64 bytes.
  */
@@ -536,12 +533,8 @@ shmr_bucket_label_encode(const struct shmr_bucket_label *source, void *target, s
 #define SHMR_SHARD_HEADER_VERSION 1U
 
 /*
- * struct shmr_shard_header - Shard header: the first 128 bytes of every shard file.
- *
- * A shard file is this header, then the chunk checksum table (one little-endian u32 CRC32C per
- * `chunk_bytes` of payload, the last chunk possibly short), then zero padding up to
- * `payload_offset`, then the payload. The header alone says which block of which file the shard
- * belongs to, so a bucket can be checked and rebuilt without the metadata.
+ * struct shmr_shard_header - Shard header: identifies the block, shard and layout of one shard
+ * file, and carries the checksums of its chunk table and payload. 128 bytes at file offset 0.
  *
  * From userspace/src/layout/shard-header.ts (ShardHeader): 128 bytes.
  */
@@ -784,8 +777,8 @@ struct shmr_layout_info {
 	size_t size_bytes;
 	const struct shmr_field_info *fields;
 	size_t field_count;
-	enum shmr_decode_error_kind (*decode)(const void *source, size_t source_bytes, void *target,
-					      const char **error_field);
+	enum shmr_decode_error_kind (*decode)(const void *source, size_t source_bytes,
+					      void *target, const char **error_field);
 	enum shmr_decode_error_kind (*encode)(const void *source, void *target,
 					      size_t target_bytes);
 };

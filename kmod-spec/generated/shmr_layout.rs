@@ -420,10 +420,8 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|&byte| byte == 0)
 }
 
-/// Bucket label: the file `shmr-bucket` at the top of every bucket directory.
-///
-/// It tells a bucket that belongs to this filesystem from an empty mount point whose drive is
-/// missing: a bucket directory without its label (or with another pool's) is never written to.
+/// Bucket label: names the filesystem a bucket directory belongs to. 64 bytes, the whole file
+/// `shmr-bucket` at the top of the bucket.
 ///
 /// From `userspace/src/layout/bucket-label.ts` (`BucketLabel`): 64 bytes on disk.
 #[repr(C)]
@@ -705,12 +703,8 @@ impl Layout for BucketLabel {
     }
 }
 
-/// Shard header: the first 128 bytes of every shard file.
-///
-/// A shard file is this header, then the chunk checksum table (one little-endian u32 CRC32C per
-/// `chunk_bytes` of payload, the last chunk possibly short), then zero padding up to
-/// `payload_offset`, then the payload. The header alone says which block of which file the shard
-/// belongs to, so a bucket can be checked and rebuilt without the metadata.
+/// Shard header: identifies the block, shard and layout of one shard file, and carries the
+/// checksums of its chunk table and payload. 128 bytes at file offset 0.
 ///
 /// From `userspace/src/layout/shard-header.ts` (`ShardHeader`): 128 bytes on disk.
 #[repr(C)]
@@ -1219,8 +1213,9 @@ impl Layout for ShardHeader {
 }
 
 /// The TypeScript names of every struct, in file order:
-/// - `BucketLabel`: Bucket label: the file `shmr-bucket` at the top of every bucket directory.
-/// - `ShardHeader`: Shard header: the first 128 bytes of every shard file.
+/// - `BucketLabel`: Bucket label: names the filesystem a bucket directory belongs to.
+/// - `ShardHeader`: Shard header: identifies the block, shard and layout of one shard file, and
+///   carries the checksums of its chunk table and payload.
 pub const LAYOUT_NAMES: [&str; 2] = ["BucketLabel", "ShardHeader"];
 
 /// Runs `visitor` for the struct named `name` (a `LAYOUT_NAMES` entry); None for others.

@@ -167,7 +167,7 @@ static int json_get(const struct json *json, int object, const char *key)
 /* A token's text as a NUL-terminated string in a static buffer (callers copy if they keep it). */
 static const char *json_text(const struct json *json, int index)
 {
-	static char buffer[8192];
+	static char buffer[1 << 17];
 	const struct json_token *token;
 	size_t length_bytes;
 
@@ -300,18 +300,22 @@ static int is_input(const struct shmr_field_info *field)
 static void check_fields(const struct context *context, const struct shmr_layout_info *layout,
 			 const uint8_t *image, int fields)
 {
-	uint8_t expected[4096];
+	static uint8_t expected[1 << 16];
 	size_t index;
 
 	if (context->json->tokens[fields].child_count != (int)layout->field_count)
-		fail("manifest has %d fields, %s has %zu", context->json->tokens[fields].child_count,
-		     layout->name, layout->field_count);
+		fail("manifest has %d fields, %s has %zu",
+		     context->json->tokens[fields].child_count, layout->name, layout->field_count);
 	for (index = 0; index < layout->field_count; index++) {
 		const struct shmr_field_info *field = &layout->fields[index];
 		int value = json_get(context->json, fields, field->name);
 
 		if (value < 0) {
 			fail("manifest lacks field %s", field->name);
+			continue;
+		}
+		if (field->width_bytes > sizeof(expected)) {
+			fail("field %s is wider than this test handles", field->name);
 			continue;
 		}
 		if (field->type == SHMR_FIELD_TYPE_BYTES) {
@@ -377,6 +381,23 @@ static void fill_inputs(const struct context *context, const struct shmr_layout_
 	}
 }
 
+/* Entries of the chunk table of a payload: one per chunk_bytes, the last chunk possibly short. */
+static size_t chunk_count_of(size_t payload_bytes, size_t chunk_bytes)
+{
+	return chunk_bytes ? (payload_bytes + chunk_bytes - 1) / chunk_bytes : 0;
+}
+
+/* Where the chunk starting at start ends: chunk_bytes on, or at the end of the payload. */
+static size_t chunk_end(size_t start, size_t chunk_bytes, size_t payload_bytes)
+{
+	return start + chunk_bytes < payload_bytes ? start + chunk_bytes : payload_bytes;
+}
+
+static size_t round_up(size_t value, size_t multiple)
+{
+	return (value + multiple - 1) / multiple * multiple;
+}
+
 /* Result of the shard-format checks of a shard file, as in manifest "shard". */
 struct shard_result {
 	enum shmr_decode_error_kind kind;
@@ -395,7 +416,7 @@ static struct shard_result check_shard_file(const struct context *context,
 	uint32_t payload_bytes = shmr_le32_to_cpu(header->payload_bytes);
 	uint32_t chunk_bytes = shmr_le32_to_cpu(header->chunk_bytes);
 	uint32_t payload_offset = shmr_le32_to_cpu(header->payload_offset);
-	size_t chunk_count = chunk_bytes ? (payload_bytes + (size_t)chunk_bytes - 1) / chunk_bytes : 0;
+	size_t chunk_count = chunk_count_of(payload_bytes, chunk_bytes);
 	size_t table_end = sizeof(*header) + 4 * chunk_count;
 	size_t chunk;
 
@@ -405,14 +426,13 @@ static struct shard_result check_shard_file(const struct context *context,
 	    shmr_le32_to_cpu(header->chunk_table_checksum))
 		return (struct shard_result){ SHMR_DECODE_ERROR_KIND_CHECKSUM,
 					      "chunk_table_checksum", -1, 0 };
-	if (payload_offset != (table_end + context->sector_bytes - 1) / context->sector_bytes *
-				      context->sector_bytes)
+	if (payload_offset != round_up(table_end, context->sector_bytes))
 		fail("payload_offset %u is not the sector after the chunk table", payload_offset);
 	if (!is_payload_included)
 		return result;
 	for (chunk = 0; chunk < chunk_count && result.bad_chunk_index < 0; chunk++) {
 		size_t start = chunk * chunk_bytes;
-		size_t end = start + chunk_bytes < payload_bytes ? start + chunk_bytes : payload_bytes;
+		size_t end = chunk_end(start, chunk_bytes, payload_bytes);
 
 		if (shmr_crc32c(0, bytes + payload_offset + start, end - start) !=
 		    shmr_get_le32(bytes + sizeof(*header) + 4 * chunk))
@@ -429,7 +449,9 @@ static void check_shard(const struct context *context, int vector, const uint8_t
 	const struct json *json = context->json;
 	int shard = json_get(json, vector, "shard");
 	int prefix = json_get(json, shard, "prefix");
-	int is_payload_included = json_equals(json, json_get(json, shard, "payloadIncluded"), "true");
+	int is_payload_included =
+		json_equals(json, json_get(json, shard, "payloadIncluded"), "true");
+	int is_prefix_ok = json_equals(json, json_get(json, prefix, "ok"), "true");
 	struct shmr_shard_header header;
 	struct shard_result result;
 	const char *error_field;
@@ -437,10 +459,9 @@ static void check_shard(const struct context *context, int vector, const uint8_t
 	if (shmr_shard_header_decode(bytes, length_bytes, &header, &error_field) != SHMR_DECODE_OK)
 		return; /* check_decode has compared the failure with the manifest. */
 	result = check_shard_file(context, &header, bytes, length_bytes, is_payload_included);
-	if (json_equals(json, json_get(json, prefix, "ok"), "true") != (result.kind == SHMR_DECODE_OK))
+	if (is_prefix_ok != (result.kind == SHMR_DECODE_OK))
 		fail("shard prefix check gives %s", shmr_decode_error_kind_name(result.kind));
-	else if (result.kind != SHMR_DECODE_OK && !json_equals(json, json_get(json, prefix, "field"),
-							       result.field))
+	else if (!is_prefix_ok && !json_equals(json, json_get(json, prefix, "field"), result.field))
 		fail("shard prefix fails in %s", result.field);
 	if (!is_payload_included)
 		return;
@@ -480,10 +501,9 @@ static void encode_shard(struct context *context, int fields, const uint8_t *byt
 	struct shmr_shard_header header;
 	uint32_t payload_bytes = (uint32_t)json_uint(context->json, json_get(context->json, fields,
 									      "payload_bytes"));
-	size_t chunk_count = (payload_bytes + (size_t)context->chunk_bytes - 1) / context->chunk_bytes;
+	size_t chunk_count = chunk_count_of(payload_bytes, context->chunk_bytes);
 	size_t table_end = sizeof(header) + 4 * chunk_count;
-	size_t payload_offset = (table_end + context->sector_bytes - 1) / context->sector_bytes *
-				context->sector_bytes;
+	size_t payload_offset = round_up(table_end, context->sector_bytes);
 	uint8_t *file = calloc(1, payload_offset + payload_bytes);
 	size_t chunk;
 
@@ -495,8 +515,8 @@ static void encode_shard(struct context *context, int fields, const uint8_t *byt
 	memcpy(file + payload_offset, bytes + payload_offset, payload_bytes);
 	for (chunk = 0; chunk < chunk_count; chunk++) {
 		size_t start = chunk * context->chunk_bytes;
-		size_t end = start + context->chunk_bytes < payload_bytes ? start + context->chunk_bytes
-									 : payload_bytes;
+		size_t end = chunk_end(start, context->chunk_bytes, payload_bytes);
+
 		shmr_put_le32(file + sizeof(header) + 4 * chunk,
 			      shmr_crc32c(0, file + payload_offset + start, end - start));
 	}
@@ -534,7 +554,8 @@ static void check_vector(struct context *context, int vector)
 	vector_name = name;
 	layout = find_layout(json_text(json, json_get(json, vector, "layout")));
 	if (!layout) {
-		fail("no generated layout named %s", json_text(json, json_get(json, vector, "layout")));
+		fail("no generated layout named %s",
+		     json_text(json, json_get(json, vector, "layout")));
 		return;
 	}
 	snprintf(path, sizeof(path), "%s/%s", context->vectors_dir, file_name);
@@ -546,8 +567,8 @@ static void check_vector(struct context *context, int vector)
 	if (is_shard)
 		check_shard(context, vector, bytes, length_bytes);
 	if (is_good && !is_shard)
-		encode_struct(context, layout, json_get(json, expect, "fields"), bytes, length_bytes,
-			      out);
+		encode_struct(context, layout, json_get(json, expect, "fields"), bytes,
+			      length_bytes, out);
 	if (is_good && is_shard &&
 	    json_equals(json, json_get(json, json_get(json, vector, "shard"), "payloadIncluded"),
 			"true"))
@@ -608,10 +629,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: malformed JSON near byte %zu\n", path, json.position);
 		return 2;
 	}
-	context = (struct context){ &json, argv[1], argv[2],
-				    (uint32_t)json_uint(&json, json_get(&json, root, "sectorBytes")),
-				    (uint32_t)json_uint(&json, json_get(&json, root, "chunkBytes")),
-				    0, 0 };
+	context.json = &json;
+	context.vectors_dir = argv[1];
+	context.out_dir = argv[2];
+	context.sector_bytes = (uint32_t)json_uint(&json, json_get(&json, root, "sectorBytes"));
+	context.chunk_bytes = (uint32_t)json_uint(&json, json_get(&json, root, "chunkBytes"));
 	check_constants(&json, root);
 	vectors = json_get(&json, root, "vectors");
 	vector = vectors + 1;

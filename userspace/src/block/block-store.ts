@@ -19,7 +19,9 @@ import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import { formatTopology, parseTopology, shardCount, type TopologySpec } from '../config/index.js';
-import { encodeShardPrefix, shardGeometry, Topology, type ShardPrefix } from '../layout/index.js';
+import {
+  encodeShardPrefix, encodeShardPrefixAsync, shardGeometry, Topology, type ShardPrefix,
+} from '../layout/index.js';
 import { ReedSolomon } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
@@ -30,8 +32,8 @@ const openAsync = promisify(open);
 const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
 
-/** Erasure blocks at least this large are encoded on the libuv thread pool. */
-const ENCODE_ASYNC_BYTES_MIN = 256 * 1024;
+/** Encoding and checksumming at least this many bytes run on the libuv thread pool. */
+const OFF_THREAD_BYTES_MIN = 256 * 1024;
 
 /** A block to write. `data` holds the block's bytes [0, dataBytes) and room for padding. */
 export interface BlockWrite {
@@ -105,7 +107,7 @@ export class BlockStore {
     // Parity buffers are per block: they live until the shard files are written.
     const parityShards = Array.from({ length: topology.parity }, () => Buffer.allocUnsafeSlow(shardBytes));
     const codec = this.#codec(topology.data, topology.parity);
-    if (paddedBytes >= ENCODE_ASYNC_BYTES_MIN) await codec.encodeAsync(dataShards, parityShards);
+    if (paddedBytes >= OFF_THREAD_BYTES_MIN) await codec.encodeAsync(dataShards, parityShards);
     else codec.encode(dataShards, parityShards);
     return [...dataShards, ...parityShards];
   }
@@ -150,7 +152,7 @@ export class BlockStore {
     let bucket = shard.chosen[shard.shardIndex];
     assert(bucket !== undefined);
     const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shard.generation, shardIndex: shard.shardIndex };
-    const prefix = shardPrefix(input, shard);
+    const prefix = await shardPrefix(input, shard);
     let hasRetriedDirectory = false;
     for (;;) {
       const path = bucket.shardPath(name);
@@ -377,7 +379,7 @@ export class BlockStore {
     const payload = payloads[shardIndex];
     assert(payload !== undefined);
     const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };
-    const prefix = shardPrefix({ ...block, blockBytes }, { topology, generation: block.generation, shardIndex, payload });
+    const prefix = await shardPrefix({ ...block, blockBytes }, { topology, generation: block.generation, shardIndex, payload });
     await bucket.ensureDirectory(name);
     const path = bucket.shardPath(name);
     await deleteShardFile(path);
@@ -427,13 +429,14 @@ export class BlockStore {
   }
 }
 
-/** Header, chunk table and padding of one shard file. */
-function shardPrefix(
+/** Header, chunk table and padding of one shard file; big payloads are summed off-thread. */
+async function shardPrefix(
   block: { ino: number; blockIndex: number; blockBytes: number; dataBytes: number },
   shard: { topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer },
-): Buffer {
+): Promise<Buffer> {
   const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
-  encodeShardPrefix({
+  const encode = shard.payload.byteLength >= OFF_THREAD_BYTES_MIN ? encodeShardPrefixAsync : encodeShardPrefix;
+  await encode({
     topology: topologyCode(shard.topology), shard_index: shard.shardIndex,
     data_shards: shard.topology.kind === 'erasure' ? shard.topology.data : shardCount(shard.topology),
     parity_shards: shard.topology.kind === 'erasure' ? shard.topology.parity : 0,

@@ -14,7 +14,7 @@ import { assert } from '../assert.js';
 import { crc32c } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
 import {
-  decodeShardPrefix, findBadChunk, ShardHeader, type ShardPrefix, u64ToNumber,
+  decodeShardPrefix, findBadChunk, findBadChunkAsync, ShardHeader, type ShardPrefix, u64ToNumber,
 } from '../layout/index.js';
 import type { FdCache, ShardName } from '../pool/index.js';
 import { ScratchPool } from './scratch.js';
@@ -24,6 +24,9 @@ const openAsync = promisify(open);
 const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
 const unlinkAsync = promisify(unlink);
+
+/** Reads at least this large are verified on the libuv thread pool, off the event loop. */
+const VERIFY_OFF_THREAD_BYTES_MIN = 512 * 1024;
 
 /** Bytes read for a prefix on first access; a longer chunk table is read in a second call. */
 const PREFIX_PROBE_BYTES = 4096;
@@ -160,7 +163,10 @@ export class ShardReader {
       try {
         const view = buffer.subarray(bufferOffset, bufferOffset + length);
         await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + chunkStart);
-        const bad = findBadChunk(prefix, view, chunkStart / chunkBytes);
+        const firstChunk = chunkStart / chunkBytes;
+        const bad = length >= VERIFY_OFF_THREAD_BYTES_MIN
+          ? await findBadChunkAsync(prefix, view, firstChunk)
+          : findBadChunk(prefix, view, firstChunk);
         if (bad >= 0) throw corrupt(location, `chunk ${bad} does not match its checksum`);
         if (useScratch) {
           buffer.copy(target, targetOffset, range.start - chunkStart, range.end - chunkStart);

@@ -11,6 +11,7 @@ import { scrubCommand } from './commands/scrub.js';
 import { fsckCommand } from './commands/fsck.js';
 import { statusCommand } from './commands/status.js';
 import { bucketCommand } from './commands/bucket.js';
+import { volumeCommand } from './commands/volume.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
@@ -33,6 +34,12 @@ Usage:
                                   rebuild a failed bucket's shards into an empty directory
   shmr fsck [--repair] [--json]   cross-check metadata and shard files; --repair fixes
                                   what it can without losing data (orphans quarantined)
+  shmr volume create NAME --size 10GiB [--pool P] [--topology T] [--block-size B]
+  shmr volume list [--json] | shmr volume rm NAME
+                                  block devices stored as files in /.volumes, served by
+                                  the daemon over NBD (config nbd.socket, nbd.listen)
+  shmr volume attach NAME [--device /dev/nbdN] | shmr volume detach /dev/nbdN
+                                  connect a volume to a kernel NBD device (nbd-client)
   shmr --help | --version
 
 Every command takes --config FILE; on a mounted filesystem commands run through
@@ -57,6 +64,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'fsck') return fsckCommand(rest);
   if (command === 'status') return statusCommand(rest);
   if (command === 'bucket') return bucketCommand(rest);
+  if (command === 'volume') return volumeCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

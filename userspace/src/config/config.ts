@@ -9,6 +9,7 @@
  *   current directory).
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
@@ -54,6 +55,14 @@ export interface Config {
     readonly entryTimeoutSec: number;
     readonly attrTimeoutSec: number;
     readonly options: readonly string[];
+  };
+  /** The NBD server of the daemon (volumes as block devices). */
+  readonly nbd: {
+    /** Unix socket, always served (mode 0600); default <metadata_dir>/nbd.sock. */
+    readonly socketPath: string;
+    /** Optional TCP listener; loopback only unless allowRemote. */
+    readonly listen: { readonly host: string; readonly port: number } | undefined;
+    readonly allowRemote: boolean;
   };
 }
 
@@ -168,6 +177,7 @@ interface RawConfig {
     attr_timeout?: string | number;
     options?: string[];
   };
+  nbd?: { socket?: string; listen?: string; allow_remote?: boolean };
 }
 
 function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: string[]): Config {
@@ -201,7 +211,54 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
       attrTimeoutSec: durationOr(raw.fuse?.attr_timeout, 3_600_000, 'fuse.attr_timeout', problems) / 1000,
       options: Object.freeze([...(raw.fuse?.options ?? [])]),
     }),
+    nbd: buildNbd(raw, options.baseDir, problems),
   });
+}
+
+/** Longest Unix socket path Linux accepts (sun_path less its NUL). */
+const UNIX_SOCKET_PATH_BYTES_MAX = 107;
+
+function buildNbd(raw: RawConfig, baseDir: string, problems: string[]): Config['nbd'] {
+  const socketPath = raw.nbd?.socket === undefined
+    ? resolve(baseDir, raw.metadata_dir, 'nbd.sock')
+    : resolve(baseDir, raw.nbd.socket);
+  if (Buffer.byteLength(socketPath) > UNIX_SOCKET_PATH_BYTES_MAX) {
+    problems.push(`nbd.socket: ${socketPath} is longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes, the limit of a Unix socket path`);
+  }
+  const allowRemote = raw.nbd?.allow_remote ?? false;
+  let listen: Config['nbd']['listen'];
+  if (raw.nbd?.listen !== undefined) {
+    const parsed = parseListen(raw.nbd.listen);
+    if (typeof parsed === 'string') {
+      problems.push(`nbd.listen: ${parsed}`);
+    } else if (!allowRemote && !isLoopback(parsed.host)) {
+      problems.push(`nbd.listen: ${raw.nbd.listen} is not a loopback address; NBD has no TLS here, ` +
+        'so serving other hosts needs nbd.allow_remote: true');
+    } else {
+      listen = Object.freeze(parsed);
+    }
+  }
+  return Object.freeze({ socketPath, listen, allowRemote });
+}
+
+/** Parses HOST:PORT ("127.0.0.1:10809", "[::1]:10809", "localhost:10809"), or says why not. */
+function parseListen(text: string): { host: string; port: number } | string {
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text.trim());
+  if (match === null) return `"${text}" is not HOST:PORT (e.g. 127.0.0.1:10809 or [::1]:10809)`;
+  const host = match[1] ?? match[2] ?? '';
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return `port ${port} is not between 1 and 65535`;
+  if (match[1] !== undefined && isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+  if (isIP(host) === 0 && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) return `"${host}" is not an address or host name`;
+  return { host, port };
+}
+
+/** True for addresses only this machine can reach. */
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1' || /^(0{0,4}:){7}0{0,3}1$/.test(host) || /^::ffff:127\./i.test(host);
+  return false;
 }
 
 function buildPool(

@@ -68,5 +68,14 @@ export const CONFIG_SCHEMA = {
         options: { type: 'array', items: { type: 'string' } },
       },
     },
+    nbd: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        socket: { type: 'string', minLength: 1 },
+        listen: { type: 'string', minLength: 1 },
+        allow_remote: { type: 'boolean' },
+      },
+    },
   },
 } as const;

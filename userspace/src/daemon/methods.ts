@@ -7,6 +7,9 @@ import { replaceBucket } from '../tasks/replace-bucket.js';
 import { scrub, type ScrubOptions } from '../tasks/scrub.js';
 import type { ControlMethod } from './control.js';
 import type { OpenFilesystem } from './open.js';
+import {
+  createVolume, listVolumes, NO_VOLUME_USERS, removeVolume, volumeCreateInput, type VolumeUsers,
+} from '../nbd/index.js';
 
 /** Parses scrub parameters (from the CLI or the control socket). */
 export function scrubOptions(params: Record<string, unknown>): Omit<ScrubOptions, 'onProgress' | 'signal'> {
@@ -18,8 +21,14 @@ export function scrubOptions(params: Record<string, unknown>): Omit<ScrubOptions
   };
 }
 
-export function controlMethods(fs: OpenFilesystem): Record<string, ControlMethod> {
+export function controlMethods(fs: OpenFilesystem, volumeUsers: VolumeUsers = NO_VOLUME_USERS): Record<string, ControlMethod> {
   return {
+    volumeCreate: async (params) => createVolume(fs, volumeCreateInput(params)),
+    volumeList: async () => listVolumes(fs).map((volume) => ({ ...volume, connections: volumeUsers.exportCount(volume.ino) })),
+    volumeRemove: async (params) => {
+      await removeVolume(fs, String(params['name'] ?? ''), volumeUsers);
+      return { removed: params['name'] };
+    },
     scrub: (params, progress) => {
       // Cached dirty blocks are stored first, so the scrub sees every acknowledged write.
       return fs.files.flushAll({ sync: false }).then(() =>

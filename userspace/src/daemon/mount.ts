@@ -14,6 +14,7 @@ import { forgetDaemon, recordDaemon } from './runtime.js';
 import { serveControl } from './control.js';
 import { RepairQueue } from '../tasks/repair-queue.js';
 import { controlMethods } from './methods.js';
+import { NbdServer, VolumeCatalog } from '../nbd/index.js';
 
 /** How often failed buckets are probed and queued repairs run. */
 const HOUSEKEEPING_INTERVAL_MS = 5000;
@@ -30,16 +31,29 @@ export async function runMount(config: Config): Promise<number> {
     options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
   });
   const session = new FuseSession(filesystem, mountOptions(config));
+  const catalog = new VolumeCatalog(fs);
+  let nbd: NbdServer;
   try {
-    session.mount();
+    nbd = await NbdServer.start(catalog, { socketPath: config.nbd.socketPath, tcp: config.nbd.listen }, log.warn);
   } catch (error) {
     fs.close();
     throw error;
   }
-  const control = serveControl(config.metadataDir, controlMethods(fs));
+  try {
+    session.mount();
+  } catch (error) {
+    await nbd.close();
+    fs.close();
+    throw error;
+  }
+  const control = serveControl(config.metadataDir, controlMethods(fs, {
+    exportCount: (ino) => catalog.exportCount(ino),
+    isOpenThroughMount: (ino) => filesystem.handles.openCount(ino) > 0,
+  }));
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
     `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);
+  log.info(`serving volumes over NBD on ${nbd.addresses.join(', ')}`);
   const timer = setInterval(() => {
     fs.files.flushAged().catch((error: Error) => log.error(`background flush: ${error.message}`));
   }, config.cache.flushIntervalMs);
@@ -59,6 +73,8 @@ export async function runMount(config: Config): Promise<number> {
   await session.closed;
   clearInterval(timer);
   clearInterval(housekeeping);
+  // Before the last flush: requests in flight complete, later ones are refused.
+  await nbd.close();
   control.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);

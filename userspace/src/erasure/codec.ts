@@ -1,5 +1,6 @@
 /**
- * Erasure codec: CRC32C and systematic Reed-Solomon over GF(2^8), computed by ISA-L.
+ * Erasure codec: CRC32C (whole buffers, or per-chunk tables) and systematic Reed-Solomon over
+ * GF(2^8), computed by ISA-L.
  *
  * Owns the typed API over the native addon (native.ts). All output goes into caller-owned
  * buffers; nothing here allocates a shard.
@@ -17,6 +18,9 @@
 import { assert } from '../assert.js';
 import { isal } from './native.js';
 
+/** The addon's chunked CRC32C functions (shmr_isal.c validates every argument). */
+const chunkedCrc = isal;
+
 /** Largest dataCount + parityCount the codec accepts (the addon enforces it too). */
 export const SHARD_COUNT_MAX = 32;
 
@@ -33,6 +37,65 @@ export function crc32c(data: Uint8Array, previous?: number): number {
 export function crc32cAsync(data: Uint8Array, previous?: number): Promise<number> {
   try {
     return isal.crc32cAsync(data, previous);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Fills `table` with the little-endian u32 CRC32C of each `chunkBytes` chunk of `data` (the
+ * last chunk may be short; table.byteLength must be >= 4 * ceil(data.byteLength / chunkBytes))
+ * and returns the CRC32C of the whole of `data`. Same CRC32C convention as crc32c().
+ *
+ * One pass over `data`: the whole CRC is combined from the chunk CRCs. Extra table bytes are
+ * left untouched. Throws TypeError/RangeError (naming the argument) if chunkBytes is not an
+ * integer from 1 to 2^31 - 1, the table is too short, or the entries written overlap `data`.
+ */
+export function crc32cChunks(data: Uint8Array, chunkBytes: number, table: Uint8Array): number {
+  return chunkedCrc.crc32cChunks(data, chunkBytes, table);
+}
+
+/** crc32cChunks on the libuv thread pool; do not touch data or table until it resolves. */
+export function crc32cChunksAsync(
+  data: Uint8Array,
+  chunkBytes: number,
+  table: Uint8Array,
+): Promise<number> {
+  try {
+    return chunkedCrc.crc32cChunksAsync(data, chunkBytes, table);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Verifies `data` (starting at chunk `firstChunk` of a payload) against `table` (the payload's
+ * table from crc32cChunks): returns the index of the first chunk whose CRC32C differs, or -1.
+ *
+ * Chunk i of `data` is checked against table entry firstChunk + i, and the index returned
+ * counts from the payload's start. `data` must begin on a chunk boundary and end on one or at
+ * the payload's end (only the payload's last chunk may be short). Throws if
+ * table.byteLength < 4 * (firstChunk + ceil(data.byteLength / chunkBytes)) or if the entries
+ * read overlap `data`; empty data verifies as -1.
+ */
+export function crc32cVerifyChunks(
+  data: Uint8Array,
+  chunkBytes: number,
+  table: Uint8Array,
+  firstChunk: number,
+): number {
+  return chunkedCrc.crc32cVerifyChunks(data, chunkBytes, table, firstChunk);
+}
+
+/** crc32cVerifyChunks on the libuv thread pool; do not write data or table until it resolves. */
+export function crc32cVerifyChunksAsync(
+  data: Uint8Array,
+  chunkBytes: number,
+  table: Uint8Array,
+  firstChunk: number,
+): Promise<number> {
+  try {
+    return chunkedCrc.crc32cVerifyChunksAsync(data, chunkBytes, table, firstChunk);
   } catch (error) {
     return Promise.reject(error);
   }

@@ -23,6 +23,20 @@ const ADDON_PATH_RELATIVE = join(
 
 /** The functions shmr_isal.c exports; `k` and `p` are dataCount and parityCount. */
 export interface IsalAddon {
+  crc32cChunks(data: Uint8Array, chunkBytes: number, table: Uint8Array): number;
+  crc32cChunksAsync(data: Uint8Array, chunkBytes: number, table: Uint8Array): Promise<number>;
+  crc32cVerifyChunks(
+    data: Uint8Array,
+    chunkBytes: number,
+    table: Uint8Array,
+    firstChunk: number,
+  ): number;
+  crc32cVerifyChunksAsync(
+    data: Uint8Array,
+    chunkBytes: number,
+    table: Uint8Array,
+    firstChunk: number,
+  ): Promise<number>;
   crc32c(data: Uint8Array, previous: number | undefined): number;
   crc32cAsync(data: Uint8Array, previous: number | undefined): Promise<number>;
   /** Validates (k, p) and builds the encode tables into the addon's cache. */

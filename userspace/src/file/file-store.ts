@@ -168,8 +168,9 @@ export class FileStore {
       const entry = await this.#writableBlock(state, blockIndex, {
         start: position - blockStart, end: stop - blockStart,
       });
-      // Another request may have started storing the block between its resolution and now.
-      if (entry.state !== 'clean' && entry.state !== 'dirty') continue;
+      // Another request may have started storing the block between its resolution and now,
+      // or evicted it (a clean entry) and handed its buffer to another block.
+      if (!this.#isWritable(entry)) continue;
       // From here to the end of the iteration nothing awaits: the copy is atomic.
       if (position - blockStart > entry.dataBytes) {
         entry.buffer.fill(0, entry.dataBytes, position - blockStart);
@@ -223,6 +224,12 @@ export class FileStore {
     entry.dataBytes = record.dataBytes;
     entry.state = 'clean';
     return entry;
+  }
+
+  /** True when `entry` is still the cached block and may be changed now (no await until done). */
+  #isWritable(entry: CachedBlock): boolean {
+    if (entry.state !== 'clean' && entry.state !== 'dirty') return false;
+    return this.#cache.get(entry.ino, entry.blockIndex) === entry;
   }
 
   #flushInBackground(state: FileState, entry: CachedBlock): void {
@@ -399,7 +406,7 @@ export class FileStore {
     }
     if (cutOffset > 0) {
       let entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
-      while (entry.state !== 'clean' && entry.state !== 'dirty') {
+      while (!this.#isWritable(entry)) {
         entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
       }
       if (entry.dataBytes > cutOffset) {

@@ -6,6 +6,10 @@
  */
 import type { StructLayout } from './types.js';
 
+/**
+ * Bucket label: names the filesystem a bucket directory belongs to. 64 bytes, the whole file
+ * `shmr-bucket` at the top of the bucket.
+ */
 export const BucketLabel = {
   sizeBytes: 64,
   fields: {

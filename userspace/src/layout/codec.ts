@@ -56,10 +56,17 @@ export function checkLayout(name: string, layout: StructLayout): void {
       assert.equal(spec.offset % spec.width, 0, `${name}.${field}: unaligned`);
     }
     if (spec.checksum !== undefined) assert.equal(spec.type, 'u32', `${name}.${field}`);
+    if (spec.value !== undefined) {
+      assert.equal(typeof spec.value, spec.type === 'u64' ? 'bigint' : 'number', `${name}.${field}: value type`);
+    }
+    if (spec.enum !== undefined) assert(['u8', 'u16', 'u32'].includes(spec.type), `${name}.${field}: enum width`);
     if (field.startsWith('reserved_')) assert.equal(spec.type, 'bytes', `${name}.${field}`);
     offsetExpected += spec.width;
   }
   assert.equal(offsetExpected, layout.sizeBytes, `${name}: fields do not end at sizeBytes`);
+  // No tail padding: C and Rust round a struct up to its widest scalar.
+  const widest = Math.max(...Object.values(layout.fields).map((spec) => (spec.type === 'bytes' ? 1 : spec.width)));
+  assert.equal(layout.sizeBytes % widest, 0, `${name}: size is not a multiple of its widest field`);
 }
 
 function scalarWidth(spec: FieldLayout): number {

@@ -9,7 +9,9 @@
  *   checksum of every chunk read have been verified.
  */
 import { assert } from '../assert.js';
-import { crc32c } from '../erasure/index.js';
+import {
+  crc32c, crc32cChunks, crc32cChunksAsync, crc32cVerifyChunks, crc32cVerifyChunksAsync,
+} from '../erasure/index.js';
 import { CHUNK_BYTES, SECTOR_BYTES, STRIPE_SHARDS_MAX } from '../limits.js';
 import { decodeStruct, encodeStruct, failure, type DecodeFailure } from './codec.js';
 import { ChecksumKind, ShardHeader, Topology } from './shard-header.js';
@@ -57,11 +59,38 @@ export function encodeShardPrefix(
   const geometry = shardGeometry(payload.byteLength);
   assert(prefix.byteLength >= geometry.payloadOffset);
   const tableStart = ShardHeader.sizeBytes;
-  for (let chunk = 0; chunk < geometry.chunkCount; chunk++) {
-    const start = chunk * CHUNK_BYTES;
-    const end = Math.min(start + CHUNK_BYTES, payload.byteLength);
-    prefix.writeUInt32LE(crc32c(payload.subarray(start, end)), tableStart + chunk * 4);
-  }
+  const tableEnd = tableStart + geometry.tableBytes;
+  const payloadChecksum = crc32cChunks(payload, CHUNK_BYTES, prefix.subarray(tableStart, tableEnd));
+  return finishShardPrefix(input, prefix, { geometry, payloadChecksum });
+}
+
+/**
+ * As encodeShardPrefix, with the checksums computed on the libuv thread pool: for big
+ * payloads, so one large write does not stall other requests on the event loop.
+ */
+export async function encodeShardPrefixAsync(
+  input: ShardHeaderInput,
+  payload: Uint8Array,
+  prefix: Buffer,
+): Promise<number> {
+  assert(input.payload_bytes === payload.byteLength);
+  const geometry = shardGeometry(payload.byteLength);
+  assert(prefix.byteLength >= geometry.payloadOffset);
+  const tableStart = ShardHeader.sizeBytes;
+  const table = prefix.subarray(tableStart, tableStart + geometry.tableBytes);
+  const payloadChecksum = await crc32cChunksAsync(payload, CHUNK_BYTES, table);
+  return finishShardPrefix(input, prefix, { geometry, payloadChecksum });
+}
+
+function finishShardPrefix(
+  input: ShardHeaderInput,
+  prefix: Buffer,
+  computed: { geometry: ShardGeometry; payloadChecksum: number },
+): number {
+  const { geometry, payloadChecksum } = computed;
+  assert(input.shard_index < input.data_shards + input.parity_shards);
+  assert(input.data_bytes <= input.block_bytes);
+  const tableStart = ShardHeader.sizeBytes;
   const tableEnd = tableStart + geometry.tableBytes;
   prefix.fill(0, tableEnd, geometry.payloadOffset);
   encodeStruct(
@@ -71,7 +100,7 @@ export function encodeShardPrefix(
       checksum_kind: ChecksumKind.crc32c,
       chunk_bytes: CHUNK_BYTES,
       payload_offset: geometry.payloadOffset,
-      payload_checksum: crc32c(payload),
+      payload_checksum: payloadChecksum,
       chunk_table_checksum: crc32c(prefix.subarray(tableStart, tableEnd)),
     },
     prefix,
@@ -141,12 +170,12 @@ function invalidField(header: ShardHeaderValue): DecodeFailure | undefined {
  * first bad chunk, or -1 when all match.
  */
 export function findBadChunk(prefix: ShardPrefix, payload: Uint8Array, firstChunk: number): number {
-  const chunkBytes = prefix.header.chunk_bytes;
   assert(firstChunk >= 0);
-  for (let start = 0, chunk = firstChunk; start < payload.byteLength; start += chunkBytes, chunk++) {
-    const expected = prefix.chunkTable.readUInt32LE(chunk * 4);
-    const end = Math.min(start + chunkBytes, payload.byteLength);
-    if (crc32c(payload.subarray(start, end)) !== expected) return chunk;
-  }
-  return -1;
+  return crc32cVerifyChunks(payload, prefix.header.chunk_bytes, prefix.chunkTable, firstChunk);
+}
+
+/** As findBadChunk, computed on the libuv thread pool (for big ranges). */
+export function findBadChunkAsync(prefix: ShardPrefix, payload: Uint8Array, firstChunk: number): Promise<number> {
+  assert(firstChunk >= 0);
+  return crc32cVerifyChunksAsync(payload, prefix.header.chunk_bytes, prefix.chunkTable, firstChunk);
 }

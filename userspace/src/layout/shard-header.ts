@@ -24,6 +24,10 @@ export const ChecksumKind = {
   crc32c: 1,
 } as const;
 
+/**
+ * Shard header: identifies the block, shard and layout of one shard file, and carries the
+ * checksums of its chunk table and payload. 128 bytes at file offset 0.
+ */
 export const ShardHeader = {
   sizeBytes: 128,
   fields: {

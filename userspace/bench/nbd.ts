@@ -1,0 +1,195 @@
+/**
+ * NBD section of `npm run bench`: a volume served by the shmr daemon against `nbdkit file`
+ * serving a plain file on the same disk, both driven by nbdcopy, in the same run.
+ *
+ * Method: one random source file of VOLUME_BYTES (quick: QUICK_VOLUME_BYTES) in the temp
+ * folder; for each server, `nbdcopy SOURCE URI` (in) then `nbdcopy URI OUT` (out), each
+ * checked by SHA-256 against the source. shmr runs as `shmr mount` (its NBD server lives in
+ * the daemon) with one single-topology pool on a bucket in the same temp folder; nbdkit
+ * serves a sparse file there. The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so
+ * neither always runs on a warmer page cache; the best of ROUNDS rounds is reported, in MB/s
+ * (10^6 bytes), with shmr's ratio to nbdkit. A third line copies in with `--flush` (data
+ * durable before nbdcopy exits), for information. Target: ratio >= RATIO_TARGET both ways.
+ *
+ * Needs root, /dev/fuse, nbdkit and nbdcopy (apt-get install nbdkit libnbd-bin) and the
+ * build; prints a skip line when something is missing. Run standalone:
+ *   node dist/userspace/bench/nbd.js [--quick]
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import {
+  accessSync, closeSync, constants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync,
+  writeFileSync, writeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { isSocketLive } from '../src/nbd/index.js';
+
+const execFileAsync = promisify(execFile);
+
+/** shmr must reach this fraction of nbdkit's MB/s, in and out. */
+const RATIO_TARGET = 0.5;
+const VOLUME_BYTES = 1024 ** 3;
+const QUICK_VOLUME_BYTES = 256 * 1024 ** 2;
+const ROUNDS = 2;
+const QUICK_ROUNDS = 1;
+const START_WAIT_MS_MAX = 20_000;
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const CLI = join(REPO_ROOT, 'bin', 'shmr.js');
+
+/** One server under test: how to reach it. */
+interface Target {
+  readonly label: string;
+  readonly uri: string;
+}
+
+/** Best MB/s per direction. */
+interface Speeds {
+  inMBps: number;
+  outMBps: number;
+  inFlushMBps: number;
+}
+
+/** Why the bench cannot run here, or undefined. */
+function missingRequirement(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root (shmr mount)';
+  try {
+    accessSync('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch {
+    return 'needs /dev/fuse';
+  }
+  if (!existsSync('/usr/bin/nbdcopy')) return 'needs nbdcopy (apt-get install libnbd-bin)';
+  if (!existsSync('/usr/sbin/nbdkit') && !existsSync('/usr/bin/nbdkit')) return 'needs nbdkit (apt-get install nbdkit)';
+  if (!existsSync(join(REPO_ROOT, 'dist', 'userspace', 'src', 'cli', 'main.js'))) return 'needs the build (npm run build)';
+  return undefined;
+}
+
+function writeRandomFile(path: string, bytes: number): void {
+  const chunk = Buffer.allocUnsafe(4 * 1024 * 1024);
+  const fd = openSync(path, 'w');
+  try {
+    for (let done = 0; done < bytes; done += chunk.byteLength) {
+      randomFillSync(chunk);
+      writeSync(fd, chunk, 0, Math.min(chunk.byteLength, bytes - done));
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) hash.update(piece as Buffer);
+  return hash.digest('hex');
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, process: ChildProcess): Promise<void> {
+  const deadline = Date.now() + START_WAIT_MS_MAX;
+  while (Date.now() < deadline) {
+    if (process.exitCode !== null) throw new Error(`${what}: exited with ${process.exitCode}`);
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${what}: not ready after ${START_WAIT_MS_MAX} ms`);
+}
+
+/** Seconds nbdcopy takes for one copy. */
+async function timedCopy(source: string, target: string, extra: readonly string[] = []): Promise<number> {
+  const started = process.hrtime.bigint();
+  await execFileAsync('nbdcopy', [...extra, source, target], { maxBuffer: 1024 * 1024 });
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+async function measure(target: Target, files: { source: string; out: string; digest: string }, bytes: number, best: Speeds): Promise<void> {
+  const megabytes = bytes / 1e6;
+  const inSeconds = await timedCopy(files.source, target.uri);
+  const outSeconds = await timedCopy(target.uri, files.out);
+  const digest = await sha256Of(files.out);
+  if (digest !== files.digest) throw new Error(`${target.label}: data read back differs from what was written`);
+  rmSync(files.out, { force: true });
+  const inFlushSeconds = await timedCopy(files.source, target.uri, ['--flush']);
+  best.inMBps = Math.max(best.inMBps, megabytes / inSeconds);
+  best.outMBps = Math.max(best.outMBps, megabytes / outSeconds);
+  best.inFlushMBps = Math.max(best.inFlushMBps, megabytes / inFlushSeconds);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** Runs the NBD comparison and prints it. */
+export async function runNbdBench(options: { quick: boolean }): Promise<void> {
+  const bytes = options.quick ? QUICK_VOLUME_BYTES : VOLUME_BYTES;
+  const rounds = options.quick ? QUICK_ROUNDS : ROUNDS;
+  process.stdout.write(`\nNBD: nbdcopy of a ${bytes / 1024 ** 2} MiB volume in and out, shmr daemon vs nbdkit file (best of ${rounds})\n`);
+  const missing = missingRequirement();
+  if (missing !== undefined) {
+    process.stdout.write(`  skipped: ${missing}\n`);
+    return;
+  }
+  const root = mkdtempSync(join(tmpdir(), 'shmr-nbd-bench-'));
+  const children: ChildProcess[] = [];
+  try {
+    const source = join(root, 'source.img');
+    writeRandomFile(source, bytes);
+    const files = { source, out: join(root, 'out.img'), digest: await sha256Of(source) };
+
+    // nbdkit file: a sparse plain file on the same disk.
+    const plain = join(root, 'plain.img');
+    closeSync(openSync(plain, 'w'));
+    truncateSync(plain, bytes);
+    const nbdkitSocket = join(root, 'nbdkit.sock');
+    const nbdkit = spawn('nbdkit', ['--foreground', '--unix', nbdkitSocket, 'file', `file=${plain}`], { stdio: 'ignore' });
+    children.push(nbdkit);
+    await waitFor(() => isSocketLive(nbdkitSocket), 'nbdkit', nbdkit);
+
+    // shmr: one single-topology pool with its bucket in the same folder.
+    for (const folder of ['mnt', 'bucket']) mkdirSync(join(root, folder));
+    const config = join(root, 'shmr.yaml');
+    const yaml = [`mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`, 'write_pool: ssd', 'pools:', '  ssd:',
+      '    topology: single', '    block_size: 1MiB', '    buckets:', `      ssd0: { path: ${root}/bucket }`, ''].join('\n');
+    writeFileSync(config, yaml);
+    const daemonLog = openSync(join(root, 'daemon.log'), 'a');
+    const daemon = spawn(process.execPath, [CLI, 'mount', '--config', config], { stdio: ['ignore', daemonLog, daemonLog] });
+    closeSync(daemonLog);
+    children.push(daemon);
+    const shmrSocket = join(root, 'meta', 'nbd.sock');
+    await waitFor(() => isSocketLive(shmrSocket), 'shmr mount', daemon);
+    await execFileAsync(process.execPath, [CLI, 'volume', 'create', 'bench', '--size', String(bytes), '--config', config]);
+
+    const targets: Target[] = [
+      { label: 'nbdkit file', uri: `nbd+unix:///?socket=${nbdkitSocket}` },
+      { label: 'shmr volume', uri: `nbd+unix:///bench?socket=${shmrSocket}` },
+    ];
+    const best = targets.map((): Speeds => ({ inMBps: 0, outMBps: 0, inFlushMBps: 0 }));
+    for (let round = 0; round < rounds; round++) {
+      for (const [index, target] of targets.entries()) await measure(target, files, bytes, best[index] as Speeds);
+    }
+    const [baseline, shmr] = best as [Speeds, Speeds];
+    const line = (label: string, key: keyof Speeds) =>
+      `  ${label.padEnd(16)} nbdkit ${baseline[key].toFixed(0).padStart(6)} MB/s   shmr ${shmr[key].toFixed(0).padStart(6)} MB/s   ` +
+      `ratio ${(shmr[key] / baseline[key]).toFixed(2)}x\n`;
+    process.stdout.write(line('in', 'inMBps'));
+    process.stdout.write(line('out', 'outMBps'));
+    process.stdout.write(line('in, --flush', 'inFlushMBps'));
+    const worst = Math.min(shmr.inMBps / baseline.inMBps, shmr.outMBps / baseline.outMBps);
+    process.stdout.write(`  target: shmr >= ${RATIO_TARGET.toFixed(2)}x nbdkit in and out: ${worst >= RATIO_TARGET ? 'met' : 'NOT MET'} ` +
+      `(worst ${worst.toFixed(2)}x)\n`);
+    await execFileAsync('fusermount3', ['-u', join(root, 'mnt')]);
+    await new Promise((resolve) => (daemon.exitCode !== null ? resolve(undefined) : daemon.once('exit', resolve)));
+  } finally {
+    for (const child of children) await stop(child);
+    await execFileAsync('fusermount3', ['-uz', join(root, 'mnt')]).catch(() => undefined);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+const invokedPath = process.argv[1];
+if (invokedPath !== undefined && import.meta.url === pathToFileURL(invokedPath).href) {
+  await runNbdBench({ quick: process.argv.includes('--quick') });
+}

@@ -1,0 +1,270 @@
+/**
+ * The systems the core benchmark compares, all on the same disk under one work folder:
+ * - raw: a plain folder of the backing filesystem (the physical limit, the baseline);
+ * - mergerfs: Debian's mergerfs over the backing folder that holds raw's folder (the peer);
+ * - shmr: `shmr mount` with one single-topology 1 MiB write pool whose bucket is a folder there.
+ *
+ * Work folder layout:
+ *   backing/raw/          raw's test folder
+ *   backing/mergerfs/     mergerfs's test folder, seen through mnt-mergerfs/mergerfs/
+ *   mnt-mergerfs/         mergerfs mount point (branch: backing/)
+ *   shmr/ssd0/ shmr/meta/ shmr's bucket and metadata; shmr/mnt/ its mount point;
+ *                         its test folder is shmr/mnt/bench/
+ *   *.log                 daemon output, shown when a daemon fails
+ *
+ * Invariants:
+ * - Daemons run in the foreground as our children, in their own process group (a Ctrl-C on
+ *   the terminal reaches only the bench, which then unmounts them in order).
+ * - `stop()` never throws and is idempotent: it unmounts (lazily as a last resort), waits
+ *   for the daemon, kills it if it hangs, and reports what was not clean.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { assert } from '../src/assert.js';
+import { isMountPoint, runChild } from './host.js';
+
+export const SYSTEM_NAMES = ['raw', 'mergerfs', 'shmr'] as const;
+export type SystemName = (typeof SYSTEM_NAMES)[number];
+
+/** mergerfs options of the peer, as the issue and the FUSE ceiling probes define them. */
+export const MERGERFS_OPTIONS =
+  'cache.files=partial,allow_other,use_ino,dropcacheonclose=true,category.create=mfs,fsname=bench-mergerfs';
+
+/** One system under test, ready to run workloads. */
+export interface BenchSystem {
+  readonly name: SystemName;
+  /** Folder the workloads run in. */
+  readonly testDir: string;
+  /** Backing files or folders holding the system's data: pre-read for warm tests. */
+  readonly warmPaths: (testFile: string) => readonly string[];
+  /** The serving daemon, for CPU accounting; undefined for raw. */
+  readonly daemonPid: number | undefined;
+  /** Unmounts and stops the daemon; resolves with what went wrong, empty when clean. */
+  stop(): Promise<string[]>;
+}
+
+const MOUNT_WAIT_MS_MAX = 30_000;
+const MOUNT_POLL_MS = 100;
+/** shmr stores every cached block at unmount; give it time. */
+const EXIT_WAIT_MS_MAX = 120_000;
+const KILL_WAIT_MS_MAX = 10_000;
+const UNMOUNT_ATTEMPTS_MAX = 5;
+const UNMOUNT_RETRY_MS = 1000;
+const UNMOUNT_TIMEOUT_MS = 60_000;
+const LOG_TAIL_BYTES = 2000;
+
+/** The last lines of a daemon log, for error messages. */
+function logTail(logPath: string): string {
+  try {
+    const text = readFileSync(logPath, 'utf8');
+    return text.slice(-LOG_TAIL_BYTES).trim();
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Resolves when the child has exited, or after `timeoutMs` with false. */
+async function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  const exited = new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));
+  return Promise.race([exited, sleep(timeoutMs, false)]);
+}
+
+/** A FUSE daemon we started in the foreground, and its mount point. */
+class Daemon {
+  readonly #label: string;
+  readonly #child: ChildProcess;
+  readonly #mountPoint: string;
+  readonly #logPath: string;
+  #stopping: Promise<string[]> | undefined;
+
+  constructor(options: { label: string; command: string; args: string[]; mountPoint: string; logPath: string }) {
+    this.#label = options.label;
+    this.#mountPoint = options.mountPoint;
+    this.#logPath = options.logPath;
+    const logFd = openSync(options.logPath, 'a');
+    try {
+      this.#child = spawn(options.command, options.args, {
+        stdio: ['ignore', logFd, logFd],
+        detached: true,
+      });
+    } finally {
+      closeSync(logFd);
+    }
+    // An 'error' (cannot spawn) surfaces through waitMounted as an early exit.
+    this.#child.on('error', () => undefined);
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  /** Waits until the mount point is mounted; throws with the log if the daemon exits first. */
+  async waitMounted(): Promise<void> {
+    const deadline = performance.now() + MOUNT_WAIT_MS_MAX;
+    while (!isMountPoint(this.#mountPoint)) {
+      if (this.#child.exitCode !== null || this.#child.signalCode !== null || this.#child.pid === undefined) {
+        throw new Error(`${this.#label} exited before mounting ${this.#mountPoint}:\n${logTail(this.#logPath)}`);
+      }
+      if (performance.now() > deadline) {
+        throw new Error(`${this.#label} did not mount ${this.#mountPoint} in time:\n${logTail(this.#logPath)}`);
+      }
+      await sleep(MOUNT_POLL_MS);
+    }
+  }
+
+  stop(): Promise<string[]> {
+    this.#stopping ??= this.#stopOnce();
+    return this.#stopping;
+  }
+
+  async #unmount(extraArgs: readonly string[]): Promise<string | undefined> {
+    const never = new AbortController().signal;
+    const result = await runChild('fusermount3', [...extraArgs, '-u', this.#mountPoint], {
+      timeoutMs: UNMOUNT_TIMEOUT_MS, signal: never,
+    });
+    return result.code === 0 ? undefined : result.stderr.trim() || `exit ${String(result.code)}`;
+  }
+
+  async #stopOnce(): Promise<string[]> {
+    const problems: string[] = [];
+    let lastError: string | undefined;
+    for (let attempt = 0; attempt < UNMOUNT_ATTEMPTS_MAX && isMountPoint(this.#mountPoint); attempt++) {
+      lastError = await this.#unmount([]);
+      if (lastError !== undefined) await sleep(UNMOUNT_RETRY_MS);
+    }
+    if (isMountPoint(this.#mountPoint)) {
+      problems.push(`${this.#label}: unmount failed (${lastError ?? '?'}); unmounting lazily`);
+      await this.#unmount(['-z']);
+    }
+    if (!(await waitExit(this.#child, EXIT_WAIT_MS_MAX))) {
+      problems.push(`${this.#label}: daemon still running ${EXIT_WAIT_MS_MAX / 1000} s after unmount; killed`);
+      this.#child.kill('SIGTERM');
+      if (!(await waitExit(this.#child, KILL_WAIT_MS_MAX))) this.#child.kill('SIGKILL');
+      await waitExit(this.#child, KILL_WAIT_MS_MAX);
+    } else if (this.#child.exitCode !== 0 && this.#child.exitCode !== null) {
+      problems.push(`${this.#label}: daemon exited with ${this.#child.exitCode}:\n${logTail(this.#logPath)}`);
+    }
+    return problems;
+  }
+}
+
+/** The folder above this module that holds `relative`, for source and dist alike. */
+function findUpwards(relative: string): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let folder = start; ; folder = dirname(folder)) {
+    if (existsSync(join(folder, relative))) return join(folder, relative);
+    if (dirname(folder) === folder) throw new Error(`${relative} not found above ${start}`);
+  }
+}
+
+/** The compiled daemon entry; throws naming the build step when it is missing. */
+export function shmrEntry(): string {
+  const cli = findUpwards(join('bin', 'shmr.js'));
+  const compiled = join(dirname(cli), '..', 'dist', 'userspace', 'src', 'cli', 'main.js');
+  if (!existsSync(compiled)) throw new Error(`${compiled} missing: run npm run build first`);
+  return cli;
+}
+
+function startRaw(root: string): Promise<BenchSystem> {
+  const testDir = join(root, 'backing', 'raw');
+  return mkdir(testDir, { recursive: true }).then(() => ({
+    name: 'raw' as const,
+    testDir,
+    warmPaths: (testFile: string) => [join(testDir, testFile)],
+    daemonPid: undefined,
+    stop: () => Promise.resolve([]),
+  }));
+}
+
+async function startMergerfs(root: string, register: (stop: () => Promise<string[]>) => void): Promise<BenchSystem> {
+  const backing = join(root, 'backing');
+  const mountPoint = join(root, 'mnt-mergerfs');
+  await mkdir(join(backing, 'mergerfs'), { recursive: true });
+  await mkdir(mountPoint, { recursive: true });
+  const daemon = new Daemon({
+    label: 'mergerfs',
+    command: 'mergerfs',
+    args: ['-f', '-o', MERGERFS_OPTIONS, backing, mountPoint],
+    mountPoint,
+    logPath: join(root, 'mergerfs.log'),
+  });
+  register(() => daemon.stop());
+  await daemon.waitMounted();
+  return {
+    name: 'mergerfs',
+    testDir: join(mountPoint, 'mergerfs'),
+    warmPaths: (testFile: string) => [join(backing, 'mergerfs', testFile)],
+    daemonPid: daemon.pid,
+    stop: () => daemon.stop(),
+  };
+}
+
+/** The shmr config of the bench: one single-topology 1 MiB pool on one bucket folder. */
+function shmrConfig(folder: string): object {
+  return {
+    mount_dir: join(folder, 'mnt'),
+    metadata_dir: join(folder, 'meta'),
+    write_pool: 'ssd',
+    pools: {
+      ssd: { topology: 'single', block_size: '1MiB', buckets: { ssd0: { path: join(folder, 'ssd0') } } },
+    },
+  };
+}
+
+async function startShmr(
+  root: string,
+  nodeOptions: readonly string[],
+  register: (stop: () => Promise<string[]>) => void,
+): Promise<BenchSystem> {
+  const folder = join(root, 'shmr');
+  for (const name of ['ssd0', 'meta', 'mnt']) await mkdir(join(folder, name), { recursive: true });
+  const configPath = join(folder, 'shmr.yaml');
+  // JSON is YAML: no quoting questions for paths.
+  await writeFile(configPath, `${JSON.stringify(shmrConfig(folder), undefined, 2)}\n`);
+  const mountPoint = join(folder, 'mnt');
+  const daemon = new Daemon({
+    label: 'shmr',
+    command: process.execPath,
+    args: [...nodeOptions, shmrEntry(), 'mount', '--config', configPath],
+    mountPoint,
+    logPath: join(root, 'shmr.log'),
+  });
+  register(() => daemon.stop());
+  await daemon.waitMounted();
+  const testDir = join(mountPoint, 'bench');
+  await mkdir(testDir);
+  return {
+    name: 'shmr',
+    testDir,
+    warmPaths: () => [join(folder, 'ssd0'), join(folder, 'meta')],
+    daemonPid: daemon.pid,
+    stop: () => daemon.stop(),
+  };
+}
+
+/** Options of `startSystem`. */
+export interface StartOptions {
+  readonly root: string;
+  /** Extra Node options for the shmr daemon (e.g. --cpu-prof). */
+  readonly shmrNodeOptions: readonly string[];
+  /** Receives each daemon's stop function as soon as it is started, before it has mounted. */
+  readonly register: (stop: () => Promise<string[]>) => void;
+}
+
+/** Prepares and (for mergerfs and shmr) mounts one system under `options.root`. */
+export async function startSystem(name: SystemName, options: StartOptions): Promise<BenchSystem> {
+  assert(options.root.startsWith('/'));
+  switch (name) {
+    case 'raw':
+      return startRaw(options.root);
+    case 'mergerfs':
+      return startMergerfs(options.root, options.register);
+    case 'shmr':
+      return startShmr(options.root, options.shmrNodeOptions, options.register);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * NbdServer: listens on a Unix socket (always) and optionally a TCP address, and serves each
+ * accepted client as an NbdConnection over one shared export catalog.
+ *
+ * Invariants:
+ * - At most CONNECTIONS_MAX clients are served at once; more are closed at accept.
+ * - The Unix socket is mode 0600; a live socket of another server is never taken over, a
+ *   stale one (nobody accepting) is replaced.
+ * - close() stops accepting, lets every request in flight complete (and be answered), then
+ *   closes the connections: after it resolves no request touches the catalog's exports.
+ */
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { Errno, FsError } from '../errno.js';
+import { NbdConnection } from './connection.js';
+import type { ExportCatalog } from './export.js';
+import { PayloadPool } from './payload-pool.js';
+import { CONNECTIONS_MAX } from './protocol.js';
+
+/** Free payload buffers kept for reuse across all connections. */
+const POOL_RETAINED_BYTES_MAX = 64 * 1024 * 1024;
+/** How long close() waits for requests in flight before closing connections anyway. */
+const SHUTDOWN_WAIT_MS_MAX = 30_000;
+
+/** Where the server listens. */
+export interface NbdListenOptions {
+  readonly socketPath: string;
+  readonly tcp: { readonly host: string; readonly port: number } | undefined;
+}
+
+export class NbdServer {
+  readonly #catalog: ExportCatalog;
+  readonly #report: (message: string) => void;
+  readonly #payloads = new PayloadPool({ retainedBytesMax: POOL_RETAINED_BYTES_MAX });
+  readonly #listeners: Server[] = [];
+  readonly #connections = new Set<NbdConnection>();
+  readonly #socketPath: string;
+  #nextId = 1;
+  #isClosing = false;
+  /** True once this server created the Unix socket file (and so removes it at close). */
+  #ownsSocketFile = false;
+  #hasReportedFull = false;
+
+  private constructor(catalog: ExportCatalog, socketPath: string, report: (message: string) => void) {
+    this.#catalog = catalog;
+    this.#socketPath = socketPath;
+    this.#report = report;
+  }
+
+  /** Starts listening; rejects (FsError) naming the address when it cannot. */
+  static async start(
+    catalog: ExportCatalog,
+    options: NbdListenOptions,
+    report: (message: string) => void,
+  ): Promise<NbdServer> {
+    const server = new NbdServer(catalog, options.socketPath, report);
+    try {
+      await prepareSocketPath(options.socketPath);
+      await server.#listen((listener) => listener.listen(options.socketPath), `unix:${options.socketPath}`);
+      server.#ownsSocketFile = true;
+      chmodSync(options.socketPath, 0o600);
+      if (options.tcp !== undefined) {
+        const { host, port } = options.tcp;
+        await server.#listen((listener) => listener.listen({ host, port }), `${host}:${port}`);
+      }
+    } catch (error) {
+      await server.close();
+      throw error;
+    }
+    return server;
+  }
+
+  /** Clients connected now (in handshake or transmission). */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Addresses listened on, for log lines (`unix:/path`, `127.0.0.1:10809`). */
+  get addresses(): string[] {
+    return this.#listeners.map((listener) => {
+      const address = listener.address();
+      if (typeof address === 'string') return `unix:${address}`;
+      if (address === null) return '(closed)';
+      return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+    });
+  }
+
+  async #listen(start: (listener: Server) => void, label: string): Promise<void> {
+    const listener = createServer((socket) => this.#accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', (error: NodeJS.ErrnoException) => {
+        reject(new FsError(Errno.EINVAL, 'nbd listen', `${label}: ${error.code ?? error.message}`));
+      });
+      start(listener);
+      listener.once('listening', () => resolve());
+    });
+    listener.on('error', (error) => this.#report(`nbd listener ${label}: ${error.message}`));
+    this.#listeners.push(listener);
+  }
+
+  #accept(socket: Socket): void {
+    const peer = socket.remoteAddress === undefined ? `#${this.#nextId}` : `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
+    this.#nextId += 1;
+    socket.on('error', () => undefined);
+    if (this.#isClosing || this.#connections.size >= CONNECTIONS_MAX) {
+      if (!this.#hasReportedFull && !this.#isClosing) this.#report(`nbd: ${CONNECTIONS_MAX} clients connected, refusing more`);
+      this.#hasReportedFull = true;
+      socket.destroy();
+      return;
+    }
+    this.#hasReportedFull = false;
+    socket.setNoDelay(true);
+    const connection = new NbdConnection(socket, { catalog: this.#catalog, payloads: this.#payloads, report: this.#report }, peer);
+    this.#connections.add(connection);
+    void connection.serve().finally(() => this.#connections.delete(connection));
+  }
+
+  /** Stops accepting, completes requests in flight, closes every connection. */
+  async close(): Promise<void> {
+    this.#isClosing = true;
+    await Promise.all(this.#listeners.map((listener) => new Promise<void>((resolve) => listener.close(() => resolve()))));
+    this.#listeners.length = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), SHUTDOWN_WAIT_MS_MAX);
+    });
+    const drained = Promise.all([...this.#connections].map((connection) => connection.shutDown()));
+    const outcome = await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') this.#report(`nbd: requests still in flight after ${SHUTDOWN_WAIT_MS_MAX / 1000} s at shutdown`);
+    if (this.#ownsSocketFile) removeSocketFile(this.#socketPath);
+    this.#ownsSocketFile = false;
+  }
+}
+
+/** Removes a stale Unix socket at `path`; refuses a live one or something that is not a socket. */
+async function prepareSocketPath(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) throw new FsError(Errno.EEXIST, 'nbd listen', `${path} exists and is not a socket`);
+  const isLive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (isLive) throw new FsError(Errno.EBUSY, 'nbd listen', `${path} is in use by another server`);
+  rmSync(path, { force: true });
+}
+
+function removeSocketFile(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) rmSync(path, { force: true });
+  } catch {
+    // Already gone.
+  }
+}

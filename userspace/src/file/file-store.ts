@@ -69,9 +69,12 @@ export class FileStore {
   }
 
   /** Size and times of a file as the store sees them now (cached writes included). */
-  overlay(ino: number): { size: number; mtime: Timespec; ctime: Timespec } | undefined {
+  overlay(ino: number): { size: number; mtime: Timespec; ctime: Timespec; cachedBytes: number } | undefined {
     const state = this.#states.get(ino);
-    return state === undefined ? undefined : { size: state.size, mtime: state.mtime, ctime: state.ctime };
+    if (state === undefined) return undefined;
+    let cachedBytes = 0;
+    for (const entry of this.#cache.entriesOf(ino)) if (entry.state !== 'clean') cachedBytes += entry.dataBytes;
+    return { size: state.size, mtime: state.mtime, ctime: state.ctime, cachedBytes };
   }
 
   get cacheBytes(): number {

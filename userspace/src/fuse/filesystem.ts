@@ -9,7 +9,7 @@
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
 import {
-  LINKS_MAX, NAME_BYTES_MAX, SYMLINK_BYTES_MAX, XATTR_VALUE_BYTES_MAX,
+  FILE_BYTES_MAX, LINKS_MAX, NAME_BYTES_MAX, SYMLINK_BYTES_MAX, XATTR_VALUE_BYTES_MAX,
 } from '../limits.js';
 import { log } from '../log.js';
 import {
@@ -34,6 +34,7 @@ const STATFS_BLOCK_BYTES = 4096;
 const STATFS_FILES_MAX = 2 ** 48;
 const READDIR_BATCH_MAX = 512;
 const RELATIME_SEC = 24 * 3600;
+const DIRECTORY_BYTES = 4096;
 
 /** Settings of the FUSE front end. */
 export interface FilesystemOptions {
@@ -60,11 +61,13 @@ export class ShmrFilesystem implements LowLevelOps {
 
   #attr(inode: InodeRecord): Attr {
     const overlay = this.#files.overlay(inode.ino);
-    const size = overlay?.size ?? inode.size;
-    const storedBytes = overlay === undefined ? inode.storedBytes : Math.max(inode.storedBytes, size);
+    // Directories report a nominal size, as ext4 does: some tools take 0 for "empty".
+    const size = isDirectory(inode.mode) ? DIRECTORY_BYTES : (overlay?.size ?? inode.size);
+    // Cached blocks not stored yet count too, but never more than the size: holes stay holes.
+    const allocatedBytes = Math.min(inode.storedBytes + (overlay?.cachedBytes ?? 0), Math.max(size, inode.storedBytes));
     return {
       ino: inode.ino, mode: inode.mode, nlink: inode.nlink, uid: inode.uid, gid: inode.gid,
-      rdev: inode.rdev, size, blocks: Math.ceil(storedBytes / 512), blksize: 4096,
+      rdev: inode.rdev, size, blocks: Math.ceil(allocatedBytes / 512), blksize: 4096,
       atime: inode.atime, mtime: overlay?.mtime ?? inode.mtime, ctime: overlay?.ctime ?? inode.ctime,
     };
   }
@@ -102,6 +105,7 @@ export class ShmrFilesystem implements LowLevelOps {
     const inode = this.#meta.requireInode(ino, 'setattr');
     if (changes.size !== undefined) {
       if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'truncate', `inode ${ino}`);
+      if (changes.size > FILE_BYTES_MAX) throw new FsError(Errno.EFBIG, 'truncate', `${changes.size} bytes`);
       if (!isRegular(inode.mode)) throw new FsError(Errno.EINVAL, 'truncate', `inode ${ino}`);
       await this.#files.truncate(ino, changes.size);
       if (this.handles.openCount(ino) === 0) this.#files.release(ino);

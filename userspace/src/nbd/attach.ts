@@ -66,11 +66,12 @@ async function requireNbdDriver(operation: string): Promise<void> {
   let modprobeProblem = '';
   try {
     await run('modprobe', ['nbd'], operation);
+    // Loaded: udev creates the device nodes shortly after.
+    const deadline = Date.now() + DEVICE_WAIT_MS_MAX;
+    while (!(hasNbdDriver() && existsSync('/dev/nbd0')) && Date.now() < deadline) await sleep(100);
   } catch (error) {
     modprobeProblem = ` (${(error as Error).message})`;
   }
-  const deadline = Date.now() + DEVICE_WAIT_MS_MAX;
-  while (!(hasNbdDriver() && existsSync('/dev/nbd0')) && Date.now() < deadline) await sleep(100);
   if (hasNbdDriver()) return;
   throw new FsError(Errno.ENODEV, operation,
     `the nbd kernel module is not available: modprobe nbd did not load it${modprobeProblem}; ` +

@@ -118,6 +118,29 @@ describe('file data', () => {
     });
   }, 120_000);
 
+  it('keeps every byte of many parallel writes into the same blocks while they are stored', async () => {
+    // Regression: a write resumed after another filled (and started storing) its block.
+    await withMount({ pools: { ssd: { topology: 'erasure:4+2', blockSize: '64KiB', buckets: 6 } } }, async (mount) => {
+      const path = join(mount.mountpoint, 'parallel');
+      const slotBytes = 4096;
+      const slotCount = 256;
+      const order = Array.from({ length: slotCount }, (_, index) => (index * 97) % slotCount);
+      const { open, write, close } = await import('node:fs');
+      const fd = await new Promise<number>((resolve, reject) => open(path, 'w+', (error, value) => (error ? reject(error) : resolve(value))));
+      for (let round = 0; round < 3; round++) {
+        await Promise.all(order.map((slot) => new Promise<void>((resolve, reject) => {
+          write(fd, patternBytes(slotBytes, slot + round * 1000), 0, slotBytes, slot * slotBytes, (error) => (error ? reject(error) : resolve()));
+        })));
+      }
+      await new Promise<void>((resolve, reject) => close(fd, (error) => (error ? reject(error) : resolve())));
+      const expected = Buffer.concat(Array.from({ length: slotCount }, (_, slot) => patternBytes(slotBytes, slot + 2000)));
+      expect(sha256(await readFile(path))).toBe(sha256(expected));
+      await mount.remount();
+      expect(sha256(await readFile(path))).toBe(sha256(expected));
+      expect(await mount.log()).not.toMatch(/handler failed/);
+    });
+  }, 120_000);
+
   it('keeps fsynced data and consistent metadata across kill -9 of the daemon', async () => {
     await withMount({}, async (mount) => {
       const synced = patternBytes(5 * MiB + 17, 42);

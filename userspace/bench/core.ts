@@ -26,13 +26,17 @@ import { join, resolve } from 'node:path';
 import { assert } from '../src/assert.js';
 import { FIO_TESTS, isWarmTest, runFio, type FioSizes, type FioTest } from './fio.js';
 import {
-  dropCaches, MachineCpu, mountOf, processCpuSeconds, readIntoPageCache, readMounts, runChild, syncAll, waitForQuiet,
+  dropCaches, MachineCpu, mountOf, processCpuSeconds, readIntoPageCache, readMounts, runChild,
+  syncAll, waitForQuiet,
 } from './host.js';
 import { runMetaOps } from './meta-ops.js';
 import {
-  formatCpuTable, formatLoadLine, formatTable, summarize, type CellRecord, type CoreTest, type WorkloadSummary,
+  formatCpuTable, formatLoadLine, formatTable, summarize,
+  type CellRecord, type CoreTest, type WorkloadSummary,
 } from './report.js';
-import { MERGERFS_OPTIONS, startSystem, SYSTEM_NAMES, type BenchSystem, type SystemName } from './systems.js';
+import {
+  MERGERFS_OPTIONS, startSystem, SYSTEM_NAMES, type BenchSystem, type SystemName,
+} from './systems.js';
 
 export const CORE_TESTS: readonly CoreTest[] = [...FIO_TESTS, 'meta'];
 
@@ -93,86 +97,116 @@ async function fileBytesOf(path: string): Promise<number | undefined> {
   return (await stat(path).catch(() => undefined))?.size;
 }
 
+/** What every cell of a run shares. */
+interface CellContext {
+  readonly round: number;
+  readonly settings: CoreSettings;
+  readonly signal: AbortSignal;
+}
+
 /** Readies the page cache for `test`: cold for fio tests, with backing files for warm ones. */
-async function prepareTest(system: BenchSystem, test: FioTest, settings: CoreSettings, signal: AbortSignal) {
+async function prepareTest(
+  system: BenchSystem,
+  test: FioTest,
+  context: CellContext,
+): Promise<void> {
   const filePath = join(system.testDir, TEST_FILE_NAME);
   if (test === 'seqwrite') {
     await unlink(filePath).catch(() => undefined);
-  } else if (await fileBytesOf(filePath) !== settings.fileBytes) {
+  } else if (await fileBytesOf(filePath) !== context.settings.fileBytes) {
     // Only when seqwrite was left out (--tests) or failed: lay the file out, unmeasured.
     await unlink(filePath).catch(() => undefined);
-    await runFio('seqwrite', filePath, settings, signal);
+    await runFio('seqwrite', filePath, context.settings, context.signal);
   }
-  await dropCaches(signal);
+  await dropCaches(context.signal);
   if (isWarmTest(test)) await readIntoPageCache(system.warmPaths(TEST_FILE_NAME));
 }
+
+/** Workload ids of each fio test (the meta test yields create, stat and unlink). */
+const FIO_WORKLOAD_IDS: Readonly<Record<FioTest, string>> = {
+  seqwrite: 'seq_write', seqread: 'seq_read', randread1: 'rand_read_1job',
+  randread4: 'rand_read_4jobs', randwrite: 'rand_write',
+};
 
 /** The measured part of one cell: rates by workload id and the request count. */
 async function measure(
   system: BenchSystem,
   test: CoreTest,
-  context: { round: number; settings: CoreSettings; signal: AbortSignal },
+  context: CellContext,
 ): Promise<{ values: Record<string, number>; operationCount: number }> {
+  const { settings, signal } = context;
   if (test === 'meta') {
     const folder = join(system.testDir, `meta-${context.round}`);
-    const rates = await runMetaOps(folder, context.settings.metaFileCount, context.signal);
-    return {
-      values: { create: rates.createPerSecond, stat: rates.statPerSecond, unlink: rates.unlinkPerSecond },
-      operationCount: 3 * context.settings.metaFileCount,
+    const rates = await runMetaOps(folder, settings.metaFileCount, signal);
+    const values = {
+      create: rates.createPerSecond, stat: rates.statPerSecond, unlink: rates.unlinkPerSecond,
     };
+    return { values, operationCount: 3 * settings.metaFileCount };
   }
-  const result = await runFio(test, join(system.testDir, TEST_FILE_NAME), context.settings, context.signal);
+  const result = await runFio(test, join(system.testDir, TEST_FILE_NAME), settings, signal);
   const isSequential = test === 'seqwrite' || test === 'seqread';
   const value = isSequential ? result.bytesPerSecond / MIB : result.operationsPerSecond;
-  const id = { seqwrite: 'seq_write', seqread: 'seq_read', randread1: 'rand_read_1job',
-    randread4: 'rand_read_4jobs', randwrite: 'rand_write' }[test];
-  return { values: { [id]: value }, operationCount: result.operationCount };
+  return { values: { [FIO_WORKLOAD_IDS[test]]: value }, operationCount: result.operationCount };
+}
+
+function daemonCpuSeconds(system: BenchSystem): number | undefined {
+  return system.daemonPid === undefined ? undefined : processCpuSeconds(system.daemonPid);
 }
 
 /** Runs one test on one system: gate, prepare, measure with CPU accounting. */
 async function runCell(
   system: BenchSystem,
   test: CoreTest,
-  context: { round: number; settings: CoreSettings; signal: AbortSignal },
+  context: CellContext,
 ): Promise<CellRecord> {
   const startMs = performance.now();
-  const gate = await waitForQuiet(
-    { busyCorePercentMax: GATE_BUSY_CORE_PERCENT_MAX, waitMsMax: context.settings.gateWaitSec * 1000 },
-    context.signal,
-  );
+  const gate = await waitForQuiet({
+    busyCorePercentMax: GATE_BUSY_CORE_PERCENT_MAX,
+    waitMsMax: context.settings.gateWaitSec * 1000,
+  }, context.signal);
   const base = {
     round: context.round, test, system: system.name,
     backgroundCorePercent: gate.backgroundCorePercent, gateWaitedMs: gate.waitedMs,
   };
   try {
     if (test === 'meta') await syncAll(context.signal);
-    else await prepareTest(system, test, context.settings, context.signal);
+    else await prepareTest(system, test, context);
     const machine = await MachineCpu.start();
-    const daemonStart = system.daemonPid === undefined ? undefined : processCpuSeconds(system.daemonPid);
+    const daemonStart = daemonCpuSeconds(system);
     const { values, operationCount } = await measure(system, test, context);
-    const daemonEnd = system.daemonPid === undefined ? undefined : processCpuSeconds(system.daemonPid);
+    const daemonEnd = daemonCpuSeconds(system);
+    const daemonUsed = daemonStart === undefined || daemonEnd === undefined
+      ? undefined
+      : daemonEnd - daemonStart;
     return {
       ...base, values, error: undefined, operationCount,
       elapsedMs: performance.now() - startMs,
       machineBusyCorePercent: await machine.busyCorePercent(),
-      daemonCpuSeconds: daemonStart === undefined || daemonEnd === undefined ? undefined : daemonEnd - daemonStart,
+      daemonCpuSeconds: daemonUsed,
     };
   } catch (error) {
     if (context.signal.aborted) throw error;
     return {
       ...base, values: {}, error: (error as Error).message, operationCount: 0,
-      elapsedMs: performance.now() - startMs, machineBusyCorePercent: 0, daemonCpuSeconds: undefined,
+      elapsedMs: performance.now() - startMs, machineBusyCorePercent: 0,
+      daemonCpuSeconds: undefined,
     };
   }
 }
 
+/** The progress line of one cell. */
 function formatCell(cell: CellRecord): string {
-  const rates = Object.entries(cell.values).map(([id, value]) => `${id} ${value.toFixed(1)}`).join(', ');
-  const cpu = cell.daemonCpuSeconds === undefined || cell.elapsedMs <= 0 ? '' :
-    `, daemon ${((cell.daemonCpuSeconds * 1e6) / Math.max(cell.operationCount, 1)).toFixed(1)} us/req`;
+  const rates = Object.entries(cell.values)
+    .map(([id, value]) => `${id} ${value.toFixed(1)}`)
+    .join(', ');
+  const cpuUs = cell.daemonCpuSeconds === undefined
+    ? undefined
+    : (cell.daemonCpuSeconds * 1e6) / Math.max(cell.operationCount, 1);
+  const cpu = cpuUs === undefined ? '' : `, daemon ${cpuUs.toFixed(1)} us/req`;
   const outcome = cell.error === undefined ? rates : `FAILED: ${cell.error.split('\n')[0]}`;
+  const seconds = (cell.elapsedMs / 1000).toFixed(1);
   return `  round ${cell.round + 1} ${cell.test.padEnd(9)} ${cell.system.padEnd(8)} ${outcome}` +
-    ` (bg ${cell.backgroundCorePercent.toFixed(0)}%${cpu}, ${(cell.elapsedMs / 1000).toFixed(1)} s)\n`;
+    ` (bg ${cell.backgroundCorePercent.toFixed(0)}%${cpu}, ${seconds} s)\n`;
 }
 
 async function versionOf(command: string, signal: AbortSignal): Promise<string> {
@@ -181,7 +215,9 @@ async function versionOf(command: string, signal: AbortSignal): Promise<string> 
   return result?.stdout.split('\n')[0]?.trim() ?? 'unknown';
 }
 
-async function describeHost(workDir: string, signal: AbortSignal): Promise<Record<string, string | number>> {
+type HostInfo = Record<string, string | number>;
+
+async function describeHost(workDir: string, signal: AbortSignal): Promise<HostInfo> {
   const mount = mountOf(workDir);
   return {
     kernel: release(), cpuCount: cpus().length, node: process.version,
@@ -190,10 +226,11 @@ async function describeHost(workDir: string, signal: AbortSignal): Promise<Recor
   };
 }
 
-function printHeader(host: Record<string, string | number>, options: CoreOptions): void {
+function printHeader(host: HostInfo, options: CoreOptions): void {
   const { settings } = options;
   process.stdout.write(
-    `core: shmr vs raw backing folder (baseline) vs mergerfs (peer), median of ${settings.rounds} round(s)\n` +
+    'core: shmr vs raw backing folder (baseline) vs mergerfs (peer), ' +
+      `median of ${settings.rounds} round(s)\n` +
       `  work folder ${host['workDir']} on ${host['backingDevice']} (${host['backingFsType']}), ` +
       `${host['cpuCount']} CPUs, kernel ${host['kernel']}, ${host['fio']}, ${host['mergerfs']}\n` +
       `  file ${settings.fileBytes / MIB} MiB; random: ${settings.randomIoBytes / MIB} MiB or ` +
@@ -203,18 +240,50 @@ function printHeader(host: Record<string, string | number>, options: CoreOptions
 }
 
 /** Runs every round; returns the cells. Systems must be started. */
-async function runRounds(systems: readonly BenchSystem[], options: CoreOptions): Promise<CellRecord[]> {
+async function runRounds(
+  systems: readonly BenchSystem[],
+  options: CoreOptions,
+): Promise<CellRecord[]> {
   const cells: CellRecord[] = [];
+  const tests = CORE_TESTS.filter((name) => options.tests.includes(name));
   for (let round = 0; round < options.settings.rounds; round++) {
-    for (const test of CORE_TESTS.filter((name) => options.tests.includes(name))) {
+    const context = { round, settings: options.settings, signal: options.signal };
+    for (const test of tests) {
       for (const system of rotate(systems, round)) {
-        const cell = await runCell(system, test, { round, settings: options.settings, signal: options.signal });
+        const cell = await runCell(system, test, context);
         process.stdout.write(formatCell(cell));
         cells.push(cell);
       }
     }
   }
   return cells;
+}
+
+/** Unmounts everything, then removes the work folder unless a mount is still attached. */
+async function cleanUp(
+  root: string,
+  stops: ReadonlyArray<() => Promise<string[]>>,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const stop of [...stops].reverse()) problems.push(...await stop());
+  // A mount that is still attached must not be walked by rm: it would delete through it.
+  const attached = readMounts().filter((mount) => mount.mountPoint.startsWith(`${root}/`));
+  if (attached.length === 0) await rm(root, { recursive: true, force: true });
+  else problems.push(`work folder ${root} kept: ${attached[0]!.mountPoint} is still mounted`);
+  return problems;
+}
+
+function printResults(
+  workloads: readonly WorkloadSummary[],
+  cells: readonly CellRecord[],
+  options: { rounds: number; problems: readonly string[] },
+): void {
+  process.stdout.write(`\ncore results (median of ${options.rounds} round(s); ` +
+    'target and PASS/MISS: shmr/mergerfs)\n');
+  process.stdout.write(formatTable(workloads));
+  process.stdout.write(formatCpuTable(workloads));
+  process.stdout.write(formatLoadLine(cells, GATE_BUSY_CORE_PERCENT_MAX));
+  for (const problem of options.problems) process.stdout.write(`  problem: ${problem}\n`);
 }
 
 /** Runs the core benchmark, prints its tables and returns the results. */
@@ -225,9 +294,10 @@ export async function runCoreBench(options: CoreOptions): Promise<CoreResult> {
   const root = await mkdtemp(join(resolve(options.parentDir), 'shmr-bench-'));
   const stops: Array<() => Promise<string[]>> = [];
   const problems: string[] = [];
+  let host: HostInfo = {};
   let cells: CellRecord[] = [];
-  const host = await describeHost(root, options.signal);
   try {
+    host = await describeHost(root, options.signal);
     printHeader(host, options);
     const systems: BenchSystem[] = [];
     for (const name of SYSTEM_NAMES.filter((system) => options.systems.includes(system))) {
@@ -237,22 +307,15 @@ export async function runCoreBench(options: CoreOptions): Promise<CoreResult> {
     }
     cells = await runRounds(systems, options);
   } finally {
-    for (const stop of stops.reverse()) problems.push(...await stop());
-    // A mount that is still attached must not be walked by rm: it would delete through it.
-    const attached = readMounts().filter((mount) => mount.mountPoint.startsWith(`${root}/`));
-    if (attached.length === 0) await rm(root, { recursive: true, force: true });
-    else problems.push(`work folder ${root} kept: ${attached[0]!.mountPoint} is still mounted`);
+    problems.push(...await cleanUp(root, stops));
   }
   for (const cell of cells) {
-    if (cell.error !== undefined) problems.push(`round ${cell.round + 1} ${cell.test} ${cell.system}: ${cell.error}`);
+    if (cell.error === undefined) continue;
+    problems.push(`round ${cell.round + 1} ${cell.test} ${cell.system}: ${cell.error}`);
   }
-  const workloads = summarize(cells, { systems: options.systems, rounds: options.settings.rounds });
-  process.stdout.write(`\ncore results (median of ${options.settings.rounds} round(s); ` +
-    'target and PASS/MISS: shmr/mergerfs)\n');
-  process.stdout.write(formatTable(workloads));
-  process.stdout.write(formatCpuTable(workloads));
-  process.stdout.write(formatLoadLine(cells, GATE_BUSY_CORE_PERCENT_MAX));
-  for (const problem of problems) process.stdout.write(`  problem: ${problem}\n`);
+  const { rounds } = options.settings;
+  const workloads = summarize(cells, { systems: options.systems, rounds });
+  printResults(workloads, cells, { rounds, problems });
   return {
     startedAt, finishedAt: new Date().toISOString(), host, settings: options.settings,
     systems: options.systems, mergerfsOptions: MERGERFS_OPTIONS, workloads, cells, problems,

@@ -60,15 +60,19 @@ function jobArgs(test: FioTest, sizes: FioSizes): string[] {
   ];
   switch (test) {
     case 'seqwrite':
-      return ['--rw=write', `--bs=${SEQ_BLOCK_BYTES}`, '--end_fsync=1', `--runtime=${SEQ_RUNTIME_SEC_MAX}`];
+      return [
+        '--rw=write', `--bs=${SEQ_BLOCK_BYTES}`, '--end_fsync=1',
+        `--runtime=${SEQ_RUNTIME_SEC_MAX}`,
+      ];
     case 'seqread':
       return ['--rw=read', `--bs=${SEQ_BLOCK_BYTES}`, `--runtime=${SEQ_RUNTIME_SEC_MAX}`];
     case 'randread1':
       return ['--rw=randread', '--invalidate=0', ...randomTail(sizes.randomIoBytes)];
     case 'randread4': {
       // Same total bytes as randread1, split over the jobs.
-      const perJobBytes = Math.floor(sizes.randomIoBytes / PARALLEL_JOB_COUNT / RANDOM_BLOCK_BYTES) *
-        RANDOM_BLOCK_BYTES;
+      const totalBlocks = Math.floor(sizes.randomIoBytes / RANDOM_BLOCK_BYTES);
+      const perJobBlocks = Math.floor(totalBlocks / PARALLEL_JOB_COUNT);
+      const perJobBytes = perJobBlocks * RANDOM_BLOCK_BYTES;
       return [
         '--rw=randread', '--invalidate=0', `--numjobs=${PARALLEL_JOB_COUNT}`, '--group_reporting',
         ...randomTail(perJobBytes),
@@ -104,7 +108,9 @@ export function parseFioReport(test: FioTest, stdout: string): FioMeasurement {
   const report = JSON.parse(stdout.slice(start)) as { jobs?: Array<Record<string, unknown>> };
   const job = report.jobs?.[0];
   if (job === undefined) throw new Error('fio report has no job');
-  if (job['error'] !== undefined && job['error'] !== 0) throw new Error(`fio job error ${String(job['error'])}`);
+  if (job['error'] !== undefined && job['error'] !== 0) {
+    throw new Error(`fio job error ${String(job['error'])}`);
+  }
   const side = job[isReadTest(test) ? 'read' : 'write'] as FioSide | undefined;
   const bytesPerSecond = side?.bw_bytes ?? 0;
   const operationCount = side?.total_ios ?? 0;

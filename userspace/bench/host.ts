@@ -47,7 +47,11 @@ export interface ChildOptions {
  * a timeout (the caller decides what that means); rejects when the bench is aborted or the
  * program cannot be started.
  */
-export function runChild(file: string, args: readonly string[], options: ChildOptions): Promise<ChildResult> {
+export function runChild(
+  file: string,
+  args: readonly string[],
+  options: ChildOptions,
+): Promise<ChildResult> {
   assert(options.timeoutMs > 0);
   options.signal.throwIfAborted();
   return new Promise((resolve, reject) => {
@@ -121,7 +125,8 @@ async function readCpuTimes(): Promise<CpuTimes> {
   const line = text.slice(0, text.indexOf('\n'));
   const fields = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest time is already in user).
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
+  const [user = 0, nice = 0, system = 0, idle = 0] = fields;
+  const [iowait = 0, irq = 0, softirq = 0, steal = 0] = fields.slice(4);
   const busyTicks = user + nice + system + irq + softirq + steal;
   return { busyTicks, totalTicks: busyTicks + idle + iowait };
 }
@@ -194,7 +199,8 @@ export interface MountEntry {
 
 /** Undoes mountinfo's octal escapes (\040 for a space, ...). */
 function unescapeMountField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) =>
+    String.fromCharCode(parseInt(octal, 8)));
 }
 
 /** The mount table as this process sees it. */

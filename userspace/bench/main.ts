@@ -15,7 +15,9 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CORE_TESTS, FULL_SETTINGS, QUICK_SETTINGS, runCoreBench, writeJson, type CoreSettings } from './core.js';
+import {
+  CORE_TESTS, FULL_SETTINGS, QUICK_SETTINGS, runCoreBench, writeJson, type CoreSettings,
+} from './core.js';
 import { runErasureBench } from './erasure.js';
 import { findExecutable } from './host.js';
 import type { CoreTest } from './report.js';
@@ -61,7 +63,11 @@ interface BenchOptions {
 }
 
 /** Splits a comma list and checks every item against `allowed`. */
-function parseList<T extends string>(text: string | undefined, allowed: readonly T[], flag: string): T[] {
+function parseList<T extends string>(
+  text: string | undefined,
+  allowed: readonly T[],
+  flag: string,
+): T[] {
   if (text === undefined) return [...allowed];
   const items = text.split(',').map((item) => item.trim()).filter((item) => item !== '');
   for (const item of items) {
@@ -76,7 +82,9 @@ function parseList<T extends string>(text: string | undefined, allowed: readonly
 function parsePositive(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 0) throw new BenchSetupError(`${flag}: "${text}" is not a count`, 2);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new BenchSetupError(`${flag}: "${text}" is not a count`, 2);
+  }
   return value;
 }
 
@@ -114,7 +122,9 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     quick: values.quick,
     jsonPath: values.json,
     workDir: values['work-dir'],
-    settings: { ...base, rounds: rounds ?? base.rounds, gateWaitSec: gateWaitSec ?? base.gateWaitSec },
+    settings: {
+      ...base, rounds: rounds ?? base.rounds, gateWaitSec: gateWaitSec ?? base.gateWaitSec,
+    },
     systems: parseList(values.systems, SYSTEM_NAMES, '--systems'),
     tests: parseList(values.tests, CORE_TESTS, '--tests'),
     shmrNodeOptions: values['shmr-node-option'],
@@ -124,19 +134,26 @@ function parseOptions(argv: readonly string[]): BenchOptions {
 /** Throws one message listing everything the core section is missing, with its apt package. */
 function checkCorePrerequisites(options: BenchOptions): void {
   const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push('root (mounts, /proc/sys/vm/drop_caches): run with sudo');
-  if (!existsSync('/dev/fuse')) missing.push('/dev/fuse: apt-get install fuse3 (and modprobe fuse)');
+  if (process.getuid?.() !== 0) {
+    missing.push('root (mounts, /proc/sys/vm/drop_caches): run with sudo');
+  }
+  if (!existsSync('/dev/fuse')) {
+    missing.push('/dev/fuse: apt-get install fuse3 (and modprobe fuse)');
+  }
   const tools: Array<[string, string, boolean]> = [
     ['fio', 'fio', true],
     ['fusermount3', 'fuse3', true],
     ['mergerfs', 'mergerfs', options.systems.includes('mergerfs')],
   ];
   for (const [tool, aptPackage, isNeeded] of tools) {
-    if (isNeeded && findExecutable(tool) === undefined) missing.push(`${tool}: apt-get install ${aptPackage}`);
+    if (isNeeded && findExecutable(tool) === undefined) {
+      missing.push(`${tool}: apt-get install ${aptPackage}`);
+    }
   }
   if (!existsSync(options.workDir)) missing.push(`--work-dir ${options.workDir}: no such folder`);
   if (missing.length > 0) {
-    throw new BenchSetupError(`bench core: missing prerequisites:\n${missing.map((line) => `  - ${line}`).join('\n')}`, 1);
+    const lines = missing.map((line) => `  - ${line}`).join('\n');
+    throw new BenchSetupError(`bench core: missing prerequisites:\n${lines}`, 1);
   }
 }
 
@@ -192,7 +209,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`bench: ${(error as Error).message}\n${USAGE}`);
       process.exit(2);
     }
-    process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`bench: ${text}\n`);
     process.exit(1);
   },
 );

@@ -9,7 +9,9 @@
  *
  * Usage as a child: node dist/userspace/bench/meta-ops.js FOLDER COUNT
  */
-import { closeSync, constants, mkdirSync, openSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import {
+  closeSync, constants, mkdirSync, openSync, rmdirSync, statSync, unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { assert } from '../src/assert.js';
@@ -40,7 +42,8 @@ function measure(folder: string, count: number): MetaRates {
   assert(Number.isSafeInteger(count));
   assert(count > 0);
   mkdirSync(folder);
-  const paths = Array.from({ length: count }, (_, index) => join(folder, `f${String(index).padStart(7, '0')}`));
+  const paths = Array.from({ length: count }, (_, index) =>
+    join(folder, `f${String(index).padStart(7, '0')}`));
   const flags = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY;
   const createPerSecond = timePhase(paths, (path) => closeSync(openSync(path, flags, FILE_MODE)));
   const statPerSecond = timePhase(paths, (path) => {
@@ -52,7 +55,11 @@ function measure(folder: string, count: number): MetaRates {
 }
 
 /** Runs the metadata workload in a fresh Node process on `folder` (which must not exist). */
-export async function runMetaOps(folder: string, count: number, signal: AbortSignal): Promise<MetaRates> {
+export async function runMetaOps(
+  folder: string,
+  count: number,
+  signal: AbortSignal,
+): Promise<MetaRates> {
   const script = fileURLToPath(import.meta.url);
   const result = await runChild(process.execPath, [script, folder, String(count)], {
     timeoutMs: TIMEOUT_MS_BASE + count * TIMEOUT_MS_PER_FILE,

@@ -3,8 +3,8 @@
  * serving a plain file on the same disk, both driven by nbdcopy, in the same run.
  *
  * Method: one random source file of VOLUME_BYTES (quick: QUICK_VOLUME_BYTES) in the temp
- * folder; for each server, `nbdcopy SOURCE URI` (in) then `nbdcopy URI OUT` (out), each
- * checked by SHA-256 against the source. shmr runs as `shmr mount` (its NBD server lives in
+ * folder; for each server, `nbdcopy SOURCE URI` into an empty target (a new volume; a freshly
+ * truncated file) (in), then `nbdcopy URI OUT` (out), checked by SHA-256 against the source. shmr runs as `shmr mount` (its NBD server lives in
  * the daemon) with one single-topology pool on a bucket in the same temp folder; nbdkit
  * serves a sparse file there. The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so
  * neither always runs on a warmer page cache; the best of ROUNDS rounds is reported, in MB/s
@@ -39,10 +39,11 @@ const START_WAIT_MS_MAX = 20_000;
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLI = join(REPO_ROOT, 'bin', 'shmr.js');
 
-/** One server under test: how to reach it. */
+/** One server under test: how to reach it, and how to give it a fresh, empty target. */
 interface Target {
   readonly label: string;
   readonly uri: string;
+  readonly reset: () => Promise<void>;
 }
 
 /** Best MB/s per direction. */
@@ -102,13 +103,16 @@ async function timedCopy(source: string, target: string, extra: readonly string[
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
+/** Copies in to an empty target, out again (checked), and in once more with --flush. */
 async function measure(target: Target, files: { source: string; out: string; digest: string }, bytes: number, best: Speeds): Promise<void> {
   const megabytes = bytes / 1e6;
+  await target.reset();
   const inSeconds = await timedCopy(files.source, target.uri);
   const outSeconds = await timedCopy(target.uri, files.out);
   const digest = await sha256Of(files.out);
   if (digest !== files.digest) throw new Error(`${target.label}: data read back differs from what was written`);
   rmSync(files.out, { force: true });
+  await target.reset();
   const inFlushSeconds = await timedCopy(files.source, target.uri, ['--flush']);
   best.inMBps = Math.max(best.inMBps, megabytes / inSeconds);
   best.outMBps = Math.max(best.outMBps, megabytes / outSeconds);
@@ -160,11 +164,24 @@ export async function runNbdBench(options: { quick: boolean }): Promise<void> {
     children.push(daemon);
     const shmrSocket = join(root, 'meta', 'nbd.sock');
     await waitFor(() => isSocketLive(shmrSocket), 'shmr mount', daemon);
-    await execFileAsync(process.execPath, [CLI, 'volume', 'create', 'bench', '--size', String(bytes), '--config', config]);
+    const cli = (args: string[]) => execFileAsync(process.execPath, [CLI, 'volume', ...args, '--config', config]);
+    await cli(['create', 'bench', '--size', String(bytes)]);
 
     const targets: Target[] = [
-      { label: 'nbdkit file', uri: `nbd+unix:///?socket=${nbdkitSocket}` },
-      { label: 'shmr volume', uri: `nbd+unix:///bench?socket=${shmrSocket}` },
+      {
+        label: 'nbdkit file', uri: `nbd+unix:///?socket=${nbdkitSocket}`,
+        reset: async () => {
+          truncateSync(plain, 0);
+          truncateSync(plain, bytes);
+        },
+      },
+      {
+        label: 'shmr volume', uri: `nbd+unix:///bench?socket=${shmrSocket}`,
+        reset: async () => {
+          await cli(['rm', 'bench']);
+          await cli(['create', 'bench', '--size', String(bytes)]);
+        },
+      },
     ];
     const best = targets.map((): Speeds => ({ inMBps: 0, outMBps: 0, inFlushMBps: 0 }));
     for (let round = 0; round < rounds; round++) {

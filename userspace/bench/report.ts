@@ -22,13 +22,26 @@ export interface Workload {
   readonly target: number;
 }
 
+/** The rows, in print order, with the issue's targets (shmr / mergerfs). */
 export const WORKLOADS: readonly Workload[] = [
-  { id: 'seq_write', label: 'seq write 1 MiB (end_fsync)', unit: 'MiB/s', test: 'seqwrite', target: 0.9 },
+  {
+    id: 'seq_write', label: 'seq write 1 MiB (end_fsync)', unit: 'MiB/s', test: 'seqwrite',
+    target: 0.9,
+  },
   { id: 'seq_read', label: 'seq read 1 MiB (cold)', unit: 'MiB/s', test: 'seqread', target: 1.0 },
-  { id: 'rand_read_1job', label: 'rand read 4 KiB, 1 job (warm)', unit: 'IOPS', test: 'randread1', target: 0.35 },
-  { id: 'rand_read_4jobs', label: 'rand read 4 KiB, 4 jobs (warm)', unit: 'IOPS', test: 'randread4', target: 0.7 },
+  {
+    id: 'rand_read_1job', label: 'rand read 4 KiB, 1 job (warm)', unit: 'IOPS', test: 'randread1',
+    target: 0.35,
+  },
+  {
+    id: 'rand_read_4jobs', label: 'rand read 4 KiB, 4 jobs (warm)', unit: 'IOPS', test: 'randread4',
+    target: 0.7,
+  },
   { id: 'rand_write', label: 'rand write 4 KiB', unit: 'IOPS', test: 'randwrite', target: 1.0 },
-  { id: 'create', label: 'create (open O_CREAT + close)', unit: 'ops/s', test: 'meta', target: 0.5 },
+  {
+    id: 'create', label: 'create (open O_CREAT + close)', unit: 'ops/s', test: 'meta',
+    target: 0.5,
+  },
   { id: 'stat', label: 'stat', unit: 'ops/s', test: 'meta', target: 1.0 },
   { id: 'unlink', label: 'unlink', unit: 'ops/s', test: 'meta', target: 0.8 },
 ];
@@ -66,7 +79,9 @@ export interface WorkloadSummary extends Workload {
 
 /** The median of the defined values, or undefined when there are none. */
 export function median(values: ReadonlyArray<number | null | undefined>): number | undefined {
-  const sorted = values.filter((value): value is number => typeof value === 'number').sort((a, b) => a - b);
+  const sorted = values
+    .filter((value): value is number => typeof value === 'number')
+    .sort((a, b) => a - b);
   if (sorted.length === 0) return undefined;
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1]! + sorted[middle]!) / 2;
@@ -102,7 +117,8 @@ export function summarize(
     }
     const shmrToRaw = ratio(medianBySystem.shmr, medianBySystem.raw);
     const shmrToMergerfs = ratio(medianBySystem.shmr, medianBySystem.mergerfs);
-    const verdict = shmrToMergerfs === undefined ? 'n/a' : shmrToMergerfs >= workload.target ? 'PASS' : 'MISS';
+    const isMet = shmrToMergerfs !== undefined && shmrToMergerfs >= workload.target;
+    const verdict = shmrToMergerfs === undefined ? 'n/a' : isMet ? 'PASS' : 'MISS';
     return {
       ...workload, rounds, median: medianBySystem, shmrToRaw, shmrToMergerfs, verdict,
       daemonUsPerOperation: cpuBySystem,
@@ -121,17 +137,20 @@ function formatRatio(value: number | undefined): string {
 
 /** The main table: rates, ratios, targets and verdicts. */
 export function formatTable(summaries: readonly WorkloadSummary[]): string {
-  const header = ['workload', 'unit', 'raw', 'mergerfs', 'shmr', 'shmr/raw', 'shmr/mfs', 'target', ''];
+  const header = [
+    'workload', 'unit', 'raw', 'mergerfs', 'shmr', 'shmr/raw', 'shmr/mfs', 'target', '',
+  ];
   const rows = summaries.map((summary) => [
-    summary.label, summary.unit,
-    formatRate(summary.median.raw), formatRate(summary.median.mergerfs), formatRate(summary.median.shmr),
+    summary.label, summary.unit, formatRate(summary.median.raw),
+    formatRate(summary.median.mergerfs), formatRate(summary.median.shmr),
     formatRatio(summary.shmrToRaw), formatRatio(summary.shmrToMergerfs),
     `>=${summary.target.toFixed(2)}x`, summary.verdict,
   ]);
   const widths = header.map((title, column) =>
     Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: readonly string[]) => `  ${cells.map((cell, column) =>
-    column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)).join('  ')}`.trimEnd();
+  const pad = (cell: string, column: number) =>
+    column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!);
+  const line = (cells: readonly string[]) => `  ${cells.map(pad).join('  ')}`.trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
 
@@ -156,7 +175,8 @@ export function formatLoadLine(cells: readonly CellRecord[], gateCorePercentMax:
   const background = cells.map((cell) => cell.backgroundCorePercent);
   const overCount = background.filter((value) => value >= gateCorePercentMax).length;
   const maximum = background.length === 0 ? 0 : Math.max(...background);
-  return `  background load before tests (% of one core): median ${formatRate(median(background))},` +
+  return '  background load before tests (% of one core): ' +
+    `median ${formatRate(median(background))},` +
     ` max ${formatRate(maximum)}; ${overCount} of ${cells.length} tests started above` +
     ` ${gateCorePercentMax} % after the gate's wait\n`;
 }

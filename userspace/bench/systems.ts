@@ -31,8 +31,10 @@ export const SYSTEM_NAMES = ['raw', 'mergerfs', 'shmr'] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
 /** mergerfs options of the peer, as the issue and the FUSE ceiling probes define them. */
-export const MERGERFS_OPTIONS =
-  'cache.files=partial,allow_other,use_ino,dropcacheonclose=true,category.create=mfs,fsname=bench-mergerfs';
+export const MERGERFS_OPTIONS = [
+  'cache.files=partial', 'allow_other', 'use_ino', 'dropcacheonclose=true', 'category.create=mfs',
+  'fsname=bench-mergerfs',
+].join(',');
 
 /** One system under test, ready to run workloads. */
 export interface BenchSystem {
@@ -82,7 +84,9 @@ class Daemon {
   readonly #logPath: string;
   #stopping: Promise<string[]> | undefined;
 
-  constructor(options: { label: string; command: string; args: string[]; mountPoint: string; logPath: string }) {
+  constructor(options: {
+    label: string; command: string; args: string[]; mountPoint: string; logPath: string;
+  }) {
     this.#label = options.label;
     this.#mountPoint = options.mountPoint;
     this.#logPath = options.logPath;
@@ -107,14 +111,19 @@ class Daemon {
   async waitMounted(): Promise<void> {
     const deadline = performance.now() + MOUNT_WAIT_MS_MAX;
     while (!isMountPoint(this.#mountPoint)) {
-      if (this.#child.exitCode !== null || this.#child.signalCode !== null || this.#child.pid === undefined) {
-        throw new Error(`${this.#label} exited before mounting ${this.#mountPoint}:\n${logTail(this.#logPath)}`);
+      const where = `${this.#label} at ${this.#mountPoint}`;
+      if (this.#hasExited() || this.#child.pid === undefined) {
+        throw new Error(`${where} exited before mounting:\n${logTail(this.#logPath)}`);
       }
       if (performance.now() > deadline) {
-        throw new Error(`${this.#label} did not mount ${this.#mountPoint} in time:\n${logTail(this.#logPath)}`);
+        throw new Error(`${where} did not mount in time:\n${logTail(this.#logPath)}`);
       }
       await sleep(MOUNT_POLL_MS);
     }
+  }
+
+  #hasExited(): boolean {
+    return this.#child.exitCode !== null || this.#child.signalCode !== null;
   }
 
   stop(): Promise<string[]> {
@@ -133,7 +142,8 @@ class Daemon {
   async #stopOnce(): Promise<string[]> {
     const problems: string[] = [];
     let lastError: string | undefined;
-    for (let attempt = 0; attempt < UNMOUNT_ATTEMPTS_MAX && isMountPoint(this.#mountPoint); attempt++) {
+    for (let attempt = 0; attempt < UNMOUNT_ATTEMPTS_MAX; attempt++) {
+      if (!isMountPoint(this.#mountPoint)) break;
       lastError = await this.#unmount([]);
       if (lastError !== undefined) await sleep(UNMOUNT_RETRY_MS);
     }
@@ -142,12 +152,14 @@ class Daemon {
       await this.#unmount(['-z']);
     }
     if (!(await waitExit(this.#child, EXIT_WAIT_MS_MAX))) {
-      problems.push(`${this.#label}: daemon still running ${EXIT_WAIT_MS_MAX / 1000} s after unmount; killed`);
+      const waitSec = EXIT_WAIT_MS_MAX / 1000;
+      problems.push(`${this.#label}: daemon still running ${waitSec} s after unmount; killed`);
       this.#child.kill('SIGTERM');
       if (!(await waitExit(this.#child, KILL_WAIT_MS_MAX))) this.#child.kill('SIGKILL');
       await waitExit(this.#child, KILL_WAIT_MS_MAX);
     } else if (this.#child.exitCode !== 0 && this.#child.exitCode !== null) {
-      problems.push(`${this.#label}: daemon exited with ${this.#child.exitCode}:\n${logTail(this.#logPath)}`);
+      const code = this.#child.exitCode;
+      problems.push(`${this.#label}: daemon exited with ${code}:\n${logTail(this.#logPath)}`);
     }
     return problems;
   }
@@ -181,7 +193,10 @@ function startRaw(root: string): Promise<BenchSystem> {
   }));
 }
 
-async function startMergerfs(root: string, register: (stop: () => Promise<string[]>) => void): Promise<BenchSystem> {
+async function startMergerfs(
+  root: string,
+  register: (stop: () => Promise<string[]>) => void,
+): Promise<BenchSystem> {
   const backing = join(root, 'backing');
   const mountPoint = join(root, 'mnt-mergerfs');
   await mkdir(join(backing, 'mergerfs'), { recursive: true });
@@ -211,7 +226,9 @@ function shmrConfig(folder: string): object {
     metadata_dir: join(folder, 'meta'),
     write_pool: 'ssd',
     pools: {
-      ssd: { topology: 'single', block_size: '1MiB', buckets: { ssd0: { path: join(folder, 'ssd0') } } },
+      ssd: {
+        topology: 'single', block_size: '1MiB', buckets: { ssd0: { path: join(folder, 'ssd0') } },
+      },
     },
   };
 }

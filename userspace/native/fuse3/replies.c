@@ -128,7 +128,7 @@ static bool read_entry(napi_env env, const double *o, struct fuse_entry_param *e
 static bool read_open(napi_env env, const double *o, struct fuse_file_info *fi, const char *op) {
   memset(fi, 0, sizeof *fi);
   if (!check_uint(env, o[OUT_FH], MAX_SAFE, op, "fh") ||
-      !check_uint(env, o[OUT_OPEN_FLAGS], 15, op, "open flags")) {
+      !check_uint(env, o[OUT_OPEN_FLAGS], OPEN_FLAGS_ALL, op, "open flags")) {
     return false;
   }
   unsigned flags = (unsigned)o[OUT_OPEN_FLAGS];
@@ -137,6 +137,7 @@ static bool read_open(napi_env env, const double *o, struct fuse_file_info *fi, 
   fi->keep_cache = (flags & OPEN_KEEP_CACHE) != 0;
   fi->nonseekable = (flags & OPEN_NONSEEKABLE) != 0;
   fi->cache_readdir = (flags & OPEN_CACHE_READDIR) != 0;
+  fi->noflush = (flags & OPEN_NOFLUSH) != 0;
   return true;
 }
 

@@ -55,7 +55,10 @@ enum {
 };
 
 /* OUT_OPEN_FLAGS bits */
-enum { OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_CACHE_READDIR = 8 };
+enum {
+  OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_CACHE_READDIR = 8,
+  OPEN_NOFLUSH = 16, OPEN_FLAGS_ALL = 31,
+};
 
 /* Operations with a JS dispatcher; the names are the LowLevelOps keys. */
 #define SHMR_OPS(X) \

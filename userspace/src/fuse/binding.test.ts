@@ -23,7 +23,7 @@ import {
 const run = promisify(execFile);
 const S_IFMT = 0o170000, S_IFDIR = 0o040000, S_IFREG = 0o100000, S_IFLNK = 0o120000, S_IFIFO = 0o010000;
 const MiB = 1024 * 1024;
-const XATTR_CREATE = 1, XATTR_REPLACE = 2, RENAME_NOREPLACE = 1;
+const XATTR_CREATE = 1, XATTR_REPLACE = 2, RENAME_NOREPLACE = 1, O_ACCMODE = 3; // fs.constants lacks O_ACCMODE
 
 /* ------------------------------------------------------------------ MemFs */
 
@@ -507,10 +507,10 @@ describe('FuseSession operations', () => {
       await (await fsp.open(path('new2'), constants.O_CREAT | constants.O_TRUNC | constants.O_RDWR | constants.O_APPEND, 0o600)).close();
       const [excl, trunc] = fs.seen.createFlags as [number, number];
       expect(excl & constants.O_EXCL).toBe(constants.O_EXCL);
-      expect(excl & constants.O_ACCMODE).toBe(constants.O_WRONLY);
+      expect(excl & O_ACCMODE).toBe(constants.O_WRONLY);
       expect(trunc & constants.O_TRUNC).toBe(constants.O_TRUNC);
       expect(trunc & constants.O_APPEND).toBe(constants.O_APPEND);
-      expect(trunc & constants.O_ACCMODE).toBe(constants.O_RDWR);
+      expect(trunc & O_ACCMODE).toBe(constants.O_RDWR);
       expect((await fsp.stat(path('new'))).mode & 0o7777).toBe(0o640 & ~process.umask());
       expect(await errnoOf(fsp.open(path('new'), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY))).toBe('EEXIST');
     }, {}, fs);
@@ -594,25 +594,28 @@ out("ok")`;
     const fs = new MemFs();
     fs.add(1, 'f', S_IFREG | 0o644);
     await withMount(async ({ path }) => {
+      // No child process may be started while this process holds a file open on its own
+      // mount (see binding.ts), so the JS-side handle is closed before python runs.
       const f = await fsp.open(path('f'), 'r+');
       try {
         fs.seen.getattrFh.length = 0;
         await f.stat();
-        // fstat goes through vfs_getattr without the file; the kernel sends the handle when it
-        // refreshes attributes for an open file, e.g. lseek(SEEK_END) / append. Accept either.
-        if (!fs.seen.getattrFh.some((fh) => fh !== undefined)) {
-          await py('fd = os.open(sys.argv[1], os.O_RDONLY); os.lseek(fd, 0, os.SEEK_END); os.fstat(fd); out("ok")', path('f'));
-        }
-        expect(fs.seen.getattrFh.some((fh) => fh !== undefined && fh >= 100)).toBe(true);
         await f.truncate(4321);
         const t = fs.seen.setattr.at(-1);
         expect(t?.changes.size).toBe(4321);
         expect(t?.fh).toBeGreaterThanOrEqual(100);
-        await fsp.truncate(path('f'), 10);
-        expect(fs.seen.setattr.at(-1)?.fh).toBeUndefined();
       } finally {
         await f.close();
       }
+      // fstat goes through vfs_getattr, which has no file; the kernel sends the handle when
+      // it refreshes attributes for an open file, e.g. lseek(SEEK_END). Accept either.
+      if (!fs.seen.getattrFh.some((fh) => fh !== undefined)) {
+        expect(await py('fd = os.open(sys.argv[1], os.O_RDONLY); out(os.lseek(fd, 0, os.SEEK_END)); os.close(fd)', path('f'))).toBe(4321);
+      }
+      expect(fs.seen.getattrFh.some((fh) => fh !== undefined && fh >= 100)).toBe(true);
+      expect(await py('os.truncate(sys.argv[1], 10); out("ok")', path('f'))).toBe('ok'); // by path: no handle
+      expect(fs.seen.setattr.at(-1)?.changes.size).toBe(10);
+      expect(fs.seen.setattr.at(-1)?.fh).toBeUndefined();
     }, {}, fs);
   }, 15_000);
 
@@ -629,17 +632,22 @@ out("ok")`;
     }, {}, fs);
   }, 15_000);
 
-  it('rename passes RENAME_NOREPLACE (renameat2) to the handler', async () => {
+  it('rename passes the renameat2 flags (RENAME_NOREPLACE, RENAME_EXCHANGE) to the handler', async () => {
     const fs = new MemFs();
     fs.add(1, 'a', S_IFREG | 0o644);
     fs.add(1, 'b', S_IFREG | 0o644);
     await withMount(async ({ path }) => {
       const renameat2 = 'check(libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), int(sys.argv[3]))); out("ok")';
-      expect(await py(renameat2, path('a'), path('b'), '1')).toEqual({ errno: Errno.EEXIST });
-      expect(fs.seen.renameFlags).toEqual([RENAME_NOREPLACE]);
       expect(await py(renameat2, path('a'), path('c'), '1')).toBe('ok');
+      expect(fs.seen.renameFlags).toEqual([RENAME_NOREPLACE]);
+      // The VFS itself refuses NOREPLACE onto a name it knows exists; hide 'b' from lookup
+      // so the request reaches the handler, which must refuse it.
+      fs.hook = (op, args) => { if (op === 'lookup' && args[1] === 'b') fail(Errno.ENOENT, 'lookup'); };
+      expect(await py(renameat2, path('c'), path('b'), '1')).toEqual({ errno: Errno.EEXIST });
+      fs.hook = undefined;
+      expect(await py(renameat2, path('c'), path('b'), '2')).toEqual({ errno: Errno.EINVAL }); // MemFs has no EXCHANGE
       await fsp.rename(path('c'), path('b'));
-      expect(fs.seen.renameFlags).toEqual([RENAME_NOREPLACE, RENAME_NOREPLACE, 0]);
+      expect(fs.seen.renameFlags).toEqual([RENAME_NOREPLACE, RENAME_NOREPLACE, 2, 0]);
       expect((await fsp.readdir(path())).sort()).toEqual(['b']);
     }, {}, fs);
   }, 15_000);
@@ -735,11 +743,13 @@ out("ok")`;
     const fs = new MemFs();
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
+      // Handlers are bound when the session is created, so the override comes first.
+      const f = fs.add(1, 'f', S_IFREG | 0o644);
+      const real = fs.lookup.bind(fs);
+      fs.lookup = (req, parent, name) => (name === 'f' ? { ino: f.ino, generation: 1, attr: { ino: f.ino } as Attr, entryTimeoutSec: 0, attrTimeoutSec: 0 } : real(req, parent, name));
       await withMount(async ({ session, path }) => {
-        fs.add(1, 'f', S_IFREG | 0o644);
-        const real = fs.getattr.bind(fs);
-        fs.getattr = (req, ino, fh) => (ino === 1 ? real(req, ino, fh) : { attr: { ino } as Attr, attrTimeoutSec: 0 });
         expect(await errnoOf(fsp.stat(path('f')))).toBe('EIO');
+        expect(String(stderr.mock.calls.at(-1)?.[0])).toMatch(/^shmr-fuse3: lookup handler failed, replying EIO: TypeError: Cannot read properties of undefined/);
         expect((await fsp.stat(path())).isDirectory()).toBe(true);
         expect(session.stats().exceptions).toBe(1);
       }, {}, fs);

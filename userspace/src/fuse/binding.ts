@@ -15,6 +15,12 @@
  *   request is the one blocked waiting for it, and the process deadlocks. The same holds
  *   for notifyInvalInode/notifyInvalEntry while the kernel may be waiting on us for the
  *   same inode or directory (see their comments).
+ * - Do not keep files of the mount open in this process while starting child processes:
+ *   libuv blocks the JS thread until the child has exec'ed, and the child's exec closes its
+ *   copies of those files, which may need a reply from us (FLUSH, or writeback with
+ *   writebackCache). Without a flush handler FLUSH is switched off (see putOpen). The same
+ *   goes for a process exit while such files are open: the exit can hang in the kernel. A
+ *   daemon should simply never open files on its own mount.
  * - `RequestContext` objects are fresh per request; handlers may keep them across awaits.
  *
  * Invariant: every request gets exactly one reply (forget: none). The addon hands out a
@@ -36,7 +42,11 @@ export interface Attr {
 }
 export interface Entry { ino: number; generation: number; attr: Attr; entryTimeoutSec: number; attrTimeoutSec: number }
 export interface AttrReply { attr: Attr; attrTimeoutSec: number }
-export interface OpenReply { fh: number; directIo?: boolean; keepCache?: boolean; nonSeekable?: boolean; cacheReaddir?: boolean }
+export interface OpenReply {
+  fh: number; directIo?: boolean; keepCache?: boolean; nonSeekable?: boolean; cacheReaddir?: boolean;
+  /** FOPEN_NOFLUSH: no FLUSH on close. Always set when the filesystem has no flush handler. */
+  noFlush?: boolean;
+}
 export interface SetattrChanges {
   mode?: number; uid?: number; gid?: number; size?: number;
   atime?: Timespec | 'now'; mtime?: Timespec | 'now'; ctime?: Timespec;
@@ -159,7 +169,7 @@ export function addonPath(): string {
 const IN_UID = 0, IN_GID = 1, IN_PID = 2, IN_UMASK = 3, A0 = 4;
 const OUT_ATTR_TIMEOUT = 15, OUT_ENTRY_INO = 16, OUT_GENERATION = 17, OUT_ENTRY_TIMEOUT = 18;
 const OUT_FH = 19, OUT_OPEN_FLAGS = 20, OUT_DIR_STRIDE = 3, OUT_DIR_MAX = 2048;
-const OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_CACHE_READDIR = 8;
+const OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_CACHE_READDIR = 8, OPEN_NOFLUSH = 16;
 const EXPECTED_LAYOUT: Record<string, number> = {
   IN_UID, IN_A0: A0, IN_LEN: 24, OUT_CTIME_NS: 14, OUT_ATTR_TIMEOUT, OUT_ENTRY_INO, OUT_GENERATION,
   OUT_ENTRY_TIMEOUT, OUT_FH, OUT_OPEN_FLAGS, OUT_DIR_STRIDE, OUT_DIR_MAX, OUT_LEN: OUT_DIR_STRIDE * OUT_DIR_MAX,
@@ -269,10 +279,20 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     OUT[OUT_ENTRY_TIMEOUT] = e.entryTimeoutSec;
   }
 
+  /*
+   * Without a flush handler libfuse would answer ENOSYS to the first FLUSH anyway; saying
+   * "no flush" up front also keeps a close() from ever waiting on this thread. That matters
+   * when this process forks (child_process) while it has files open on its own mount: the
+   * child closes its copies at exec (O_CLOEXEC) while libuv blocks the JS thread until the
+   * exec is done, and a FLUSH there could never be answered.
+   */
+  const alwaysNoFlush = ops.flush === undefined ? OPEN_NOFLUSH : 0;
+
   function putOpen(o: OpenReply): void {
     OUT[OUT_FH] = o.fh;
     OUT[OUT_OPEN_FLAGS] = (o.directIo === true ? OPEN_DIRECT_IO : 0) | (o.keepCache === true ? OPEN_KEEP_CACHE : 0)
-      | (o.nonSeekable === true ? OPEN_NONSEEKABLE : 0) | (o.cacheReaddir === true ? OPEN_CACHE_READDIR : 0);
+      | (o.nonSeekable === true ? OPEN_NONSEEKABLE : 0) | (o.cacheReaddir === true ? OPEN_CACHE_READDIR : 0)
+      | (o.noFlush === true ? OPEN_NOFLUSH : alwaysNoFlush);
   }
 
   /*

@@ -221,7 +221,11 @@ export function encodeGreeting(): Buffer {
 }
 
 /** One option reply: header and data. */
-export function encodeOptionReply(option: number, replyType: number, data: Buffer = Buffer.alloc(0)): Buffer {
+export function encodeOptionReply(
+  option: number,
+  replyType: number,
+  data: Buffer = Buffer.alloc(0),
+): Buffer {
   assert(data.byteLength <= 0xffff_ffff);
   const buffer = Buffer.alloc(OPTION_REPLY_HEADER_BYTES + data.byteLength);
   buffer.writeBigUInt64BE(NBD_OPTION_REPLY_MAGIC, 0);
@@ -248,7 +252,11 @@ export function encodeServerReply(name: string): Buffer {
 }
 
 /** NBD_REP_INFO with NBD_INFO_EXPORT: size and transmission flags. */
-export function encodeInfoExport(option: number, sizeBytes: number, transmissionFlags: number): Buffer {
+export function encodeInfoExport(
+  option: number,
+  sizeBytes: number,
+  transmissionFlags: number,
+): Buffer {
   const data = Buffer.alloc(12);
   data.writeUInt16BE(NbdInfo.EXPORT, 0);
   data.writeBigUInt64BE(BigInt(sizeBytes), 2);
@@ -285,15 +293,25 @@ export function encodeMetaContext(option: number, id: number, name: string): Buf
 }
 
 /** Reply to NBD_OPT_EXPORT_NAME: size, flags, and the 124 zeroes unless the client opted out. */
-export function encodeExportNameReply(sizeBytes: number, transmissionFlags: number, hasZeroes: boolean): Buffer {
-  const buffer = Buffer.alloc(EXPORT_NAME_REPLY_BYTES + (hasZeroes ? EXPORT_NAME_PADDING_BYTES : 0));
+export function encodeExportNameReply(
+  sizeBytes: number,
+  transmissionFlags: number,
+  hasZeroes: boolean,
+): Buffer {
+  const paddingBytes = hasZeroes ? EXPORT_NAME_PADDING_BYTES : 0;
+  const buffer = Buffer.alloc(EXPORT_NAME_REPLY_BYTES + paddingBytes);
   buffer.writeBigUInt64BE(BigInt(sizeBytes), 0);
   buffer.writeUInt16BE(transmissionFlags, 8);
   return buffer;
 }
 
 /** Writes a simple reply header at `offset` of `target`. The cookie is copied as 8 raw bytes. */
-export function writeSimpleReply(target: Buffer, offset: number, error: number, cookie: Buffer): void {
+export function writeSimpleReply(
+  target: Buffer,
+  offset: number,
+  error: number,
+  cookie: Buffer,
+): void {
   assert(cookie.byteLength === 8);
   target.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, offset);
   target.writeUInt32BE(error, offset + 4);
@@ -329,12 +347,17 @@ export function encodeErrorChunk(cookie: Buffer, error: NbdError, message: strin
 }
 
 /** A complete, final NBD_REPLY_TYPE_BLOCK_STATUS chunk for one context. */
-export function encodeBlockStatusChunk(cookie: Buffer, contextId: number, extents: readonly Extent[]): Buffer {
+export function encodeBlockStatusChunk(
+  cookie: Buffer,
+  contextId: number,
+  extents: readonly Extent[],
+): Buffer {
   assert(extents.length > 0);
   assert(extents.length <= BLOCK_STATUS_EXTENTS_MAX);
   const payloadBytes = 4 + 8 * extents.length;
   const buffer = Buffer.alloc(CHUNK_HEADER_BYTES + payloadBytes);
-  writeChunkHeader(buffer, 0, { flags: NBD_REPLY_FLAG_DONE, type: NbdReplyType.BLOCK_STATUS, cookie, payloadBytes });
+  const type = NbdReplyType.BLOCK_STATUS;
+  writeChunkHeader(buffer, 0, { flags: NBD_REPLY_FLAG_DONE, type, cookie, payloadBytes });
   buffer.writeUInt32BE(contextId, CHUNK_HEADER_BYTES);
   let offset = CHUNK_HEADER_BYTES + 4;
   for (const extent of extents) {
@@ -410,7 +433,7 @@ export interface GoRequest {
 export function parseGoOption(data: Buffer): GoRequest | string {
   if (data.byteLength < 6) return `option data of ${data.byteLength} bytes is shorter than 6`;
   const nameBytes = data.readUInt32BE(0);
-  if (nameBytes > data.byteLength - 6) return `export name length ${nameBytes} exceeds the option data`;
+  if (nameBytes > data.byteLength - 6) return `export name length ${nameBytes} exceeds the data`;
   const name = decodeString(data.subarray(4, 4 + nameBytes));
   if (name === undefined) return 'export name is not valid UTF-8 without NUL';
   const count = data.readUInt16BE(4 + nameBytes);
@@ -418,7 +441,9 @@ export function parseGoOption(data: Buffer): GoRequest | string {
     return `${count} information requests do not match the option length ${data.byteLength}`;
   }
   const infoRequests: number[] = [];
-  for (let index = 0; index < count; index++) infoRequests.push(data.readUInt16BE(4 + nameBytes + 2 + 2 * index));
+  for (let index = 0; index < count; index++) {
+    infoRequests.push(data.readUInt16BE(4 + nameBytes + 2 + 2 * index));
+  }
   return { name, infoRequests };
 }
 
@@ -432,30 +457,40 @@ export interface MetaContextRequest {
  * Parses meta context option data. Returns a reply type and message when it is invalid
  * (ERR_INVALID for bad syntax, ERR_TOO_BIG for too many queries).
  */
-export function parseMetaContextOption(data: Buffer): MetaContextRequest | { replyType: number; message: string } {
+export function parseMetaContextOption(
+  data: Buffer,
+): MetaContextRequest | { replyType: number; message: string } {
   const invalid = (message: string) => ({ replyType: NbdReply.ERR_INVALID, message });
-  if (data.byteLength < 8) return invalid(`option data of ${data.byteLength} bytes is shorter than 8`);
+  if (data.byteLength < 8) return invalid(`option data of ${data.byteLength} bytes, not 8`);
   const nameBytes = data.readUInt32BE(0);
-  if (nameBytes > data.byteLength - 8) return invalid(`export name length ${nameBytes} exceeds the option data`);
+  if (nameBytes > data.byteLength - 8) {
+    return invalid(`export name length ${nameBytes} exceeds the option data`);
+  }
   const name = decodeString(data.subarray(4, 4 + nameBytes));
   if (name === undefined) return invalid('export name is not valid UTF-8 without NUL');
   let offset = 4 + nameBytes;
   const count = data.readUInt32BE(offset);
   offset += 4;
-  if (count > META_QUERIES_MAX) return { replyType: NbdReply.ERR_TOO_BIG, message: `more than ${META_QUERIES_MAX} queries` };
+  if (count > META_QUERIES_MAX) {
+    return { replyType: NbdReply.ERR_TOO_BIG, message: `more than ${META_QUERIES_MAX} queries` };
+  }
   const queries: string[] = [];
   for (let index = 0; index < count; index++) {
     if (offset + 4 > data.byteLength) return invalid(`query ${index} lies beyond the option data`);
     const queryBytes = data.readUInt32BE(offset);
     offset += 4;
-    if (queryBytes > data.byteLength - offset) return invalid(`query ${index} length ${queryBytes} exceeds the option data`);
+    if (queryBytes > data.byteLength - offset) {
+      return invalid(`query ${index} length ${queryBytes} exceeds the option data`);
+    }
     const query = decodeString(data.subarray(offset, offset + queryBytes));
     offset += queryBytes;
     if (query === undefined) return invalid(`query ${index} is not valid UTF-8 without NUL`);
     if (!query.includes(':')) return invalid(`query "${query}" has no namespace`);
     queries.push(query);
   }
-  if (offset !== data.byteLength) return invalid(`${data.byteLength - offset} bytes follow the last query`);
+  if (offset !== data.byteLength) {
+    return invalid(`${data.byteLength - offset} bytes follow the last query`);
+  }
   return { name, queries };
 }
 
@@ -465,8 +500,7 @@ export function decodeString(bytes: Buffer): string | undefined {
   if (bytes.includes(0)) return undefined;
   const text = bytes.toString('utf8');
   // A round trip that changes the bytes means invalid UTF-8 was replaced.
-  if (Buffer.byteLength(text, 'utf8') !== bytes.byteLength || !Buffer.from(text, 'utf8').equals(bytes)) return undefined;
-  return text;
+  return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
 }
 
 /** The NBD error value for an errno (the protocol's mapping: EFBIG and EDQUOT are ENOSPC). */

@@ -68,7 +68,9 @@ export class ReceiveQueue {
 
   #start(target: Buffer | undefined, offset: number, bytes: number): Promise<void> {
     assert(this.#waiter === undefined, 'one read at a time');
-    const waiter: Waiter = { target, offset, remaining: bytes, resolve: () => undefined, reject: () => undefined };
+    const waiter: Waiter = {
+      target, offset, remaining: bytes, resolve: () => undefined, reject: () => undefined,
+    };
     this.#drainInto(waiter);
     if (waiter.remaining === 0) return Promise.resolve();
     if (this.#isClosed) return Promise.reject(new ClosedError());
@@ -102,7 +104,9 @@ export class ReceiveQueue {
       assert(chunk !== undefined);
       const available = chunk.byteLength - this.#head;
       const taken = Math.min(available, waiter.remaining);
-      if (waiter.target !== undefined) chunk.copy(waiter.target, waiter.offset, this.#head, this.#head + taken);
+      if (waiter.target !== undefined) {
+        chunk.copy(waiter.target, waiter.offset, this.#head, this.#head + taken);
+      }
       waiter.offset += taken;
       waiter.remaining -= taken;
       this.#queuedBytes -= taken;

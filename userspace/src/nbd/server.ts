@@ -41,7 +41,11 @@ export class NbdServer {
   #ownsSocketFile = false;
   #hasReportedFull = false;
 
-  private constructor(catalog: ExportCatalog, socketPath: string, report: (message: string) => void) {
+  private constructor(
+    catalog: ExportCatalog,
+    socketPath: string,
+    report: (message: string) => void,
+  ) {
     this.#catalog = catalog;
     this.#socketPath = socketPath;
     this.#report = report;
@@ -56,7 +60,8 @@ export class NbdServer {
     const server = new NbdServer(catalog, options.socketPath, report);
     try {
       await prepareSocketPath(options.socketPath);
-      await server.#listen((listener) => listener.listen(options.socketPath), `unix:${options.socketPath}`);
+      const { socketPath } = options;
+      await server.#listen((listener) => listener.listen(socketPath), `unix:${socketPath}`);
       server.#ownsSocketFile = true;
       chmodSync(options.socketPath, 0o600);
       if (options.tcp !== undefined) {
@@ -81,7 +86,8 @@ export class NbdServer {
       const address = listener.address();
       if (typeof address === 'string') return `unix:${address}`;
       if (address === null) return '(closed)';
-      return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return `${host}:${address.port}`;
     });
   }
 
@@ -99,18 +105,23 @@ export class NbdServer {
   }
 
   #accept(socket: Socket): void {
-    const peer = socket.remoteAddress === undefined ? `#${this.#nextId}` : `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
+    const peer = socket.remoteAddress === undefined
+      ? `#${this.#nextId}`
+      : `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
     this.#nextId += 1;
     socket.on('error', () => undefined);
     if (this.#isClosing || this.#connections.size >= CONNECTIONS_MAX) {
-      if (!this.#hasReportedFull && !this.#isClosing) this.#report(`nbd: ${CONNECTIONS_MAX} clients connected, refusing more`);
+      if (!this.#hasReportedFull && !this.#isClosing) {
+        this.#report(`nbd: ${CONNECTIONS_MAX} clients connected, refusing more`);
+      }
       this.#hasReportedFull = true;
       socket.destroy();
       return;
     }
     this.#hasReportedFull = false;
     socket.setNoDelay(true);
-    const connection = new NbdConnection(socket, { catalog: this.#catalog, payloads: this.#payloads, report: this.#report }, peer);
+    const context = { catalog: this.#catalog, payloads: this.#payloads, report: this.#report };
+    const connection = new NbdConnection(socket, context, peer);
     this.#connections.add(connection);
     void connection.serve().finally(() => this.#connections.delete(connection));
   }
@@ -118,7 +129,10 @@ export class NbdServer {
   /** Stops accepting, completes requests in flight, closes every connection. */
   async close(): Promise<void> {
     this.#isClosing = true;
-    await Promise.all(this.#listeners.map((listener) => new Promise<void>((resolve) => listener.close(() => resolve()))));
+    const closing = this.#listeners.map((listener) => new Promise<void>((resolve) => {
+      listener.close(() => resolve());
+    }));
+    await Promise.all(closing);
     this.#listeners.length = 0;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((resolve) => {
@@ -127,7 +141,9 @@ export class NbdServer {
     const drained = Promise.all([...this.#connections].map((connection) => connection.shutDown()));
     const outcome = await Promise.race([drained, deadline]);
     clearTimeout(timer);
-    if (outcome === 'timeout') this.#report(`nbd: requests still in flight after ${SHUTDOWN_WAIT_MS_MAX / 1000} s at shutdown`);
+    if (outcome === 'timeout') {
+      this.#report(`nbd: requests still in flight ${SHUTDOWN_WAIT_MS_MAX / 1000} s into shutdown`);
+    }
     if (this.#ownsSocketFile) removeSocketFile(this.#socketPath);
     this.#ownsSocketFile = false;
   }
@@ -141,7 +157,9 @@ async function prepareSocketPath(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!isSocket) throw new FsError(Errno.EEXIST, 'nbd listen', `${path} exists and is not a socket`);
+  if (!isSocket) {
+    throw new FsError(Errno.EEXIST, 'nbd listen', `${path} exists and is not a socket`);
+  }
   const isLive = await new Promise<boolean>((resolve) => {
     const probe = createConnection(path);
     probe.once('connect', () => {

@@ -55,7 +55,7 @@ export const FULL_SETTINGS: CoreSettings = {
 };
 export const QUICK_SETTINGS: CoreSettings = {
   rounds: 1, fileBytes: 256 * MIB, randomIoBytes: 64 * MIB, randomRuntimeSec: 5,
-  metaFileCount: 2_000, gateWaitSec: 10,
+  metaFileCount: 2_000, gateWaitSec: 5,
 };
 /** A test starts once other load is below this, in percent of one core (of 100 per core). */
 const GATE_BUSY_CORE_PERCENT_MAX = 25;

@@ -4,12 +4,13 @@
  *
  * Method: one random source file of VOLUME_BYTES (quick: QUICK_VOLUME_BYTES) in the temp
  * folder; for each server, `nbdcopy SOURCE URI` into an empty target (a new volume; a freshly
- * truncated file) (in), then `nbdcopy URI OUT` (out), checked by SHA-256 against the source. shmr runs as `shmr mount` (its NBD server lives in
- * the daemon) with one single-topology pool on a bucket in the same temp folder; nbdkit
- * serves a sparse file there. The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so
- * neither always runs on a warmer page cache; the best of ROUNDS rounds is reported, in MB/s
- * (10^6 bytes), with shmr's ratio to nbdkit. A third line copies in with `--flush` (data
- * durable before nbdcopy exits), for information. Target: ratio >= RATIO_TARGET both ways.
+ * truncated file) (in), then `nbdcopy URI OUT` (out), checked by SHA-256 against the source.
+ * shmr runs as `shmr mount` (its NBD server lives in the daemon) with one single-topology
+ * pool, 1 MiB blocks, its bucket in the same temp folder; nbdkit serves a sparse file there.
+ * The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so neither always runs on a
+ * warmer page cache; the best of ROUNDS rounds is reported, in MB/s (10^6 bytes), with shmr's
+ * ratio to nbdkit. A third line copies in with `--flush` (data durable before nbdcopy exits),
+ * for information. Target: ratio >= RATIO_TARGET both ways.
  *
  * Needs root, /dev/fuse, nbdkit and nbdcopy (apt-get install nbdkit libnbd-bin) and the
  * build; prints a skip line when something is missing. Run standalone:
@@ -18,8 +19,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import {
-  accessSync, closeSync, constants, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync,
-  writeFileSync, writeSync,
+  accessSync, closeSync, constants, createReadStream, existsSync, mkdirSync, mkdtempSync,
+  openSync, rmSync, truncateSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -53,6 +54,13 @@ interface Speeds {
   inFlushMBps: number;
 }
 
+/** The source image and where copies out go. */
+interface Files {
+  readonly source: string;
+  readonly out: string;
+  readonly digest: string;
+}
+
 /** Why the bench cannot run here, or undefined. */
 function missingRequirement(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (shmr mount)';
@@ -62,8 +70,10 @@ function missingRequirement(): string | undefined {
     return 'needs /dev/fuse';
   }
   if (!existsSync('/usr/bin/nbdcopy')) return 'needs nbdcopy (apt-get install libnbd-bin)';
-  if (!existsSync('/usr/sbin/nbdkit') && !existsSync('/usr/bin/nbdkit')) return 'needs nbdkit (apt-get install nbdkit)';
-  if (!existsSync(join(REPO_ROOT, 'dist', 'userspace', 'src', 'cli', 'main.js'))) return 'needs the build (npm run build)';
+  const hasNbdkit = existsSync('/usr/sbin/nbdkit') || existsSync('/usr/bin/nbdkit');
+  if (!hasNbdkit) return 'needs nbdkit (apt-get install nbdkit)';
+  const built = join(REPO_ROOT, 'dist', 'userspace', 'src', 'cli', 'main.js');
+  if (!existsSync(built)) return 'needs the build (npm run build)';
   return undefined;
 }
 
@@ -82,14 +92,19 @@ function writeRandomFile(path: string, bytes: number): void {
 
 async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const piece of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) hash.update(piece as Buffer);
+  const stream = createReadStream(path, { highWaterMark: 4 * 1024 * 1024 });
+  for await (const piece of stream) hash.update(piece as Buffer);
   return hash.digest('hex');
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, process: ChildProcess): Promise<void> {
+async function waitFor(
+  check: () => Promise<boolean>,
+  what: string,
+  child: ChildProcess,
+): Promise<void> {
   const deadline = Date.now() + START_WAIT_MS_MAX;
   while (Date.now() < deadline) {
-    if (process.exitCode !== null) throw new Error(`${what}: exited with ${process.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${what}: exited with ${child.exitCode}`);
     if (await check()) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -97,20 +112,24 @@ async function waitFor(check: () => Promise<boolean>, what: string, process: Chi
 }
 
 /** Seconds nbdcopy takes for one copy. */
-async function timedCopy(source: string, target: string, extra: readonly string[] = []): Promise<number> {
+async function timedCopy(
+  source: string,
+  target: string,
+  flags: readonly string[] = [],
+): Promise<number> {
   const started = process.hrtime.bigint();
-  await execFileAsync('nbdcopy', [...extra, source, target], { maxBuffer: 1024 * 1024 });
+  await execFileAsync('nbdcopy', [...flags, source, target], { maxBuffer: 1024 * 1024 });
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
 /** Copies in to an empty target, out again (checked), and in once more with --flush. */
-async function measure(target: Target, files: { source: string; out: string; digest: string }, bytes: number, best: Speeds): Promise<void> {
+async function measure(target: Target, files: Files, bytes: number, best: Speeds): Promise<void> {
   const megabytes = bytes / 1e6;
   await target.reset();
   const inSeconds = await timedCopy(files.source, target.uri);
   const outSeconds = await timedCopy(target.uri, files.out);
   const digest = await sha256Of(files.out);
-  if (digest !== files.digest) throw new Error(`${target.label}: data read back differs from what was written`);
+  if (digest !== files.digest) throw new Error(`${target.label}: read back differs from source`);
   rmSync(files.out, { force: true });
   await target.reset();
   const inFlushSeconds = await timedCopy(files.source, target.uri, ['--flush']);
@@ -126,11 +145,69 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
+/** nbdkit serving a sparse plain file in `root`. */
+async function startNbdkit(root: string, bytes: number, children: ChildProcess[]): Promise<Target> {
+  const plain = join(root, 'plain.img');
+  closeSync(openSync(plain, 'w'));
+  truncateSync(plain, bytes);
+  const socket = join(root, 'nbdkit.sock');
+  const args = ['--foreground', '--unix', socket, 'file', `file=${plain}`];
+  const nbdkit = spawn('nbdkit', args, { stdio: 'ignore' });
+  children.push(nbdkit);
+  await waitFor(() => isSocketLive(socket), 'nbdkit', nbdkit);
+  const reset = async () => {
+    truncateSync(plain, 0);
+    truncateSync(plain, bytes);
+  };
+  return { label: 'nbdkit file', uri: `nbd+unix:///?socket=${socket}`, reset };
+}
+
+/** A shmr daemon with one single-topology pool in `root`, serving volume "bench". */
+async function startShmr(root: string, bytes: number, children: ChildProcess[]): Promise<Target> {
+  for (const folder of ['mnt', 'bucket']) mkdirSync(join(root, folder));
+  const config = join(root, 'shmr.yaml');
+  writeFileSync(config, [
+    `mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`, 'write_pool: ssd', 'pools:',
+    '  ssd:', '    topology: single', '    block_size: 1MiB', '    buckets:',
+    `      ssd0: { path: ${root}/bucket }`, '',
+  ].join('\n'));
+  const log = openSync(join(root, 'daemon.log'), 'a');
+  const args = [CLI, 'mount', '--config', config];
+  const daemon = spawn(process.execPath, args, { stdio: ['ignore', log, log] });
+  closeSync(log);
+  children.push(daemon);
+  const socket = join(root, 'meta', 'nbd.sock');
+  await waitFor(() => isSocketLive(socket), 'shmr mount', daemon);
+  const volume = (more: string[]) =>
+    execFileAsync(process.execPath, [CLI, 'volume', ...more, '--config', config]);
+  await volume(['create', 'bench', '--size', String(bytes)]);
+  const reset = async () => {
+    await volume(['rm', 'bench']);
+    await volume(['create', 'bench', '--size', String(bytes)]);
+  };
+  return { label: 'shmr volume', uri: `nbd+unix:///bench?socket=${socket}`, reset };
+}
+
+function report(baseline: Speeds, shmr: Speeds): void {
+  const line = (label: string, key: keyof Speeds) => {
+    const ratio = (shmr[key] / baseline[key]).toFixed(2);
+    return `  ${label.padEnd(12)} nbdkit ${baseline[key].toFixed(0).padStart(6)} MB/s   ` +
+      `shmr ${shmr[key].toFixed(0).padStart(6)} MB/s   ratio ${ratio}x\n`;
+  };
+  process.stdout.write(line('in', 'inMBps') + line('out', 'outMBps'));
+  process.stdout.write(line('in, --flush', 'inFlushMBps'));
+  const worst = Math.min(shmr.inMBps / baseline.inMBps, shmr.outMBps / baseline.outMBps);
+  const verdict = worst >= RATIO_TARGET ? 'met' : 'NOT MET';
+  process.stdout.write(`  target: shmr >= ${RATIO_TARGET.toFixed(2)}x nbdkit in and out: ` +
+    `${verdict} (worst ${worst.toFixed(2)}x)\n`);
+}
+
 /** Runs the NBD comparison and prints it. */
 export async function runNbdBench(options: { quick: boolean }): Promise<void> {
   const bytes = options.quick ? QUICK_VOLUME_BYTES : VOLUME_BYTES;
   const rounds = options.quick ? QUICK_ROUNDS : ROUNDS;
-  process.stdout.write(`\nNBD: nbdcopy of a ${bytes / 1024 ** 2} MiB volume in and out, shmr daemon vs nbdkit file (best of ${rounds})\n`);
+  process.stdout.write(`\nNBD: nbdcopy of a ${bytes / 1024 ** 2} MiB volume in and out, ` +
+    `shmr daemon vs nbdkit file (best of ${rounds})\n`);
   const missing = missingRequirement();
   if (missing !== undefined) {
     process.stdout.write(`  skipped: ${missing}\n`);
@@ -142,63 +219,18 @@ export async function runNbdBench(options: { quick: boolean }): Promise<void> {
     const source = join(root, 'source.img');
     writeRandomFile(source, bytes);
     const files = { source, out: join(root, 'out.img'), digest: await sha256Of(source) };
-
-    // nbdkit file: a sparse plain file on the same disk.
-    const plain = join(root, 'plain.img');
-    closeSync(openSync(plain, 'w'));
-    truncateSync(plain, bytes);
-    const nbdkitSocket = join(root, 'nbdkit.sock');
-    const nbdkit = spawn('nbdkit', ['--foreground', '--unix', nbdkitSocket, 'file', `file=${plain}`], { stdio: 'ignore' });
-    children.push(nbdkit);
-    await waitFor(() => isSocketLive(nbdkitSocket), 'nbdkit', nbdkit);
-
-    // shmr: one single-topology pool with its bucket in the same folder.
-    for (const folder of ['mnt', 'bucket']) mkdirSync(join(root, folder));
-    const config = join(root, 'shmr.yaml');
-    const yaml = [`mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`, 'write_pool: ssd', 'pools:', '  ssd:',
-      '    topology: single', '    block_size: 1MiB', '    buckets:', `      ssd0: { path: ${root}/bucket }`, ''].join('\n');
-    writeFileSync(config, yaml);
-    const daemonLog = openSync(join(root, 'daemon.log'), 'a');
-    const daemon = spawn(process.execPath, [CLI, 'mount', '--config', config], { stdio: ['ignore', daemonLog, daemonLog] });
-    closeSync(daemonLog);
-    children.push(daemon);
-    const shmrSocket = join(root, 'meta', 'nbd.sock');
-    await waitFor(() => isSocketLive(shmrSocket), 'shmr mount', daemon);
-    const cli = (args: string[]) => execFileAsync(process.execPath, [CLI, 'volume', ...args, '--config', config]);
-    await cli(['create', 'bench', '--size', String(bytes)]);
-
-    const targets: Target[] = [
-      {
-        label: 'nbdkit file', uri: `nbd+unix:///?socket=${nbdkitSocket}`,
-        reset: async () => {
-          truncateSync(plain, 0);
-          truncateSync(plain, bytes);
-        },
-      },
-      {
-        label: 'shmr volume', uri: `nbd+unix:///bench?socket=${shmrSocket}`,
-        reset: async () => {
-          await cli(['rm', 'bench']);
-          await cli(['create', 'bench', '--size', String(bytes)]);
-        },
-      },
+    const targets = [
+      await startNbdkit(root, bytes, children), await startShmr(root, bytes, children),
     ];
     const best = targets.map((): Speeds => ({ inMBps: 0, outMBps: 0, inFlushMBps: 0 }));
     for (let round = 0; round < rounds; round++) {
-      for (const [index, target] of targets.entries()) await measure(target, files, bytes, best[index] as Speeds);
+      for (const [index, target] of targets.entries()) {
+        await measure(target, files, bytes, best[index] as Speeds);
+      }
     }
-    const [baseline, shmr] = best as [Speeds, Speeds];
-    const line = (label: string, key: keyof Speeds) =>
-      `  ${label.padEnd(16)} nbdkit ${baseline[key].toFixed(0).padStart(6)} MB/s   shmr ${shmr[key].toFixed(0).padStart(6)} MB/s   ` +
-      `ratio ${(shmr[key] / baseline[key]).toFixed(2)}x\n`;
-    process.stdout.write(line('in', 'inMBps'));
-    process.stdout.write(line('out', 'outMBps'));
-    process.stdout.write(line('in, --flush', 'inFlushMBps'));
-    const worst = Math.min(shmr.inMBps / baseline.inMBps, shmr.outMBps / baseline.outMBps);
-    process.stdout.write(`  target: shmr >= ${RATIO_TARGET.toFixed(2)}x nbdkit in and out: ${worst >= RATIO_TARGET ? 'met' : 'NOT MET'} ` +
-      `(worst ${worst.toFixed(2)}x)\n`);
+    report(best[0] as Speeds, best[1] as Speeds);
+    // A clean unmount: the daemon stores everything and exits 0.
     await execFileAsync('fusermount3', ['-u', join(root, 'mnt')]);
-    await new Promise((resolve) => (daemon.exitCode !== null ? resolve(undefined) : daemon.once('exit', resolve)));
   } finally {
     for (const child of children) await stop(child);
     await execFileAsync('fusermount3', ['-uz', join(root, 'mnt')]).catch(() => undefined);

@@ -73,7 +73,14 @@ function logTail(logPath: string): string {
 async function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return true;
   const exited = new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));
-  return Promise.race([exited, sleep(timeoutMs, false)]);
+  // The timer is cancelled once the race is decided, so it never holds the process open.
+  const timer = new AbortController();
+  const timedOut = sleep(timeoutMs, false, { signal: timer.signal }).catch(() => false);
+  try {
+    return await Promise.race([exited, timedOut]);
+  } finally {
+    timer.abort();
+  }
 }
 
 /** A FUSE daemon we started in the foreground, and its mount point. */

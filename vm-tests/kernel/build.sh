@@ -12,7 +12,8 @@
 #              trixie is ever installed on the host. Fallback: linux-source-6.12 (bookworm).
 #   kernel     tinyconfig + kernel.config (beside this file), `make LLVM=1 bzImage modules` in
 #              the build root under chroot. Key: source version + fragment + toolchain versions.
-#   module     kmod-spec/ built out of tree against that kernel (not cached: 2 s).
+#   module     kmod-spec/ built out of tree against that kernel (not cached: seconds), and a copy
+#              with one expectation of the vector manifest broken, which must refuse to load.
 #
 # Prints `KEY=VALUE` lines on stdout at the end (KERNEL_DIR, BZIMAGE, MODULE); progress on stderr.
 # Runs the heavy steps under `nice -n 19`. As root (debootstrap, chroot, mounts).
@@ -164,19 +165,43 @@ stage_kernel() {
   log "kernel: built in $((SECONDS - started)) s"
 }
 
-stage_module() {
-  local started=$SECONDS
-  local work=$BUILDROOT/build/kmod-spec
+# Builds kmod-spec/ into $BUILDROOT/build/$1 (a copy, so the clone stays clean); with a second
+# argument, first breaks one expectation of the manifest copy (the module must refuse to load).
+build_module() {
+  local name=$1 tamper=${2:-}
+  local work=$BUILDROOT/build/$name
   rm -rf "$work" && mkdir -p "$work"
   cp -r "$REPO/kmod-spec/." "$work/"
-  rm -f "$work"/*.ko "$work"/*.o
-  if ! in_root make -C "$KERNEL_OUT" M=/build/kmod-spec LLVM=1 modules >"$CACHE/module-build.log" 2>&1; then
-    cat "$CACHE/module-build.log" >&2
-    die "module build failed"
+  rm -f "$work"/*.ko "$work"/*.o "$work/vectors_table.rs"
+  if [[ -n $tamper ]]; then
+    python3 - "$work/generated/vectors/manifest.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+manifest = json.load(open(path))
+vector = next(v for v in manifest['vectors'] if v['name'] == 'shard-header-normal')
+vector['expect']['fields']['ino'] = hex(int(vector['expect']['fields']['ino'], 16) ^ 1)
+json.dump(manifest, open(path, 'w'), indent=2)
+PY
   fi
-  MODULE=$work/shmr.ko
-  [[ -f $MODULE ]] || die "no shmr.ko after the build"
+  if ! in_root make -C "$KERNEL_OUT" M="/build/$name" LLVM=1 modules >"$CACHE/$name-build.log" 2>&1; then
+    cat "$CACHE/$name-build.log" >&2
+    die "module build failed ($name)"
+  fi
+  [[ -f $work/shmr.ko ]] || die "no shmr.ko after the build ($name)"
+  if grep -q 'warning' "$CACHE/$name-build.log"; then
+    grep -A5 'warning' "$CACHE/$name-build.log" | head -60 >&2
+  fi
+}
+
+stage_module() {
+  local started=$SECONDS
+  build_module kmod-spec
+  MODULE=$BUILDROOT/build/kmod-spec/shmr.ko
   log "module: built in $((SECONDS - started)) s ($MODULE)"
+  started=$SECONDS
+  build_module kmod-spec-badvector tamper
+  MODULE_BADVECTOR=$BUILDROOT/build/kmod-spec-badvector/shmr.ko
+  log "module with a broken expectation: built in $((SECONDS - started)) s"
 }
 
 main() {
@@ -192,6 +217,7 @@ main() {
   [[ $what == kernel ]] && return
   stage_module
   echo "MODULE=$MODULE"
+  echo "MODULE_BADVECTOR=$MODULE_BADVECTOR"
 }
 
 main "$@"

@@ -128,7 +128,8 @@ static void want(struct fuse_conn_info *conn, unsigned cap, bool on) {
   else conn->want &= ~cap;
 }
 
-static void configure_conn(const session_config_t *c, struct fuse_conn_info *conn) {
+static void configure_conn(session_t *s, struct fuse_conn_info *conn) {
+  const session_config_t *c = &s->cfg;
   /* libfuse has already clamped max_write to its receive buffer (1 MiB); never raise it
      past that. It derives max_pages from max_write, so 1 MiB writes arrive whole. */
   if (c->max_write < conn->max_write) conn->max_write = c->max_write;
@@ -145,6 +146,7 @@ static void configure_conn(const session_config_t *c, struct fuse_conn_info *con
   want(conn, FUSE_CAP_ASYNC_READ, c->async_read);
   /* Lookups and readdirs of one directory concurrently: our handlers are asynchronous. */
   want(conn, FUSE_CAP_PARALLEL_DIROPS, c->parallel_dirops);
+  s->add_parallel_dirops = (conn->want & FUSE_CAP_PARALLEL_DIROPS) != 0;
   /* Kernel merges small writes into the page cache (big win for random writes) at the
      cost of extra SETATTR/GETATTR; opt-in because it changes open-flag semantics. */
   want(conn, FUSE_CAP_WRITEBACK_CACHE, c->writeback_cache);
@@ -176,7 +178,7 @@ static napi_value conn_object(napi_env env, const struct fuse_conn_info *conn) {
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
   s->got_init = true;
-  configure_conn(&s->cfg, conn);
+  configure_conn(s, conn);
   if (s->fn[OP_INIT] == NULL || !s->js_ok) return;
   napi_handle_scope scope;
   napi_open_handle_scope(s->env, &scope);

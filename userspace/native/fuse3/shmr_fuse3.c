@@ -13,14 +13,59 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "shmr_fuse3.h"
 
 #define DRAIN_MAX 64
 #define INIT_WAIT_MS 10000
+
+/* ---- unmount at process exit ---- */
+
+/*
+ * process.exit() and fatal exceptions end the main thread without running the environment
+ * cleanup hooks; the kernel would then close /dev/fuse and leave a dead mount ("Transport
+ * endpoint is not connected"). exit() still runs atexit handlers, so every mounted session
+ * is listed here and detached there. No JS and no libfuse callbacks run at that point.
+ */
+static pthread_mutex_t mounted_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+static session_t *mounted_head;
+
+static void unmount_all_at_exit(void) {
+  pthread_mutex_lock(&mounted_lock);
+  for (session_t *s = mounted_head; s != NULL; s = s->next_mounted) {
+    if (s->se != NULL) fuse_session_unmount(s->se);
+  }
+  mounted_head = NULL;
+  pthread_mutex_unlock(&mounted_lock);
+}
+
+static void register_atexit(void) { atexit(unmount_all_at_exit); }
+
+static void mounted_add(session_t *s) {
+  pthread_once(&atexit_once, register_atexit);
+  pthread_mutex_lock(&mounted_lock);
+  s->next_mounted = mounted_head;
+  mounted_head = s;
+  pthread_mutex_unlock(&mounted_lock);
+}
+
+static void mounted_remove(session_t *s) {
+  pthread_mutex_lock(&mounted_lock);
+  for (session_t **p = &mounted_head; *p != NULL; p = &(*p)->next_mounted) {
+    if (*p == s) {
+      *p = s->next_mounted;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&mounted_lock);
+}
 
 /* ---- freeing ---- */
 
@@ -89,6 +134,7 @@ static void session_close(session_t *s) {
   if (s->state == S_CLOSED) return;
   bool was_mounted = s->state == S_MOUNTED;
   s->state = S_CLOSED;
+  if (was_mounted) mounted_remove(s);
   if (s->poll_open) uv_poll_stop(&s->poll);
   pending_fail_session(&s->addon->table, s, EIO);
   if (s->se != NULL) {
@@ -152,6 +198,53 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_close_callback_scope(env, cs);
   napi_close_handle_scope(env, hs);
 }
+
+/* ---- device I/O ---- */
+
+/*
+ * libfuse before 3.17.1 never tells the kernel FUSE_PARALLEL_DIROPS, even when the
+ * filesystem wants it (fixed upstream by commit c9905341); the kernel then serialises all
+ * lookups and readdirs of a directory, so one slow asynchronous lookup stalls its siblings.
+ * We route device I/O through libfuse's custom-io hooks, remember which request is INIT,
+ * and add the flag to its reply when init asked for the capability. The layouts below are
+ * kernel ABI (linux/fuse.h), fixed since protocol 7.23.
+ */
+#define ABI_FUSE_INIT 26
+#define ABI_PARALLEL_DIROPS (1u << 18)
+#define ABI_INIT_OUT_FLAGS 12 /* offsetof(struct fuse_init_out, flags) */
+
+struct abi_in_header { uint32_t len, opcode; uint64_t unique; };
+struct abi_out_header { uint32_t len; int32_t error; uint64_t unique; };
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
+  session_t *s = userdata;
+  ssize_t n = read(fd, buf, len);
+  if (!s->got_init && n >= (ssize_t)sizeof(struct abi_in_header)) {
+    const struct abi_in_header *in = buf;
+    if (in->opcode == ABI_FUSE_INIT) s->init_unique = in->unique;
+  }
+  return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  session_t *s = userdata;
+  if (s->init_unique != 0 && count >= 2 && iov[0].iov_len >= sizeof(struct abi_out_header)) {
+    const struct abi_out_header *out = iov[0].iov_base;
+    if (out->unique == s->init_unique && out->error == 0 && s->add_parallel_dirops &&
+        iov[1].iov_len >= ABI_INIT_OUT_FLAGS + sizeof(uint32_t)) {
+      /* iov[1] points at do_init's own reply struct, which is writable. */
+      uint32_t flags;
+      char *reply = iov[1].iov_base;
+      memcpy(&flags, reply + ABI_INIT_OUT_FLAGS, sizeof flags);
+      flags |= ABI_PARALLEL_DIROPS;
+      memcpy(reply + ABI_INIT_OUT_FLAGS, &flags, sizeof flags);
+    }
+    if (out->unique == s->init_unique) s->init_unique = 0;
+  }
+  return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io device_io = { .writev = io_writev, .read = io_read };
 
 /* ---- mounting ---- */
 
@@ -219,6 +312,11 @@ static bool mount_steps(session_t *s, napi_value self, const char **why) {
     *why = "the mount failed";
     return false;
   }
+  /* Same fd; only the read/write functions change. libfuse closes the fd as before. */
+  if (fuse_session_custom_io(s->se, &device_io, fuse_session_fd(s->se)) != 0) {
+    *why = "cannot install the device I/O hooks";
+    return false;
+  }
   if (!answer_init(s, why) || !start_polling(s, why)) return false;
   napi_create_string_utf8(s->env, "shmr:fuse3", NAPI_AUTO_LENGTH, &name);
   if (napi_async_init(s->env, self, name, &s->actx) != napi_ok) {
@@ -256,7 +354,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   session_t *s = unwrap(env, argv[0]);
   if (s == NULL) return NULL;
-  if (s->state != S_NEW) return throw_error(env, "this FUSE session was already mounted");
+  if (s->state != S_NEW) return throw_error(env, "a FUSE session mounts only once (this one was mounted or failed already)");
   s->state = S_MOUNTING;
   const char *why = NULL;
   log_capture_begin();
@@ -270,6 +368,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   free(log);
   s->state = S_MOUNTED;
+  mounted_add(s);
   /* While mounted the session must not be collected even if JS drops every reference. */
   napi_reference_ref(env, s->self, NULL);
   napi_add_async_cleanup_hook(env, on_env_cleanup, s, &s->cleanup);

@@ -130,12 +130,15 @@ typedef struct session {
   session_state_t state;
   int depth;                    /* >0 while inside fuse_session_process_buf */
   bool got_init;
+  bool add_parallel_dirops;      /* see io_writev in shmr_fuse3.c */
+  uint64_t init_unique;         /* the INIT request's id until it is answered */
   napi_ref self;                /* the JS handle object: strong while mounted */
   napi_ref fn[OP_COUNT];        /* JS dispatchers; NULL where the filesystem has no handler */
   napi_ref on_closed;
   napi_ref init_error;          /* exception thrown by the init handler, rethrown by mount() */
   napi_async_context actx;
   double requests, replies;
+  struct session *next_mounted; /* process-wide list, for the atexit unmount */
 } session_t;
 
 /* pending.c */

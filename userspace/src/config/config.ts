@@ -223,7 +223,8 @@ function buildNbd(raw: RawConfig, baseDir: string, problems: string[]): Config['
     ? resolve(baseDir, raw.metadata_dir, 'nbd.sock')
     : resolve(baseDir, raw.nbd.socket);
   if (Buffer.byteLength(socketPath) > UNIX_SOCKET_PATH_BYTES_MAX) {
-    problems.push(`nbd.socket: ${socketPath} is longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes, the limit of a Unix socket path`);
+    problems.push(`nbd.socket: ${socketPath} is longer than ${UNIX_SOCKET_PATH_BYTES_MAX} bytes, ` +
+      'the limit of a Unix socket path');
   }
   const allowRemote = raw.nbd?.allow_remote ?? false;
   let listen: Config['nbd']['listen'];
@@ -232,7 +233,7 @@ function buildNbd(raw: RawConfig, baseDir: string, problems: string[]): Config['
     if (typeof parsed === 'string') {
       problems.push(`nbd.listen: ${parsed}`);
     } else if (!allowRemote && !isLoopback(parsed.host)) {
-      problems.push(`nbd.listen: ${raw.nbd.listen} is not a loopback address; NBD has no TLS here, ` +
+      problems.push(`nbd.listen: ${raw.nbd.listen} is not a loopback address; no TLS here, ` +
         'so serving other hosts needs nbd.allow_remote: true');
     } else {
       listen = Object.freeze(parsed);
@@ -249,7 +250,9 @@ function parseListen(text: string): { host: string; port: number } | string {
   const port = Number(match[3]);
   if (port < 1 || port > 65535) return `port ${port} is not between 1 and 65535`;
   if (match[1] !== undefined && isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
-  if (isIP(host) === 0 && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) return `"${host}" is not an address or host name`;
+  if (isIP(host) === 0 && !/^[A-Za-z0-9.-]{1,253}$/.test(host)) {
+    return `"${host}" is not an address or host name`;
+  }
   return { host, port };
 }
 
@@ -257,8 +260,8 @@ function parseListen(text: string): { host: string; port: number } | string {
 function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || /^(0{0,4}:){7}0{0,3}1$/.test(host) || /^::ffff:127\./i.test(host);
-  return false;
+  if (isIP(host) !== 6) return false;
+  return host === '::1' || /^(0{0,4}:){7}0{0,3}1$/.test(host) || /^::ffff:127\./i.test(host);
 }
 
 function buildPool(

@@ -21,10 +21,14 @@ export function scrubOptions(params: Record<string, unknown>): Omit<ScrubOptions
   };
 }
 
-export function controlMethods(fs: OpenFilesystem, volumeUsers: VolumeUsers = NO_VOLUME_USERS): Record<string, ControlMethod> {
+export function controlMethods(
+  fs: OpenFilesystem,
+  volumeUsers: VolumeUsers = NO_VOLUME_USERS,
+): Record<string, ControlMethod> {
   return {
     volumeCreate: async (params) => createVolume(fs, volumeCreateInput(params)),
-    volumeList: async () => listVolumes(fs).map((volume) => ({ ...volume, connections: volumeUsers.exportCount(volume.ino) })),
+    volumeList: async () => listVolumes(fs).map((volume) =>
+      ({ ...volume, connections: volumeUsers.exportCount(volume.ino) })),
     volumeRemove: async (params) => {
       await removeVolume(fs, String(params['name'] ?? ''), volumeUsers);
       return { removed: params['name'] };

@@ -34,7 +34,8 @@ export async function runMount(config: Config): Promise<number> {
   const catalog = new VolumeCatalog(fs);
   let nbd: NbdServer;
   try {
-    nbd = await NbdServer.start(catalog, { socketPath: config.nbd.socketPath, tcp: config.nbd.listen }, log.warn);
+    const listen = { socketPath: config.nbd.socketPath, tcp: config.nbd.listen };
+    nbd = await NbdServer.start(catalog, listen, log.warn);
   } catch (error) {
     fs.close();
     throw error;

@@ -467,6 +467,46 @@ describe('FuseSession mount lifecycle', () => {
     }
   }, 15_000);
 
+  it('an init handler that throws fails mount() with that error and leaves no mount', async () => {
+    const mnt = await tempDir();
+    const fs = new MemFs();
+    fs.init = () => { throw new Error('init refused'); };
+    const session = new FuseSession(fs, { mountpoint: mnt });
+    try {
+      expect(() => session.mount()).toThrow('init refused');
+      expect(mounted(mnt)).toBe(false);
+      await within(2000, 'closed after a failed init', session.closed);
+      expect(() => session.mount()).toThrow(/mounts only once/);
+    } finally {
+      await cleanupMount(session, mnt);
+    }
+  }, 15_000);
+
+  it('passes fsname and subtype (with commas) to the mount table', async () => {
+    await withMount(async ({ mnt }) => {
+      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === mnt);
+      expect(line).toMatch(/ - fuse\.sub,type my,fs /);
+    }, { fsName: 'my,fs', subtype: 'sub,type' });
+  }, 15_000);
+
+  it('rejects a dead FUSE mount as mountpoint with a clear error', async () => {
+    const mnt = await tempDir();
+    // A FUSE mount whose daemon is gone: python mounts with its /dev/fuse fd, then exits.
+    const dead = `
+fd = os.open("/dev/fuse", os.O_RDWR)
+opts = f"fd={fd},rootmode=40000,user_id=0,group_id=0".encode()
+check(libc.mount(b"deadfuse", sys.argv[1].encode(), b"fuse.deadtest", 0, opts))
+out("ok")`;
+    const session = new FuseSession(new MemFs(), { mountpoint: mnt });
+    try {
+      expect(await py(dead, mnt)).toBe('ok');
+      expect(mounted(mnt)).toBe(true);
+      expect(() => session.mount()).toThrow(new RegExp(`cannot mount FUSE filesystem at '${mnt}'.*Transport endpoint is not connected`));
+    } finally {
+      await cleanupMount(session, mnt);
+    }
+  }, 15_000);
+
   it('takes max_read from extraOptions for conn->max_read too, so INIT succeeds', async () => {
     await withMount(async ({ path }) => {
       expect((await fsp.stat(path())).isDirectory()).toBe(true);
@@ -590,7 +630,7 @@ out("ok")`;
     }, {}, fs);
   }, 30_000);
 
-  it('passes the file handle to getattr (fstat) and setattr (ftruncate)', async () => {
+  it('passes the file handle to getattr (attribute refresh of an open file) and setattr (ftruncate)', async () => {
     const fs = new MemFs();
     fs.add(1, 'f', S_IFREG | 0o644);
     await withMount(async ({ path }) => {
@@ -607,8 +647,8 @@ out("ok")`;
       } finally {
         await f.close();
       }
-      // fstat goes through vfs_getattr, which has no file; the kernel sends the handle when
-      // it refreshes attributes for an open file, e.g. lseek(SEEK_END). Accept either.
+      // fstat goes through vfs_getattr, which has no file (kernel 6.18 sends no handle); the
+      // kernel sends it when refreshing attributes of an open file, e.g. lseek(SEEK_END).
       if (!fs.seen.getattrFh.some((fh) => fh !== undefined)) {
         expect(await py('fd = os.open(sys.argv[1], os.O_RDONLY); out(os.lseek(fd, 0, os.SEEK_END)); os.close(fd)', path('f'))).toBe(4321);
       }
@@ -773,6 +813,15 @@ out("ok")`;
     }, {}, fs);
   }, 15_000);
 
+  it('an op without a handler gets ENOSYS', async () => {
+    const fs = new MemFs();
+    (fs as LowLevelOps).mkdir = undefined; // before the session binds the handlers
+    await withMount(async ({ path }) => {
+      expect(await errnoOf(fsp.mkdir(path('d')))).toBe('ENOSYS');
+      expect((await fsp.stat(path())).isDirectory()).toBe(true);
+    }, {}, fs);
+  }, 15_000);
+
   it('a handler taking 16 s still succeeds (no watchdog)', async () => {
     const fs = new MemFs();
     fs.add(1, 'slow', S_IFREG | 0o644).size = 16;
@@ -784,6 +833,32 @@ out("ok")`;
       expect(st.size).toBe(16);
     }, {}, fs);
   }, 30_000);
+
+  it('lookups in one directory run in parallel unless parallelDirops is false', async () => {
+    for (const parallelDirops of [true, false]) {
+      const fs = new MemFs();
+      fs.add(1, 'slow', S_IFREG | 0o644);
+      fs.add(1, 'quick', S_IFREG | 0o644);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      fs.hook = (op, args) => (op === 'lookup' && args[1] === 'slow' ? gate : undefined);
+      await withMount(async ({ path }) => {
+        try {
+          const slow = fsp.stat(path('slow'));
+          await sleep(100);
+          const quick = fsp.stat(path('quick')).then(() => 'done');
+          const outcome = await Promise.race([quick, sleep(1000).then(() => 'blocked')]);
+          // libfuse 3.14 drops this flag from INIT; the binding adds it back (io_writev).
+          expect(outcome).toBe(parallelDirops ? 'done' : 'blocked');
+          release();
+          await slow;
+          expect(await quick).toBe('done');
+        } finally {
+          release();
+        }
+      }, { parallelDirops }, fs);
+    }
+  }, 15_000);
 
   it('a reply after the session is gone is dropped safely', async () => {
     const fs = new MemFs();

@@ -235,12 +235,15 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   });
   const SYSTEM: RequestContext = Object.freeze({ uid: 0, gid: 0, pid: 0, umask: 0 });
 
+  /** Never throws: it runs in promise callbacks, where a throw would be an unhandled rejection. */
   function fail(h: number, op: OpName, error: unknown): void {
     let errno = expectedErrno(error);
     if (errno === 0) {
       counters.exceptions++;
-      process.stderr.write(`shmr-fuse3: ${op} handler failed, replying EIO: ${describe(error)}\n`);
       errno = EIO;
+      try {
+        process.stderr.write(`shmr-fuse3: ${op} handler failed, replying EIO: ${describe(error)}\n`);
+      } catch { /* a value whose stack or toString throws: the reply matters more */ }
     }
     n.replyErr(h, errno);
   }
@@ -254,10 +257,14 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   }
 
   function settle<T>(h: number, op: OpName, result: Result<T>, ok: Ok<T>, x = 0): void {
-    if (isThenable(result)) {
-      result.then((value) => finish(h, op, value, ok, x), (error: unknown) => fail(h, op, error));
-    } else {
+    if (!isThenable(result)) {
       finish(h, op, result, ok, x);
+      return;
+    }
+    try {
+      result.then((value) => finish(h, op, value, ok, x), (error: unknown) => fail(h, op, error));
+    } catch (error) {
+      fail(h, op, error); // a thenable whose then() throws
     }
   }
 

@@ -47,9 +47,14 @@ async function run(command: string, args: readonly string[], operation: string):
   } catch (error) {
     const failure = error as { code?: unknown; stderr?: string; killed?: boolean; message: string };
     if (failure.code === 'ENOENT') {
-      throw new FsError(Errno.ENOENT, operation, `${command} is not installed (Debian: apt-get install ${command === 'nbd-client' ? 'nbd-client' : 'kmod'})`);
+      const debianPackage = command === 'nbd-client' ? 'nbd-client' : 'kmod';
+      throw new FsError(Errno.ENOENT, operation,
+        `${command} is not installed (Debian: apt-get install ${debianPackage})`);
     }
-    if (failure.killed === true) throw new FsError(Errno.EIO, operation, `${command} took longer than ${COMMAND_TIMEOUT_MS / 1000} s`);
+    if (failure.killed === true) {
+      const seconds = COMMAND_TIMEOUT_MS / 1000;
+      throw new FsError(Errno.EIO, operation, `${command} took over ${seconds} s`);
+    }
     const detail = (failure.stderr ?? '').trim() || failure.message;
     throw new FsError(Errno.EIO, operation, `${command} ${args.join(' ')} failed: ${detail}`);
   }
@@ -89,7 +94,8 @@ function freeDevice(operation: string): string {
   for (const index of indexes) {
     if (!isConnected(index) && existsSync(`/dev/nbd${index}`)) return `/dev/nbd${index}`;
   }
-  throw new FsError(Errno.EBUSY, operation, `every NBD device is in use (${indexes.length} devices; modprobe nbd nbds_max=N for more)`);
+  throw new FsError(Errno.EBUSY, operation,
+    `every NBD device is in use (${indexes.length} devices; modprobe nbd nbds_max=N for more)`);
 }
 
 /** True when /dev/nbd<index> is attached (the kernel shows the client's pid or a size). */
@@ -104,7 +110,9 @@ function isConnected(index: number): boolean {
 
 function deviceIndex(device: string, operation: string): number {
   const match = NBD_DEVICE_PATTERN.exec(device);
-  if (match === null) throw new FsError(Errno.EINVAL, operation, `"${device}" is not an NBD device (/dev/nbdN)`);
+  if (match === null) {
+    throw new FsError(Errno.EINVAL, operation, `"${device}" is not an NBD device (/dev/nbdN)`);
+  }
   return Number(match[1]);
 }
 
@@ -125,21 +133,27 @@ export async function attachVolume(options: AttachOptions): Promise<string> {
   const operation = 'volume attach';
   const blockBytes = options.blockBytes ?? 4096;
   if (!KERNEL_BLOCK_SIZES.includes(blockBytes)) {
-    throw new FsError(Errno.EINVAL, operation, `block size ${blockBytes}: the kernel takes ${KERNEL_BLOCK_SIZES.join(', ')}`);
+    throw new FsError(Errno.EINVAL, operation,
+      `block size ${blockBytes}: the kernel takes ${KERNEL_BLOCK_SIZES.join(', ')}`);
   }
   const connections = options.connections ?? 1;
   if (!Number.isInteger(connections) || connections < 1 || connections > 16) {
     throw new FsError(Errno.EINVAL, operation, `connections ${connections}: 1 to 16`);
   }
   if (!(await isSocketLive(options.socketPath))) {
-    throw new FsError(Errno.ENOENT, operation, `no daemon serves NBD at ${options.socketPath}: mount the filesystem first (shmr mount)`);
+    throw new FsError(Errno.ENOENT, operation,
+      `no daemon serves NBD at ${options.socketPath}: mount the filesystem first (shmr mount)`);
   }
   await requireNbdDriver(operation);
   const device = options.device ?? freeDevice(operation);
   const index = deviceIndex(device, operation);
   if (!existsSync(device)) throw new FsError(Errno.ENOENT, operation, `${device} does not exist`);
-  if (isConnected(index)) throw new FsError(Errno.EBUSY, operation, `${device} is already attached (shmr volume detach ${device})`);
-  const args = ['-unix', options.socketPath, device, '-name', options.name, '-block-size', String(blockBytes)];
+  if (isConnected(index)) {
+    throw new FsError(Errno.EBUSY, operation,
+      `${device} is attached already (shmr volume detach ${device})`);
+  }
+  const args = ['-unix', options.socketPath, device, '-name', options.name];
+  args.push('-block-size', String(blockBytes));
   if (connections > 1) args.push('-connections', String(connections));
   if (options.isReadOnly === true) args.push('-readonly');
   await run('nbd-client', args, operation);
@@ -151,7 +165,8 @@ export async function detachVolume(device: string): Promise<void> {
   const operation = 'volume detach';
   const index = deviceIndex(device, operation);
   if (!hasNbdDriver()) {
-    throw new FsError(Errno.ENODEV, operation, 'the nbd kernel module is not loaded, so no device is attached');
+    throw new FsError(Errno.ENODEV, operation,
+      'the nbd kernel module is not loaded: nothing is attached');
   }
   if (!existsSync(device)) throw new FsError(Errno.ENOENT, operation, `${device} does not exist`);
   if (!isConnected(index)) throw new FsError(Errno.EINVAL, operation, `${device} is not attached`);

@@ -2,4 +2,5 @@
 export * from './attach.js';
 export type { ExportCatalog, ExportDescription, NbdExport } from './export.js';
 export { NbdServer, type NbdListenOptions } from './server.js';
+export { VolumeCatalog } from './volume-catalog.js';
 export * from './volumes.js';

@@ -7,19 +7,25 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Errno } from '../errno.js';
 import {
-  decodeRequest, decodeString, encodeBlockStatusChunk, encodeErrorChunk, encodeExportNameReply, encodeGreeting,
-  encodeInfoBlockSize, encodeInfoExport, encodeMetaContext, encodeOptionError, encodeServerReply, META_QUERIES_MAX,
-  NBD_REQUEST_MAGIC, NbdError, NbdOption, NbdReply, nbdErrorOf, parseGoOption, parseMetaContextOption, REQUEST_BYTES,
-  STRING_BYTES_MAX, writeSimpleReply,
+  decodeRequest, decodeString, encodeBlockStatusChunk, encodeErrorChunk, encodeExportNameReply,
+  encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeMetaContext, encodeOptionError,
+  encodeServerReply, META_QUERIES_MAX, NBD_REQUEST_MAGIC, NbdError, NbdOption, NbdReply,
+  nbdErrorOf, parseGoOption, parseMetaContextOption, REQUEST_BYTES, STRING_BYTES_MAX,
+  writeSimpleReply,
 } from './protocol.js';
 
-function goData(name: string, infos: number[], options: { nameBytes?: number; count?: number } = {}): Buffer {
+function goData(
+  name: string,
+  infos: number[],
+  options: { nameBytes?: number; count?: number } = {},
+): Buffer {
   const nameBuffer = Buffer.from(name);
   const data = Buffer.alloc(4 + nameBuffer.byteLength + 2 + 2 * infos.length);
   data.writeUInt32BE(options.nameBytes ?? nameBuffer.byteLength, 0);
   nameBuffer.copy(data, 4);
   data.writeUInt16BE(options.count ?? infos.length, 4 + nameBuffer.byteLength);
-  infos.forEach((info, index) => data.writeUInt16BE(info, 4 + nameBuffer.byteLength + 2 + 2 * index));
+  const first = 4 + nameBuffer.byteLength + 2;
+  infos.forEach((info, index) => data.writeUInt16BE(info, first + 2 * index));
   return data;
 }
 
@@ -61,17 +67,19 @@ describe('nbd protocol encoders', () => {
     expect(info.readUInt16BE(20)).toBe(0);
     expect(info.readBigUInt64BE(22)).toBe(2n ** 40n + 4096n);
     expect(info.readUInt16BE(30)).toBe(0x1234);
-    const sizes = encodeInfoBlockSize(NbdOption.GO, { minimumBytes: 1, preferredBytes: 4096, payloadBytesMax: 2 ** 25 });
+    const blockSizes = { minimumBytes: 1, preferredBytes: 4096, payloadBytesMax: 2 ** 25 };
+    const sizes = encodeInfoBlockSize(NbdOption.GO, blockSizes);
     expect(sizes.readUInt32BE(16)).toBe(14);
-    expect([sizes.readUInt16BE(20), sizes.readUInt32BE(22), sizes.readUInt32BE(26), sizes.readUInt32BE(30)])
-      .toEqual([3, 1, 4096, 2 ** 25]);
+    expect(sizes.readUInt16BE(20)).toBe(3);
+    expect([22, 26, 30].map((at) => sizes.readUInt32BE(at))).toEqual([1, 4096, 2 ** 25]);
     const meta = encodeMetaContext(NbdOption.SET_META_CONTEXT, 1, 'base:allocation');
     expect(meta.readUInt32BE(20)).toBe(1);
     expect(meta.subarray(24).toString()).toBe('base:allocation');
   });
 
   it('cuts long error messages to the string limit on a character boundary', () => {
-    const reply = encodeOptionError(NbdOption.LIST, NbdReply.ERR_INVALID, 'é'.repeat(STRING_BYTES_MAX));
+    const message = 'é'.repeat(STRING_BYTES_MAX);
+    const reply = encodeOptionError(NbdOption.LIST, NbdReply.ERR_INVALID, message);
     const text = reply.subarray(20);
     expect(text.byteLength).toBeLessThanOrEqual(STRING_BYTES_MAX);
     expect(decodeString(text)).toBeDefined();
@@ -96,11 +104,11 @@ describe('nbd protocol encoders', () => {
     expect(error.readUInt32BE(16)).toBe(10);
     expect(error.readUInt32BE(20)).toBe(28);
     expect(error.readUInt16BE(24)).toBe(4);
-    const status = encodeBlockStatusChunk(cookie, 1, [{ lengthBytes: 4096, flags: 3 }, { lengthBytes: 512, flags: 0 }]);
+    const extents = [{ lengthBytes: 4096, flags: 3 }, { lengthBytes: 512, flags: 0 }];
+    const status = encodeBlockStatusChunk(cookie, 1, extents);
     expect(status.readUInt16BE(6)).toBe(5);
     expect(status.readUInt32BE(16)).toBe(4 + 16);
-    expect([status.readUInt32BE(20), status.readUInt32BE(24), status.readUInt32BE(28), status.readUInt32BE(32)])
-      .toEqual([1, 4096, 3, 512]);
+    expect([20, 24, 28, 32].map((at) => status.readUInt32BE(at))).toEqual([1, 4096, 3, 512]);
   });
 });
 
@@ -138,11 +146,13 @@ describe('nbd protocol decoders', () => {
     expect(parseMetaContextOption(metaData('vm', ['base:allocation', 'qemu:dirty-bitmap:x'])))
       .toEqual({ name: 'vm', queries: ['base:allocation', 'qemu:dirty-bitmap:x'] });
     expect(parseMetaContextOption(metaData('vm', []))).toEqual({ name: 'vm', queries: [] });
-    const invalid = (data: Buffer) => (parseMetaContextOption(data) as { replyType: number }).replyType;
+    const invalid = (data: Buffer) =>
+      (parseMetaContextOption(data) as { replyType: number }).replyType;
     expect(invalid(Buffer.alloc(7))).toBe(NbdReply.ERR_INVALID);
     expect(invalid(metaData('vm', ['base:allocation'], { count: 2 }))).toBe(NbdReply.ERR_INVALID);
     expect(invalid(metaData('vm', ['no-colon']))).toBe(NbdReply.ERR_INVALID);
-    expect(invalid(Buffer.concat([metaData('vm', ['base:']), Buffer.alloc(3)]))).toBe(NbdReply.ERR_INVALID);
+    const trailing = Buffer.concat([metaData('vm', ['base:']), Buffer.alloc(3)]);
+    expect(invalid(trailing)).toBe(NbdReply.ERR_INVALID);
     expect(invalid(metaData('vm', [], { count: META_QUERIES_MAX + 1 }))).toBe(NbdReply.ERR_TOO_BIG);
     const truncated = metaData('vm', ['base:allocation']);
     truncated.writeUInt32BE(1000, 10);
@@ -153,7 +163,9 @@ describe('nbd protocol decoders', () => {
     for (let round = 0; round < 20_000; round++) {
       const data = randomBytes(Math.floor(Math.random() * 64));
       // Small random lengths make the length fields plausible now and then.
-      if (data.byteLength >= 4 && Math.random() < 0.5) data.writeUInt32BE(Math.floor(Math.random() * data.byteLength), 0);
+      if (data.byteLength >= 4 && Math.random() < 0.5) {
+        data.writeUInt32BE(Math.floor(Math.random() * data.byteLength), 0);
+      }
       expect(() => parseGoOption(data)).not.toThrow();
       expect(() => parseMetaContextOption(data)).not.toThrow();
     }

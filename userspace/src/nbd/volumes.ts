@@ -1,7 +1,7 @@
 /**
- * Volumes: block devices stored as shmr files, and the export catalog that serves them over
- * NBD. A volume NAME is the regular file `/.volumes/NAME` (mode 0600 in a 0700 directory),
- * its size the volume size, so it is placed, cached, scrubbed and repaired like any file.
+ * Volumes: block devices stored as shmr files (volume-catalog.ts serves them over NBD). A
+ * volume NAME is the regular file `/.volumes/NAME` (mode 0600 in a 0700 directory), its size
+ * the volume size, so it is placed, cached, scrubbed and repaired like any file.
  *
  * Invariants:
  * - A volume's name matches VOLUME_NAME_PATTERN; nothing else under /.volumes is a volume
@@ -10,9 +10,6 @@
  *   kernel with 4 KiB logical blocks included, can address all of it.
  * - A volume being served is never removed (EBUSY); its blocks are freed at removal unless a
  *   handle through the mount still has it open (the mount frees it at the last close).
- * - All connections to one volume share one group-commit of durable flushes, so concurrent
- *   FLUSH and FUA requests cost one fsync pass, and each waits for a pass that started after
- *   it arrived.
  * - Volumes live in the write pool: other pools, topologies and block sizes come with tiering.
  */
 import { assert } from '../assert.js';
@@ -20,10 +17,10 @@ import { formatTopology, parseTopology } from '../config/index.js';
 import { Errno, FsError } from '../errno.js';
 import type { FileStore } from '../file/index.js';
 import { FILE_BYTES_MAX } from '../limits.js';
-import { isDirectory, isRegular, ROOT_INO, S_IFDIR, S_IFREG, type MetaStore } from '../meta/index.js';
+import {
+  isDirectory, isRegular, ROOT_INO, S_IFDIR, S_IFREG, type MetaStore,
+} from '../meta/index.js';
 import type { Pools } from '../pool/index.js';
-import type { ExportCatalog, NbdExport } from './export.js';
-import { NBD_STATE_HOLE, NBD_STATE_ZERO, type Extent } from './protocol.js';
 
 /** The root-level directory holding volumes. */
 export const VOLUMES_DIRECTORY = '.volumes';
@@ -32,13 +29,10 @@ export const VOLUME_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 /** Volume sizes are multiples of this. */
 export const VOLUME_SIZE_ALIGN_BYTES = 4096;
 /** Largest volume: the largest file, rounded down to the alignment. */
-export const VOLUME_BYTES_MAX = Math.floor(FILE_BYTES_MAX / VOLUME_SIZE_ALIGN_BYTES) * VOLUME_SIZE_ALIGN_BYTES;
+export const VOLUME_BYTES_MAX =
+  Math.floor(FILE_BYTES_MAX / VOLUME_SIZE_ALIGN_BYTES) * VOLUME_SIZE_ALIGN_BYTES;
 /** Directory entries read per batch when listing. */
 const LIST_BATCH_MAX = 1024;
-/** Blocks of the block map one BLOCK_STATUS looks at; the client asks again for the rest. */
-const BLOCK_STATUS_BLOCKS_MAX = 65536;
-/** Zeroes written per call for WRITE_ZEROES with NO_HOLE. Never written to. */
-const ZEROES = Buffer.alloc(1024 * 1024);
 
 /** The parts of an open filesystem volumes need. */
 export interface VolumeStore {
@@ -86,8 +80,8 @@ export const NO_VOLUME_USERS: VolumeUsers = {
 /** Throws EINVAL unless `name` is a valid volume name. */
 export function checkVolumeName(name: string): void {
   if (!VOLUME_NAME_PATTERN.test(name)) {
-    throw new FsError(Errno.EINVAL, 'volume', `"${name}" is not a volume name: 1 to 64 of A-Z a-z 0-9 _ . -, ` +
-      'not starting with . or -');
+    throw new FsError(Errno.EINVAL, 'volume',
+      `"${name}" is not a volume name: 1 to 64 of A-Z a-z 0-9 _ . -, not starting with . or -`);
   }
 }
 
@@ -95,9 +89,12 @@ export function checkVolumeName(name: string): void {
 export function volumeCreateInput(params: Record<string, unknown>): VolumeCreateInput {
   const { name, sizeBytes, pool, topology, blockBytes } = params;
   if (typeof name !== 'string') throw new FsError(Errno.EINVAL, 'volume create', 'name missing');
-  if (typeof sizeBytes !== 'number') throw new FsError(Errno.EINVAL, 'volume create', 'size missing');
+  if (typeof sizeBytes !== 'number') {
+    throw new FsError(Errno.EINVAL, 'volume create', 'size missing');
+  }
   const optionalString = (value: unknown, key: string) => {
-    if (value === undefined || value === null || typeof value === 'string') return value ?? undefined;
+    if (value === undefined || value === null) return undefined;
+    if (typeof value === 'string') return value;
     throw new FsError(Errno.EINVAL, 'volume create', `${key} must be a string`);
   };
   if (blockBytes !== undefined && blockBytes !== null && typeof blockBytes !== 'number') {
@@ -115,18 +112,27 @@ export function volumeCreateInput(params: Record<string, unknown>): VolumeCreate
  * Throws EEXIST, EINVAL (name, size, unknown pool or topology) or EOPNOTSUPP (a placement
  * other than the write pool's, which only tiering will offer).
  */
-export async function createVolume(store: VolumeStore, input: VolumeCreateInput): Promise<VolumeInfo> {
+export async function createVolume(
+  store: VolumeStore,
+  input: VolumeCreateInput,
+): Promise<VolumeInfo> {
   checkVolumeName(input.name);
   checkPlacement(store.pools, input);
   const { sizeBytes } = input;
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % VOLUME_SIZE_ALIGN_BYTES !== 0) {
-    throw new FsError(Errno.EINVAL, 'volume create', `size ${sizeBytes} must be a positive multiple of ${VOLUME_SIZE_ALIGN_BYTES} bytes`);
+  const isAligned = Number.isSafeInteger(sizeBytes) && sizeBytes % VOLUME_SIZE_ALIGN_BYTES === 0;
+  if (!isAligned || sizeBytes <= 0) {
+    throw new FsError(Errno.EINVAL, 'volume create',
+      `size ${sizeBytes} must be a positive multiple of ${VOLUME_SIZE_ALIGN_BYTES} bytes`);
   }
-  if (sizeBytes > VOLUME_BYTES_MAX) throw new FsError(Errno.EFBIG, 'volume create', `size ${sizeBytes} exceeds ${VOLUME_BYTES_MAX}`);
+  if (sizeBytes > VOLUME_BYTES_MAX) {
+    throw new FsError(Errno.EFBIG, 'volume create',
+      `size ${sizeBytes} exceeds ${VOLUME_BYTES_MAX}`);
+  }
   const directory = volumesDirectory(store.meta, { create: true });
   assert(directory !== undefined);
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-  const inode = store.meta.createInode({ parent: directory, name: input.name, mode: S_IFREG | 0o600, ...owner });
+  const mode = S_IFREG | 0o600;
+  const inode = store.meta.createInode({ parent: directory, name: input.name, mode, ...owner });
   await store.files.truncate(inode.ino, sizeBytes);
   await store.files.flush(inode.ino, { sync: true });
   store.files.release(inode.ino);
@@ -140,21 +146,28 @@ function checkPlacement(pools: Pools, input: VolumeCreateInput): void {
   const later = 'volumes live in the write pool until tiering places files in other pools';
   if (input.pool !== undefined && input.pool !== writePool.name) {
     if (!pools.all.some((pool) => pool.name === input.pool)) {
-      throw new FsError(Errno.EINVAL, 'volume create', `unknown pool "${input.pool}" (pools: ${pools.all.map((pool) => pool.name).join(', ')})`);
+      const known = pools.all.map((pool) => pool.name).join(', ');
+      throw new FsError(Errno.EINVAL, 'volume create',
+        `unknown pool "${input.pool}" (pools: ${known})`);
     }
-    throw new FsError(Errno.EOPNOTSUPP, 'volume create', `--pool ${input.pool}: ${later} (write pool: ${writePool.name})`);
+    throw new FsError(Errno.EOPNOTSUPP, 'volume create',
+      `--pool ${input.pool}: ${later} (write pool: ${writePool.name})`);
   }
   if (input.topology !== undefined) {
     const topology = parseTopology(input.topology);
-    if (typeof topology === 'string') throw new FsError(Errno.EINVAL, 'volume create', `--topology: ${topology}`);
+    if (typeof topology === 'string') {
+      throw new FsError(Errno.EINVAL, 'volume create', `--topology: ${topology}`);
+    }
     if (formatTopology(topology) !== formatTopology(writePool.topology)) {
       throw new FsError(Errno.EOPNOTSUPP, 'volume create',
-        `--topology ${input.topology}: ${later} (write pool ${writePool.name}: ${formatTopology(writePool.topology)})`);
+        `--topology ${input.topology}: ${later} ` +
+        `(write pool ${writePool.name}: ${formatTopology(writePool.topology)})`);
     }
   }
   if (input.blockBytes !== undefined && input.blockBytes !== writePool.blockBytes) {
     throw new FsError(Errno.EOPNOTSUPP, 'volume create',
-      `--block-size ${input.blockBytes}: ${later} (write pool ${writePool.name}: ${writePool.blockBytes} bytes)`);
+      `--block-size ${input.blockBytes}: ${later} ` +
+      `(write pool ${writePool.name}: ${writePool.blockBytes} bytes)`);
   }
 }
 
@@ -163,13 +176,14 @@ function volumesDirectory(meta: MetaStore, options: { create: boolean }): number
   const ino = meta.lookup(ROOT_INO, VOLUMES_DIRECTORY);
   if (ino !== undefined) {
     if (!isDirectory(meta.requireInode(ino, 'volume').mode)) {
-      throw new FsError(Errno.ENOTDIR, 'volume', `/${VOLUMES_DIRECTORY} exists and is not a directory`);
+      throw new FsError(Errno.ENOTDIR, 'volume', `/${VOLUMES_DIRECTORY} is not a directory`);
     }
     return ino;
   }
   if (!options.create) return undefined;
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-  return meta.createInode({ parent: ROOT_INO, name: VOLUMES_DIRECTORY, mode: S_IFDIR | 0o700, ...owner }).ino;
+  const mode = S_IFDIR | 0o700;
+  return meta.createInode({ parent: ROOT_INO, name: VOLUMES_DIRECTORY, mode, ...owner }).ino;
 }
 
 /** A volume by name; undefined when there is none (or the name is not a volume name). */
@@ -204,7 +218,8 @@ export function listVolumes(store: VolumeStore): VolumeInfo[] {
   for (let afterId = 0; ;) {
     const entries = store.meta.readDirectory(directory, afterId, LIST_BATCH_MAX);
     for (const entry of entries) {
-      const info = VOLUME_NAME_PATTERN.test(entry.name) ? infoOf(store, entry.name, entry.ino) : undefined;
+      if (!VOLUME_NAME_PATTERN.test(entry.name)) continue;
+      const info = infoOf(store, entry.name, entry.ino);
       if (info !== undefined) volumes.push(info);
     }
     const last = entries.at(-1);
@@ -214,13 +229,18 @@ export function listVolumes(store: VolumeStore): VolumeInfo[] {
 }
 
 /** Removes a volume and frees its blocks (durably). Throws ENOENT, or EBUSY while served. */
-export async function removeVolume(store: VolumeStore, name: string, users: VolumeUsers): Promise<void> {
+export async function removeVolume(
+  store: VolumeStore,
+  name: string,
+  users: VolumeUsers,
+): Promise<void> {
   checkVolumeName(name);
   const info = findVolume(store, name);
   if (info === undefined) throw new FsError(Errno.ENOENT, 'volume rm', `no volume named "${name}"`);
   const connections = users.exportCount(info.ino);
   if (connections > 0) {
-    throw new FsError(Errno.EBUSY, 'volume rm', `volume "${name}" is in use by ${connections} NBD connection(s)`);
+    throw new FsError(Errno.EBUSY, 'volume rm',
+      `volume "${name}" is in use by ${connections} NBD connection(s)`);
   }
   const directory = volumesDirectory(store.meta, { create: false });
   assert(directory !== undefined);
@@ -230,196 +250,4 @@ export async function removeVolume(store: VolumeStore, name: string, users: Volu
     await store.files.deleteFile(inode.ino, blocks);
   }
   store.meta.syncDurable();
-}
-
-/** Runs durable flushes of one file as a group commit (see the module invariants). */
-class SyncBatcher {
-  readonly #sync: () => Promise<void>;
-  #running: Promise<void> | undefined;
-  /** A pass not started yet: everyone arriving now is covered by it. */
-  #queued: Promise<void> | undefined;
-
-  constructor(sync: () => Promise<void>) {
-    this.#sync = sync;
-  }
-
-  /** Resolves after a durable flush that started after this call. */
-  run(): Promise<void> {
-    if (this.#queued !== undefined) return this.#queued;
-    const running = this.#running;
-    if (running === undefined) return this.#start();
-    const queued = running.then(() => undefined, () => undefined).then(() => {
-      this.#queued = undefined;
-      return this.#start();
-    });
-    this.#queued = queued;
-    return queued;
-  }
-
-  #start(): Promise<void> {
-    const running = this.#sync();
-    this.#running = running;
-    const clear = () => {
-      if (this.#running === running) this.#running = undefined;
-    };
-    running.then(clear, clear);
-    return running;
-  }
-}
-
-interface SharedVolume {
-  openCount: number;
-  readonly syncs: SyncBatcher;
-}
-
-/** The volumes of a filesystem as NBD exports. */
-export class VolumeCatalog implements ExportCatalog {
-  readonly #store: VolumeStore;
-  /** Per inode with connections: their count and shared group commit. */
-  readonly #shared = new Map<number, SharedVolume>();
-
-  constructor(store: VolumeStore) {
-    this.#store = store;
-  }
-
-  names(): string[] {
-    return listVolumes(this.#store).map((volume) => volume.name);
-  }
-
-  open(name: string): NbdExport | undefined {
-    const info = findVolume(this.#store, name);
-    if (info === undefined) return undefined;
-    let shared = this.#shared.get(info.ino);
-    if (shared === undefined) {
-      const { files } = this.#store;
-      shared = { openCount: 0, syncs: new SyncBatcher(() => files.flush(info.ino, { sync: true })) };
-      this.#shared.set(info.ino, shared);
-    }
-    shared.openCount += 1;
-    return new VolumeExport(this.#store, info, shared.syncs, () => this.#release(info.ino));
-  }
-
-  /** Connections (and INFO replies being built) with this inode open. */
-  exportCount(ino: number): number {
-    return this.#shared.get(ino)?.openCount ?? 0;
-  }
-
-  #release(ino: number): void {
-    const shared = this.#shared.get(ino);
-    assert(shared !== undefined);
-    shared.openCount -= 1;
-    assert(shared.openCount >= 0);
-    if (shared.openCount > 0) return;
-    this.#shared.delete(ino);
-    // Drops the file's in-memory state if nothing is dirty; the mount recreates it on demand.
-    this.#store.files.release(ino);
-  }
-}
-
-/** One connection's view of a volume. */
-class VolumeExport implements NbdExport {
-  readonly name: string;
-  readonly description: string;
-  readonly sizeBytes: number;
-  readonly isReadOnly: boolean;
-  readonly preferredBlockBytes: number;
-  readonly #store: VolumeStore;
-  readonly #ino: number;
-  readonly #syncs: SyncBatcher;
-  readonly #onRelease: () => void;
-  #isReleased = false;
-
-  constructor(store: VolumeStore, info: VolumeInfo, syncs: SyncBatcher, onRelease: () => void) {
-    this.name = info.name;
-    this.description = `shmr volume ${info.name} (pool ${info.pool}, ${info.topology})`;
-    this.sizeBytes = info.sizeBytes;
-    this.isReadOnly = info.isReadOnly;
-    this.preferredBlockBytes = info.blockBytes;
-    this.#store = store;
-    this.#ino = info.ino;
-    this.#syncs = syncs;
-    this.#onRelease = onRelease;
-  }
-
-  async read(offsetBytes: number, lengthBytes: number, target: Buffer): Promise<void> {
-    const bytesRead = await this.#store.files.read(this.#ino, offsetBytes, lengthBytes, target);
-    // Shorter only if the file shrank under us (a truncate through the mount): zeroes.
-    if (bytesRead < lengthBytes) target.fill(0, bytesRead, lengthBytes);
-  }
-
-  async write(offsetBytes: number, data: Buffer): Promise<void> {
-    await this.#store.files.write(this.#ino, offsetBytes, data);
-  }
-
-  flush(): Promise<void> {
-    return this.#syncs.run();
-  }
-
-  /** Whole blocks only (the protocol lets a trim round inward): no zero-writing for a hint. */
-  async trim(offsetBytes: number, lengthBytes: number): Promise<void> {
-    const blockBytes = this.#blockBytes();
-    const start = Math.ceil(offsetBytes / blockBytes) * blockBytes;
-    const end = Math.floor((offsetBytes + lengthBytes) / blockBytes) * blockBytes;
-    if (end > start) await this.#store.files.punchHole(this.#ino, start, end - start);
-  }
-
-  async zero(offsetBytes: number, lengthBytes: number, options: { mayPunch: boolean }): Promise<void> {
-    if (options.mayPunch) {
-      await this.#store.files.punchHole(this.#ino, offsetBytes, lengthBytes);
-      return;
-    }
-    const end = offsetBytes + lengthBytes;
-    for (let position = offsetBytes; position < end; position += ZEROES.byteLength) {
-      const chunkBytes = Math.min(ZEROES.byteLength, end - position);
-      await this.#store.files.write(this.#ino, position, ZEROES.subarray(0, chunkBytes));
-    }
-  }
-
-  async blockStatus(offsetBytes: number, lengthBytes: number, extentsMax: number): Promise<Extent[]> {
-    assert(lengthBytes > 0);
-    assert(extentsMax > 0);
-    // Cached writes become blocks first, so the block map tells every completed write.
-    await this.#store.files.flush(this.#ino, { sync: false });
-    const blockBytes = this.#blockBytes();
-    const end = offsetBytes + lengthBytes;
-    const firstBlock = Math.floor(offsetBytes / blockBytes);
-    const lastBlock = Math.floor((end - 1) / blockBytes);
-    const blockCount = Math.min(lastBlock - firstBlock + 1, BLOCK_STATUS_BLOCKS_MAX);
-    const stored = new Set<number>();
-    const records = this.#store.meta.blocksAfter({ ino: this.#ino, blockIndex: firstBlock - 1 }, blockCount);
-    for (const record of records) {
-      if (record.ino === this.#ino && record.blockIndex <= lastBlock) stored.add(record.blockIndex);
-    }
-    const extents: Extent[] = [];
-    let runStart = offsetBytes;
-    let runFlags = -1;
-    for (let blockIndex = firstBlock; blockIndex <= lastBlock; blockIndex++) {
-      const flags = stored.has(blockIndex) ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO;
-      const blockStart = Math.max(blockIndex * blockBytes, offsetBytes);
-      if (runFlags !== -1 && flags !== runFlags) {
-        extents.push({ lengthBytes: blockStart - runStart, flags: runFlags });
-        if (extents.length === extentsMax) return extents;
-        runStart = blockStart;
-      }
-      runFlags = flags;
-      if (blockIndex - firstBlock + 1 >= blockCount) {
-        // Scanned as far as one query goes: report up to here, the client asks again.
-        extents.push({ lengthBytes: Math.min((blockIndex + 1) * blockBytes, end) - runStart, flags: runFlags });
-        return extents;
-      }
-    }
-    extents.push({ lengthBytes: end - runStart, flags: runFlags });
-    return extents;
-  }
-
-  release(): void {
-    assert(!this.#isReleased);
-    this.#isReleased = true;
-    this.#onRelease();
-  }
-
-  #blockBytes(): number {
-    const inode = this.#store.meta.requireInode(this.#ino, 'nbd');
-    return inode.blockBytes !== 0 ? inode.blockBytes : this.#store.pools.writePool.blockBytes;
-  }
 }

@@ -78,6 +78,10 @@ describe('crash safety', () => {
         for (const [name, expected] of expectations(journal)) {
           const path = join(mount.mountpoint, name);
           if (expected.isDeleting && !existsSync(path)) continue;
+          if (!existsSync(path)) {
+            const tail = readFileSync(journal, 'utf8').split('\n').slice(-12).join('\n');
+            throw new Error(`round ${round}: ${name} is gone\njournal tail:\n${tail}`);
+          }
           const digest = createHash('sha256').update(readFileSync(path)).digest('hex');
           expect(digest, `round ${round}: ${name}`).toBe(expected.digest);
         }

@@ -47,7 +47,12 @@ describe('file data', () => {
   }, 300_000);
 
   it('writes at unaligned offsets, past EOF and over holes like a plain buffer', async () => {
-    await withMount({ pools: { ssd: { topology: 'single', blockSize: '64KiB', buckets: 1 } } }, async (mount) => {
+    // A 512 KiB cache for 64 KiB blocks: eviction and flushing under memory pressure all the time.
+    const options = {
+      pools: { ssd: { topology: 'single', blockSize: '64KiB', buckets: 1 } },
+      extraYaml: 'cache:\n  memory_limit: 512KiB\n  flush_interval: 100ms\n  dirty_age: 50ms\n',
+    };
+    await withMount(options, async (mount) => {
       const path = join(mount.mountpoint, 'scattered');
       const model = Buffer.alloc(3 * MiB);
       let modelSize = 0;

@@ -15,7 +15,10 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, createReadStream, existsSync, openSync, readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync, closeSync, createReadStream, existsSync, openSync, readdirSync, readSync, statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -36,7 +39,11 @@ function uriOf(mount: Mount, name: string): string {
 }
 
 /** Runs a tool; rejects with its stderr when it fails. */
-async function tool(command: string, args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
+async function tool(
+  command: string,
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<string> {
   try {
     const { stdout } = await execFileAsync(command, args, {
       env: TOOL_ENV, maxBuffer: 64 * MiB, timeout: options.timeoutMs ?? 120_000,
@@ -44,18 +51,30 @@ async function tool(command: string, args: string[], options: { timeoutMs?: numb
     return stdout;
   } catch (error) {
     const failure = error as { stderr?: string; stdout?: string; message: string };
-    throw new Error(`${command} ${args.join(' ')} failed: ${failure.message}\n${failure.stdout ?? ''}\n${failure.stderr ?? ''}`);
+    const output = `${failure.stdout ?? ''}\n${failure.stderr ?? ''}`;
+    throw new Error(`${command} ${args.join(' ')} failed: ${failure.message}\n${output}`);
   }
 }
 
 /** Runs a Python script in nbdsh (the handle `h`), connected to `uri` unless `uri` is undefined. */
-function nbdsh(uri: string | undefined, script: string, options: { baseAllocation?: boolean } = {}): Promise<string> {
-  const args = [...(options.baseAllocation === true ? ['--base-allocation'] : []), ...(uri === undefined ? [] : ['-u', uri]), '-c', script];
-  return tool('nbdsh', args);
+function nbdsh(
+  uri: string | undefined,
+  script: string,
+  options: { baseAllocation?: boolean } = {},
+): Promise<string> {
+  const args = options.baseAllocation === true ? ['--base-allocation'] : [];
+  if (uri !== undefined) args.push('-u', uri);
+  return tool('nbdsh', [...args, '-c', script]);
 }
 
-async function createVolume(mount: Mount, name: string, size: string, extra: string[] = []): Promise<void> {
-  const result = await runCli(['volume', 'create', name, '--size', size, ...extra, '--config', mount.configPath]);
+async function createVolume(
+  mount: Mount,
+  name: string,
+  size: string,
+  extra: string[] = [],
+): Promise<void> {
+  const args = ['volume', 'create', name, '--size', size, ...extra];
+  const result = await runCli([...args, '--config', mount.configPath]);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
 }
@@ -95,14 +114,17 @@ describe('shmr volume CLI', () => {
       const cli = (args: string[]) => runCli(['volume', ...args, '--config', mount.configPath]);
       const empty = await cli(['list']);
       expect(empty.stdout).toContain('no volumes');
-      await createVolume(mount, 'vm1', '64MiB', ['--pool', 'ssd', '--topology', 'single', '--block-size', '1MiB']);
+      const placement = ['--pool', 'ssd', '--topology', 'single', '--block-size', '1MiB'];
+      await createVolume(mount, 'vm1', '64MiB', placement);
       await createVolume(mount, 'db_2', '1GiB');
       const list = JSON.parse((await cli(['list', '--json'])).stdout) as {
-        socket: string; isServing: boolean; volumes: { name: string; sizeBytes: number; isReadOnly: boolean; connections: number }[];
+        socket: string; isServing: boolean;
+        volumes: { name: string; sizeBytes: number; isReadOnly: boolean; connections: number }[];
       };
       expect(list.socket).toBe(socketOf(mount));
       expect(list.isServing).toBe(true);
-      expect(list.volumes.map((volume) => [volume.name, volume.sizeBytes, volume.isReadOnly, volume.connections]))
+      expect(list.volumes.map((volume) =>
+        [volume.name, volume.sizeBytes, volume.isReadOnly, volume.connections]))
         .toEqual([['vm1', 64 * MiB, false, 0], ['db_2', 1024 * MiB, false, 0]]);
       const table = (await cli(['list'])).stdout;
       expect(table).toMatch(/vm1\s+64MiB\s+0B\s+rw/);
@@ -116,7 +138,7 @@ describe('shmr volume CLI', () => {
         [['create', 'x', '--size', '1000'], /multiple of 4096/],
         [['create', 'x', '--size', 'lots'], /not a size/],
         [['create', '../x', '--size', '1MiB'], /not a volume name/],
-        [['create', 'x', '--size', '1MiB', '--pool', 'archive'], /write pool.*tiering|tiering.*write pool/],
+        [['create', 'x', '--size', '1MiB', '--pool', 'archive'], /write pool until tiering/],
         [['create', 'x', '--size', '1MiB', '--pool', 'nope'], /unknown pool "nope"/],
         [['create', 'x', '--size', '1MiB', '--topology', 'mirror:2'], /tiering/],
         [['create', 'x', '--size', '1MiB', '--topology', 'raid5'], /not a topology/],
@@ -131,7 +153,9 @@ describe('shmr volume CLI', () => {
         expect(result.stderr).toMatch(message);
       }
       expect((await cli(['rm', 'vm1'])).code).toBe(0);
-      const after = JSON.parse((await cli(['list', '--json'])).stdout) as { volumes: { name: string }[] };
+      const after = JSON.parse((await cli(['list', '--json'])).stdout) as {
+        volumes: { name: string }[];
+      };
       expect(after.volumes.map((volume) => volume.name)).toEqual(['db_2']);
       // Through the mount (readdir is never cached by the kernel; a stat may be, until
       // fuse.entry_timeout, since the daemon changed the namespace behind the kernel's back).
@@ -139,34 +163,42 @@ describe('shmr volume CLI', () => {
     });
   });
 
-  it('refuses to remove a volume in use (EBUSY), then removes it and frees its blocks', async () => {
+  it('refuses to remove a volume in use (EBUSY), then removes it and frees blocks', async () => {
     await withMount({}, async (mount) => {
       await createVolume(mount, 'busy', '16MiB');
       await nbdsh(uriOf(mount, 'busy'), 'h.pwrite(bytearray(b"x" * (16 << 20)), 0); h.flush()');
-      const holder = spawn('nbdsh', ['-u', uriOf(mount, 'busy'), '-c', 'import time; print("ready", flush=True); time.sleep(30)'], { env: TOOL_ENV });
+      const hold = 'import time; print("ready", flush=True); time.sleep(30)';
+      const holder = spawn('nbdsh', ['-u', uriOf(mount, 'busy'), '-c', hold], { env: TOOL_ENV });
       try {
         await new Promise<void>((resolve, reject) => {
-          holder.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('ready')) resolve(); });
+          holder.stdout.on('data', (chunk: Buffer) => {
+            if (chunk.toString().includes('ready')) resolve();
+          });
           holder.once('exit', (code) => reject(new Error(`nbdsh exited ${code}`)));
         });
-        const list = JSON.parse((await runCli(['volume', 'list', '--json', '--config', mount.configPath])).stdout) as {
+        const listing = await runCli(['volume', 'list', '--json', '--config', mount.configPath]);
+        const list = JSON.parse(listing.stdout) as {
           volumes: { name: string; connections: number; storedBytes: number }[];
         };
-        expect(list.volumes[0]).toMatchObject({ name: 'busy', connections: 1, storedBytes: 16 * MiB });
+        const expected = { name: 'busy', connections: 1, storedBytes: 16 * MiB };
+        expect(list.volumes[0]).toMatchObject(expected);
         const refused = await runCli(['volume', 'rm', 'busy', '--config', mount.configPath]);
         expect(refused.code).toBe(1);
         expect(refused.stderr).toMatch(/EBUSY.*1 NBD connection/);
       } finally {
         holder.kill('SIGKILL');
       }
-      await new Promise((resolve) => (holder.exitCode !== null || holder.signalCode !== null ? resolve(undefined) : holder.once('exit', resolve)));
+      if (holder.exitCode === null && holder.signalCode === null) {
+        await new Promise((resolve) => holder.once('exit', resolve));
+      }
       let removed = await runCli(['volume', 'rm', 'busy', '--config', mount.configPath]);
       for (let attempt = 0; attempt < 50 && removed.code !== 0; attempt++) {
         await sleep(100);
         removed = await runCli(['volume', 'rm', 'busy', '--config', mount.configPath]);
       }
       expect(removed.code).toBe(0);
-      const status = JSON.parse((await runCli(['status', '--json', '--config', mount.configPath])).stdout) as {
+      const statusRun = await runCli(['status', '--json', '--config', mount.configPath]);
+      const status = JSON.parse(statusRun.stdout) as {
         pools: { blocks: number }[];
       };
       expect(status.pools.reduce((sum, pool) => sum + pool.blocks, 0)).toBe(0);
@@ -183,7 +215,8 @@ describe('shmr volume CLI', () => {
         expect(attach.code).toBe(0);
         const device = attach.stdout.trim();
         expect(device).toMatch(/^\/dev\/nbd\d+$/);
-        expect((await runCli(['volume', 'detach', device, '--config', mount.configPath])).code).toBe(0);
+        const detached = await runCli(['volume', 'detach', device, '--config', mount.configPath]);
+        expect(detached.code).toBe(0);
         return;
       }
       expect(attach.code).toBe(1);
@@ -201,28 +234,32 @@ describe('NBD interoperability', () => {
     await withMount({}, async (mount) => {
       await createVolume(mount, 'alpha', '64MiB');
       await createVolume(mount, 'beta', '8MiB');
-      const listed = JSON.parse(await tool('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${socketOf(mount)}`])) as {
+      const server = `nbd+unix:///?socket=${socketOf(mount)}`;
+      const listed = JSON.parse(await tool('nbdinfo', ['--list', '--json', server])) as {
         protocol: string; exports: { 'export-name': string; 'export-size': number }[];
       };
       expect(listed.protocol).toBe('newstyle-fixed');
-      expect(listed.exports.map((entry) => [entry['export-name'], entry['export-size']])).toEqual([['alpha', 64 * MiB], ['beta', 8 * MiB]]);
+      expect(listed.exports.map((entry) => [entry['export-name'], entry['export-size']]))
+        .toEqual([['alpha', 64 * MiB], ['beta', 8 * MiB]]);
       const info = JSON.parse(await tool('nbdinfo', ['--json', uriOf(mount, 'alpha')])) as {
         exports: Record<string, unknown>[];
       };
       expect(info.exports[0]).toMatchObject({
-        'export-name': 'alpha', 'export-size': 64 * MiB, is_read_only: false, can_flush: true, can_fua: true,
-        can_trim: true, can_zero: true, can_multi_conn: true, can_fast_zero: true, block_size_minimum: 1,
-        block_size_preferred: MiB, block_size_maximum: 32 * MiB,
+        'export-name': 'alpha', 'export-size': 64 * MiB, is_read_only: false, can_flush: true,
+        can_fua: true, can_trim: true, can_zero: true, can_multi_conn: true, can_fast_zero: true,
+        block_size_minimum: 1, block_size_preferred: MiB, block_size_maximum: 32 * MiB,
       });
       expect(JSON.stringify(info)).toContain('base:allocation');
-      const qemu = JSON.parse(await tool('qemu-img', ['info', '--output=json', uriOf(mount, 'alpha')])) as { 'virtual-size': number };
+      const qemuInfo = await tool('qemu-img', ['info', '--output=json', uriOf(mount, 'alpha')]);
+      const qemu = JSON.parse(qemuInfo) as { 'virtual-size': number };
       expect(qemu['virtual-size']).toBe(64 * MiB);
       // NBD_REP_ERR_UNKNOWN, which libnbd reports as ENOENT.
-      await expect(tool('nbdinfo', [uriOf(mount, 'nope')])).rejects.toThrow(/No such file or directory for export: nope/);
+      await expect(tool('nbdinfo', [uriOf(mount, 'nope')]))
+        .rejects.toThrow(/No such file or directory for export: nope/);
     });
   });
 
-  it('qemu-io: patterns at random offsets read back, flush, discard and write-zeroes read zeroes', async () => {
+  it('qemu-io: random patterns read back; discard and write-zeroes read zeroes', async () => {
     await withMount({}, async (mount) => {
       await createVolume(mount, 'vm', '64MiB');
       let seed = 20240601;
@@ -242,20 +279,24 @@ describe('NBD interoperability', () => {
       }
       commands.push('-c', 'flush');
       await tool('qemu-io', ['-f', 'raw', ...commands, uriOf(mount, 'vm')]);
-      const reads = writes.flatMap(([offset, length, pattern]) => ['-c', `read -P ${pattern} ${offset} ${length}`]);
+      const reads = writes.flatMap(([offset, length, pattern]) =>
+        ['-c', `read -P ${pattern} ${offset} ${length}`]);
       const verified = await tool('qemu-io', ['-f', 'raw', ...reads, uriOf(mount, 'vm')]);
       expect(verified).not.toMatch(/Pattern verification failed|error/i);
       expect(verified.match(/^read /gm)?.length).toBe(writes.length);
       // discard (TRIM) of whole blocks, and write-zeroes with and without unmap.
-      await tool('qemu-io', ['-f', 'raw', '-c', 'write -P 170 0 8M', '-c', 'discard 1M 2M', '-c', 'write -z 4M 1M',
-        '-c', 'write -z -u 6M 1536k', '-c', 'flush', uriOf(mount, 'vm')]);
-      const after = await tool('qemu-io', ['-f', 'raw', '-c', 'read -P 170 0 1M', '-c', 'read -P 0 1M 2M', '-c', 'read -P 170 3M 1M',
-        '-c', 'read -P 0 4M 1M', '-c', 'read -P 170 5M 1M', '-c', 'read -P 0 6M 1536k', '-c', 'read -P 170 7680k 512k', uriOf(mount, 'vm')]);
+      const commandsOf = (lines: string[]) => lines.flatMap((line) => ['-c', line]);
+      await tool('qemu-io', ['-f', 'raw', ...commandsOf(['write -P 170 0 8M', 'discard 1M 2M',
+        'write -z 4M 1M', 'write -z -u 6M 1536k', 'flush']), uriOf(mount, 'vm')]);
+      const after = await tool('qemu-io', ['-f', 'raw', ...commandsOf(['read -P 170 0 1M',
+        'read -P 0 1M 2M', 'read -P 170 3M 1M', 'read -P 0 4M 1M', 'read -P 170 5M 1M',
+        'read -P 0 6M 1536k', 'read -P 170 7680k 512k']), uriOf(mount, 'vm')]);
       expect(after).not.toMatch(/Pattern verification failed|error/i);
       // qemu-img convert in and out.
       const image = join(mount.root, 'image.raw');
       writeFileSync(image, randomBytes(8 * MiB));
-      await tool('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', image, uriOf(mount, 'vm')]);
+      const vm = uriOf(mount, 'vm');
+      await tool('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', image, vm]);
       const back = join(mount.root, 'back.raw');
       await tool('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uriOf(mount, 'vm'), back]);
       const head = Buffer.alloc(8 * MiB);
@@ -266,7 +307,7 @@ describe('NBD interoperability', () => {
     });
   });
 
-  it('nbdsh: requests in flight complete out of order, block status shows holes, bad requests get errors', async () => {
+  it('nbdsh: requests in flight, block status holes, errors for bad requests', async () => {
     await withMount({}, async (mount) => {
       await createVolume(mount, 'vm', '64MiB');
       const script = `
@@ -274,7 +315,8 @@ import random
 random.seed(11)
 size = h.get_size()
 assert size == 64 << 20, size
-assert h.can_multi_conn() and h.can_flush() and h.can_fua() and h.can_trim() and h.can_zero() and h.can_df()
+assert h.can_multi_conn() and h.can_flush() and h.can_fua()
+assert h.can_trim() and h.can_zero() and h.can_df()
 model = bytearray(size)
 slots = random.sample(range(size // 65536), 200)
 pending = []
@@ -334,7 +376,8 @@ assert errno_of(lambda: h.pwrite(bytearray(4096), size - 2048)) == 'ENOSPC'
 assert errno_of(lambda: h.zero(4096, size)) == 'ENOSPC'
 assert errno_of(lambda: h.trim(4096, size)) == 'EINVAL'
 assert errno_of(lambda: h.pread((32 << 20) + 1, 0)) in ('EINVAL', 'EOVERFLOW')
-assert errno_of(lambda: h.zero(4096, 0, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE)) in ('ENOTSUP', 'EOPNOTSUPP')
+fast_no_hole = nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE
+assert errno_of(lambda: h.zero(4096, 0, fast_no_hole)) in ('ENOTSUP', 'EOPNOTSUPP')
 assert h.pread(512, 0) == model[0:512]
 print('ok')
 `;
@@ -342,12 +385,14 @@ print('ok')
     });
   });
 
-  it('nbdcopy: 256 MiB in and out, SHA-256 equal, through a cache smaller than the copy', async () => {
+  it('nbdcopy: 256 MiB in and out, SHA-256 equal, through a cache smaller than that', async () => {
     await withMount({ extraYaml: 'cache: { memory_limit: 64MiB }\n' }, async (mount) => {
       await createVolume(mount, 'big', '256MiB');
       const source = join(mount.root, 'source.img');
       const chunks: Buffer[] = [];
-      for (let index = 0; index < 256; index++) chunks.push(index % 16 === 3 ? Buffer.alloc(MiB) : randomBytes(MiB));
+      for (let index = 0; index < 256; index++) {
+        chunks.push(index % 16 === 3 ? Buffer.alloc(MiB) : randomBytes(MiB));
+      }
       writeFileSync(source, Buffer.concat(chunks));
       const digest = await sha256File(source);
       await tool('nbdcopy', ['--flush', source, uriOf(mount, 'big')]);
@@ -369,22 +414,31 @@ print('ok')
       const clients = Array.from({ length: 6 }, (_, index) => {
         const uri = index % 2 === 0 ? uriOf(mount, 'shared') : `nbd://127.0.0.1:${port}/shared`;
         const offset = index * 8 * MiB;
-        return tool('qemu-io', ['-f', 'raw', '-c', `write -P ${index + 1} ${offset} 8M`, '-c', 'flush', '-c', `read -P ${index + 1} ${offset} 8M`, uri]);
+        const pattern = index + 1;
+        return tool('qemu-io', ['-f', 'raw', '-c', `write -P ${pattern} ${offset} 8M`,
+          '-c', 'flush', '-c', `read -P ${pattern} ${offset} 8M`, uri]);
       });
       const outputs = await Promise.all(clients);
-      for (const output of outputs) expect(output).not.toMatch(/Pattern verification failed|error/i);
-      const checks = Array.from({ length: 6 }, (_, index) => ['-c', `read -P ${index + 1} ${index * 8 * MiB} 8M`]).flat();
-      expect(await tool('qemu-io', ['-f', 'raw', ...checks, `nbd://127.0.0.1:${port}/shared`])).not.toMatch(/Pattern verification failed|error/i);
+      const failure = /Pattern verification failed|error/i;
+      for (const output of outputs) expect(output).not.toMatch(failure);
+      const checks = Array.from({ length: 6 }, (_, index) =>
+        ['-c', `read -P ${index + 1} ${index * 8 * MiB} 8M`]).flat();
+      const tcp = `nbd://127.0.0.1:${port}/shared`;
+      expect(await tool('qemu-io', ['-f', 'raw', ...checks, tcp])).not.toMatch(failure);
     });
   });
 
   it('serves a volume without the owner write bit read-only', async () => {
     await withMount({}, async (mount) => {
       await createVolume(mount, 'golden', '16MiB');
-      await tool('qemu-io', ['-f', 'raw', '-c', 'write -P 7 0 16M', '-c', 'flush', uriOf(mount, 'golden')]);
+      const golden = uriOf(mount, 'golden');
+      await tool('qemu-io', ['-f', 'raw', '-c', 'write -P 7 0 16M', '-c', 'flush', golden]);
       chmodSync(join(mount.mountpoint, '.volumes', 'golden'), 0o400);
-      const info = JSON.parse(await tool('nbdinfo', ['--json', uriOf(mount, 'golden')])) as { exports: Record<string, unknown>[] };
-      expect(info.exports[0]).toMatchObject({ is_read_only: true, can_trim: false, can_zero: false });
+      const info = JSON.parse(await tool('nbdinfo', ['--json', golden])) as {
+        exports: Record<string, unknown>[];
+      };
+      const readOnly = { is_read_only: true, can_trim: false, can_zero: false };
+      expect(info.exports[0]).toMatchObject(readOnly);
       const script = `
 h.set_strict_mode(0)
 try:
@@ -428,7 +482,7 @@ for i in range(28):
     offset = i * (2 << 20) + i * 4097
     assert h.pread(700_000, offset) == expected, i
 tail = h.pread(3 << 20, 60 << 20)
-assert tail in (bytearray(b'\\xee' * (3 << 20)), bytearray(3 << 20)) or set(tail) <= {0, 0xee}, 'torn garbage'
+assert set(tail) <= {0, 0xee}, 'bytes never written'
 print('ok')
 `;
       expect((await nbdsh(uriOf(mount, 'durable'), verify)).trim()).toBe('ok');
@@ -439,11 +493,12 @@ print('ok')
 });
 
 describe('NBD fuzz', () => {
-  it(`stays up through ${FUZZ_MS} ms of malformed handshakes and commands, volumes consistent`, async () => {
+  it(`stays up through ${FUZZ_MS} ms of malformed input, volumes consistent`, async () => {
     await withMount({}, async (mount) => {
       await createVolume(mount, 'fuzz', '16MiB');
       await createVolume(mount, 'keep', '16MiB');
-      await tool('qemu-io', ['-f', 'raw', '-c', 'write -P 66 0 16M', '-c', 'flush', uriOf(mount, 'keep')]);
+      const keep = ['-c', 'write -P 66 0 16M', '-c', 'flush', uriOf(mount, 'keep')];
+      await tool('qemu-io', ['-f', 'raw', ...keep]);
       const keepDigest = await volumeDigest(mount, 'keep');
       const deadline = Date.now() + FUZZ_MS;
       let sessions = 0;
@@ -466,6 +521,10 @@ describe('NBD fuzz', () => {
 
 // ---- a small raw-socket fuzzer (the unit tests have the thorough one) ----
 
+function randomBelow(limit: number): number {
+  return Math.floor(Math.random() * limit);
+}
+
 function u32(value: number): Buffer {
   const buffer = Buffer.alloc(4);
   buffer.writeUInt32BE(value >>> 0);
@@ -482,7 +541,8 @@ function option(code: number, data: Buffer): Buffer {
 
 function goOption(name: string): Buffer {
   const nameBytes = Buffer.from(name);
-  return option(7, Buffer.concat([u32(nameBytes.byteLength), nameBytes, Buffer.from([0, 1, 0, 3])]));
+  const infos = Buffer.from([0, 1, 0, 3]);
+  return option(7, Buffer.concat([u32(nameBytes.byteLength), nameBytes, infos]));
 }
 
 function request(type: number, flags: number, offset: number, length: number): Buffer {
@@ -515,14 +575,14 @@ async function fuzzSession(path: string, index: number): Promise<void> {
   } else {
     pieces.push(u32(index % 7 === 0 ? Math.floor(Math.random() * 2 ** 32) : 3));
     for (let count = Math.floor(Math.random() * 4); count > 0; count--) {
-      pieces.push(mutate(option(Math.floor(Math.random() * 12), randomBytes(Math.floor(Math.random() * 24)))));
+      pieces.push(mutate(option(randomBelow(12), randomBytes(randomBelow(24)))));
     }
     pieces.push(option(8, Buffer.alloc(0)), mutate(goOption('fuzz')));
     for (let count = Math.floor(Math.random() * 30); count > 0; count--) {
-      const type = Math.random() < 0.9 ? Math.floor(Math.random() * 8) : Math.floor(Math.random() * 65536);
-      const flags = Math.random() < 0.8 ? Math.floor(Math.random() * 2) : Math.floor(Math.random() * 65536);
-      const offset = Math.random() < 0.8 ? Math.floor(Math.random() * 16 * MiB) : Math.floor(Math.random() * 2 ** 53);
-      const length = Math.random() < 0.8 ? Math.floor(Math.random() * 262144) : Math.floor(Math.random() * 2 ** 32);
+      const type = Math.random() < 0.9 ? randomBelow(8) : randomBelow(65536);
+      const flags = Math.random() < 0.8 ? randomBelow(2) : randomBelow(65536);
+      const offset = Math.random() < 0.8 ? randomBelow(16 * MiB) : randomBelow(2 ** 53);
+      const length = Math.random() < 0.8 ? randomBelow(262144) : randomBelow(2 ** 32);
       pieces.push(mutate(request(type, flags, offset, length)));
       if (type === 1 && length <= 262144) pieces.push(randomBytes(length));
     }

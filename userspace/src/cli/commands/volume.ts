@@ -4,7 +4,8 @@
  *   shmr volume create NAME --size SIZE [--pool P] [--topology T] [--block-size B] [--json]
  *   shmr volume list [--json]
  *   shmr volume rm NAME
- *   shmr volume attach NAME [--device /dev/nbdN] [--sector-size 4096] [--connections N] [--read-only]
+ *   shmr volume attach NAME [--device /dev/nbdN] [--sector-size 4096] [--connections N]
+ *                           [--read-only]
  *   shmr volume detach /dev/nbdN
  *
  * create, list and rm run through the daemon when mounted, on the metadata directly when not;
@@ -16,8 +17,8 @@ import type { Config } from '../../config/index.js';
 import { parseSize } from '../../config/index.js';
 import { callControl } from '../../daemon/control.js';
 import {
-  attachVolume, createVolume, detachVolume, isSocketLive, listVolumes, NO_VOLUME_USERS, removeVolume,
-  type VolumeCreateInput, type VolumeInfo,
+  attachVolume, createVolume, detachVolume, isSocketLive, listVolumes, NO_VOLUME_USERS,
+  removeVolume, type VolumeCreateInput, type VolumeInfo,
 } from '../../nbd/index.js';
 import { configFrom } from '../config-option.js';
 import { runOnFilesystem } from './run.js';
@@ -26,7 +27,8 @@ const USAGE = `usage:
   shmr volume create NAME --size SIZE [--pool P] [--topology T] [--block-size B] [--json]
   shmr volume list [--json]
   shmr volume rm NAME
-  shmr volume attach NAME [--device /dev/nbdN] [--sector-size 512|4096] [--connections N] [--read-only]
+  shmr volume attach NAME [--device /dev/nbdN] [--sector-size 512|4096] [--connections N]
+                          [--read-only]
   shmr volume detach /dev/nbdN
 every subcommand takes --config FILE
 `;
@@ -73,23 +75,32 @@ async function createCommand(args: readonly string[]): Promise<number> {
   if (values.size === undefined) return usage('create needs --size (e.g. --size 10GiB)');
   const sizeBytes = parseSize(values.size);
   if (sizeBytes === undefined) return usage(`--size: "${values.size}" is not a size (e.g. 10GiB)`);
-  const blockBytes = values['block-size'] === undefined ? undefined : parseSize(values['block-size']);
-  if (values['block-size'] !== undefined && blockBytes === undefined) {
-    return usage(`--block-size: "${values['block-size']}" is not a size (e.g. 1MiB)`);
+  const blockSize = values['block-size'];
+  const blockBytes = blockSize === undefined ? undefined : parseSize(blockSize);
+  if (blockSize !== undefined && blockBytes === undefined) {
+    return usage(`--block-size: "${blockSize}" is not a size (e.g. 1MiB)`);
   }
-  const input: VolumeCreateInput = { name, sizeBytes, pool: values.pool, topology: values.topology, blockBytes };
+  const { pool, topology } = values;
+  const input: VolumeCreateInput = { name, sizeBytes, pool, topology, blockBytes };
   const config = configFrom(values.config);
   const { result } = await runOnFilesystem<VolumeInfo>(config, {
     local: (fs) => createVolume(fs, input), method: 'volumeCreate', params: { ...input },
   });
-  if (values.json === true) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else process.stdout.write(`created volume ${result.name}: ${humanSize(result.sizeBytes)} in pool ${result.pool} (${result.topology})\n  ${exportUri(config, result.name)}\n`);
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return 0;
+  }
+  const size = humanSize(result.sizeBytes);
+  const where = `pool ${result.pool} (${result.topology})`;
+  process.stdout.write(`created volume ${result.name}: ${size} in ${where}\n` +
+    `  ${exportUri(config, result.name)}\n`);
   return 0;
 }
 
 async function listCommand(args: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: [...args], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+    args: [...args], allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
   });
   if (positionals.length > 0) return usage('list takes no arguments');
   const config = configFrom(values.config);
@@ -97,27 +108,38 @@ async function listCommand(args: readonly string[]): Promise<number> {
     local: async (fs) => listVolumes(fs), method: 'volumeList', params: {},
   });
   if (values.json === true) {
-    process.stdout.write(`${JSON.stringify({ socket: config.nbd.socketPath, isServing: viaDaemon, volumes: result }, null, 2)}\n`);
+    const listing = { socket: config.nbd.socketPath, isServing: viaDaemon, volumes: result };
+    process.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
     return 0;
   }
   if (result.length === 0) {
     process.stdout.write('no volumes (create one: shmr volume create NAME --size 10GiB)\n');
     return 0;
   }
-  const rows = [['NAME', 'SIZE', 'STORED', 'MODE', 'POOL', 'CONNECTIONS']];
-  for (const volume of result) {
-    rows.push([
-      volume.name, humanSize(volume.sizeBytes), humanSize(volume.storedBytes), volume.isReadOnly ? 'ro' : 'rw',
-      `${volume.pool} (${volume.topology})`, viaDaemon ? String(volume.connections ?? 0) : '-',
-    ]);
-  }
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd());
+  const lines = table(result, viaDaemon);
+  const { listen, socketPath } = config.nbd;
+  const tcp = listen === undefined ? '' : ` and ${listen.host}:${listen.port}`;
   lines.push(viaDaemon
-    ? `served over NBD at ${config.nbd.socketPath}${config.nbd.listen === undefined ? '' : ` and ${config.nbd.listen.host}:${config.nbd.listen.port}`}, e.g. ${exportUri(config, result[0]?.name ?? 'NAME')}`
+    ? `served over NBD at ${socketPath}${tcp}, e.g. ${exportUri(config, result[0]?.name ?? 'NAME')}`
     : 'not mounted: volumes are served over NBD while the filesystem is mounted');
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
+}
+
+/** The lines of `shmr volume list`, columns aligned. */
+function table(volumes: readonly ListedVolume[], isServing: boolean): string[] {
+  const rows = [['NAME', 'SIZE', 'STORED', 'MODE', 'POOL', 'CONNECTIONS']];
+  for (const volume of volumes) {
+    rows.push([
+      volume.name, humanSize(volume.sizeBytes), humanSize(volume.storedBytes),
+      volume.isReadOnly ? 'ro' : 'rw', `${volume.pool} (${volume.topology})`,
+      isServing ? String(volume.connections ?? 0) : '-',
+    ]);
+  }
+  const widths = (rows[0] ?? []).map((_, column) =>
+    Math.max(...rows.map((row) => (row[column] ?? '').length)));
+  return rows.map((row) =>
+    row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd());
 }
 
 async function removeCommand(args: readonly string[]): Promise<number> {
@@ -127,7 +149,8 @@ async function removeCommand(args: readonly string[]): Promise<number> {
   const [name, extra] = positionals;
   if (name === undefined || extra !== undefined) return usage('rm takes one NAME');
   await runOnFilesystem(configFrom(values.config), {
-    local: (fs) => removeVolume(fs, name, NO_VOLUME_USERS), method: 'volumeRemove', params: { name },
+    local: (fs) => removeVolume(fs, name, NO_VOLUME_USERS),
+    method: 'volumeRemove', params: { name },
   });
   process.stdout.write(`removed volume ${name}\n`);
   return 0;
@@ -137,8 +160,9 @@ async function attachCommand(args: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args], allowPositionals: true,
     options: {
-      config: { type: 'string', short: 'c' }, device: { type: 'string' }, 'sector-size': { type: 'string' },
-      connections: { type: 'string' }, 'read-only': { type: 'boolean' },
+      config: { type: 'string', short: 'c' }, device: { type: 'string' },
+      'sector-size': { type: 'string' }, connections: { type: 'string' },
+      'read-only': { type: 'boolean' },
     },
   });
   const [name, extra] = positionals;
@@ -146,7 +170,8 @@ async function attachCommand(args: readonly string[]): Promise<number> {
   const config = configFrom(values.config);
   const socketPath = config.nbd.socketPath;
   if (!(await isSocketLive(socketPath))) {
-    process.stderr.write(`shmr volume attach: no daemon serves NBD at ${socketPath}: mount the filesystem first (shmr mount)\n`);
+    process.stderr.write(`shmr volume attach: no daemon serves NBD at ${socketPath}: ` +
+      'mount the filesystem first (shmr mount)\n');
     return 1;
   }
   const volumes = (await callControl(config.metadataDir, 'volumeList', {})) as ListedVolume[];

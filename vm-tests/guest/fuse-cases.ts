@@ -1,0 +1,108 @@
+/**
+ * The fuse target: the I/O suite on a file in a shmr mount, a rotten shard of a Single pool
+ * reading as EIO, and the host's file-level mount tests run by vitest inside the guest.
+ */
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { digest, ioCases } from './io-suite.js';
+import { check, type Case } from './report.js';
+import { withShmr } from './shmr-mount.js';
+import { status, type Context } from './tools.js';
+
+const MiB = 1024 * 1024;
+const BLOCK_BYTES = 64 * 1024;
+/** The host's file-level mount tests (userspace/test/mount/), run in the guest. */
+const HOST_TESTS = ['data', 'posix', 'topology', 'errors', 'durability'];
+
+/** Every shard file under a bucket directory (bucket/xx/yy/<ino>-<block>-...). */
+function shardFiles(bucket: string): string[] {
+  const files: string[] = [];
+  for (const level1 of readdirSync(bucket)) {
+    if (level1 === 'shmr-bucket') continue;
+    for (const level2 of readdirSync(join(bucket, level1))) {
+      for (const name of readdirSync(join(bucket, level1, level2))) files.push(join(bucket, level1, level2, name));
+    }
+  }
+  return files;
+}
+
+function readOutcome(path: string): Buffer | string {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}
+
+function corruptCase(context: Context): Case {
+  return {
+    name: 'corrupt fuse single: EIO, never wrong data', timeoutMs: 300_000,
+    run: () => withShmr(context.repo, { topology: 'single', blockSize: '64KiB' }, async (mount) => {
+      const rotten = Buffer.alloc(3 * BLOCK_BYTES + 123, 0x33);
+      const intact = Buffer.alloc(BLOCK_BYTES + 5, 0x44);
+      writeFileSync(join(mount.mountpoint, 'rotten'), rotten);
+      writeFileSync(join(mount.mountpoint, 'intact'), intact);
+      await mount.remount();
+      const ino = statSync(join(mount.mountpoint, 'rotten')).ino;
+      const shard = shardFiles(mount.bucket).find((path) => path.includes(`/${ino}-1-`));
+      check(shard !== undefined, `no shard of block 1 of inode ${ino}`);
+      const bytes = readFileSync(shard);
+      bytes[bytes.byteLength - 10] = (bytes[bytes.byteLength - 10] ?? 0) ^ 0xff;
+      writeFileSync(shard, bytes);
+      await mount.remount();
+      const outcome = readOutcome(join(mount.mountpoint, 'rotten'));
+      check(outcome === 'EIO', `reading a file with a rotten shard: ${Buffer.isBuffer(outcome) ? 'data' : outcome}, not EIO`);
+      const other = readOutcome(join(mount.mountpoint, 'intact'));
+      check(Buffer.isBuffer(other) && digest(other) === digest(intact), 'the intact file changed');
+    }),
+  };
+}
+
+interface VitestReport {
+  testResults?: { name: string; assertionResults: { fullName: string; status: string; duration?: number; failureMessages: string[] }[] }[];
+}
+
+/** Runs the host's mount tests with vitest; one recorded case per test. */
+function hostTestsCase(context: Context): Case {
+  return {
+    name: `host mount tests (${HOST_TESTS.join(', ')}) ran`, timeoutMs: 3_000_000,
+    run: async () => {
+      const output = '/tmp/vitest.json';
+      const files = HOST_TESTS.map((name) => `userspace/test/mount/${name}.test.ts`);
+      const result = status(process.execPath, [
+        join(context.repo, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=json',
+        `--outputFile=${output}`, ...files,
+      ]);
+      let report: VitestReport;
+      try {
+        report = JSON.parse(readFileSync(output, 'utf8')) as VitestReport;
+      } catch {
+        throw new Error(`vitest wrote no report (exit ${String(result.code)}):\n${result.output.slice(-3000)}`);
+      }
+      let count = 0;
+      for (const file of report.testResults ?? []) {
+        for (const test of file.assertionResults) {
+          count++;
+          const name = `host-test ${file.name.replace(`${context.repo}/`, '')}: ${test.fullName}`;
+          const detail = test.status === 'passed' ? '' : `${test.status} ${test.failureMessages.join('\n').slice(0, 1500)}`;
+          context.report.record(name, test.status === 'passed', Math.round(test.duration ?? 0), detail);
+        }
+      }
+      check(count > 0, `vitest ran no tests (exit ${String(result.code)}):\n${result.output.slice(-3000)}`);
+    },
+  };
+}
+
+export function fuseCases(context: Context): Case[] {
+  return [
+    {
+      name: 'fuse mount, I/O suite, strict unmount', timeoutMs: 1_800_000,
+      run: () => withShmr(context.repo, { topology: 'single', blockSize: '64KiB' }, async (mount) => {
+        const target = { name: 'fuse', path: join(mount.mountpoint, 'io-file'), kind: 'file' as const, sizeBytes: 24 * MiB, blockBytes: BLOCK_BYTES };
+        await context.report.runAll(ioCases(target, 4, 250));
+      }),
+    },
+    corruptCase(context),
+    hostTestsCase(context),
+  ];
+}

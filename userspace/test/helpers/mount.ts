@@ -50,8 +50,12 @@ export interface Mount {
   daemon: ChildProcess;
   /** Unmounts cleanly and mounts again with the same config. */
   remount(): Promise<void>;
-  /** SIGKILLs the daemon, cleans the dead mount, mounts again. */
-  killAndRemount(): Promise<void>;
+  /**
+   * SIGKILLs the daemon, cleans the dead mount, mounts again. `beforeDetach` runs once the
+   * daemon is dead but the dead mount still covers the mount point (stop writers there, or
+   * they would write into the bare directory underneath).
+   */
+  killAndRemount(beforeDetach?: () => Promise<void>): Promise<void>;
   /** Reads the daemon log. */
   log(): Promise<string>;
 }
@@ -128,9 +132,10 @@ async function unmountStrict(mount: Mount): Promise<void> {
   if (code !== 0) throw new Error(`daemon exit after unmount: ${String(code)}\n${await mount.log()}`);
 }
 
-async function forceUnmount(mount: Mount): Promise<void> {
+async function forceUnmount(mount: Mount, beforeDetach?: () => Promise<void>): Promise<void> {
   mount.daemon.kill('SIGKILL');
   await exitOf(mount.daemon);
+  await beforeDetach?.();
   await execFileAsync('fusermount3', ['-uz', mount.mountpoint]).catch(() => undefined);
   await execFileAsync('umount', ['-l', mount.mountpoint]).catch(() => undefined);
 }
@@ -153,8 +158,8 @@ export async function withMount(options: MountOptions, body: (mount: Mount) => P
       mount.daemon = startDaemon(configPath, logPath);
       await waitForMount(mount);
     },
-    killAndRemount: async () => {
-      await forceUnmount(mount);
+    killAndRemount: async (beforeDetach) => {
+      await forceUnmount(mount, beforeDetach);
       mount.daemon = startDaemon(configPath, logPath);
       await waitForMount(mount);
     },

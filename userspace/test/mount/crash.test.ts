@@ -73,8 +73,11 @@ describe('crash safety', () => {
         const writer = spawn(process.execPath, ['-e', WRITER, mount.mountpoint, journal, String(round)], { stdio: 'ignore' });
         seed = (seed * 1103515245 + 12345) >>> 0;
         await sleep(300 + (seed % 900));
-        await mount.killAndRemount();
-        writer.kill('SIGKILL');
+        const writerExited = new Promise((resolve) => writer.once('exit', resolve));
+        await mount.killAndRemount(async () => {
+          writer.kill('SIGKILL');
+          await writerExited;
+        });
         for (const [name, expected] of expectations(journal)) {
           const path = join(mount.mountpoint, name);
           if (expected.isDeleting && !existsSync(path)) continue;

@@ -357,9 +357,10 @@ export class BlockStore {
     try {
       await this.#reader.readRange(location, range, target, targetOffset);
     } catch (error) {
-      if (error instanceof ShardError) {
-        if (error.kind === 'io') bucket.noteError(error.message);
-        else if (error.kind === 'missing' && !bucket.isPresent()) bucket.markFailed('directory or label is gone');
+      if (error instanceof ShardError && error.kind !== 'corrupt') {
+        // A drive that vanished (directory or label gone) fails at once; others after repeats.
+        if (!bucket.isPresent()) bucket.markFailed('directory or label is gone');
+        else if (error.kind === 'io') bucket.noteError(error.message);
       }
       throw error;
     }

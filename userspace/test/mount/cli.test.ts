@@ -20,7 +20,8 @@ async function startDefault(cwd: string): Promise<{ daemon: ChildProcess; exited
   daemon.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
   daemon.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
   const exited = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)));
-  for (let waited = 0; !isMounted(join(cwd, 'mnt')); waited += 50) {
+  // Mounted, and the daemon has said so (its output arrives through a pipe, a little later).
+  for (let waited = 0; !isMounted(join(cwd, 'mnt')) || !output.includes('mounted at'); waited += 50) {
     if (daemon.exitCode !== null) throw new Error(`daemon exited: ${output}`);
     if (waited > 20_000) throw new Error(`not mounted: ${output}`);
     await sleep(50);

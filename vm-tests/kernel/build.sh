@@ -45,24 +45,14 @@ mkdir -p "$CACHE"
 buildroot_key=$(printf '%s\n' trixie "${BUILDROOT_PACKAGES[@]}" | key_of)
 BUILDROOT=$CACHE/buildroot-trixie-$buildroot_key
 
-# Mounts proc/dev/sys in the build root for the duration of a command; always unmounts.
+# Runs a command in the build root, in a private mount namespace: proc, sys and dev are
+# mounted for it alone and vanish with it, so concurrent runs never unmount each other's.
 in_root() {
-  local mounted=()
-  for fs in proc sys dev; do
-    if ! mountpoint -q "$BUILDROOT/$fs"; then
-      case $fs in
-        proc) mount -t proc proc "$BUILDROOT/proc" ;;
-        sys) mount -t sysfs sys "$BUILDROOT/sys" ;;
-        dev) mount --bind /dev "$BUILDROOT/dev" ;;
-      esac
-      mounted+=("$BUILDROOT/$fs")
-    fi
-  done
-  local rc=0
-  nice -n "${ROOT_NICE:-0}" chroot "$BUILDROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root \
-    LANG=C.UTF-8 "$@" || rc=$?
-  for path in "${mounted[@]}"; do umount "$path" || umount -l "$path"; done
-  return "$rc"
+  nice -n "${ROOT_NICE:-0}" unshare --mount --propagation private -- /bin/sh -c '
+    root=$1; shift
+    mount -t proc proc "$root/proc" && mount -t sysfs sys "$root/sys" && mount --rbind /dev "$root/dev" &&
+      exec chroot "$root" env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root \
+        LANG=C.UTF-8 "$@"' sh "$BUILDROOT" "$@"
 }
 
 stage_buildroot() {

@@ -25,6 +25,35 @@ const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
 const unlinkAsync = promisify(unlink);
 
+/** Largest single write call to a shard file. */
+const WRITE_PIECE_BYTES = 1024 * 1024;
+/**
+ * Shard writes in the thread pool at once. The pool has more threads (bin/shmr.js), so reads
+ * always find one free instead of queueing behind writes that the kernel is throttling.
+ */
+const WRITE_JOBS_MAX = 6;
+
+/** A counting semaphore: at most `countMax` bodies run at once, the rest wait in order. */
+class Slots {
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+  constructor(readonly countMax: number) {}
+
+  async run<T>(body: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.countMax) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#running += 1;
+    try {
+      return await body();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next === undefined) this.#running -= 1;
+      else next();
+    }
+  }
+}
+
+const writeSlots = new Slots(WRITE_JOBS_MAX);
+
 /** Reads at least this large are verified on the libuv thread pool, off the event loop. */
 const VERIFY_OFF_THREAD_BYTES_MIN = 512 * 1024;
 
@@ -73,15 +102,32 @@ export async function writeShardFile(
   await closeAsync(fd);
 }
 
+/**
+ * Writes in pieces of at most WRITE_PIECE_BYTES: one thread-pool job per piece, so that a big
+ * shard does not hold a pool thread for long while small reads wait behind it.
+ */
 async function writeAll(fd: number, buffers: Uint8Array[]): Promise<void> {
   let pending = buffers.filter((buffer) => buffer.byteLength > 0);
   let position = 0;
   while (pending.length > 0) {
-    const written = await writevAsync(fd, pending, position);
+    const written = await writeSlots.run(() => writevAsync(fd, firstPiece(pending, WRITE_PIECE_BYTES), position));
     assert(written > 0);
     position += written;
     pending = advance(pending, written);
   }
+}
+
+/** The leading buffers of `buffers` up to `bytesMax` bytes (views, no copies). */
+function firstPiece(buffers: Uint8Array[], bytesMax: number): Uint8Array[] {
+  const piece: Uint8Array[] = [];
+  let bytes = 0;
+  for (const buffer of buffers) {
+    if (bytes >= bytesMax) break;
+    const take = Math.min(buffer.byteLength, bytesMax - bytes);
+    piece.push(take === buffer.byteLength ? buffer : buffer.subarray(0, take));
+    bytes += take;
+  }
+  return piece;
 }
 
 function advance(buffers: Uint8Array[], bytes: number): Uint8Array[] {

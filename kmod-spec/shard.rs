@@ -156,9 +156,9 @@ pub(crate) fn encode_prefix(identity: &ShardIdentity, payload: &[u8], prefix: &m
     if prefix.len() < payload_offset || identity.data_bytes > identity.block_bytes {
         return Err(EINVAL);
     }
-    let table = &mut prefix[ShardHeader::SIZE_BYTES..table_end];
-    for (entry, chunk) in table.chunks_exact_mut(4).zip(payload.chunks(CHUNK_BYTES as usize)) {
-        entry.copy_from_slice(&crc32c(0, chunk).to_le_bytes());
+    for (index, chunk) in payload.chunks(CHUNK_BYTES as usize).enumerate() {
+        let entry = ShardHeader::SIZE_BYTES + index * TABLE_ENTRY_BYTES as usize;
+        prefix[entry..entry + 4].copy_from_slice(&crc32c(0, chunk).to_le_bytes());
     }
     let chunk_table_checksum = crc32c(0, &prefix[ShardHeader::SIZE_BYTES..table_end]);
     prefix[table_end..payload_offset].fill(0);

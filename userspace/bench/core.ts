@@ -324,5 +324,7 @@ export async function runCoreBench(options: CoreOptions): Promise<CoreResult> {
 
 /** Writes the JSON results document (`{ "core": ... }`). */
 export async function writeJson(path: string, core: CoreResult): Promise<void> {
-  await writeFile(path, `${JSON.stringify({ core }, undefined, 2)}\n`);
+  // Absent values (a failed cell's rates, raw's daemon CPU) are written as null, not dropped.
+  const text = JSON.stringify({ core }, (_key, value: unknown) => value ?? null, 2);
+  await writeFile(path, `${text}\n`);
 }

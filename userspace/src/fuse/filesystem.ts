@@ -35,6 +35,9 @@ const STATFS_FILES_MAX = 2 ** 48;
 const READDIR_BATCH_MAX = 512;
 const RELATIME_SEC = 24 * 3600;
 const DIRECTORY_BYTES = 4096;
+const SECURITY_CAPABILITY = 'security.capability';
+/** Shared answer of the hot security.capability probe (only its errno is read). */
+const NO_CAPABILITY = new FsError(Errno.ENODATA, 'getxattr', SECURITY_CAPABILITY);
 
 /** Settings of the FUSE front end. */
 export interface FilesystemOptions {
@@ -330,11 +333,14 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 
   getxattr(_req: RequestContext, ino: number, name: string): Buffer {
+    // The kernel asks for security.capability before every write (to drop privileges);
+    // while no file has one, answer at once: no SQL, no new error object.
+    if (name === SECURITY_CAPABILITY && !this.#meta.hasXattrNamed(SECURITY_CAPABILITY)) throw NO_CAPABILITY;
     checkXattrName(name);
-    this.#meta.requireInode(ino, 'getxattr');
     const value = this.#meta.getXattr(ino, name);
-    if (value === undefined) throw new FsError(Errno.ENODATA, 'getxattr', name);
-    return value;
+    if (value !== undefined) return value;
+    this.#meta.requireInode(ino, 'getxattr');
+    throw new FsError(Errno.ENODATA, 'getxattr', name);
   }
 
   listxattr(_req: RequestContext, ino: number): string[] {

@@ -111,6 +111,8 @@ function toBlock(row: BlockRow): BlockRecord {
 export class MetaStore {
   readonly #db: Database.Database;
   readonly #statements: ReturnType<typeof prepareStatements>;
+  /** Rows per xattr name, for the names asked about; kept in step by every xattr change. */
+  readonly #xattrNameCounts = new Map<string, number>();
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
 
@@ -344,6 +346,7 @@ export class MetaStore {
       const blocks = this.listBlocks(ino);
       this.#statements.deleteBlocksFrom.run(ino, 0);
       this.#statements.deleteXattrs.run(ino);
+      this.#xattrNameCounts.clear();
       this.#statements.deleteInode.run(ino);
       return blocks;
     })();
@@ -380,6 +383,16 @@ export class MetaStore {
 
   // ---- extended attributes ----
 
+  /** True when some inode has an xattr of this name (answered from memory). */
+  hasXattrNamed(name: string): boolean {
+    let count = this.#xattrNameCounts.get(name);
+    if (count === undefined) {
+      count = (this.#db.prepare('SELECT count(*) AS count FROM xattrs WHERE name = ?').get(name) as { count: number }).count;
+      this.#xattrNameCounts.set(name, count);
+    }
+    return count > 0;
+  }
+
   getXattr(ino: number, name: string): Buffer | undefined {
     const row = this.#statements.getXattr.get(ino, name) as { value: Buffer } | undefined;
     return row?.value;
@@ -397,9 +410,15 @@ export class MetaStore {
       if ((flags & 1) !== 0 && exists) throw new FsError(Errno.EEXIST, 'setxattr', name);
       if ((flags & 2) !== 0 && !exists) throw new FsError(Errno.ENODATA, 'setxattr', name);
       this.#statements.putXattr.run(ino, name, value);
+      if (!exists) this.#adjustXattrCount(name, 1);
       const time = now();
       this.#statements.touchCtime.run(time.sec, time.nsec, ino);
     })();
+  }
+
+  #adjustXattrCount(name: string, delta: number): void {
+    const count = this.#xattrNameCounts.get(name);
+    if (count !== undefined) this.#xattrNameCounts.set(name, count + delta);
   }
 
   removeXattr(ino: number, name: string): void {
@@ -407,6 +426,7 @@ export class MetaStore {
       if (this.#statements.deleteXattr.run(ino, name).changes === 0) {
         throw new FsError(Errno.ENODATA, 'removexattr', name);
       }
+      this.#adjustXattrCount(name, -1);
       const time = now();
       this.#statements.touchCtime.run(time.sec, time.nsec, ino);
     })();

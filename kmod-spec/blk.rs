@@ -64,8 +64,14 @@ pub(crate) struct ShmrBlock;
 impl Operations for ShmrBlock {
     type QueueData = Arc<Store>;
 
-    fn queue_rq(store: ArcBorrow<'_, Store>, rq: ARef<mq::Request<Self>>, _is_last: bool) -> Result {
-        let request = core::ptr::from_ref::<mq::Request<Self>>(&rq).cast_mut().cast::<bindings::request>();
+    fn queue_rq(
+        store: ArcBorrow<'_, Store>,
+        rq: ARef<mq::Request<Self>>,
+        _is_last: bool,
+    ) -> Result {
+        let request = core::ptr::from_ref::<mq::Request<Self>>(&rq)
+            .cast_mut()
+            .cast::<bindings::request>();
         // SAFETY: `mq::Request<T>` is a transparent wrapper of `struct request`, and `rq`
         // keeps the request alive and owned by this driver until it is ended below.
         unsafe { transfer(&store, request) }?;
@@ -90,7 +96,8 @@ impl Operations for ShmrBlock {
 /// valid until the request is ended.
 unsafe fn transfer(store: &Store, request: *mut bindings::request) -> Result {
     // SAFETY: `request` is valid, by the function's safety requirements.
-    let (flags, sector, mut bio) = unsafe { ((*request).cmd_flags, (*request).__sector, (*request).bio) };
+    let (flags, sector, mut bio) =
+        unsafe { ((*request).cmd_flags, (*request).__sector, (*request).bio) };
     let is_write = match flags & REQ_OP_MASK {
         bindings::req_op_REQ_OP_READ => false,
         bindings::req_op_REQ_OP_WRITE => true,

@@ -122,7 +122,12 @@ fn describe_shard(input: &[u8], out: &mut Text) -> Result<u8, core::fmt::Error> 
 }
 
 fn write_error(error: &DecodeError, out: &mut Text) -> Result<u8, core::fmt::Error> {
-    writeln!(out, "error kind={} field={}", error.kind.name(), error.field)?;
+    writeln!(
+        out,
+        "error kind={} field={}",
+        error.kind.name(),
+        error.field
+    )?;
     Ok(error.kind.value())
 }
 

@@ -243,7 +243,8 @@ impl ShmrFile {
             return Err(E2BIG);
         }
         let mut input = KVVec::new();
-        UserSlice::new(UserPtr::from_addr(input_pointer as usize), input_bytes).read_all(&mut input, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(input_pointer as usize), input_bytes)
+            .read_all(&mut input, GFP_KERNEL)?;
         let mut text = Text::new(output_bytes)?;
         let kind = decode::describe(what, &input, &mut text)?;
         UserSlice::new(UserPtr::from_addr(output_pointer as usize), output_bytes)
@@ -260,7 +261,9 @@ impl ShmrFile {
             return Err(EPERM);
         }
         let mut arg = [0u8; CORRUPT_ARG_BYTES];
-        UserSlice::new(user, CORRUPT_ARG_BYTES).reader().read_slice(&mut arg)?;
+        UserSlice::new(user, CORRUPT_ARG_BYTES)
+            .reader()
+            .read_slice(&mut arg)?;
         let copy = match le_u32(&arg, 8) {
             CORRUPT_EVERY_COPY => None,
             copy => Some(copy as usize),
@@ -282,7 +285,9 @@ impl ShmrFile {
         arg[16..20].copy_from_slice(&info.config.block_bytes.to_le_bytes());
         arg[20..24].copy_from_slice(&u32::from(info.config.topology.value()).to_le_bytes());
         arg[24..28].copy_from_slice(&(info.config.copies() as u32).to_le_bytes());
-        UserSlice::new(user, INFO_ARG_BYTES).writer().write_slice(&arg)
+        UserSlice::new(user, INFO_ARG_BYTES)
+            .writer()
+            .write_slice(&arg)
     }
 }
 
@@ -319,6 +324,11 @@ unsafe extern "C" fn llseek(file: *mut bindings::file, offset: i64, whence: c_in
 /// # Safety
 ///
 /// Called by the VFS with an open file of this device.
-unsafe extern "C" fn fsync(_file: *mut bindings::file, _start: i64, _end: i64, _datasync: c_int) -> c_int {
+unsafe extern "C" fn fsync(
+    _file: *mut bindings::file,
+    _start: i64,
+    _end: i64,
+    _datasync: c_int,
+) -> c_int {
     0
 }

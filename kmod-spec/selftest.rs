@@ -8,7 +8,9 @@
 //! and field name, the shard prefix rules, the chunk and payload checksums, and re-encodes the
 //! valid shards byte for byte. Any difference refuses the load, naming the vector.
 
-use crate::layout::{crc32c, BucketLabel, DecodeError, DecodeErrorKind, FieldValue, Layout, ShardHeader, Topology};
+use crate::layout::{
+    crc32c, BucketLabel, DecodeError, DecodeErrorKind, FieldValue, Layout, ShardHeader, Topology,
+};
 use crate::shard::{self, ShardIdentity, CHUNK_BYTES};
 use kernel::prelude::*;
 
@@ -70,7 +72,11 @@ pub(crate) fn run() -> Result<usize> {
 fn check_tables() -> Result {
     for case in CRC32C_CASES {
         if crc32c(0, case.input) != case.value {
-            pr_err!("test vector crc32c of {} bytes: got {:#x}\n", case.input.len(), crc32c(0, case.input));
+            pr_err!(
+                "test vector crc32c of {} bytes: got {:#x}\n",
+                case.input.len(),
+                crc32c(0, case.input)
+            );
             return Err(EINVAL);
         }
     }
@@ -78,7 +84,11 @@ fn check_tables() -> Result {
         match DecodeErrorKind::from_value(u64::from(value)) {
             Some(kind) if kind.name() == name => {}
             _ => {
-                pr_err!("test vector decodeErrorKinds: {} = {} is not the generated kind\n", name, value);
+                pr_err!(
+                    "test vector decodeErrorKinds: {} = {} is not the generated kind\n",
+                    name,
+                    value
+                );
                 return Err(EINVAL);
             }
         }
@@ -140,8 +150,12 @@ fn check_shard(bytes: &[u8], expect: &ShardExpect) -> Result<(), &'static str> {
     let prefix = match (shard::decode_prefix(bytes), &expect.prefix) {
         (Ok(prefix), Outcome::Decodes(_)) => prefix,
         (Err(error), Outcome::Fails { .. }) => return check_failure(&error, &expect.prefix),
-        (Ok(_), Outcome::Fails { .. }) => return Err("shard prefix decoded, but TypeScript rejects it"),
-        (Err(_), Outcome::Decodes(_)) => return Err("shard prefix rejected, but TypeScript decodes it"),
+        (Ok(_), Outcome::Fails { .. }) => {
+            return Err("shard prefix decoded, but TypeScript rejects it")
+        }
+        (Err(_), Outcome::Decodes(_)) => {
+            return Err("shard prefix rejected, but TypeScript decodes it")
+        }
     };
     let payload_offset = prefix.header.payload_offset as usize;
     let payload_end = payload_offset + prefix.header.payload_bytes as usize;
@@ -183,7 +197,8 @@ fn check_reencode(bytes: &[u8], header: &ShardHeader, payload: &[u8]) -> Result<
         data_bytes: header.data_bytes,
     };
     let payload_offset = header.payload_offset as usize;
-    let mut prefix = KVec::from_elem(0xa5u8, payload_offset, GFP_KERNEL).map_err(|_| "out of memory")?;
+    let mut prefix =
+        KVec::from_elem(0xa5u8, payload_offset, GFP_KERNEL).map_err(|_| "out of memory")?;
     match shard::encode_prefix(&identity, payload, &mut prefix) {
         Ok(offset) if offset == payload_offset && prefix[..] == bytes[..payload_offset] => Ok(()),
         _ => Err("re-encoding the shard gives different bytes"),

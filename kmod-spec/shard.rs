@@ -60,7 +60,10 @@ pub(crate) fn decode_prefix(source: &[u8]) -> Result<ShardPrefix<'_>, DecodeErro
     if let Some(invalid) = invalid_field(&header) {
         return Err(invalid);
     }
-    let shape = geometry(u64::from(header.payload_bytes), u64::from(header.chunk_bytes));
+    let shape = geometry(
+        u64::from(header.payload_bytes),
+        u64::from(header.chunk_bytes),
+    );
     let table_end = ShardHeader::SIZE_BYTES as u64 + shape.table_bytes;
     if (source.len() as u64) < table_end {
         return Err(DecodeError::new(DecodeErrorKind::Short, "chunk_table"));
@@ -68,7 +71,10 @@ pub(crate) fn decode_prefix(source: &[u8]) -> Result<ShardPrefix<'_>, DecodeErro
     // The bound was checked just above, so the cast cannot truncate.
     let chunk_table = &source[ShardHeader::SIZE_BYTES..table_end as usize];
     if crc32c(0, chunk_table) != header.chunk_table_checksum {
-        return Err(DecodeError::new(DecodeErrorKind::Checksum, "chunk_table_checksum"));
+        return Err(DecodeError::new(
+            DecodeErrorKind::Checksum,
+            "chunk_table_checksum",
+        ));
     }
     Ok(ShardPrefix {
         header,
@@ -98,7 +104,10 @@ fn invalid_field(header: &ShardHeader) -> Option<DecodeError> {
     if header.chunk_bytes == 0 || header.chunk_bytes % 512 != 0 {
         return field("chunk_bytes");
     }
-    let shape = geometry(u64::from(header.payload_bytes), u64::from(header.chunk_bytes));
+    let shape = geometry(
+        u64::from(header.payload_bytes),
+        u64::from(header.chunk_bytes),
+    );
     if u64::from(header.payload_offset) != shape.payload_offset {
         return field("payload_offset");
     }
@@ -117,7 +126,11 @@ fn table_entry(chunk_table: &[u8], index: usize) -> Option<u32> {
 /// Checks `payload`, which holds whole chunks from chunk `first_chunk` on (the last one may be
 /// the payload's short tail), against the table (`findBadChunk`). Returns the index, from the
 /// payload's start, of the first chunk that does not match, or `None` when all match.
-pub(crate) fn find_bad_chunk(prefix: &ShardPrefix<'_>, payload: &[u8], first_chunk: usize) -> Option<usize> {
+pub(crate) fn find_bad_chunk(
+    prefix: &ShardPrefix<'_>,
+    payload: &[u8],
+    first_chunk: usize,
+) -> Option<usize> {
     let chunk_bytes = prefix.header.chunk_bytes as usize;
     for (offset, chunk) in payload.chunks(chunk_bytes).enumerate() {
         let index = first_chunk + offset;
@@ -148,7 +161,11 @@ pub(crate) struct ShardIdentity {
 /// # Errors
 ///
 /// `EINVAL` when the payload does not fit the header's u32 fields or `prefix` is too small.
-pub(crate) fn encode_prefix(identity: &ShardIdentity, payload: &[u8], prefix: &mut [u8]) -> Result<usize> {
+pub(crate) fn encode_prefix(
+    identity: &ShardIdentity,
+    payload: &[u8],
+    prefix: &mut [u8],
+) -> Result<usize> {
     let payload_bytes = u32::try_from(payload.len()).map_err(|_| EINVAL)?;
     let shape = geometry(u64::from(payload_bytes), u64::from(CHUNK_BYTES));
     let table_end = ShardHeader::SIZE_BYTES + shape.table_bytes as usize;
@@ -184,4 +201,3 @@ pub(crate) fn encode_prefix(identity: &ShardIdentity, payload: &[u8], prefix: &m
     header.encode(bytes);
     Ok(payload_offset)
 }
-

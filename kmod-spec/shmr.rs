@@ -9,7 +9,11 @@
 //! and `/dev/shmrb0`, a blk-mq block device over the same store (`blk.rs`).
 
 #[path = "generated/shmr_layout.rs"]
-#[allow(dead_code, unreachable_pub, reason = "the generated layout serves every user; this module needs part of it")]
+#[expect(
+    dead_code,
+    unreachable_pub,
+    reason = "the generated layout is shared by every user; this module needs part of it"
+)]
 mod layout;
 
 mod blk;

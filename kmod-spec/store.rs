@@ -53,7 +53,9 @@ impl Config {
             Ok(topology @ (Topology::Single | Topology::Mirror)) => topology,
             _ => return Err(EINVAL),
         };
-        if !(BLOCK_BYTES_MIN..=BLOCK_BYTES_MAX).contains(&block_bytes) || block_bytes % CHUNK_BYTES != 0 {
+        if !(BLOCK_BYTES_MIN..=BLOCK_BYTES_MAX).contains(&block_bytes)
+            || block_bytes % CHUNK_BYTES != 0
+        {
             return Err(EINVAL);
         }
         let size_bytes = size_mib.checked_mul(1 << 20).ok_or(EINVAL)?;
@@ -142,7 +144,10 @@ impl Store {
     /// Where `offset` falls: the block index and the offset inside the block.
     fn locate(&self, offset: u64) -> (usize, usize) {
         let block_bytes = u64::from(self.config.block_bytes);
-        ((offset / block_bytes) as usize, (offset % block_bytes) as usize)
+        (
+            (offset / block_bytes) as usize,
+            (offset % block_bytes) as usize,
+        )
     }
 
     /// Fills `out` with the bytes at `offset`; `out` must not cross a block boundary.
@@ -153,7 +158,9 @@ impl Store {
     /// block verifies.
     pub(crate) fn read(&self, offset: u64, out: &mut [u8]) -> Result {
         let (index, start) = self.locate(offset);
-        if start + out.len() > self.config.block_bytes as usize || index >= self.config.block_count() {
+        if start + out.len() > self.config.block_bytes as usize
+            || index >= self.config.block_count()
+        {
             return Err(EINVAL);
         }
         let blocks = self.blocks.lock();
@@ -162,7 +169,9 @@ impl Store {
             return Ok(());
         };
         for (copy, shard) in block.shards.iter().enumerate() {
-            if let Some(payload) = self.verified_payload(index, block, copy, shard, start, out.len()) {
+            if let Some(payload) =
+                self.verified_payload(index, block, copy, shard, start, out.len())
+            {
                 out.copy_from_slice(&payload[start..start + out.len()]);
                 return Ok(());
             }
@@ -215,7 +224,9 @@ impl Store {
     /// partial write into a block none of whose copies verifies.
     pub(crate) fn write(&self, offset: u64, data: &[u8], flags: Flags) -> Result {
         let (index, start) = self.locate(offset);
-        if start + data.len() > self.config.block_bytes as usize || index >= self.config.block_count() {
+        if start + data.len() > self.config.block_bytes as usize
+            || index >= self.config.block_count()
+        {
             return Err(EINVAL);
         }
         let mut fresh = None;
@@ -246,10 +257,19 @@ impl Store {
     fn new_block(&self, flags: Flags) -> Result<KBox<Block>> {
         let mut shards = KVec::with_capacity(self.config.copies(), flags)?;
         for _ in 0..self.config.copies() {
-            shards.push(KVVec::from_elem(0u8, self.config.shard_bytes(), flags)?, flags)?;
+            shards.push(
+                KVVec::from_elem(0u8, self.config.shard_bytes(), flags)?,
+                flags,
+            )?;
         }
         // Generation 0 with an all-zero shard: the first rewrite encodes generation 1.
-        Ok(KBox::new(Block { generation: 0, shards }, flags)?)
+        Ok(KBox::new(
+            Block {
+                generation: 0,
+                shards,
+            },
+            flags,
+        )?)
     }
 
     /// Applies `data` at `start` of block `index` and re-encodes every copy.
@@ -264,7 +284,8 @@ impl Store {
             (0..block.shards.len())
                 .find(|&copy| {
                     let shard = &block.shards[copy];
-                    self.verified_payload(index, block, copy, shard, 0, block_bytes).is_some()
+                    self.verified_payload(index, block, copy, shard, 0, block_bytes)
+                        .is_some()
                 })
                 .ok_or(EIO)?
         };
@@ -339,9 +360,16 @@ impl Store {
     ///
     /// `EINVAL` outside the device or for a copy the topology does not have; `ENOENT` when the
     /// block was never written.
-    pub(crate) fn corrupt(&self, offset: u64, copy: Option<usize>, target: CorruptTarget) -> Result {
+    pub(crate) fn corrupt(
+        &self,
+        offset: u64,
+        copy: Option<usize>,
+        target: CorruptTarget,
+    ) -> Result {
         let (index, start) = self.locate(offset);
-        if index >= self.config.block_count() || copy.is_some_and(|copy| copy >= self.config.copies()) {
+        if index >= self.config.block_count()
+            || copy.is_some_and(|copy| copy >= self.config.copies())
+        {
             return Err(EINVAL);
         }
         let payload_offset = self.config.payload_offset();

@@ -63,12 +63,16 @@ interface VitestReport {
   testResults?: { name: string; assertionResults: { fullName: string; status: string; duration?: number; failureMessages: string[] }[] }[];
 }
 
-/** Runs vitest on `files`, its verbose output going to the console; resolves with its exit. */
+/** Runs vitest on `files`, its verbose output copied to the console; resolves with its exit. */
 function runVitest(repo: string, files: readonly string[], output: string, timeoutMs: number): Promise<number | null> {
   const child = spawn(process.execPath, [
-    join(repo, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=verbose', '--reporter=json',
+    // One test file at a time: two vCPUs under TCG are slow enough without daemons competing.
+    join(repo, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--no-file-parallelism', '--reporter=verbose', '--reporter=json',
     `--outputFile.json=${output}`, ...files,
-  ], { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] });
+  ], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Through pipes, not the console itself: on a TTY vitest redraws its progress endlessly.
+  child.stdout.pipe(process.stdout, { end: false });
+  child.stderr.pipe(process.stdout, { end: false });
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   return new Promise((resolve) => child.once('exit', (code) => {
     clearTimeout(timer);

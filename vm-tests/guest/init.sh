@@ -17,6 +17,8 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /dev/shm
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+# As on a server: the host's posix tests open 10,000 files at once.
+ulimit -n 1048576
 
 finish() {
   echo "VMTEST-RC=$1"

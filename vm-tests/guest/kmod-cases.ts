@@ -2,13 +2,13 @@
  * The kmod and blk targets: the kernel module's self-test, /dev/shmr (I/O suite in Single and
  * Mirror topology, decoder cross-check, corrupt shards as EIO) and the blk-mq device.
  */
-import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   crossCheck, describeInKernel, describeInTypeScript, mutationSamples, vectorSamples,
 } from './decoder-check.js';
 import { ext4Case } from './ext4.js';
-import { ioCases } from './io-suite.js';
+import { dropCaches, ioCases } from './io-suite.js';
 import { check, type Case } from './report.js';
 import { blockDeviceBytes, dmesg, isBlockDevice, run, status, type Context } from './tools.js';
 
@@ -39,8 +39,8 @@ function loadCase(context: Context, name: string, params: string[]): Case {
 }
 
 /** `pread` outcome: the bytes, or the error code. */
-function preadOutcome(offset: number, length: number): Buffer | string {
-  const fd = openSync(DEVICE, 'r');
+function preadOutcome(offset: number, length: number, path = DEVICE): Buffer | string {
+  const fd = openSync(path, 'r');
   try {
     const out = Buffer.alloc(length);
     const got = readSync(fd, out, 0, length, offset);
@@ -69,14 +69,14 @@ function corrupt(context: Context, offset: number, copy: string, target: 'payloa
   check(result.code === 0, `corrupt ioctl failed: ${result.output}`);
 }
 
-function expectBytes(offset: number, expected: Buffer, what: string): void {
-  const outcome = preadOutcome(offset, expected.byteLength);
+function expectBytes(offset: number, expected: Buffer, what: string, path = DEVICE): void {
+  const outcome = preadOutcome(offset, expected.byteLength, path);
   check(Buffer.isBuffer(outcome), `${what}: read failed with ${String(outcome)}`);
   check(outcome.equals(expected), `${what}: wrong data`);
 }
 
-function expectEio(offset: number, length: number, what: string): void {
-  const outcome = preadOutcome(offset, length);
+function expectEio(offset: number, length: number, what: string, path = DEVICE): void {
+  const outcome = preadOutcome(offset, length, path);
   check(outcome === 'EIO', `${what}: ${Buffer.isBuffer(outcome) ? `read returned ${outcome.byteLength} bytes` : outcome}, not EIO`);
 }
 
@@ -194,13 +194,36 @@ export function kmodCases(context: Context): Case[] {
   ];
 }
 
+/** Written through the block device, damaged in every copy, read back through it: EIO. */
+function corruptBlockDeviceCase(context: Context): Case {
+  return {
+    name: 'corrupt blk: EIO through the block device, never wrong data', timeoutMs: 120_000,
+    run: async () => {
+      const offset = 40 * MiB;
+      const fd = openSync(DISK, 'r+');
+      writeSync(fd, pattern(40), 0, BLOCK_BYTES, offset);
+      writeSync(fd, pattern(42), 0, BLOCK_BYTES, offset + BLOCK_BYTES);
+      fsyncSync(fd);
+      closeSync(fd);
+      corrupt(context, offset + 5000, 'all', 'payload');
+      dropCaches();
+      expectEio(offset + 4096, 4096, 'the damaged page through /dev/shmrb0', DISK);
+      expectBytes(offset + BLOCK_BYTES, pattern(42), 'the next block', DISK);
+      // A whole-block write (through /dev/shmr, in one piece) replaces the damaged block.
+      check(pwrite(offset, pattern(41)) === 'ok', 'rewrite');
+      dropCaches();
+      expectBytes(offset, pattern(41), 'the rewritten block through /dev/shmrb0', DISK);
+    },
+  };
+}
+
 /** The blk target: the module's blk-mq device, if the module registers one. */
 export function extraCasesBlk(context: Context): Case[] {
   return [
     {
       name: 'blk load: /dev/shmrb0 appears', timeoutMs: 120_000,
       run: async () => {
-        await insmod(context, [...PARAMS, 'topology=2']);
+        await insmod(context, [...PARAMS, 'topology=2', 'allow_corrupt=1']);
         await new Promise((resolve) => setTimeout(resolve, 500));
         check(isBlockDevice(DISK), `${DISK} is not there: the module has no block device (not built)`);
         check(blockDeviceBytes(DISK) === SIZE_MIB * MiB, `size ${blockDeviceBytes(DISK)}`);
@@ -208,6 +231,7 @@ export function extraCasesBlk(context: Context): Case[] {
     },
     ...ioCases({ path: DISK, kind: 'device', sizeBytes: SIZE_MIB * MiB, blockBytes: BLOCK_BYTES, name: 'blk' }, 3, 200),
     ext4Case('blk', () => DISK, context.repo),
+    corruptBlockDeviceCase(context),
     { name: 'blk unloads', timeoutMs: 60_000, run: async () => { await rmmod(); } },
   ];
 }

@@ -48,6 +48,7 @@ fi
 
 root=$(mktemp -d "$OUT_DIR/initramfs.XXXXXX")
 trap 'rm -rf "$root"' EXIT
+chmod 755 "$root"   # the guest's /: mktemp made it 0700, which locks out every other user
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,tmp,run,mnt,root,work}
 for file in "${FILES[@]}"; do
   mkdir -p "$root$(dirname "$file")"

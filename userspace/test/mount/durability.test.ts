@@ -8,21 +8,13 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { shardFilesOf as shardFiles } from '../../src/tasks/fsck.js';
 import { runCli, withMount, type Mount } from '../helpers/mount.js';
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-function shardFiles(bucket: string): string[] {
-  const files: string[] = [];
-  for (const level1 of readdirSync(bucket).filter((name) => /^[0-9a-f]{2}$/.test(name))) {
-    for (const level2 of readdirSync(join(bucket, level1))) {
-      for (const name of readdirSync(join(bucket, level1, level2))) files.push(join(bucket, level1, level2, name));
-    }
-  }
-  return files;
-}
 
 /** Deterministic choice, so failures reproduce. */
 function pick<T>(items: readonly T[], seed: number): T {

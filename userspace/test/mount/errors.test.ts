@@ -13,19 +13,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { shardFilesOf as shardFiles } from '../../src/tasks/fsck.js';
 import { runCli, withMount } from '../helpers/mount.js';
 
-/** Every shard file under a bucket directory. */
-function shardFiles(bucket: string): string[] {
-  const files: string[] = [];
-  for (const level1 of readdirSync(bucket)) {
-    if (level1 === 'shmr-bucket') continue;
-    for (const level2 of readdirSync(join(bucket, level1))) {
-      for (const name of readdirSync(join(bucket, level1, level2))) files.push(join(bucket, level1, level2, name));
-    }
-  }
-  return files;
-}
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');

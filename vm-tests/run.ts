@@ -37,6 +37,7 @@ interface Outcome {
   failed: number;
   seconds: number;
   failures: string[];
+  notes: string[];
   problem: string;
   consolePath: string;
 }
@@ -90,12 +91,13 @@ function boot(target: Target, paths: { bzImage: string; initramfs: string; share
     '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', '2', '-m', GUEST_MEMORY,
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-nic', 'none',
     '-kernel', paths.bzImage, '-initrd', paths.initramfs,
-    '-append', `console=ttyS0 panic=-1 loglevel=4 vmtarget=${target} vmrepo=${REPO}`,
+    '-append', `console=ttyS0 panic=-1 loglevel=4 vmtarget=${target} vmrepo=${REPO}` +
+      (process.env['SHMR_VM_HOST_TESTS'] === undefined ? '' : ` vmhosttests=${process.env['SHMR_VM_HOST_TESTS']}`),
     '-virtfs', `local,path=${REPO},mount_tag=repo,security_model=none,readonly=on`,
     '-virtfs', `local,path=${paths.share},mount_tag=repo-run,security_model=none,readonly=on`,
   ];
   const started = Date.now();
-  const outcome: Outcome = { target, passed: 0, failed: 0, seconds: 0, failures: [], problem: '', consolePath };
+  const outcome: Outcome = { target, passed: 0, failed: 0, seconds: 0, failures: [], notes: [], problem: '', consolePath };
   return new Promise((resolve) => {
     const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let pending = '';
@@ -114,6 +116,8 @@ function boot(target: Target, paths: { bzImage: string; initramfs: string; share
         outcome.passed = Number(resultMatch[1]);
         outcome.failed = Number(resultMatch[2]);
       }
+      const noteMatch = /^VMTEST-NOTE \S+ (.*)$/.exec(line);
+      if (noteMatch?.[1] !== undefined) outcome.notes.push(noteMatch[1]);
       const rcMatch = /^VMTEST-RC=(\d+)/.exec(line);
       if (rcMatch !== null) exitCode = rcMatch[1];
     };
@@ -179,6 +183,7 @@ async function main(): Promise<number> {
   for (const outcome of outcomes) {
     process.stdout.write(`${outcome.target.toUpperCase()}: ${outcome.passed} passed, ${outcome.failed} failed (${outcome.seconds.toFixed(0)} s)\n`);
     for (const failure of outcome.failures) process.stdout.write(`  FAIL ${failure.slice(0, 1500)}\n`);
+    for (const note of outcome.notes) process.stdout.write(`  note: ${note}\n`);
     if (outcome.problem !== '') process.stdout.write(`  ${outcome.problem}; console: ${outcome.consolePath}\n`);
   }
   process.stdout.write(`total: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);

@@ -20,7 +20,7 @@ export class Report {
   private passed = 0;
   private failed = 0;
 
-  constructor(private readonly target: string) {}
+  constructor(readonly target: string) {}
 
   /** Runs `cases` in order; a failure does not stop the ones after it. */
   async runAll(cases: readonly Case[]): Promise<void> {

@@ -17,7 +17,9 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import {
+  copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,9 +27,16 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CACHE = process.env['SHMR_VM_CACHE'] ?? '/var/cache/shmr-vm';
 const TARGETS = ['kmod', 'fuse', 'nbd', 'blk'] as const;
 type Target = (typeof TARGETS)[number];
-/** Wall-clock deadline of each boot, TCG on two busy cores included. */
+/**
+ * Wall-clock deadline of each boot, TCG on two busy cores included (measured on two cores:
+ * kmod 1-2 min, fuse 6-16 min, nbd 1-1.5 min, blk 1 min). SHMR_VM_DEADLINE_S sets one for all.
+ */
+const DEADLINE_OVERRIDE_MS = Number(process.env['SHMR_VM_DEADLINE_S'] ?? 0) * 1000;
 const DEADLINE_MS: Record<Target, number> = {
-  kmod: 20 * 60_000, fuse: 50 * 60_000, nbd: 30 * 60_000, blk: 20 * 60_000,
+  kmod: DEADLINE_OVERRIDE_MS || 15 * 60_000,
+  fuse: DEADLINE_OVERRIDE_MS || 40 * 60_000,
+  nbd: DEADLINE_OVERRIDE_MS || 15 * 60_000,
+  blk: DEADLINE_OVERRIDE_MS || 15 * 60_000,
 };
 const GUEST_MEMORY = process.env['SHMR_VM_MEMORY'] ?? '2048M';
 
@@ -49,7 +58,12 @@ function log(message: string): void {
 /** Runs a build step with its stderr shown; returns stdout. */
 function step(what: string, command: string, args: string[]): { stdout: string; seconds: number } {
   const started = Date.now();
-  const result = spawnSync(command, args, { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  const result = spawnSync(command, args, {
+    cwd: REPO,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+  });
   const seconds = (Date.now() - started) / 1000;
   if (result.status !== 0) throw new Error(`${what} failed (exit ${String(result.status)})`);
   log(`${what}: ${seconds.toFixed(1)} s`);
@@ -69,9 +83,14 @@ function keyValues(text: string): Record<string, string> {
 function buildHelper(): string {
   const source = join(REPO, 'vm-tests', 'guest', 'shmr-ioctl.c');
   const header = join(REPO, 'kmod-spec', 'shmr_ioctl.h');
-  const key = createHash('sha256').update(readFileSync(source)).update(readFileSync(header)).digest('hex').slice(0, 16);
+  const key = createHash('sha256')
+    .update(readFileSync(source))
+    .update(readFileSync(header))
+    .digest('hex')
+    .slice(0, 16);
   const binary = join(CACHE, `shmr-ioctl-${key}`);
-  if (!existsSync(binary)) step('ioctl helper', 'gcc', ['-O2', '-static', '-Wall', '-o', binary, source]);
+  if (!existsSync(binary))
+    step('ioctl helper', 'gcc', ['-O2', '-static', '-Wall', '-o', binary, source]);
   return binary;
 }
 
@@ -83,21 +102,56 @@ function accelerator(): string {
 }
 
 /** Boots the guest for `target` and collects its result lines. */
-function boot(target: Target, paths: { bzImage: string; initramfs: string; share: string; runDir: string }): Promise<Outcome> {
+function boot(
+  target: Target,
+  paths: { bzImage: string; initramfs: string; share: string; runDir: string },
+): Promise<Outcome> {
   const consolePath = join(paths.runDir, `${target}.console.log`);
   const console = createWriteStream(consolePath);
   const accel = accelerator();
   const args = [
-    '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', '2', '-m', GUEST_MEMORY,
-    '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-nic', 'none',
-    '-kernel', paths.bzImage, '-initrd', paths.initramfs,
-    '-append', `console=ttyS0 panic=-1 loglevel=4 vmtarget=${target} vmrepo=${REPO}` +
-      (process.env['SHMR_VM_HOST_TESTS'] === undefined ? '' : ` vmhosttests=${process.env['SHMR_VM_HOST_TESTS']}`),
-    '-virtfs', `local,path=${REPO},mount_tag=repo,security_model=none,readonly=on`,
-    '-virtfs', `local,path=${paths.share},mount_tag=repo-run,security_model=none,readonly=on`,
+    '-accel',
+    accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-smp',
+    '2',
+    '-m',
+    GUEST_MEMORY,
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-monitor',
+    'none',
+    '-no-reboot',
+    '-nic',
+    'none',
+    '-kernel',
+    paths.bzImage,
+    '-initrd',
+    paths.initramfs,
+    '-append',
+    `console=ttyS0 panic=-1 loglevel=4 vmtarget=${target} vmrepo=${REPO}` +
+      (process.env['SHMR_VM_HOST_TESTS'] === undefined
+        ? ''
+        : ` vmhosttests=${process.env['SHMR_VM_HOST_TESTS']}`),
+    '-virtfs',
+    `local,path=${REPO},mount_tag=repo,security_model=none,readonly=on`,
+    '-virtfs',
+    `local,path=${paths.share},mount_tag=repo-run,security_model=none,readonly=on`,
   ];
   const started = Date.now();
-  const outcome: Outcome = { target, passed: 0, failed: 0, seconds: 0, failures: [], notes: [], problem: '', consolePath };
+  const outcome: Outcome = {
+    target,
+    passed: 0,
+    failed: 0,
+    seconds: 0,
+    failures: [],
+    notes: [],
+    problem: '',
+    consolePath,
+  };
   return new Promise((resolve) => {
     const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let pending = '';
@@ -107,8 +161,12 @@ function boot(target: Target, paths: { bzImage: string; initramfs: string; share
       const caseMatch = /^VMTEST-CASE \S+ (PASS|FAIL) (\d+) (.*)$/.exec(line);
       if (caseMatch !== null) {
         const [, verdict, ms, rest] = caseMatch;
-        log(`${target}: ${verdict} ${rest?.split(' | ')[0] ?? ''} (${(Number(ms) / 1000).toFixed(1)} s)`);
+        log(
+          `${target}: ${verdict} ${rest?.split(' | ')[0] ?? ''} (${(Number(ms) / 1000).toFixed(1)} s)`,
+        );
         if (verdict === 'FAIL') outcome.failures.push(rest ?? '');
+        if (verdict === 'PASS') outcome.passed++;
+        else outcome.failed++;
       }
       const resultMatch = /^VMTEST-RESULT \S+ passed=(\d+) failed=(\d+)/.exec(line);
       if (resultMatch !== null) {
@@ -131,7 +189,7 @@ function boot(target: Target, paths: { bzImage: string; initramfs: string; share
     qemu.stdout.on('data', onData);
     qemu.stderr.on('data', onData);
     const timer = setTimeout(() => {
-      outcome.problem = `hung: no power-off within ${DEADLINE_MS[target] / 60_000} min (killed)`;
+      outcome.problem = `hung: no power-off within ${DEADLINE_MS[target] / 1000} s (qemu killed)`;
       qemu.kill('SIGKILL');
     }, DEADLINE_MS[target]);
     qemu.once('exit', (code) => {
@@ -141,30 +199,56 @@ function boot(target: Target, paths: { bzImage: string; initramfs: string; share
       if (outcome.problem === '' && !result) {
         outcome.problem = `no result line from the guest (qemu exit ${String(code)}, guest rc ${exitCode ?? 'none'})`;
       }
-      if (outcome.problem !== '') outcome.failed = Math.max(outcome.failed, 1);
+      // The hang or the missing result line counts as one more failure.
+      if (outcome.problem !== '') outcome.failed++;
       resolve(outcome);
     });
   });
+}
+
+/** Keeps the console logs of the last RUNS_KEPT runs. */
+const RUNS_KEPT = 20;
+
+function pruneRuns(runsDir: string): void {
+  if (!existsSync(runsDir)) return;
+  const runs = readdirSync(runsDir).sort();
+  for (const old of runs.slice(0, Math.max(0, runs.length - RUNS_KEPT + 1))) {
+    rmSync(join(runsDir, old), { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<number> {
   const requested = process.argv.slice(2);
   const unknown = requested.filter((name) => !(TARGETS as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    process.stderr.write(`vm-test: unknown target ${unknown.join(', ')} (targets: ${TARGETS.join(', ')})\n`);
+    process.stderr.write(
+      `vm-test: unknown target ${unknown.join(', ')} (targets: ${TARGETS.join(', ')})\n`,
+    );
     return 2;
   }
   const targets = (requested.length > 0 ? requested : [...TARGETS]) as Target[];
   mkdirSync(CACHE, { recursive: true });
   const started = Date.now();
-  const kernel = keyValues(step('kernel + module (vm-tests/kernel/build.sh)', 'bash', [join(REPO, 'vm-tests', 'kernel', 'build.sh'), 'all']).stdout);
+  const kernel = keyValues(
+    step('kernel + module (vm-tests/kernel/build.sh)', 'bash', [
+      join(REPO, 'vm-tests', 'kernel', 'build.sh'),
+      'all',
+    ]).stdout,
+  );
   const helper = buildHelper();
-  const initramfs = step('guest initramfs', 'bash', [join(REPO, 'vm-tests', 'guest', 'mkinitramfs.sh'), REPO, CACHE]).stdout.trim();
+  const initramfs = step('guest initramfs', 'bash', [
+    join(REPO, 'vm-tests', 'guest', 'mkinitramfs.sh'),
+    REPO,
+    CACHE,
+  ]).stdout.trim();
+  pruneRuns(join(CACHE, 'runs'));
   const runDir = join(CACHE, 'runs', new Date().toISOString().replace(/[:.]/g, '-'));
   const share = join(runDir, 'share');
   mkdirSync(share, { recursive: true });
   const files: [string | undefined, string][] = [
-    [kernel['MODULE'], 'shmr.ko'], [kernel['MODULE_BADVECTOR'], 'shmr-badvector.ko'], [helper, 'shmr-ioctl'],
+    [kernel['MODULE'], 'shmr.ko'],
+    [kernel['MODULE_BADVECTOR'], 'shmr-badvector.ko'],
+    [helper, 'shmr-ioctl'],
   ];
   for (const [from, to] of files) {
     if (from === undefined) throw new Error(`the build printed no path for ${to}`);
@@ -172,8 +256,10 @@ async function main(): Promise<number> {
   }
   const bzImage = kernel['BZIMAGE'];
   if (bzImage === undefined) throw new Error('the build printed no BZIMAGE');
-  log(`build and cache checks: ${((Date.now() - started) / 1000).toFixed(1)} s; kernel ${kernel['KERNEL_VERSION'] ?? '?'}, ` +
-    `accelerator ${accelerator()}; console logs in ${runDir}`);
+  log(
+    `build and cache checks: ${((Date.now() - started) / 1000).toFixed(1)} s; kernel ${kernel['KERNEL_VERSION'] ?? '?'}, ` +
+      `accelerator ${accelerator()}; console logs in ${runDir}`,
+  );
   const outcomes: Outcome[] = [];
   for (const target of targets) {
     log(`${target}: booting`);
@@ -181,10 +267,14 @@ async function main(): Promise<number> {
   }
   process.stdout.write('\n');
   for (const outcome of outcomes) {
-    process.stdout.write(`${outcome.target.toUpperCase()}: ${outcome.passed} passed, ${outcome.failed} failed (${outcome.seconds.toFixed(0)} s)\n`);
-    for (const failure of outcome.failures) process.stdout.write(`  FAIL ${failure.slice(0, 1500)}\n`);
+    process.stdout.write(
+      `${outcome.target.toUpperCase()}: ${outcome.passed} passed, ${outcome.failed} failed (${outcome.seconds.toFixed(0)} s)\n`,
+    );
+    for (const failure of outcome.failures)
+      process.stdout.write(`  FAIL ${failure.slice(0, 1500)}\n`);
     for (const note of outcome.notes) process.stdout.write(`  note: ${note}\n`);
-    if (outcome.problem !== '') process.stdout.write(`  ${outcome.problem}; console: ${outcome.consolePath}\n`);
+    if (outcome.problem !== '')
+      process.stdout.write(`  ${outcome.problem}; console: ${outcome.consolePath}\n`);
   }
   process.stdout.write(`total: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   return outcomes.every((outcome) => outcome.failed === 0 && outcome.passed > 0) ? 0 : 1;

@@ -13,7 +13,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from '../../userspace/src/erasure/index.js';
 import {
-  BucketLabel, ChecksumKind, decodeShardPrefix, decodeStruct, findBadChunk, ShardHeader, Topology,
+  BucketLabel,
+  ChecksumKind,
+  decodeShardPrefix,
+  decodeStruct,
+  findBadChunk,
+  ShardHeader,
+  Topology,
   type StructLayout,
 } from '../../userspace/src/layout/index.js';
 import { Random } from './io-suite.js';
@@ -44,7 +50,9 @@ function fieldLines(layout: StructLayout, value: Record<string, unknown>): strin
   let text = '';
   for (const name of Object.keys(layout.fields)) {
     const field = value[name];
-    text += Buffer.isBuffer(field) ? `${name}=${field.toString('hex')}\n` : `${name}=0x${(field as number | bigint).toString(16)}\n`;
+    text += Buffer.isBuffer(field)
+      ? `${name}=${field.toString('hex')}\n`
+      : `${name}=0x${(field as number | bigint).toString(16)}\n`;
   }
   return text;
 }
@@ -53,7 +61,11 @@ function fieldLines(layout: StructLayout, value: Record<string, unknown>): strin
 export function describeInTypeScript(sample: Sample): string {
   if (sample.layout !== DecodeAs.shardPrefix) {
     const layout = sample.layout === DecodeAs.shardHeader ? ShardHeader : BucketLabel;
-    const decoded = decodeStruct(layout, sample.bytes, sample.layout === DecodeAs.shardHeader ? ENUMS : {});
+    const decoded = decodeStruct(
+      layout,
+      sample.bytes,
+      sample.layout === DecodeAs.shardHeader ? ENUMS : {},
+    );
     if (!decoded.ok) return `error kind=${decoded.kind} field=${decoded.field}\n`;
     return `ok\n${fieldLines(layout, decoded.value as Record<string, unknown>)}`;
   }
@@ -72,12 +84,18 @@ export function describeInTypeScript(sample: Sample): string {
 }
 
 /** Decodes every sample with the module, through one shmr-ioctl process. */
-export async function describeInKernel(helper: string, device: string, samples: readonly Sample[]): Promise<string[]> {
+export async function describeInKernel(
+  helper: string,
+  device: string,
+  samples: readonly Sample[],
+): Promise<string[]> {
   const child = spawn(helper, ['decode', device], { stdio: ['pipe', 'pipe', 'pipe'] });
   const chunks: Buffer[] = [];
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   for (const sample of samples) {
     const head = Buffer.alloc(8);
@@ -107,7 +125,9 @@ export async function describeInKernel(helper: string, device: string, samples: 
 /** The shared vectors as samples: shard files both as a prefix and as a bare header. */
 export function vectorSamples(repo: string): { samples: Sample[]; vectors: ManifestVector[] } {
   const directory = join(repo, 'kmod-spec', 'generated', 'vectors');
-  const manifest = JSON.parse(readFileSync(join(directory, 'manifest.json'), 'utf8')) as { vectors: ManifestVector[] };
+  const manifest = JSON.parse(readFileSync(join(directory, 'manifest.json'), 'utf8')) as {
+    vectors: ManifestVector[];
+  };
   const samples: Sample[] = [];
   for (const vector of manifest.vectors) {
     const bytes = readFileSync(join(directory, vector.file));
@@ -116,7 +136,8 @@ export function vectorSamples(repo: string): { samples: Sample[]; vectors: Manif
       continue;
     }
     samples.push({ name: `${vector.name} (header)`, layout: DecodeAs.shardHeader, bytes });
-    if (vector.kind === 'shard') samples.push({ name: `${vector.name} (shard)`, layout: DecodeAs.shardPrefix, bytes });
+    if (vector.kind === 'shard')
+      samples.push({ name: `${vector.name} (shard)`, layout: DecodeAs.shardPrefix, bytes });
   }
   return { samples, vectors: manifest.vectors };
 }
@@ -130,7 +151,8 @@ function fixChecksums(bytes: Buffer, layout: DecodeAsValue, isTableToo: boolean)
     const chunkBytes = bytes.readUInt32LE(56);
     if (chunkBytes > 0) {
       const tableEnd = ShardHeader.sizeBytes + Math.ceil(payloadBytes / chunkBytes) * 4;
-      if (tableEnd <= bytes.byteLength) bytes.writeUInt32LE(crc32c(bytes.subarray(ShardHeader.sizeBytes, tableEnd)), 64);
+      if (tableEnd <= bytes.byteLength)
+        bytes.writeUInt32LE(crc32c(bytes.subarray(ShardHeader.sizeBytes, tableEnd)), 64);
     }
   }
   bytes.writeUInt32LE(crc32c(bytes.subarray(0, size - 4)), size - 4);
@@ -139,13 +161,19 @@ function fixChecksums(bytes: Buffer, layout: DecodeAsValue, isTableToo: boolean)
 /** Field offsets and widths of a layout, for rewrites of whole fields. */
 function fieldsOf(layout: DecodeAsValue): { offset: number; width: number }[] {
   const struct = layout === DecodeAs.bucketLabel ? BucketLabel : ShardHeader;
-  return Object.values(struct.fields).map((field) => ({ offset: field.offset, width: field.width }));
+  return Object.values(struct.fields).map((field) => ({
+    offset: field.offset,
+    width: field.width,
+  }));
 }
 
 /** One seeded mutation of `base`. */
 function mutate(base: Sample, random: Random, serial: number): Sample {
   const bytes = Buffer.from(base.bytes);
-  const headerBytes = Math.min(bytes.byteLength, base.layout === DecodeAs.bucketLabel ? 64 : 4096 + 64);
+  const headerBytes = Math.min(
+    bytes.byteLength,
+    base.layout === DecodeAs.bucketLabel ? 64 : 4096 + 64,
+  );
   const kind = random.below(7);
   let out = bytes;
   if (kind === 0 && headerBytes > 0) {
@@ -160,13 +188,18 @@ function mutate(base: Sample, random: Random, serial: number): Sample {
     const fields = fieldsOf(base.layout);
     const field = fields[random.below(fields.length)];
     if (field !== undefined && field.offset + field.width <= bytes.byteLength) {
-      const value = random.below(4) === 0 ? random.bytes(field.width) : Buffer.from([random.below(6)]);
+      const value =
+        random.below(4) === 0 ? random.bytes(field.width) : Buffer.from([random.below(6)]);
       bytes.fill(0, field.offset, field.offset + field.width);
       value.copy(bytes, field.offset, 0, Math.min(field.width, value.byteLength));
     }
     if (kind !== 3) fixChecksums(bytes, base.layout, kind !== 4);
   }
-  return { name: `${base.name} mutation ${serial} (kind ${kind})`, layout: base.layout, bytes: out };
+  return {
+    name: `${base.name} mutation ${serial} (kind ${kind})`,
+    layout: base.layout,
+    bytes: out,
+  };
 }
 
 /** `count` mutations of the vector samples, seeded. */
@@ -181,7 +214,11 @@ export function mutationSamples(bases: readonly Sample[], count: number, seed: n
 }
 
 /** Decodes `samples` both ways; throws naming the first differences. */
-export async function crossCheck(helper: string, device: string, samples: readonly Sample[]): Promise<Map<string, number>> {
+export async function crossCheck(
+  helper: string,
+  device: string,
+  samples: readonly Sample[],
+): Promise<Map<string, number>> {
   const kernel = await describeInKernel(helper, device, samples);
   const differences: string[] = [];
   const outcomes = new Map<string, number>();
@@ -191,8 +228,10 @@ export async function crossCheck(helper: string, device: string, samples: readon
     const outcome = expected.split('\n')[0] ?? '';
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
     if (actual !== expected && differences.length < 5) {
-      differences.push(`${sample.name} [${sample.bytes.subarray(0, 160).toString('hex')}]: ` +
-        `TypeScript ${JSON.stringify(expected)} kernel ${JSON.stringify(actual)}`);
+      differences.push(
+        `${sample.name} [${sample.bytes.subarray(0, 160).toString('hex')}]: ` +
+          `TypeScript ${JSON.stringify(expected)} kernel ${JSON.stringify(actual)}`,
+      );
     }
   });
   check(differences.length === 0, `decoders differ:\n${differences.join('\n')}`);

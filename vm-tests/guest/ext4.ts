@@ -26,7 +26,10 @@ function compareTrees(source: string, copy: string): number {
   const files = filesUnder(source);
   for (const file of files) {
     const copied = join(copy, relative(source, file));
-    check(digest(readFileSync(copied)) === digest(readFileSync(file)), `${copied} differs from ${file}`);
+    check(
+      digest(readFileSync(copied)) === digest(readFileSync(file)),
+      `${copied} differs from ${file}`,
+    );
   }
   return files.length;
 }

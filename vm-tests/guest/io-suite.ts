@@ -63,7 +63,8 @@ export class Random {
     const out = Buffer.alloc(length);
     const style = this.below(3);
     const base = this.below(256);
-    if (style === 0) for (let index = 0; index < length; index++) out[index] = (base + index) & 0xff;
+    if (style === 0)
+      for (let index = 0; index < length; index++) out[index] = (base + index) & 0xff;
     else if (style === 1) out.fill(base === 0 ? 1 : base);
     else {
       const word = Buffer.alloc(8);
@@ -85,7 +86,9 @@ class Modelled {
 
   constructor(readonly target: IoTarget) {
     // A file gets room past its window for the hole that `pastEnd` makes.
-    this.model = Buffer.alloc(target.sizeBytes + (target.kind === 'file' ? 8 * target.blockBytes : 0));
+    this.model = Buffer.alloc(
+      target.sizeBytes + (target.kind === 'file' ? 8 * target.blockBytes : 0),
+    );
     this.length = target.kind === 'device' ? target.sizeBytes : 0;
     this.fd = openSync(target.path, target.kind === 'file' ? 'w+' : 'r+');
   }
@@ -119,8 +122,10 @@ class Modelled {
       const expected = this.model.subarray(at, Math.min(at + size, this.length));
       const actual = this.read(at, size);
       if (digest(actual) !== digest(expected)) {
-        throw new Error(`${what}: bytes [${at}, ${at + size}) differ from what was written ` +
-          `(${actual.byteLength} bytes read, first difference at ${firstDifference(actual, expected)})`);
+        throw new Error(
+          `${what}: bytes [${at}, ${at + size}) differ from what was written ` +
+            `(${actual.byteLength} bytes read, first difference at ${firstDifference(actual, expected)})`,
+        );
       }
     }
   }
@@ -180,7 +185,11 @@ function randomWrites(io: Modelled, random: Random, count: number): void {
     io.write(offset, random.bytes(length));
     if (index % 16 === 0) {
       const readAt = random.below(sizeBytes);
-      io.verify(readAt, Math.min(1 + random.below(2 * blockBytes), sizeBytes - readAt), `read ${index}`);
+      io.verify(
+        readAt,
+        Math.min(1 + random.below(2 * blockBytes), sizeBytes - readAt),
+        `read ${index}`,
+      );
     }
   }
   io.verify(0, sizeBytes, 'after random writes');
@@ -198,13 +207,26 @@ function overwrites(io: Modelled, random: Random): void {
 
 function unaligned(io: Modelled, random: Random): void {
   const { sizeBytes, blockBytes } = io.target;
-  const boundaries = [blockBytes, 2 * blockBytes, 4096, sizeBytes - blockBytes].filter((at) => at > 1 && at < sizeBytes - 4097);
+  const boundaries = [blockBytes, 2 * blockBytes, 4096, sizeBytes - blockBytes].filter(
+    (at) => at > 1 && at < sizeBytes - 4097,
+  );
   for (const boundary of boundaries) {
-    for (const [shift, length] of [[-1, 1], [0, 1], [-1, 2], [-7, 4097], [-4095, 4095], [-3, 3]] as const) {
+    for (const [shift, length] of [
+      [-1, 1],
+      [0, 1],
+      [-1, 2],
+      [-7, 4097],
+      [-4095, 4095],
+      [-3, 3],
+    ] as const) {
       const offset = boundary + shift;
       if (offset < 0 || offset + length > sizeBytes) continue;
       io.write(offset, random.bytes(length));
-      io.verify(Math.max(0, offset - 512), Math.min(length + 1024, sizeBytes - Math.max(0, offset - 512)), `around ${boundary}`);
+      io.verify(
+        Math.max(0, offset - 512),
+        Math.min(length + 1024, sizeBytes - Math.max(0, offset - 512)),
+        `around ${boundary}`,
+      );
     }
   }
 }
@@ -213,10 +235,16 @@ function pastEnd(io: Modelled, random: Random): void {
   const { sizeBytes, kind } = io.target;
   check(sizeBytes > 4096, 'the target is too small');
   if (kind === 'device') {
-    check(io.read(sizeBytes, 4096).byteLength === 0, 'a read at the end of the device returned bytes');
+    check(
+      io.read(sizeBytes, 4096).byteLength === 0,
+      'a read at the end of the device returned bytes',
+    );
     check(io.read(sizeBytes + 12345, 100).byteLength === 0, 'a read past the end returned bytes');
     const tail = io.read(sizeBytes - 100, 4096);
-    check(tail.byteLength === 100, `a read across the end returned ${tail.byteLength} bytes, not 100`);
+    check(
+      tail.byteLength === 100,
+      `a read across the end returned ${tail.byteLength} bytes, not 100`,
+    );
     check(digest(tail) === digest(io.model.subarray(sizeBytes - 100)), 'the last 100 bytes differ');
     const code = errorCode(() => writeSync(io.fd, Buffer.alloc(10, 1), 0, 10, sizeBytes));
     check(code === 'ENOSPC', `a write at the end of the device gave ${code}, not ENOSPC`);
@@ -227,8 +255,14 @@ function pastEnd(io: Modelled, random: Random): void {
   const holeEnd = end + 3 * io.target.blockBytes + 17;
   io.write(holeEnd, random.bytes(10));
   io.verify(end, holeEnd + 10 - end, 'the hole and what follows');
-  check(io.read(holeEnd + 10, 100).byteLength === 0, 'a read at the end of the file returned bytes');
-  check(io.read(holeEnd + 5, 100).byteLength === 5, 'a read across the end of the file is not short');
+  check(
+    io.read(holeEnd + 10, 100).byteLength === 0,
+    'a read at the end of the file returned bytes',
+  );
+  check(
+    io.read(holeEnd + 5, 100).byteLength === 5,
+    'a read across the end of the file is not short',
+  );
 }
 
 function fsyncReopen(io: Modelled, random: Random): void {

@@ -5,7 +5,11 @@
 import { closeSync, existsSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  crossCheck, describeInKernel, describeInTypeScript, mutationSamples, vectorSamples,
+  crossCheck,
+  describeInKernel,
+  describeInTypeScript,
+  mutationSamples,
+  vectorSamples,
 } from './decoder-check.js';
 import { ext4Case } from './ext4.js';
 import { dropCaches, ioCases } from './io-suite.js';
@@ -29,7 +33,8 @@ function rmmod(): Promise<string> {
 
 function loadCase(context: Context, name: string, params: string[]): Case {
   return {
-    name, timeoutMs: 120_000,
+    name,
+    timeoutMs: 120_000,
     run: async () => {
       if (existsSync('/sys/module/shmr')) await rmmod();
       await insmod(context, params);
@@ -64,8 +69,19 @@ function pwrite(offset: number, data: Buffer): string {
   }
 }
 
-function corrupt(context: Context, offset: number, copy: string, target: 'payload' | 'header'): void {
-  const result = status(join(context.runDir, 'shmr-ioctl'), ['corrupt', DEVICE, String(offset), copy, target]);
+function corrupt(
+  context: Context,
+  offset: number,
+  copy: string,
+  target: 'payload' | 'header',
+): void {
+  const result = status(join(context.runDir, 'shmr-ioctl'), [
+    'corrupt',
+    DEVICE,
+    String(offset),
+    copy,
+    target,
+  ]);
   check(result.code === 0, `corrupt ioctl failed: ${result.output}`);
 }
 
@@ -77,7 +93,10 @@ function expectBytes(offset: number, expected: Buffer, what: string, path = DEVI
 
 function expectEio(offset: number, length: number, what: string, path = DEVICE): void {
   const outcome = preadOutcome(offset, length, path);
-  check(outcome === 'EIO', `${what}: ${Buffer.isBuffer(outcome) ? `read returned ${outcome.byteLength} bytes` : outcome}, not EIO`);
+  check(
+    outcome === 'EIO',
+    `${what}: ${Buffer.isBuffer(outcome) ? `read returned ${outcome.byteLength} bytes` : outcome}, not EIO`,
+  );
 }
 
 function pattern(fill: number): Buffer {
@@ -88,18 +107,27 @@ function pattern(fill: number): Buffer {
 
 function corruptSingleCase(context: Context): Case {
   return {
-    name: 'corrupt kmod single: EIO, never wrong data', timeoutMs: 120_000,
+    name: 'corrupt kmod single: EIO, never wrong data',
+    timeoutMs: 120_000,
     run: async () => {
       const at = (block: number) => block * BLOCK_BYTES;
-      for (const block of [3, 4, 5]) check(pwrite(at(block), pattern(block)) === 'ok', `write block ${block}`);
+      for (const block of [3, 4, 5])
+        check(pwrite(at(block), pattern(block)) === 'ok', `write block ${block}`);
       corrupt(context, at(3) + 1000, '0', 'payload');
       expectEio(at(3) + 900, 200, 'the damaged chunk');
       expectEio(at(3), BLOCK_BYTES, 'the whole damaged block');
-      expectBytes(at(3) + 8192, pattern(3).subarray(8192, 12288), 'an intact chunk of the damaged block');
+      expectBytes(
+        at(3) + 8192,
+        pattern(3).subarray(8192, 12288),
+        'an intact chunk of the damaged block',
+      );
       expectBytes(at(4), pattern(4), 'the next block');
       corrupt(context, at(5), '0', 'header');
       expectEio(at(5) + 100, 10, 'a block with a damaged header');
-      check(pwrite(at(5) + 10, Buffer.from('partial')) === 'EIO', 'a partial write into a damaged block must fail');
+      check(
+        pwrite(at(5) + 10, Buffer.from('partial')) === 'EIO',
+        'a partial write into a damaged block must fail',
+      );
       check(pwrite(at(3), pattern(33)) === 'ok', 'a whole-block write over a damaged block');
       expectBytes(at(3), pattern(33), 'the rewritten block');
     },
@@ -108,16 +136,21 @@ function corruptSingleCase(context: Context): Case {
 
 function corruptMirrorCase(context: Context): Case {
   return {
-    name: 'corrupt kmod mirror: one copy repaired from the other, both EIO', timeoutMs: 120_000,
+    name: 'corrupt kmod mirror: one copy repaired from the other, both EIO',
+    timeoutMs: 120_000,
     run: async () => {
       const at = (block: number) => block * BLOCK_BYTES;
-      for (const block of [7, 8]) check(pwrite(at(block), pattern(block)) === 'ok', `write block ${block}`);
+      for (const block of [7, 8])
+        check(pwrite(at(block), pattern(block)) === 'ok', `write block ${block}`);
       corrupt(context, at(7) + 5, '0', 'payload');
       expectBytes(at(7), pattern(7), 'copy 0 damaged: read from copy 1');
       corrupt(context, at(7) + 5, '1', 'payload');
       expectEio(at(7), 4096, 'both copies damaged');
       corrupt(context, at(8), '1', 'header');
-      check(pwrite(at(8) + 100, Buffer.from('mirror')) === 'ok', 'a partial write with one good copy');
+      check(
+        pwrite(at(8) + 100, Buffer.from('mirror')) === 'ok',
+        'a partial write with one good copy',
+      );
       const expected = pattern(8);
       Buffer.from('mirror').copy(expected, 100);
       corrupt(context, at(8) + 100, '0', 'payload');
@@ -131,25 +164,42 @@ function decoderCases(context: Context): Case[] {
   const { samples, vectors } = vectorSamples(context.repo);
   return [
     {
-      name: 'decode vectors: module = TypeScript = manifest', timeoutMs: 120_000,
+      name: 'decode vectors: module = TypeScript = manifest',
+      timeoutMs: 120_000,
       run: async () => {
         const kernel = await describeInKernel(helper, DEVICE, samples);
         await crossCheck(helper, DEVICE, samples);
         for (const vector of vectors) {
           const index = samples.findIndex((sample) => sample.name.startsWith(vector.name));
           const first = (kernel[index] ?? '').split('\n')[0] ?? '';
-          const expected = vector.expect.ok ? 'ok' : `error kind=${vector.expect.error} field=${vector.expect.field}`;
-          check(first === expected, `${vector.name}: module says "${first}", manifest "${expected}"`);
-          check(describeInTypeScript(samples[index]!).split('\n')[0] === expected, `${vector.name}: TypeScript differs`);
+          const expected = vector.expect.ok
+            ? 'ok'
+            : `error kind=${vector.expect.error} field=${vector.expect.field}`;
+          check(
+            first === expected,
+            `${vector.name}: module says "${first}", manifest "${expected}"`,
+          );
+          check(
+            describeInTypeScript(samples[index]!).split('\n')[0] === expected,
+            `${vector.name}: TypeScript differs`,
+          );
         }
       },
     },
     {
-      name: `decode ${MUTATIONS} mutations: module = TypeScript`, timeoutMs: 600_000,
+      name: `decode ${MUTATIONS} mutations: module = TypeScript`,
+      timeoutMs: 600_000,
       run: async () => {
-        const outcomes = await crossCheck(helper, DEVICE, mutationSamples(samples, MUTATIONS, 20250101));
+        const outcomes = await crossCheck(
+          helper,
+          DEVICE,
+          mutationSamples(samples, MUTATIONS, 20250101),
+        );
         // The mutations must reach more than the checksum: several outcomes, successes included.
-        check(outcomes.size >= 6, `only ${outcomes.size} kinds of outcome: ${JSON.stringify([...outcomes])}`);
+        check(
+          outcomes.size >= 6,
+          `only ${outcomes.size} kinds of outcome: ${JSON.stringify([...outcomes])}`,
+        );
         process.stdout.write(`decoder outcomes: ${JSON.stringify([...outcomes])}\n`);
       },
     },
@@ -159,45 +209,81 @@ function decoderCases(context: Context): Case[] {
 const PARAMS = [`size_mib=${SIZE_MIB}`, `block_bytes=${BLOCK_BYTES}`];
 
 export function kmodCases(context: Context): Case[] {
-  const device = { path: DEVICE, kind: 'device' as const, sizeBytes: SIZE_MIB * MiB, blockBytes: BLOCK_BYTES };
+  const device = {
+    path: DEVICE,
+    kind: 'device' as const,
+    sizeBytes: SIZE_MIB * MiB,
+    blockBytes: BLOCK_BYTES,
+  };
   return [
     {
-      name: 'kmod refuses to load with a failing vector', timeoutMs: 120_000,
+      name: 'kmod refuses to load with a failing vector',
+      timeoutMs: 120_000,
       run: async () => {
         const result = status('insmod', [join(context.runDir, 'shmr-badvector.ko')]);
         check(result.code !== 0, 'the module with a wrong expectation loaded');
         check(!existsSync('/sys/module/shmr'), 'the module is loaded');
-        check(/test vector shard-header-normal: a field differs/.test(dmesg()), 'no pr_err naming the vector');
+        check(
+          /test vector shard-header-normal: a field differs/.test(dmesg()),
+          'no pr_err naming the vector',
+        );
       },
     },
     {
-      name: 'kmod loads: self-test passes, /dev/shmr appears, corrupt ioctl off', timeoutMs: 120_000,
+      name: 'kmod loads: self-test passes, /dev/shmr appears, corrupt ioctl off',
+      timeoutMs: 120_000,
       run: async () => {
         await insmod(context, [...PARAMS, 'topology=1']);
-        check(/test vectors pass; \/dev\/shmr: 64 MiB, 64 KiB blocks, single/.test(dmesg()), 'no self-test line');
+        check(
+          /test vectors pass; \/dev\/shmr: 64 MiB, 64 KiB blocks, single/.test(dmesg()),
+          'no self-test line',
+        );
         const info = await run(join(context.runDir, 'shmr-ioctl'), ['info', DEVICE]);
-        check(info.includes(`size=${SIZE_MIB * MiB} block_bytes=${BLOCK_BYTES} topology=1 copies=1`), info);
+        check(
+          info.includes(`size=${SIZE_MIB * MiB} block_bytes=${BLOCK_BYTES} topology=1 copies=1`),
+          info,
+        );
         check(pwrite(0, Buffer.from('x')) === 'ok', 'write');
-        const refused = status(join(context.runDir, 'shmr-ioctl'), ['corrupt', DEVICE, '0', '0', 'payload']);
-        check(refused.code === 1 && refused.output.includes('errno=1'), `corrupt without allow_corrupt: ${refused.output}`);
+        const refused = status(join(context.runDir, 'shmr-ioctl'), [
+          'corrupt',
+          DEVICE,
+          '0',
+          '0',
+          'payload',
+        ]);
+        check(
+          refused.code === 1 && refused.output.includes('errno=1'),
+          `corrupt without allow_corrupt: ${refused.output}`,
+        );
         await rmmod();
       },
     },
-    loadCase(context, 'kmod load single with allow_corrupt', [...PARAMS, 'topology=1', 'allow_corrupt=1']),
+    loadCase(context, 'kmod load single with allow_corrupt', [
+      ...PARAMS,
+      'topology=1',
+      'allow_corrupt=1',
+    ]),
     ...ioCases({ ...device, name: 'kmod' }, 1, 300),
     ...decoderCases(context),
     corruptSingleCase(context),
     loadCase(context, 'kmod reload as mirror', [...PARAMS, 'topology=2', 'allow_corrupt=1']),
     ...ioCases({ ...device, name: 'kmod-mirror' }, 2, 120),
     corruptMirrorCase(context),
-    { name: 'kmod unloads', timeoutMs: 60_000, run: async () => { await rmmod(); } },
+    {
+      name: 'kmod unloads',
+      timeoutMs: 60_000,
+      run: async () => {
+        await rmmod();
+      },
+    },
   ];
 }
 
 /** Written through the block device, damaged in every copy, read back through it: EIO. */
 function corruptBlockDeviceCase(context: Context): Case {
   return {
-    name: 'corrupt blk: EIO through the block device, never wrong data', timeoutMs: 120_000,
+    name: 'corrupt blk: EIO through the block device, never wrong data',
+    timeoutMs: 120_000,
     run: async () => {
       const offset = 40 * MiB;
       const fd = openSync(DISK, 'r+');
@@ -221,17 +307,37 @@ function corruptBlockDeviceCase(context: Context): Case {
 export function extraCasesBlk(context: Context): Case[] {
   return [
     {
-      name: 'blk load: /dev/shmrb0 appears', timeoutMs: 120_000,
+      name: 'blk load: /dev/shmrb0 appears',
+      timeoutMs: 120_000,
       run: async () => {
         await insmod(context, [...PARAMS, 'topology=2', 'allow_corrupt=1']);
         await new Promise((resolve) => setTimeout(resolve, 500));
-        check(isBlockDevice(DISK), `${DISK} is not there: the module has no block device (not built)`);
+        check(
+          isBlockDevice(DISK),
+          `${DISK} is not there: the module has no block device (not built)`,
+        );
         check(blockDeviceBytes(DISK) === SIZE_MIB * MiB, `size ${blockDeviceBytes(DISK)}`);
       },
     },
-    ...ioCases({ path: DISK, kind: 'device', sizeBytes: SIZE_MIB * MiB, blockBytes: BLOCK_BYTES, name: 'blk' }, 3, 200),
+    ...ioCases(
+      {
+        path: DISK,
+        kind: 'device',
+        sizeBytes: SIZE_MIB * MiB,
+        blockBytes: BLOCK_BYTES,
+        name: 'blk',
+      },
+      3,
+      200,
+    ),
     ext4Case('blk', () => DISK, context.repo),
     corruptBlockDeviceCase(context),
-    { name: 'blk unloads', timeoutMs: 60_000, run: async () => { await rmmod(); } },
+    {
+      name: 'blk unloads',
+      timeoutMs: 60_000,
+      run: async () => {
+        await rmmod();
+      },
+    },
   ];
 }

@@ -23,9 +23,15 @@ import { Report, type Case } from './report.js';
 import type { Context } from './tools.js';
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { target: { type: 'string' }, run: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { target: { type: 'string' }, run: { type: 'string' } },
+  });
   const target = values.target ?? 'none';
-  const context: Context = { repo: process.cwd(), runDir: values.run ?? '/mnt/run', report: new Report(target) };
+  const context: Context = {
+    repo: process.cwd(),
+    runDir: values.run ?? '/mnt/run',
+    report: new Report(target),
+  };
   let cases: Case[];
   switch (target) {
     case 'kmod':
@@ -41,7 +47,13 @@ async function main(): Promise<number> {
       cases = nbdCases(context);
       break;
     default:
-      cases = [{ name: 'target', timeoutMs: 1000, run: () => Promise.reject(new Error(`unknown target "${target}"`)) }];
+      cases = [
+        {
+          name: 'target',
+          timeoutMs: 1000,
+          run: () => Promise.reject(new Error(`unknown target "${target}"`)),
+        },
+      ];
   }
   await context.report.runAll(cases);
   return context.report.finish();

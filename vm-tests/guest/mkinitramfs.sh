@@ -70,4 +70,6 @@ printf 'root:x:0:\n' >"$root/etc/group"
 printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$archive.tmp"
 mv "$archive.tmp" "$archive"
+# Older archives are of no further use (the key covers every input).
+find "$OUT_DIR" -maxdepth 1 -name 'initramfs-*.cpio' ! -path "$archive" -delete
 echo "$archive"

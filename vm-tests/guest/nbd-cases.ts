@@ -18,23 +18,52 @@ const VOLUME_MIB = 64;
 export function nbdCases(context: Context): Case[] {
   const attach = join(context.repo, 'dist', 'userspace', 'src', 'nbd', 'attach.js');
   if (!existsSync(attach)) {
-    return [{ name: 'nbd', timeoutMs: 1000, run: () => Promise.reject(new Error('not built: no NBD server in this tree')) }];
+    return [
+      {
+        name: 'nbd',
+        timeoutMs: 1000,
+        run: () => Promise.reject(new Error('not built: no NBD server in this tree')),
+      },
+    ];
   }
   let device = '';
-  return [{
-    name: 'nbd volume create, attach, detach', timeoutMs: 2_400_000,
-    run: () => withShmr(context.repo, { topology: 'single', blockSize: '64KiB' }, async (mount) => {
-      const config = ['--config', mount.configPath];
-      await shmrCli(context.repo, ['volume', 'create', 'vm', '--size', `${VOLUME_MIB}MiB`, ...config]);
-      device = (await shmrCli(context.repo, ['volume', 'attach', 'vm', ...config])).trim();
-      check(isBlockDevice(device), `attach printed "${device}", not a block device`);
-      try {
-        check(blockDeviceBytes(device) === VOLUME_MIB * MiB, `${device} has ${blockDeviceBytes(device)} bytes`);
-        const target = { name: 'nbd', path: device, kind: 'device' as const, sizeBytes: VOLUME_MIB * MiB, blockBytes: 64 * 1024 };
-        await context.report.runAll([...ioCases(target, 5, 250), ext4Case('nbd', () => device, context.repo)]);
-      } finally {
-        await shmrCli(context.repo, ['volume', 'detach', device, ...config]);
-      }
-    }),
-  }];
+  return [
+    {
+      name: 'nbd volume create, attach, detach',
+      timeoutMs: 2_400_000,
+      run: () =>
+        withShmr(context.repo, { topology: 'single', blockSize: '64KiB' }, async (mount) => {
+          const config = ['--config', mount.configPath];
+          await shmrCli(context.repo, [
+            'volume',
+            'create',
+            'vm',
+            '--size',
+            `${VOLUME_MIB}MiB`,
+            ...config,
+          ]);
+          device = (await shmrCli(context.repo, ['volume', 'attach', 'vm', ...config])).trim();
+          check(isBlockDevice(device), `attach printed "${device}", not a block device`);
+          try {
+            check(
+              blockDeviceBytes(device) === VOLUME_MIB * MiB,
+              `${device} has ${blockDeviceBytes(device)} bytes`,
+            );
+            const target = {
+              name: 'nbd',
+              path: device,
+              kind: 'device' as const,
+              sizeBytes: VOLUME_MIB * MiB,
+              blockBytes: 64 * 1024,
+            };
+            await context.report.runAll([
+              ...ioCases(target, 5, 250),
+              ext4Case('nbd', () => device, context.repo),
+            ]);
+          } finally {
+            await shmrCli(context.repo, ['volume', 'detach', device, ...config]);
+          }
+        }),
+    },
+  ];
 }

@@ -31,7 +31,10 @@ export class Report {
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${each.timeoutMs} ms`)), each.timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${each.timeoutMs} ms`)),
+        each.timeoutMs,
+      );
     });
     try {
       await Promise.race([each.run(), deadline]);
@@ -52,12 +55,16 @@ export class Report {
     else this.failed++;
     const oneLine = detail.replace(/\s*\n\s*/g, ' | ').slice(0, 2000);
     const verdict = isPass ? 'PASS' : 'FAIL';
-    process.stdout.write(`VMTEST-CASE ${this.target} ${verdict} ${elapsedMs} ${name}${oneLine === '' ? '' : ` | ${oneLine}`}\n`);
+    process.stdout.write(
+      `VMTEST-CASE ${this.target} ${verdict} ${elapsedMs} ${name}${oneLine === '' ? '' : ` | ${oneLine}`}\n`,
+    );
   }
 
   /** Prints the summary line; the exit code for the guest. */
   finish(): number {
-    process.stdout.write(`VMTEST-RESULT ${this.target} passed=${this.passed} failed=${this.failed}\n`);
+    process.stdout.write(
+      `VMTEST-RESULT ${this.target} passed=${this.passed} failed=${this.failed}\n`,
+    );
     return this.failed === 0 && this.passed > 0 ? 0 : 1;
   }
 }

@@ -6,7 +6,15 @@
  * unmount is a failure). The forced path (SIGKILL, lazy unmount) runs only after a failure.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -31,7 +39,9 @@ export interface ShmrMount {
 }
 
 function isMounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === path);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === path);
 }
 
 function sleep(milliseconds: number): Promise<void> {
@@ -39,7 +49,8 @@ function sleep(milliseconds: number): Promise<void> {
 }
 
 function exitOf(daemon: ChildProcess, timeoutMs: number): Promise<number | null | 'timeout'> {
-  if (daemon.exitCode !== null || daemon.signalCode !== null) return Promise.resolve(daemon.exitCode);
+  if (daemon.exitCode !== null || daemon.signalCode !== null)
+    return Promise.resolve(daemon.exitCode);
   return Promise.race([
     new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code))),
     sleep(timeoutMs).then(() => 'timeout' as const),
@@ -47,29 +58,55 @@ function exitOf(daemon: ChildProcess, timeoutMs: number): Promise<number | null 
 }
 
 /** Mounts a fresh shmr, runs `body`, unmounts strictly, removes the root. */
-export async function withShmr(repo: string, options: MountOptions, body: (mount: ShmrMount) => Promise<void>): Promise<void> {
+export async function withShmr(
+  repo: string,
+  options: MountOptions,
+  body: (mount: ShmrMount) => Promise<void>,
+): Promise<void> {
   const root = mkdtempSync('/tmp/shmr-vm-');
   const mountpoint = join(root, 'mnt');
   const bucket = join(root, 'buckets', 'ssd0');
   for (const path of [mountpoint, bucket]) mkdirSync(path, { recursive: true });
   const configPath = join(root, 'shmr.yaml');
-  writeFileSync(configPath, [
-    `mount_dir: ${mountpoint}`, `metadata_dir: ${root}/meta`, 'write_pool: ssd', 'pools:', '  ssd:',
-    `    topology: ${options.topology}`, `    block_size: ${options.blockSize}`, '    buckets:',
-    `      ssd0: { path: ${bucket} }`, '',
-  ].join('\n'));
+  writeFileSync(
+    configPath,
+    [
+      `mount_dir: ${mountpoint}`,
+      `metadata_dir: ${root}/meta`,
+      'write_pool: ssd',
+      'pools:',
+      '  ssd:',
+      `    topology: ${options.topology}`,
+      `    block_size: ${options.blockSize}`,
+      '    buckets:',
+      `      ssd0: { path: ${bucket} }`,
+      '',
+    ].join('\n'),
+  );
   const logPath = join(root, 'daemon.log');
-  const log = () => { try { return readFileSync(logPath, 'utf8'); } catch { return ''; } };
+  const log = () => {
+    try {
+      return readFileSync(logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  };
   const start = async (): Promise<ChildProcess> => {
     const logFd = openSync(logPath, 'a');
-    const daemon = spawn(process.execPath, [join(repo, 'bin', 'shmr.js'), 'mount', '--config', configPath], {
-      stdio: ['ignore', logFd, logFd],
-    });
+    const daemon = spawn(
+      process.execPath,
+      [join(repo, 'bin', 'shmr.js'), 'mount', '--config', configPath],
+      {
+        stdio: ['ignore', logFd, logFd],
+      },
+    );
     closeSync(logFd);
     const deadline = Date.now() + MOUNT_WAIT_MS_MAX;
     while (!isMounted(mountpoint)) {
-      if (daemon.exitCode !== null) throw new Error(`daemon exited (${daemon.exitCode}) before mounting:\n${log()}`);
-      if (Date.now() > deadline) throw new Error(`not mounted after ${MOUNT_WAIT_MS_MAX} ms:\n${log()}`);
+      if (daemon.exitCode !== null)
+        throw new Error(`daemon exited (${daemon.exitCode}) before mounting:\n${log()}`);
+      if (Date.now() > deadline)
+        throw new Error(`not mounted after ${MOUNT_WAIT_MS_MAX} ms:\n${log()}`);
       await sleep(50);
     }
     return daemon;
@@ -81,7 +118,12 @@ export async function withShmr(repo: string, options: MountOptions, body: (mount
   };
   let daemon = await start();
   const mount: ShmrMount = {
-    root, mountpoint, configPath, bucket, socketPath: join(root, 'meta', 'nbd.sock'), log,
+    root,
+    mountpoint,
+    configPath,
+    bucket,
+    socketPath: join(root, 'meta', 'nbd.sock'),
+    log,
     remount: async () => {
       await unmount(daemon);
       daemon = await start();
@@ -110,10 +152,16 @@ export async function withShmr(repo: string, options: MountOptions, body: (mount
 /** Runs the shmr CLI; rejects with its output when it fails. */
 export async function shmrCli(repo: string, args: readonly string[]): Promise<string> {
   try {
-    const { stdout } = await execFileAsync(process.execPath, [join(repo, 'bin', 'shmr.js'), ...args], { timeout: 300_000 });
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [join(repo, 'bin', 'shmr.js'), ...args],
+      { timeout: 300_000 },
+    );
     return stdout;
   } catch (error) {
     const failure = error as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`shmr ${args.join(' ')}: ${failure.message}\n${failure.stdout ?? ''}${failure.stderr ?? ''}`);
+    throw new Error(
+      `shmr ${args.join(' ')}: ${failure.message}\n${failure.stdout ?? ''}${failure.stderr ?? ''}`,
+    );
   }
 }

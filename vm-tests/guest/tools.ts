@@ -16,18 +16,30 @@ export interface Context {
 }
 
 /** Runs a program; rejects with its output on a non-zero exit. */
-export async function run(command: string, args: readonly string[], timeoutMs = 600_000): Promise<string> {
+export async function run(
+  command: string,
+  args: readonly string[],
+  timeoutMs = 600_000,
+): Promise<string> {
   try {
-    const { stdout, stderr } = await execFileAsync(command, [...args], { timeout: timeoutMs, maxBuffer: 64 << 20 });
+    const { stdout, stderr } = await execFileAsync(command, [...args], {
+      timeout: timeoutMs,
+      maxBuffer: 64 << 20,
+    });
     return stdout + stderr;
   } catch (error) {
     const failure = error as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`${command} ${args.join(' ')}: ${failure.message}\n${failure.stdout ?? ''}${failure.stderr ?? ''}`);
+    throw new Error(
+      `${command} ${args.join(' ')}: ${failure.message}\n${failure.stdout ?? ''}${failure.stderr ?? ''}`,
+    );
   }
 }
 
 /** The exit status and output of a program, for checks that expect it to fail. */
-export function status(command: string, args: readonly string[]): { code: number | null; output: string } {
+export function status(
+  command: string,
+  args: readonly string[],
+): { code: number | null; output: string } {
   const result = spawnSync(command, [...args], { encoding: 'utf8' });
   return { code: result.status, output: `${result.stdout ?? ''}${result.stderr ?? ''}` };
 }
@@ -45,4 +57,3 @@ export function blockDeviceBytes(device: string): number {
 export function isBlockDevice(path: string): boolean {
   return existsSync(path) && statSync(path).isBlockDevice();
 }
-

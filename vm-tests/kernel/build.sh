@@ -9,13 +9,16 @@
 #              the toolchain Linux 7.3 wants, from Debian's packages alone. Key: the package list.
 #   source     linux-source-7.3 from trixie-backports, fetched with `apt-get download` inside the
 #              build root (its trixie-backports source pinned at priority 1), so nothing from
-#              trixie is ever installed on the host. Fallback: linux-source-6.12 (bookworm).
+#              trixie is ever installed on the host. Fallback (kernel only: the module needs
+#              7.x's MiscDevice read_iter/write_iter): SHMR_VM_KERNEL_PACKAGE=linux-source-6.12
+#              SHMR_VM_KERNEL_SUITE=trixie.
 #   kernel     tinyconfig + kernel.config (beside this file), `make LLVM=1 bzImage modules` in
 #              the build root under chroot. Key: source version + fragment + toolchain versions.
 #   module     kmod-spec/ built out of tree against that kernel (not cached: seconds), and a copy
 #              with one expectation of the vector manifest broken, which must refuse to load.
 #
-# Prints `KEY=VALUE` lines on stdout at the end (KERNEL_DIR, BZIMAGE, MODULE); progress on stderr.
+# Prints `KEY=VALUE` lines on stdout at the end (KERNEL_DIR, BZIMAGE, KERNEL_VERSION, MODULE,
+# MODULE_BADVECTOR); progress on stderr.
 # Runs the heavy steps under `nice -n 19`. As root (debootstrap, chroot, mounts).
 set -euo pipefail
 

@@ -13,6 +13,9 @@ APT_PACKAGES=(
   attr acl                        # tests: getfattr/setfattr
   qemu-utils libnbd-bin nbdkit    # NBD clients for tests and bench (qemu-io, nbdcopy), bench peer
   python3-libnbd nbd-client       # NBD: nbdsh (Debian ships it here), shmr volume attach/detach
+  debootstrap qemu-system-x86     # npm run vm-test: the kernel build root and the guests
+  busybox-static cpio e2fsprogs   # npm run vm-test: the guest's initramfs and ext4 rounds
+  debian-archive-keyring vagrant  # debootstrap's keys; `vagrant validate` of the Vagrantfile
 )
 
 if [[ $(id -u) -ne 0 ]]; then

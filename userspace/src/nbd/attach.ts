@@ -8,13 +8,10 @@
  *   be); otherwise the error says what is missing.
  * - Only paths of the form /dev/nbdN are ever handed to nbd-client.
  */
-import { execFile } from 'node:child_process';
+import { execa } from 'execa';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { promisify } from 'node:util';
 import { Errno, FsError } from '../errno.js';
-
-const execFileAsync = promisify(execFile);
 
 /** A kernel NBD device path. */
 export const NBD_DEVICE_PATTERN = /^\/dev\/nbd(\d+)$/;
@@ -41,23 +38,18 @@ export interface AttachOptions {
 
 /** Runs a command; throws FsError naming it on failure (ENOENT when it is not installed). */
 async function run(command: string, args: readonly string[], operation: string): Promise<string> {
-  try {
-    const { stdout } = await execFileAsync(command, [...args], { timeout: COMMAND_TIMEOUT_MS });
-    return stdout;
-  } catch (error) {
-    const failure = error as { code?: unknown; stderr?: string; killed?: boolean; message: string };
-    if (failure.code === 'ENOENT') {
-      const debianPackage = command === 'nbd-client' ? 'nbd-client' : 'kmod';
-      throw new FsError(Errno.ENOENT, operation,
-        `${command} is not installed (Debian: apt-get install ${debianPackage})`);
-    }
-    if (failure.killed === true) {
-      const seconds = COMMAND_TIMEOUT_MS / 1000;
-      throw new FsError(Errno.EIO, operation, `${command} took over ${seconds} s`);
-    }
-    const detail = (failure.stderr ?? '').trim() || failure.message;
-    throw new FsError(Errno.EIO, operation, `${command} ${args.join(' ')} failed: ${detail}`);
+  const result = await execa(command, args, { timeout: COMMAND_TIMEOUT_MS, reject: false });
+  if (!result.failed) return result.stdout;
+  if ((result.cause as { code?: unknown } | undefined)?.code === 'ENOENT') {
+    const debianPackage = command === 'nbd-client' ? 'nbd-client' : 'kmod';
+    throw new FsError(Errno.ENOENT, operation,
+      `${command} is not installed (Debian: apt-get install ${debianPackage})`);
   }
+  if (result.timedOut) {
+    throw new FsError(Errno.EIO, operation, `${command} took over ${COMMAND_TIMEOUT_MS / 1000} s`);
+  }
+  const detail = result.stderr.trim() || result.shortMessage;
+  throw new FsError(Errno.EIO, operation, `${command} ${args.join(' ')} failed: ${detail}`);
 }
 
 /** True when the kernel has the nbd driver (loaded module or built in). */

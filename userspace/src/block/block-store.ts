@@ -91,7 +91,6 @@ export class BlockStore {
   readonly #reader: ShardReader;
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
-  readonly #compressions = new Map<string, CompressionSpec>();
   readonly #decompressed = new DecompressedCache();
   #generation: number;
   /** Called for every shard failure, with the block it belongs to (logging, counters). */
@@ -142,14 +141,10 @@ export class BlockStore {
 
   #compressionSpec(input: BlockWrite): CompressionSpec {
     if (input.compression === undefined) return input.pool.compression;
-    let spec = this.#compressions.get(input.compression);
-    if (spec === undefined) {
-      const parsed = parseCompression(input.compression);
-      if (typeof parsed === 'string') throw new FsError(Errno.EINVAL, 'write block', `compression: ${parsed}`);
-      spec = parsed;
-      this.#compressions.set(input.compression, spec);
-    }
-    return spec;
+    // Parsed per block: a short string, next to compressing a whole block.
+    const parsed = parseCompression(input.compression);
+    if (typeof parsed === 'string') throw new FsError(Errno.EINVAL, 'write block', `compression: ${parsed}`);
+    return parsed;
   }
 
   async #payloads(stream: { data: Buffer; bytes: number }, topology: TopologySpec): Promise<Buffer[]> {

@@ -7,7 +7,9 @@
 //! `decodeShardPrefix` (valid field combinations, chunk table checksum) and the encoder of
 //! `encodeShardPrefix`, in the same order, so both sides report the same kind and field.
 
-use crate::layout::{crc32c, ChecksumKind, DecodeError, DecodeErrorKind, ShardHeader, Topology};
+use crate::layout::{
+    crc32c, ChecksumKind, Compression, DecodeError, DecodeErrorKind, ShardHeader, Topology,
+};
 use kernel::prelude::*;
 
 /// Shard payloads start at a multiple of this (`SECTOR_BYTES` in limits.ts).
@@ -100,6 +102,13 @@ fn invalid_field(header: &ShardHeader) -> Option<DecodeError> {
     }
     if header.data_bytes > header.block_bytes {
         return field("data_bytes");
+    }
+    let is_compressed = header.compression != Compression::None.value();
+    if !is_compressed && header.compressed_bytes != 0 {
+        return field("compressed_bytes");
+    }
+    if is_compressed && (header.compressed_bytes == 0 || header.compressed_bytes >= header.data_bytes) {
+        return field("compressed_bytes");
     }
     if header.chunk_bytes == 0 || header.chunk_bytes % 512 != 0 {
         return field("chunk_bytes");

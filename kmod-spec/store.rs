@@ -18,7 +18,7 @@
 //! - `blocks[i]` is `None` or holds `copies` shards of `payload_offset + block_bytes` bytes.
 //! - A block's `generation` is the generation its shards' headers were last written with.
 
-use crate::layout::Topology;
+use crate::layout::{Compression, Topology};
 use crate::shard::{self, ShardIdentity, CHUNK_BYTES};
 use kernel::{
     alloc::Flags,
@@ -199,7 +199,9 @@ impl Store {
             && usize::from(header.shard_index) == copy
             && usize::from(header.data_shards) == self.config.copies()
             && header.payload_bytes == self.config.block_bytes
-            && header.data_bytes == self.config.block_bytes;
+            && header.data_bytes == self.config.block_bytes
+            // This module writes raw blocks only; a compressed one is userspace's to read.
+            && header.compression == Compression::None.value();
         if !is_ours {
             return None;
         }

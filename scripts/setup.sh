@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   fuse3 libfuse3-dev pkg-config   # FUSE: kernel mount helper and the libfuse3 the binding uses
   libisal-dev                     # ISA-L: Reed-Solomon and CRC32C
-  python3 make g++ gcc            # node-gyp builds
+  python3 make g++ gcc            # node-gyp builds (zstd-napi compiles its bundled zstd too)
   mergerfs fio                    # npm run bench: the peer filesystem and the load generator
   attr acl                        # tests: getfattr/setfattr
   qemu-utils libnbd-bin nbdkit    # NBD clients for tests and bench (qemu-io, nbdcopy), bench peer

@@ -190,7 +190,8 @@ describe('a change to the TypeScript layout', () => {
     ['chunk_bytes: { offset: 56,', 'chunk_bytes: { offset: 60,'],
     ['payload_checksum: { offset: 60,', 'payload_checksum: { offset: 64,'],
     ['chunk_table_checksum: { offset: 64,', 'chunk_table_checksum: { offset: 68,'],
-    ['reserved_1: { offset: 68, width: 56,', 'reserved_1: { offset: 72, width: 52,'],
+    ['compressed_bytes: { offset: 68,', 'compressed_bytes: { offset: 72,'],
+    ['reserved_1: { offset: 72, width: 52,', 'reserved_1: { offset: 76, width: 48,'],
   ];
 
   function emitCopy(layoutCopy: LayoutCopy): Map<string, string> {
@@ -206,7 +207,8 @@ describe('a change to the TypeScript layout', () => {
     const tag = 'struct shmr_shard_header';
     const shifted = [
       ['data_bytes', 48], ['payload_bytes', 52], ['payload_offset', 56], ['chunk_bytes', 60],
-      ['payload_checksum', 64], ['chunk_table_checksum', 68], ['reserved_1', 72],
+      ['payload_checksum', 64], ['chunk_table_checksum', 68], ['compressed_bytes', 72],
+      ['reserved_1', 76],
     ] as const;
     const changed = (name: string, language: 'c' | 'rust'): string[] =>
       added(assertions(before.get(name)!, language), assertions(after.get(name)!, language));
@@ -221,7 +223,7 @@ describe('a change to the TypeScript layout', () => {
             `"shmr_shard_header.${field} offset");`,
         ),
         width('block_bytes', 8),
-        width('reserved_1', 52),
+        width('reserved_1', 48),
       ].sort(),
     );
     expect(changed('shmr_layout.rs', 'rust')).toEqual(

@@ -35,6 +35,7 @@ describe('reading the real layout', () => {
       'DecodeErrorKind',
       'Topology',
       'ChecksumKind',
+      'Compression',
     ]);
     expect(model.sourcePaths).toEqual([
       'userspace/src/layout/bucket-label.ts',
@@ -196,11 +197,11 @@ describe('rejecting what cannot be represented', () => {
       name: 'a reserved field that is not bytes',
       replacements: [
         [
-          "reserved_0: { offset: 15, width: 1, type: 'bytes' }",
-          "reserved_0: { offset: 15, width: 1, type: 'u8' }",
+          "reserved_1: { offset: 72, width: 52, type: 'bytes' }",
+          "reserved_1: { offset: 72, width: 4, type: 'u32' }, reserved_2: { offset: 76, width: 48, type: 'bytes' }",
         ],
       ],
-      declaration: 'ShardHeader.reserved_0',
+      declaration: 'ShardHeader.reserved_1',
       message: /a reserved field must have type 'bytes'/,
     },
     {

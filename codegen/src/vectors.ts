@@ -378,6 +378,8 @@ interface ShardCase {
   readonly payloadBytes: number;
   /** Whether to store the payload after the prefix (false keeps a large case small). */
   readonly isPayloadIncluded: boolean;
+  /** A compressed block: its algorithm and the length of its compressed stream. */
+  readonly compression?: { readonly algorithm: 'zstd' | 'lz4'; readonly compressedBytes: number };
 }
 
 /** Chunks whose table ends one entry past the first sector, pushing the payload a sector on. */
@@ -410,6 +412,13 @@ const SHARD_CASES: readonly ShardCase[] = [
     payloadBytes: 0, isPayloadIncluded: true,
   },
   {
+    name: 'shard-compressed',
+    description: 'Erasure 4+2 of a zstd-compressed block, data shard 1 of its stream.',
+    topology: 'erasure', shardIndex: 1, dataShards: 4, parityShards: 2,
+    payloadBytes: 3 * CHUNK_BYTES, isPayloadIncluded: true,
+    compression: { algorithm: 'zstd', compressedBytes: 4 * 3 * CHUNK_BYTES - 5 },
+  },
+  {
     name: 'shard-table-past-sector',
     description: 'Chunk table one entry past the first sector; prefix only, no payload.',
     topology: 'erasure', shardIndex: 0, dataShards: 2, parityShards: 1,
@@ -430,6 +439,8 @@ function shardInput(shardCase: ShardCase): layout.ShardHeaderInput {
     block_bytes: 1 << 20,
     data_bytes: (1 << 20) - 3,
     payload_bytes: shardCase.payloadBytes,
+    compression: layout.Compression[shardCase.compression?.algorithm ?? 'none'],
+    compressed_bytes: shardCase.compression?.compressedBytes ?? 0,
   };
 }
 

@@ -303,6 +303,48 @@ static inline const char *shmr_checksum_kind_name(uint64_t value)
 	}
 }
 
+/*
+ * How the block was compressed before it was split into shards.
+ *
+ * From userspace/src/layout/shard-header.ts.
+ */
+enum shmr_compression {
+	/* Stored raw: the block's bytes as written (every shard written before compression). */
+	SHMR_COMPRESSION_NONE = 0,
+	/* A zstd frame, its content size in the frame header. */
+	SHMR_COMPRESSION_ZSTD = 1,
+	/* An lz4 block preceded by its decompressed length as a little-endian u32. */
+	SHMR_COMPRESSION_LZ4 = 2,
+};
+
+/* Whether value is a member of enum shmr_compression. */
+static inline int shmr_compression_is_valid(uint64_t value)
+{
+	switch (value) {
+	case 0:
+	case 1:
+	case 2:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The TypeScript name of a member of enum shmr_compression, or NULL for any other value. */
+static inline const char *shmr_compression_name(uint64_t value)
+{
+	switch (value) {
+	case 0:
+		return "none";
+	case 1:
+		return "zstd";
+	case 2:
+		return "lz4";
+	default:
+		return NULL;
+	}
+}
+
 /* The type of a field, as in the TypeScript FieldType. */
 enum shmr_field_type {
 	SHMR_FIELD_TYPE_U8 = 1,
@@ -562,8 +604,11 @@ struct shmr_shard_header {
 	__u8 data_shards;
 	/* Parity shards of the block (0 unless erasure). */
 	__u8 parity_shards;
-	/* Zero. */
-	__u8 reserved_0[1];
+	/*
+	 * How the block was compressed, a `Compression` (none in shards older than compression).
+	 * Holds an enum shmr_compression.
+	 */
+	__u8 compression;
 	/* Inode number of the file the block belongs to. */
 	__le64 ino;
 	/* Index of the block in the file: it holds bytes [index * block_bytes, ...). */
@@ -572,7 +617,10 @@ struct shmr_shard_header {
 	__le64 generation;
 	/* Block size of the file. */
 	__le32 block_bytes;
-	/* Bytes of the block stored, from its start; the rest of the block reads as zeros. */
+	/*
+	 * Bytes of the block stored, from its start; the rest of the block reads as zeros. When
+	 * the block is compressed, its length after decompression, which a reader checks.
+	 */
 	__le32 data_bytes;
 	/* Bytes of payload in this shard file. */
 	__le32 payload_bytes;
@@ -584,8 +632,14 @@ struct shmr_shard_header {
 	__le32 payload_checksum;
 	/* Checksum of the chunk table (its entries in order, little-endian). */
 	__le32 chunk_table_checksum;
-	/* Zero. Room for new fields (compression, for one). */
-	__u8 reserved_1[56];
+	/*
+	 * Bytes of the compressed block: the stream that was split into the shards (the payloads
+	 * of the data shards, concatenated, start with it). Zero when `compression` is none;
+	 * otherwise less than `data_bytes`, since a block that does not shrink is stored raw.
+	 */
+	__le32 compressed_bytes;
+	/* Zero. Room for new fields. */
+	__u8 reserved_1[52];
 	/* Checksum of bytes 0 to 123 of this header. */
 	__le32 header_checksum;
 };
@@ -619,10 +673,10 @@ _Static_assert(offsetof(struct shmr_shard_header, parity_shards) == 14,
 	       "shmr_shard_header.parity_shards offset");
 _Static_assert(sizeof(((struct shmr_shard_header *)0)->parity_shards) == 1,
 	       "shmr_shard_header.parity_shards width");
-_Static_assert(offsetof(struct shmr_shard_header, reserved_0) == 15,
-	       "shmr_shard_header.reserved_0 offset");
-_Static_assert(sizeof(((struct shmr_shard_header *)0)->reserved_0) == 1,
-	       "shmr_shard_header.reserved_0 width");
+_Static_assert(offsetof(struct shmr_shard_header, compression) == 15,
+	       "shmr_shard_header.compression offset");
+_Static_assert(sizeof(((struct shmr_shard_header *)0)->compression) == 1,
+	       "shmr_shard_header.compression width");
 _Static_assert(offsetof(struct shmr_shard_header, ino) == 16, "shmr_shard_header.ino offset");
 _Static_assert(sizeof(((struct shmr_shard_header *)0)->ino) == 8, "shmr_shard_header.ino width");
 _Static_assert(offsetof(struct shmr_shard_header, block_index) == 24,
@@ -661,9 +715,13 @@ _Static_assert(offsetof(struct shmr_shard_header, chunk_table_checksum) == 64,
 	       "shmr_shard_header.chunk_table_checksum offset");
 _Static_assert(sizeof(((struct shmr_shard_header *)0)->chunk_table_checksum) == 4,
 	       "shmr_shard_header.chunk_table_checksum width");
-_Static_assert(offsetof(struct shmr_shard_header, reserved_1) == 68,
+_Static_assert(offsetof(struct shmr_shard_header, compressed_bytes) == 68,
+	       "shmr_shard_header.compressed_bytes offset");
+_Static_assert(sizeof(((struct shmr_shard_header *)0)->compressed_bytes) == 4,
+	       "shmr_shard_header.compressed_bytes width");
+_Static_assert(offsetof(struct shmr_shard_header, reserved_1) == 72,
 	       "shmr_shard_header.reserved_1 offset");
-_Static_assert(sizeof(((struct shmr_shard_header *)0)->reserved_1) == 56,
+_Static_assert(sizeof(((struct shmr_shard_header *)0)->reserved_1) == 52,
 	       "shmr_shard_header.reserved_1 width");
 _Static_assert(offsetof(struct shmr_shard_header, header_checksum) == 124,
 	       "shmr_shard_header.header_checksum offset");
@@ -671,7 +729,7 @@ _Static_assert(sizeof(((struct shmr_shard_header *)0)->header_checksum) == 4,
 	       "shmr_shard_header.header_checksum width");
 
 /* The fields of struct shmr_shard_header, in offset order. */
-#define SHMR_SHARD_HEADER_FIELD_COUNT 20
+#define SHMR_SHARD_HEADER_FIELD_COUNT 21
 static const struct shmr_field_info shmr_shard_header_fields[SHMR_SHARD_HEADER_FIELD_COUNT] = {
 	{ "magic", offsetof(struct shmr_shard_header, magic), 8,
 	  SHMR_FIELD_TYPE_U64, SHMR_FIELD_FIXED },
@@ -687,8 +745,8 @@ static const struct shmr_field_info shmr_shard_header_fields[SHMR_SHARD_HEADER_F
 	  SHMR_FIELD_TYPE_U8, 0 },
 	{ "parity_shards", offsetof(struct shmr_shard_header, parity_shards), 1,
 	  SHMR_FIELD_TYPE_U8, 0 },
-	{ "reserved_0", offsetof(struct shmr_shard_header, reserved_0), 1,
-	  SHMR_FIELD_TYPE_BYTES, SHMR_FIELD_RESERVED },
+	{ "compression", offsetof(struct shmr_shard_header, compression), 1,
+	  SHMR_FIELD_TYPE_U8, SHMR_FIELD_ENUM },
 	{ "ino", offsetof(struct shmr_shard_header, ino), 8,
 	  SHMR_FIELD_TYPE_U64, 0 },
 	{ "block_index", offsetof(struct shmr_shard_header, block_index), 8,
@@ -709,7 +767,9 @@ static const struct shmr_field_info shmr_shard_header_fields[SHMR_SHARD_HEADER_F
 	  SHMR_FIELD_TYPE_U32, 0 },
 	{ "chunk_table_checksum", offsetof(struct shmr_shard_header, chunk_table_checksum), 4,
 	  SHMR_FIELD_TYPE_U32, 0 },
-	{ "reserved_1", offsetof(struct shmr_shard_header, reserved_1), 56,
+	{ "compressed_bytes", offsetof(struct shmr_shard_header, compressed_bytes), 4,
+	  SHMR_FIELD_TYPE_U32, 0 },
+	{ "reserved_1", offsetof(struct shmr_shard_header, reserved_1), 52,
 	  SHMR_FIELD_TYPE_BYTES, SHMR_FIELD_RESERVED },
 	{ "header_checksum", offsetof(struct shmr_shard_header, header_checksum), 4,
 	  SHMR_FIELD_TYPE_U32, SHMR_FIELD_CHECKSUM },
@@ -741,9 +801,9 @@ shmr_shard_header_decode(const void *source, size_t source_bytes, struct shmr_sh
 		return shmr_decode_fail(error_field, "topology", SHMR_DECODE_ERROR_KIND_FIELD);
 	if (!shmr_checksum_kind_is_valid(bytes[11]))
 		return shmr_decode_fail(error_field, "checksum_kind", SHMR_DECODE_ERROR_KIND_FIELD);
-	if (!shmr_is_zero(bytes + 15, 1))
-		return shmr_decode_fail(error_field, "reserved_0", SHMR_DECODE_ERROR_KIND_RESERVED);
-	if (!shmr_is_zero(bytes + 68, 56))
+	if (!shmr_compression_is_valid(bytes[15]))
+		return shmr_decode_fail(error_field, "compression", SHMR_DECODE_ERROR_KIND_FIELD);
+	if (!shmr_is_zero(bytes + 72, 52))
 		return shmr_decode_fail(error_field, "reserved_1", SHMR_DECODE_ERROR_KIND_RESERVED);
 	memcpy(target, bytes, sizeof(*target));
 	return SHMR_DECODE_OK;
@@ -765,8 +825,7 @@ shmr_shard_header_encode(const struct shmr_shard_header *source, void *target, s
 	memcpy(bytes, source, sizeof(*source));
 	shmr_put_le64(bytes + 0, SHMR_SHARD_HEADER_MAGIC);
 	shmr_put_le16(bytes + 8, SHMR_SHARD_HEADER_VERSION);
-	memset(bytes + 15, 0, 1);
-	memset(bytes + 68, 0, 56);
+	memset(bytes + 72, 0, 52);
 	shmr_put_le32(bytes + 124, shmr_crc32c(0, bytes, 124));
 	return SHMR_DECODE_OK;
 }

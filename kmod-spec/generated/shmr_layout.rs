@@ -241,6 +241,61 @@ impl TryFrom<u8> for ChecksumKind {
     }
 }
 
+/// How the block was compressed before it was split into shards.
+///
+/// From `userspace/src/layout/shard-header.ts`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Stored raw: the block's bytes as written (every shard written before compression).
+    None = 0,
+    /// A zstd frame, its content size in the frame header.
+    Zstd = 1,
+    /// An lz4 block preceded by its decompressed length as a little-endian u32.
+    Lz4 = 2,
+}
+
+impl Compression {
+    /// Every member, in declaration order.
+    pub const ALL: [Self; 3] = [Self::None, Self::Zstd, Self::Lz4];
+
+    /// The member whose value is `value`, if any.
+    #[must_use]
+    pub const fn from_value(value: u64) -> Option<Self> {
+        match value {
+            0 => Some(Self::None),
+            1 => Some(Self::Zstd),
+            2 => Some(Self::Lz4),
+            _ => None,
+        }
+    }
+
+    /// The value of the member on disk.
+    #[must_use]
+    pub const fn value(self) -> u8 {
+        self as u8
+    }
+
+    /// The TypeScript name of the member.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Zstd => "zstd",
+            Self::Lz4 => "lz4",
+        }
+    }
+}
+
+impl TryFrom<u8> for Compression {
+    type Error = u8;
+
+    /// The member whose value is `value`; the value itself when there is none.
+    fn try_from(value: u8) -> Result<Self, u8> {
+        Self::from_value(u64::from(value)).ok_or(value)
+    }
+}
+
 /// A failed decode: the kind of failure and the field it was found in ("" when short).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeError {
@@ -724,8 +779,8 @@ pub struct ShardHeader {
     pub data_shards: u8,
     /// Parity shards of the block (0 unless erasure).
     pub parity_shards: u8,
-    /// Zero.
-    pub reserved_0: [u8; 1],
+    /// How the block was compressed, a `Compression` (none in shards older than compression).
+    pub compression: u8,
     /// Inode number of the file the block belongs to.
     pub ino: u64,
     /// Index of the block in the file: it holds bytes [index * block_bytes, ...).
@@ -734,7 +789,8 @@ pub struct ShardHeader {
     pub generation: u64,
     /// Block size of the file.
     pub block_bytes: u32,
-    /// Bytes of the block stored, from its start; the rest of the block reads as zeros.
+    /// Bytes of the block stored, from its start; the rest of the block reads as zeros. When the
+    /// block is compressed, its length after decompression, which a reader checks.
     pub data_bytes: u32,
     /// Bytes of payload in this shard file.
     pub payload_bytes: u32,
@@ -746,8 +802,12 @@ pub struct ShardHeader {
     pub payload_checksum: u32,
     /// Checksum of the chunk table (its entries in order, little-endian).
     pub chunk_table_checksum: u32,
-    /// Zero. Room for new fields (compression, for one).
-    pub reserved_1: [u8; 56],
+    /// Bytes of the compressed block: the stream that was split into the shards (the payloads of
+    /// the data shards, concatenated, start with it). Zero when `compression` is none; otherwise
+    /// less than `data_bytes`, since a block that does not shrink is stored raw.
+    pub compressed_bytes: u32,
+    /// Zero. Room for new fields.
+    pub reserved_1: [u8; 52],
     /// Checksum of bytes 0 to 123 of this header.
     pub header_checksum: u32,
 }
@@ -762,7 +822,7 @@ const _: () = {
     assert!(core::mem::offset_of!(ShardHeader, shard_index) == 12);
     assert!(core::mem::offset_of!(ShardHeader, data_shards) == 13);
     assert!(core::mem::offset_of!(ShardHeader, parity_shards) == 14);
-    assert!(core::mem::offset_of!(ShardHeader, reserved_0) == 15);
+    assert!(core::mem::offset_of!(ShardHeader, compression) == 15);
     assert!(core::mem::offset_of!(ShardHeader, ino) == 16);
     assert!(core::mem::offset_of!(ShardHeader, block_index) == 24);
     assert!(core::mem::offset_of!(ShardHeader, generation) == 32);
@@ -773,7 +833,8 @@ const _: () = {
     assert!(core::mem::offset_of!(ShardHeader, chunk_bytes) == 56);
     assert!(core::mem::offset_of!(ShardHeader, payload_checksum) == 60);
     assert!(core::mem::offset_of!(ShardHeader, chunk_table_checksum) == 64);
-    assert!(core::mem::offset_of!(ShardHeader, reserved_1) == 68);
+    assert!(core::mem::offset_of!(ShardHeader, compressed_bytes) == 68);
+    assert!(core::mem::offset_of!(ShardHeader, reserved_1) == 72);
     assert!(core::mem::offset_of!(ShardHeader, header_checksum) == 124);
 };
 
@@ -793,7 +854,7 @@ impl ShardHeader {
         shard_index: 0,
         data_shards: 0,
         parity_shards: 0,
-        reserved_0: [0; 1],
+        compression: 0,
         ino: 0,
         block_index: 0,
         generation: 0,
@@ -804,12 +865,13 @@ impl ShardHeader {
         chunk_bytes: 0,
         payload_checksum: 0,
         chunk_table_checksum: 0,
-        reserved_1: [0; 56],
+        compressed_bytes: 0,
+        reserved_1: [0; 52],
         header_checksum: 0,
     };
 
     /// The fields, in offset order.
-    pub const FIELDS: [FieldInfo; 20] = [
+    pub const FIELDS: [FieldInfo; 21] = [
         FieldInfo {
             name: "magic",
             offset_bytes: 0,
@@ -881,14 +943,14 @@ impl ShardHeader {
             enum_name: None,
         },
         FieldInfo {
-            name: "reserved_0",
+            name: "compression",
             offset_bytes: 15,
             width_bytes: 1,
-            field_type: FieldType::Bytes,
-            is_reserved: true,
+            field_type: FieldType::U8,
+            is_reserved: false,
             fixed_value: None,
             is_checksum: false,
-            enum_name: None,
+            enum_name: Some("Compression"),
         },
         FieldInfo {
             name: "ino",
@@ -991,9 +1053,19 @@ impl ShardHeader {
             enum_name: None,
         },
         FieldInfo {
-            name: "reserved_1",
+            name: "compressed_bytes",
             offset_bytes: 68,
-            width_bytes: 56,
+            width_bytes: 4,
+            field_type: FieldType::U32,
+            is_reserved: false,
+            fixed_value: None,
+            is_checksum: false,
+            enum_name: None,
+        },
+        FieldInfo {
+            name: "reserved_1",
+            offset_bytes: 72,
+            width_bytes: 52,
             field_type: FieldType::Bytes,
             is_reserved: true,
             fixed_value: None,
@@ -1023,7 +1095,7 @@ impl ShardHeader {
             shard_index: bytes[12],
             data_shards: bytes[13],
             parity_shards: bytes[14],
-            reserved_0: read_array(bytes, 15),
+            compression: bytes[15],
             ino: read_u64(bytes, 16),
             block_index: read_u64(bytes, 24),
             generation: read_u64(bytes, 32),
@@ -1034,7 +1106,8 @@ impl ShardHeader {
             chunk_bytes: read_u32(bytes, 56),
             payload_checksum: read_u32(bytes, 60),
             chunk_table_checksum: read_u32(bytes, 64),
-            reserved_1: read_array(bytes, 68),
+            compressed_bytes: read_u32(bytes, 68),
+            reserved_1: read_array(bytes, 72),
             header_checksum: read_u32(bytes, 124),
         }
     }
@@ -1048,7 +1121,7 @@ impl ShardHeader {
         target[12] = self.shard_index;
         target[13] = self.data_shards;
         target[14] = self.parity_shards;
-        target[15..16].copy_from_slice(&self.reserved_0);
+        target[15] = self.compression;
         write_u64(target, 16, self.ino);
         write_u64(target, 24, self.block_index);
         write_u64(target, 32, self.generation);
@@ -1059,7 +1132,8 @@ impl ShardHeader {
         write_u32(target, 56, self.chunk_bytes);
         write_u32(target, 60, self.payload_checksum);
         write_u32(target, 64, self.chunk_table_checksum);
-        target[68..124].copy_from_slice(&self.reserved_1);
+        write_u32(target, 68, self.compressed_bytes);
+        target[72..124].copy_from_slice(&self.reserved_1);
         write_u32(target, 124, self.header_checksum);
     }
 
@@ -1100,8 +1174,8 @@ impl ShardHeader {
         if ChecksumKind::from_value(u64::from(value.checksum_kind)).is_none() {
             return fail(DecodeErrorKind::Field, "checksum_kind");
         }
-        if !is_zero(&value.reserved_0) {
-            return fail(DecodeErrorKind::Reserved, "reserved_0");
+        if Compression::from_value(u64::from(value.compression)).is_none() {
+            return fail(DecodeErrorKind::Field, "compression");
         }
         if !is_zero(&value.reserved_1) {
             return fail(DecodeErrorKind::Reserved, "reserved_1");
@@ -1115,8 +1189,7 @@ impl ShardHeader {
         self.write_le_bytes(target);
         write_u64(target, 0, Self::MAGIC);
         write_u16(target, 8, Self::VERSION);
-        target[15..16].fill(0);
-        target[68..124].fill(0);
+        target[72..124].fill(0);
         let checksum = crc32c(0, &target[..124]);
         write_u32(target, 124, checksum);
     }
@@ -1132,7 +1205,7 @@ impl ShardHeader {
             "shard_index" => FieldValue::Uint(u64::from(self.shard_index)),
             "data_shards" => FieldValue::Uint(u64::from(self.data_shards)),
             "parity_shards" => FieldValue::Uint(u64::from(self.parity_shards)),
-            "reserved_0" => FieldValue::Bytes(&self.reserved_0),
+            "compression" => FieldValue::Uint(u64::from(self.compression)),
             "ino" => FieldValue::Uint(self.ino),
             "block_index" => FieldValue::Uint(self.block_index),
             "generation" => FieldValue::Uint(self.generation),
@@ -1143,6 +1216,7 @@ impl ShardHeader {
             "chunk_bytes" => FieldValue::Uint(u64::from(self.chunk_bytes)),
             "payload_checksum" => FieldValue::Uint(u64::from(self.payload_checksum)),
             "chunk_table_checksum" => FieldValue::Uint(u64::from(self.chunk_table_checksum)),
+            "compressed_bytes" => FieldValue::Uint(u64::from(self.compressed_bytes)),
             "reserved_1" => FieldValue::Bytes(&self.reserved_1),
             "header_checksum" => FieldValue::Uint(u64::from(self.header_checksum)),
             _ => return None,
@@ -1159,7 +1233,7 @@ impl ShardHeader {
             ("shard_index", FieldValue::Uint(value)) => set_uint(&mut self.shard_index, value),
             ("data_shards", FieldValue::Uint(value)) => set_uint(&mut self.data_shards, value),
             ("parity_shards", FieldValue::Uint(value)) => set_uint(&mut self.parity_shards, value),
-            ("reserved_0", FieldValue::Bytes(value)) => copy_padded(&mut self.reserved_0, value),
+            ("compression", FieldValue::Uint(value)) => set_uint(&mut self.compression, value),
             ("ino", FieldValue::Uint(value)) => set_uint(&mut self.ino, value),
             ("block_index", FieldValue::Uint(value)) => set_uint(&mut self.block_index, value),
             ("generation", FieldValue::Uint(value)) => set_uint(&mut self.generation, value),
@@ -1175,6 +1249,9 @@ impl ShardHeader {
             }
             ("chunk_table_checksum", FieldValue::Uint(value)) => {
                 set_uint(&mut self.chunk_table_checksum, value)
+            }
+            ("compressed_bytes", FieldValue::Uint(value)) => {
+                set_uint(&mut self.compressed_bytes, value)
             }
             ("reserved_1", FieldValue::Bytes(value)) => copy_padded(&mut self.reserved_1, value),
             ("header_checksum", FieldValue::Uint(value)) => {

@@ -41,7 +41,7 @@ interface BaselineResult {
 }
 
 /** Calls per second: best of ROUNDS rounds of seconds / ROUNDS, after one warm-up call. */
-function measureSync(call: () => void, seconds: number): number {
+export function measureSync(call: () => void, seconds: number): number {
   let best = 0;
   call();
   for (let round = 0; round < ROUNDS; round++) {
@@ -63,7 +63,7 @@ function measureSync(call: () => void, seconds: number): number {
 }
 
 /** measureSync for a promise-returning call, awaited one at a time. */
-async function measureAsync(call: () => Promise<unknown>, seconds: number): Promise<number> {
+export async function measureAsync(call: () => Promise<unknown>, seconds: number): Promise<number> {
   let best = 0;
   await call();
   for (let round = 0; round < ROUNDS; round++) {

@@ -30,6 +30,11 @@ export const IO_REQUEST_BYTES_MAX = 1024 * 1024;
 export const SHARD_FDS_MAX = 1024;
 /** Cached shard chunk tables (LRU); each costs 4 bytes per CHUNK_BYTES of shard. */
 export const CHUNK_TABLES_MAX = 8192;
+/**
+ * Decompressed data of compressed blocks kept for the reads that follow the first one (LRU);
+ * at least the newest block is kept whatever its size.
+ */
+export const DECOMPRESSED_BYTES_MAX = 128 * 1024 * 1024;
 /** Open file handles through the mount. */
 export const OPEN_HANDLES_MAX = 1 << 20;
 /** Hard links to one inode, as ext4. */
@@ -41,3 +46,5 @@ assert(BLOCK_BYTES_MAX % BLOCK_BYTES_MIN === 0);
 assert(STRIPE_SHARDS_MAX <= 255);
 // A whole block is addressed with 32-bit lengths in the shard header.
 assert(BLOCK_BYTES_MAX <= 2 ** 32 - 1);
+// A few blocks of the common sizes fit the decompressed cache (32 MiB archive blocks: 4).
+assert(DECOMPRESSED_BYTES_MAX >= 4 * 32 * 1024 * 1024);

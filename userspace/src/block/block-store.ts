@@ -8,23 +8,33 @@
  * the new block complete and referenced; stray files of an uncommitted generation are
  * harmless orphans (fsck lists them).
  *
+ * Compression: a block is compressed (pool setting, or the write's own) before it is split
+ * into shards, so copies and parity are made of the compressed stream and checksums cover what
+ * is on disk. A block that does not shrink is stored raw. A record whose `storedBytes` is less
+ * than its `dataBytes` is compressed; the algorithm is in its shard headers.
+ *
  * Invariants:
- * - Erasure shards are all `shardBytes` = ceil(dataBytes / dataShards) long; the last data
+ * - Erasure shards are all `shardBytes` = ceil(storedBytes / dataShards) long; the last data
  *   shard is padded with zeros, which are part of its payload and checksums.
- * - A read returns only verified bytes, or throws: EIO is better than garbage.
+ * - A read returns only verified bytes, or throws: EIO is better than garbage. A compressed
+ *   block is decompressed from verified shards and must come out exactly `dataBytes` long.
  */
 import { fsync, open, close, constants } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
-import { formatTopology, parseTopology, shardCount, type TopologySpec } from '../config/index.js';
 import {
-  encodeShardPrefix, encodeShardPrefixAsync, shardGeometry, Topology, type ShardPrefix,
+  formatTopology, parseCompression, parseTopology, shardCount, type CompressionSpec, type TopologySpec,
+} from '../config/index.js';
+import { compressBlock, decompressBlock, type CompressedAlgorithm } from '../compress/index.js';
+import {
+  Compression, encodeShardPrefix, encodeShardPrefixAsync, shardGeometry, Topology, type ShardPrefix,
 } from '../layout/index.js';
 import { ReedSolomon } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
+import { DecompressedCache } from './decompressed-cache.js';
 import { deleteShardFile, writeShardFile, type ShardLocation, type ShardReader } from './shard-io.js';
 import { ShardError } from './shard-error.js';
 
@@ -45,7 +55,27 @@ export interface BlockWrite {
   readonly pool: Pool;
   /** fsync shard files and their directories before returning. */
   readonly sync: boolean;
+  /**
+   * Compression of this block ("zstd:3", "lz4", "none"), as a per-file policy gives it;
+   * the pool's setting when absent. A setting that does not parse is EINVAL.
+   */
+  readonly compression?: string | undefined;
 }
+
+/** The bytes a block is stored as: its data, or its compressed stream. */
+interface StoredStream {
+  /** Holds `bytes` and BLOCK_PADDING_BYTES of room for erasure padding. */
+  readonly data: Buffer;
+  readonly bytes: number;
+  /** A `Compression` code for the shard headers. */
+  readonly compression: number;
+}
+
+/** The algorithm of each `Compression` code that has one. */
+const ALGORITHM_OF_CODE: ReadonlyMap<number, CompressedAlgorithm> = new Map([
+  [Compression.zstd, 'zstd'],
+  [Compression.lz4, 'lz4'],
+]);
 
 /** Something went wrong with a shard that the store worked around or gave up on. */
 export interface ShardEvent {
@@ -61,6 +91,7 @@ export class BlockStore {
   readonly #reader: ShardReader;
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
+  readonly #decompressed = new DecompressedCache();
   #generation: number;
   /** Called for every shard failure, with the block it belongs to (logging, counters). */
   onShardError: (event: ShardEvent) => void = () => undefined;
@@ -82,11 +113,12 @@ export class BlockStore {
     assert(input.dataBytes > 0);
     assert(input.dataBytes <= input.blockBytes);
     const topology = input.pool.topology;
-    const payloads = await this.#payloads(input, topology);
+    const stream = await this.#compress(input);
+    const payloads = await this.#payloads(stream, topology);
     for (let attempt = 0; ; attempt++) {
       const generation = this.#generation++;
       try {
-        return await this.#writeShards(input, { payloads, topology, generation });
+        return await this.#writeShards(input, { payloads, topology, generation, stream });
       } catch (error) {
         // A name taken by a stray file of an earlier process: retry under a new generation.
         if ((error as { code?: string }).code !== 'EEXIST' || attempt >= 3) throw error;
@@ -94,16 +126,37 @@ export class BlockStore {
     }
   }
 
-  async #payloads(input: BlockWrite, topology: TopologySpec): Promise<Buffer[]> {
-    const data = input.data.subarray(0, input.dataBytes);
+  /** The block's data, or its compressed stream when compression shrinks it. */
+  async #compress(input: BlockWrite): Promise<StoredStream> {
+    const raw = { data: input.data, bytes: input.dataBytes, compression: Compression.none };
+    const spec = this.#compressionSpec(input);
+    if (spec.algorithm === 'none') return raw;
+    // Per block, like the parity buffers: it lives until the shard files are written.
+    const target = Buffer.allocUnsafeSlow(input.dataBytes + BLOCK_PADDING_BYTES);
+    const bytes = await compressBlock(spec, input.data.subarray(0, input.dataBytes), target);
+    if (bytes === 0) return raw;
+    assert(bytes < input.dataBytes);
+    return { data: target, bytes, compression: Compression[spec.algorithm] };
+  }
+
+  #compressionSpec(input: BlockWrite): CompressionSpec {
+    if (input.compression === undefined) return input.pool.compression;
+    // Parsed per block: a short string, next to compressing a whole block.
+    const parsed = parseCompression(input.compression);
+    if (typeof parsed === 'string') throw new FsError(Errno.EINVAL, 'write block', `compression: ${parsed}`);
+    return parsed;
+  }
+
+  async #payloads(stream: { data: Buffer; bytes: number }, topology: TopologySpec): Promise<Buffer[]> {
+    const data = stream.data.subarray(0, stream.bytes);
     if (topology.kind === 'single') return [data];
     if (topology.kind === 'mirror') return Array.from({ length: topology.copies }, () => data);
-    const shardBytes = Math.ceil(input.dataBytes / topology.data);
+    const shardBytes = Math.ceil(stream.bytes / topology.data);
     const paddedBytes = shardBytes * topology.data;
-    assert(input.data.byteLength >= paddedBytes);
-    input.data.fill(0, input.dataBytes, paddedBytes);
+    assert(stream.data.byteLength >= paddedBytes);
+    stream.data.fill(0, stream.bytes, paddedBytes);
     const dataShards = Array.from({ length: topology.data }, (_, index) =>
-      input.data.subarray(index * shardBytes, (index + 1) * shardBytes));
+      stream.data.subarray(index * shardBytes, (index + 1) * shardBytes));
     // Parity buffers are per block: they live until the shard files are written.
     const parityShards = Array.from({ length: topology.parity }, () => Buffer.allocUnsafeSlow(shardBytes));
     const codec = this.#codec(topology.data, topology.parity);
@@ -114,9 +167,9 @@ export class BlockStore {
 
   async #writeShards(
     input: BlockWrite,
-    plan: { payloads: Buffer[]; topology: TopologySpec; generation: number },
+    plan: { payloads: Buffer[]; topology: TopologySpec; generation: number; stream: StoredStream },
   ): Promise<BlockRecord> {
-    const { payloads, topology, generation } = plan;
+    const { payloads, topology, generation, stream } = plan;
     const shardBytes = payloads[0]?.byteLength ?? 0;
     const placement = placeShards(input.pool.buckets, payloads.length, { shardBytes });
     if (placement.isDoubledUp) this.onDoubledUp(input.pool.name);
@@ -125,7 +178,7 @@ export class BlockStore {
     try {
       await Promise.all(payloads.map(async (payload, shardIndex) => {
         chosen[shardIndex] = await this.#writeOneShard(input, {
-          topology, generation, shardIndex, payload, chosen, written,
+          topology, generation, shardIndex, payload, chosen, written, stream,
         });
       }));
       if (input.sync) await syncDirectories(written);
@@ -136,7 +189,7 @@ export class BlockStore {
     return {
       ino: input.ino, blockIndex: input.blockIndex, pool: input.pool.name,
       topology: formatTopology(topology), generation, dataBytes: input.dataBytes,
-      buckets: chosen.map((bucket) => bucket.name),
+      storedBytes: stream.bytes, buckets: chosen.map((bucket) => bucket.name),
     };
   }
 
@@ -145,14 +198,14 @@ export class BlockStore {
     input: BlockWrite,
     shard: {
       topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer;
-      chosen: Bucket[]; written: string[];
+      chosen: Bucket[]; written: string[]; stream: StoredStream;
     },
   ): Promise<Bucket> {
     const excluded = new Set<string>();
     let bucket = shard.chosen[shard.shardIndex];
     assert(bucket !== undefined);
     const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shard.generation, shardIndex: shard.shardIndex };
-    const prefix = await shardPrefix(input, shard);
+    const prefix = await shardPrefix({ ...input, stream: shard.stream }, shard);
     let hasRetriedDirectory = false;
     for (;;) {
       const path = bucket.shardPath(name);
@@ -211,13 +264,72 @@ export class BlockStore {
       target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
     }
     if (dataEnd <= range.start) return;
-    const topology = this.#topology(block.topology);
     const dataRange = { start: range.start, end: dataEnd };
-    if (topology.kind === 'erasure') {
-      await this.#readErasure(block, topology, dataRange, { target, targetOffset });
-    } else {
-      await this.#readCopies(block, dataRange, target, targetOffset);
+    if (block.storedBytes === block.dataBytes) {
+      await this.#readStream(block, dataRange, target, targetOffset);
+      return;
     }
+    const data = await this.#decompressed.load(block, () => this.#decompress(block));
+    data.copy(target, targetOffset, dataRange.start, dataRange.end);
+  }
+
+  /** Copies bytes [start, end) of what the block is stored as (its stream) into `target`. */
+  async #readStream(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
+    assert(range.end <= block.storedBytes);
+    const topology = this.#topology(block.topology);
+    if (topology.kind === 'erasure') {
+      await this.#readErasure(block, topology, range, { target, targetOffset });
+    } else {
+      await this.#readCopies(block, range, target, targetOffset);
+    }
+  }
+
+  /** The whole stored stream of a block, verified (rebuilt from copies or parity if needed). */
+  async #readWholeStream(block: BlockRecord): Promise<Buffer> {
+    const stream = Buffer.allocUnsafeSlow(block.storedBytes + BLOCK_PADDING_BYTES);
+    await this.#readStream(block, { start: 0, end: block.storedBytes }, stream, 0);
+    return stream;
+  }
+
+  /** The data of a compressed block: its verified stream, decompressed and length-checked. */
+  async #decompress(block: BlockRecord): Promise<Buffer> {
+    assert(block.storedBytes < block.dataBytes);
+    const stream = await this.#readWholeStream(block);
+    const algorithm = await this.#algorithmOf(block);
+    const data = Buffer.allocUnsafeSlow(block.dataBytes);
+    try {
+      await decompressBlock(algorithm, stream.subarray(0, block.storedBytes), { target: data, expectedBytes: block.dataBytes });
+    } catch (error) {
+      if (!(error instanceof FsError)) throw error;
+      throw new FsError(Errno.EIO, 'read block', `block ${block.blockIndex} of inode ${block.ino}: ${error.message}`);
+    }
+    return data;
+  }
+
+  /**
+   * The compression algorithm of a compressed block, from the first shard header that can be
+   * read and agrees with the record (headers are cached by the reader, so this rarely reads).
+   */
+  async #algorithmOf(block: BlockRecord): Promise<CompressedAlgorithm> {
+    let problem = 'no shard header is readable';
+    for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
+      const location = this.location(block, shardIndex);
+      if (this.#pools.bucket(location.bucket)?.state !== 'ok') continue;
+      try {
+        const { header } = await this.#reader.prefix(location);
+        const algorithm = ALGORITHM_OF_CODE.get(header.compression);
+        if (algorithm !== undefined && header.compressed_bytes === block.storedBytes && header.data_bytes === block.dataBytes) {
+          return algorithm;
+        }
+        problem = `shard ${shardIndex} header says compression ${header.compression} of ` +
+          `${header.compressed_bytes} to ${header.data_bytes} bytes`;
+      } catch (error) {
+        if (!(error instanceof ShardError)) throw error;
+        problem = error.message;
+      }
+    }
+    throw new FsError(Errno.EIO, 'read block',
+      `compressed block ${block.blockIndex} of inode ${block.ino} (${block.storedBytes} of ${block.dataBytes} bytes): ${problem}`);
   }
 
   async #readCopies(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
@@ -242,7 +354,7 @@ export class BlockStore {
     range: { start: number; end: number },
     output: { target: Buffer; targetOffset: number },
   ): Promise<void> {
-    const shardBytes = Math.ceil(block.dataBytes / topology.data);
+    const shardBytes = Math.ceil(block.storedBytes / topology.data);
     const first = Math.floor(range.start / shardBytes);
     const last = Math.floor((range.end - 1) / shardBytes);
     try {
@@ -329,18 +441,23 @@ export class BlockStore {
   /** Bytes of the largest shard of a block: what `verify` needs as scratch. */
   shardBytesOf(block: BlockRecord): number {
     const topology = this.#topology(block.topology);
-    return topology.kind === 'erasure' ? Math.ceil(block.dataBytes / topology.data) : block.dataBytes;
+    return topology.kind === 'erasure' ? Math.ceil(block.storedBytes / topology.data) : block.storedBytes;
   }
 
   /**
    * Writes a block's data again as new shards in `pool` (placement avoids failed buckets) and
    * returns the new, uncommitted record. Used by repair and by rewrites between pools.
    */
-  async rewrite(block: BlockRecord, pool: Pool, blockBytes: number): Promise<BlockRecord> {
+  async rewrite(
+    block: BlockRecord,
+    pool: Pool,
+    blockBytes: number,
+    options: { compression?: string | undefined } = {},
+  ): Promise<BlockRecord> {
     const data = await this.readWhole(block);
     return this.write({
       ino: block.ino, blockIndex: block.blockIndex, blockBytes, dataBytes: block.dataBytes,
-      data, pool, sync: true,
+      data, pool, sync: true, compression: options.compression,
     });
   }
 
@@ -372,15 +489,17 @@ export class BlockStore {
    */
   async rebuildShard(block: BlockRecord, shardIndex: number, bucket: Bucket, blockBytes: number): Promise<void> {
     const topology = this.#topology(block.topology);
-    const data = await this.readWhole(block);
-    const payloads = await this.#payloads({
-      ino: block.ino, blockIndex: block.blockIndex, blockBytes, dataBytes: block.dataBytes, data,
-      pool: this.#pools.pool(block.pool), sync: true,
-    }, topology);
+    // The same stream as the other shards (never compressed anew: another zstd build could
+    // produce other bytes), so the rebuilt shard matches their parity.
+    const data = await this.#readWholeStream(block);
+    const isCompressed = block.storedBytes < block.dataBytes;
+    const compression = isCompressed ? Compression[await this.#algorithmOf(block)] : Compression.none;
+    const stream = { data, bytes: block.storedBytes, compression };
+    const payloads = await this.#payloads(stream, topology);
     const payload = payloads[shardIndex];
     assert(payload !== undefined);
     const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };
-    const prefix = await shardPrefix({ ...block, blockBytes }, { topology, generation: block.generation, shardIndex, payload });
+    const prefix = await shardPrefix({ ...block, blockBytes, stream }, { topology, generation: block.generation, shardIndex, payload });
     await bucket.ensureDirectory(name);
     const path = bucket.shardPath(name);
     await deleteShardFile(path);
@@ -401,6 +520,7 @@ export class BlockStore {
 
   /** Deletes the shard files of a block that is no longer referenced. */
   async delete(block: BlockRecord): Promise<void> {
+    this.#decompressed.forget(block);
     await Promise.all(block.buckets.map(async (_, shardIndex) => {
       const location = this.location(block, shardIndex);
       this.#reader.forget(location.path);
@@ -432,9 +552,10 @@ export class BlockStore {
 
 /** Header, chunk table and padding of one shard file; big payloads are summed off-thread. */
 async function shardPrefix(
-  block: { ino: number; blockIndex: number; blockBytes: number; dataBytes: number },
+  block: { ino: number; blockIndex: number; blockBytes: number; dataBytes: number; stream: StoredStream },
   shard: { topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer },
 ): Promise<Buffer> {
+  const isCompressed = block.stream.compression !== Compression.none;
   const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
   const encode = shard.payload.byteLength >= OFF_THREAD_BYTES_MIN ? encodeShardPrefixAsync : encodeShardPrefix;
   await encode({
@@ -444,6 +565,7 @@ async function shardPrefix(
     ino: BigInt(block.ino), block_index: BigInt(block.blockIndex),
     generation: BigInt(shard.generation), block_bytes: block.blockBytes,
     data_bytes: block.dataBytes, payload_bytes: shard.payload.byteLength,
+    compression: block.stream.compression, compressed_bytes: isCompressed ? block.stream.bytes : 0,
   }, shard.payload, prefix);
   return prefix;
 }

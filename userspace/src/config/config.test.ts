@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfigFile, parseConfig } from './config.js';
 import { parseSize, parseDuration, formatSize } from './units.js';
 import { parseTopology } from './topology.js';
+import { formatCompression, parseCompression } from './compression.js';
 
 let root: string;
 
@@ -111,6 +112,36 @@ describe('config', () => {
 
   it('reports an unreadable file by name', () => {
     expect(() => loadConfigFile(join(root, 'missing.yaml'))).toThrow(/missing\.yaml[\s\S]*cannot read/);
+  });
+
+  it('reads per-pool compression, off by default, and names what is wrong with it', () => {
+    const compressed = GOOD.replace('    block_size: 32MiB\n', '    block_size: 32MiB\n    compression: { algorithm: zstd, level: 7 }\n');
+    const config = parseConfig(compressed, { source: 'test', baseDir: root });
+    expect(config.pools.get('archive')?.compression).toEqual({ algorithm: 'zstd', level: 7 });
+    expect(config.pools.get('ssd')?.compression).toEqual({ algorithm: 'none' });
+    const lz4 = parseConfig(compressed.replace('{ algorithm: zstd, level: 7 }', '{ algorithm: lz4 }'), { source: 'test', baseDir: root });
+    expect(lz4.pools.get('archive')?.compression).toEqual({ algorithm: 'lz4' });
+    expect(problemsOf(compressed.replace('level: 7', 'level: 40'))).toEqual([
+      'pools.archive.compression: zstd level 40 is not an integer from 1 to 19',
+    ]);
+    expect(problemsOf(compressed.replace('zstd, level: 7', 'lz4, level: 7'))).toEqual([
+      'pools.archive.compression: lz4 takes no level (only zstd has levels)',
+    ]);
+    expect(problemsOf(compressed.replace('algorithm: zstd', 'algorithm: brotli'))[0])
+      .toMatch(/^pools\.archive\.compression\.algorithm: must be one of none, zstd, lz4/);
+    expect(problemsOf(compressed.replace('level: 7', 'level: 7, speed: 2'))[0])
+      .toMatch(/^pools\.archive\.compression: unknown key "speed"/);
+  });
+
+  it('parses the string form of a compression setting', () => {
+    expect(parseCompression('zstd:3')).toEqual({ algorithm: 'zstd', level: 3 });
+    expect(parseCompression('zstd')).toEqual({ algorithm: 'zstd', level: 3 });
+    expect(parseCompression(' lz4 ')).toEqual({ algorithm: 'lz4' });
+    expect(parseCompression('none')).toEqual({ algorithm: 'none' });
+    expect(parseCompression('zstd:0')).toMatch(/zstd level 0 is not an integer from 1 to 19/);
+    expect(parseCompression('gzip')).toMatch(/"gzip" is not a compression algorithm/);
+    expect(parseCompression('zstd:fast')).toMatch(/not a compression setting/);
+    expect(formatCompression({ algorithm: 'zstd', level: 9 })).toBe('zstd:9');
   });
 
   it('parses units', () => {

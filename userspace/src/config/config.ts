@@ -14,6 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { BLOCK_BYTES_MAX, BLOCK_BYTES_MIN } from '../limits.js';
+import { compressionSpec, COMPRESSION_NONE, type CompressionSpec } from './compression.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { parseTopology, shardCount, type TopologySpec } from './topology.js';
 import { formatSize, parseDuration, parseSize } from './units.js';
@@ -31,6 +32,8 @@ export interface PoolConfig {
   readonly name: string;
   readonly topology: TopologySpec;
   readonly blockBytes: number;
+  /** How blocks written to this pool are compressed (none unless configured). */
+  readonly compression: CompressionSpec;
   readonly buckets: readonly BucketConfig[];
 }
 
@@ -161,6 +164,7 @@ interface RawBucket {
 interface RawPool {
   topology: string;
   block_size: string | number;
+  compression?: { algorithm: string; level?: number };
   buckets: Record<string, RawBucket>;
 }
 interface RawConfig {
@@ -294,8 +298,14 @@ function buildPool(
         `the pool has ${buckets.length}`,
     );
   }
-  if (typeof topology === 'string' || blockBytes === undefined) return undefined;
-  return Object.freeze({ name, topology, blockBytes, buckets: Object.freeze(buckets) });
+  const compression = raw.compression === undefined
+    ? COMPRESSION_NONE
+    : compressionSpec(raw.compression.algorithm, raw.compression.level);
+  if (typeof compression === 'string') problems.push(`${key}.compression: ${compression}`);
+  if (typeof topology === 'string' || blockBytes === undefined || typeof compression === 'string') {
+    return undefined;
+  }
+  return Object.freeze({ name, topology, blockBytes, compression, buckets: Object.freeze(buckets) });
 }
 
 function checkBucketUniqueness(pools: ReadonlyMap<string, PoolConfig>, problems: string[]): void {

@@ -17,6 +17,16 @@ const bucket = {
   },
 } as const;
 
+const compression = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['algorithm'],
+  properties: {
+    algorithm: { enum: ['none', 'zstd', 'lz4'] },
+    level: { type: 'integer' },
+  },
+} as const;
+
 const pool = {
   type: 'object',
   additionalProperties: false,
@@ -24,6 +34,7 @@ const pool = {
   properties: {
     topology: { type: 'string' },
     block_size: size,
+    compression,
     buckets: {
       type: 'object',
       minProperties: 1,

@@ -3,15 +3,16 @@
  * is reported as the right DecodeErrorKind; the chunk table catches any flipped payload byte.
  */
 import { describe, expect, it } from 'vitest';
+import { crc32c } from '../erasure/index.js';
 import {
-  BucketLabel, decodeShardPrefix, decodeStruct, encodeShardPrefix, encodeStruct, findBadChunk,
+  BucketLabel, Compression, decodeShardPrefix, decodeStruct, encodeShardPrefix, encodeStruct, findBadChunk,
   shardGeometry, ShardHeader, Topology,
 } from './index.js';
 
 const INPUT = {
   topology: Topology.erasure, shard_index: 5, data_shards: 4, parity_shards: 2,
   ino: 123456789n, block_index: 2n ** 40n, generation: 2n ** 52n, block_bytes: 1 << 20,
-  data_bytes: (1 << 20) - 3, payload_bytes: 10_000,
+  data_bytes: (1 << 20) - 3, payload_bytes: 10_000, compression: Compression.none, compressed_bytes: 0,
 };
 
 function makeShard(): { prefix: Buffer; payload: Buffer } {
@@ -59,6 +60,43 @@ describe('shard header', () => {
     }
     const decoded = decodeShardPrefix(makeShard().prefix.subarray(0, 60));
     expect(decoded.ok ? 'ok' : decoded.kind).toBe('short');
+  });
+
+  it('records compression, and reads a header from before compression as uncompressed', () => {
+    const payload = Buffer.alloc(5000, 7);
+    const prefix = Buffer.alloc(4096);
+    const input = { ...INPUT, payload_bytes: 5000, compression: Compression.zstd, compressed_bytes: 20_000 };
+    encodeShardPrefix(input, payload, prefix);
+    const decoded = decodeShardPrefix(prefix);
+    expect(decoded.ok && [decoded.value.header.compression, decoded.value.header.compressed_bytes])
+      .toEqual([Compression.zstd, 20_000]);
+    // The two fields took the place of reserved bytes that older writers left zero.
+    const { prefix: old } = makeShard();
+    expect(old[15]).toBe(0);
+    expect(old.readUInt32LE(68)).toBe(0);
+    const oldDecoded = decodeShardPrefix(old);
+    expect(oldDecoded.ok && oldDecoded.value.header.compression).toBe(Compression.none);
+  });
+
+  it('rejects compression fields that contradict each other', () => {
+    const resealed = (change: (buffer: Buffer) => void): string => {
+      const { prefix } = makeShard();
+      change(prefix);
+      prefix.writeUInt32LE(crc32c(prefix.subarray(0, 124)), 124);
+      const decoded = decodeShardPrefix(prefix);
+      return decoded.ok ? 'ok' : `${decoded.kind} ${decoded.field}`;
+    };
+    expect(resealed((buffer) => buffer.writeUInt32LE(100, 68))).toBe('field compressed_bytes');
+    expect(resealed((buffer) => { buffer[15] = Compression.lz4; })).toBe('field compressed_bytes');
+    expect(resealed((buffer) => {
+      buffer[15] = Compression.zstd;
+      buffer.writeUInt32LE(INPUT.data_bytes, 68);
+    })).toBe('field compressed_bytes');
+    expect(resealed((buffer) => { buffer[15] = 9; })).toBe('field compression');
+    expect(resealed((buffer) => {
+      buffer[15] = Compression.lz4;
+      buffer.writeUInt32LE(999, 68);
+    })).toBe('ok');
   });
 
   it('finds a flipped payload byte in the right chunk', () => {

@@ -14,7 +14,7 @@ import {
 } from '../erasure/index.js';
 import { CHUNK_BYTES, SECTOR_BYTES, STRIPE_SHARDS_MAX } from '../limits.js';
 import { decodeStruct, encodeStruct, failure, type DecodeFailure } from './codec.js';
-import { ChecksumKind, ShardHeader, Topology } from './shard-header.js';
+import { ChecksumKind, Compression, ShardHeader, Topology } from './shard-header.js';
 import type { Decoded, EncodeInput } from './types.js';
 
 export type ShardHeaderValue = Decoded<typeof ShardHeader>;
@@ -23,7 +23,7 @@ export type ShardHeaderInput = Omit<
   'payload_checksum' | 'chunk_table_checksum' | 'payload_offset' | 'chunk_bytes' | 'checksum_kind'
 >;
 
-const ENUMS = { Topology, ChecksumKind };
+const ENUMS = { Topology, ChecksumKind, Compression };
 
 /** Where the parts of a shard file lie, for a payload of `payloadBytes`. */
 export interface ShardGeometry {
@@ -90,6 +90,10 @@ function finishShardPrefix(
   const { geometry, payloadChecksum } = computed;
   assert(input.shard_index < input.data_shards + input.parity_shards);
   assert(input.data_bytes <= input.block_bytes);
+  // Pairs with invalidField: what the reader rejects, the writer never writes.
+  if (input.compression === Compression.none) assert(input.compressed_bytes === 0);
+  if (input.compression !== Compression.none) assert(input.compressed_bytes > 0);
+  assert(input.compressed_bytes < input.data_bytes || input.compressed_bytes === 0);
   const tableStart = ShardHeader.sizeBytes;
   const tableEnd = tableStart + geometry.tableBytes;
   prefix.fill(0, tableEnd, geometry.payloadOffset);
@@ -153,6 +157,13 @@ function invalidField(header: ShardHeaderValue): DecodeFailure | undefined {
   }
   if (header.data_bytes > header.block_bytes) {
     return failure('field', 'data_bytes', `${header.data_bytes} > ${header.block_bytes}`);
+  }
+  if (header.compression === Compression.none && header.compressed_bytes !== 0) {
+    return failure('field', 'compressed_bytes', `${header.compressed_bytes} without compression`);
+  }
+  if (header.compression !== Compression.none &&
+    (header.compressed_bytes === 0 || header.compressed_bytes >= header.data_bytes)) {
+    return failure('field', 'compressed_bytes', `${header.compressed_bytes} of ${header.data_bytes}`);
   }
   if (header.chunk_bytes === 0 || header.chunk_bytes % 512 !== 0) {
     return failure('field', 'chunk_bytes', String(header.chunk_bytes));

@@ -24,6 +24,16 @@ export const ChecksumKind = {
   crc32c: 1,
 } as const;
 
+/** How the block was compressed before it was split into shards. */
+export const Compression = {
+  /** Stored raw: the block's bytes as written (every shard written before compression). */
+  none: 0,
+  /** A zstd frame, its content size in the frame header. */
+  zstd: 1,
+  /** An lz4 block preceded by its decompressed length as a little-endian u32. */
+  lz4: 2,
+} as const;
+
 /**
  * Shard header: identifies the block, shard and layout of one shard file, and carries the
  * checksums of its chunk table and payload. 128 bytes at file offset 0.
@@ -45,8 +55,8 @@ export const ShardHeader = {
     data_shards: { offset: 13, width: 1, type: 'u8' },
     /** Parity shards of the block (0 unless erasure). */
     parity_shards: { offset: 14, width: 1, type: 'u8' },
-    /** Zero. */
-    reserved_0: { offset: 15, width: 1, type: 'bytes' },
+    /** How the block was compressed, a `Compression` (none in shards older than compression). */
+    compression: { offset: 15, width: 1, type: 'u8', enum: 'Compression' },
     /** Inode number of the file the block belongs to. */
     ino: { offset: 16, width: 8, type: 'u64' },
     /** Index of the block in the file: it holds bytes [index * block_bytes, ...). */
@@ -55,7 +65,10 @@ export const ShardHeader = {
     generation: { offset: 32, width: 8, type: 'u64' },
     /** Block size of the file. */
     block_bytes: { offset: 40, width: 4, type: 'u32' },
-    /** Bytes of the block stored, from its start; the rest of the block reads as zeros. */
+    /**
+     * Bytes of the block stored, from its start; the rest of the block reads as zeros. When
+     * the block is compressed, its length after decompression, which a reader checks.
+     */
     data_bytes: { offset: 44, width: 4, type: 'u32' },
     /** Bytes of payload in this shard file. */
     payload_bytes: { offset: 48, width: 4, type: 'u32' },
@@ -67,8 +80,14 @@ export const ShardHeader = {
     payload_checksum: { offset: 60, width: 4, type: 'u32' },
     /** Checksum of the chunk table (its entries in order, little-endian). */
     chunk_table_checksum: { offset: 64, width: 4, type: 'u32' },
-    /** Zero. Room for new fields (compression, for one). */
-    reserved_1: { offset: 68, width: 56, type: 'bytes' },
+    /**
+     * Bytes of the compressed block: the stream that was split into the shards (the payloads
+     * of the data shards, concatenated, start with it). Zero when `compression` is none;
+     * otherwise less than `data_bytes`, since a block that does not shrink is stored raw.
+     */
+    compressed_bytes: { offset: 68, width: 4, type: 'u32' },
+    /** Zero. Room for new fields. */
+    reserved_1: { offset: 72, width: 52, type: 'bytes' },
     /** Checksum of bytes 0 to 123 of this header. */
     header_checksum: { offset: 124, width: 4, type: 'u32', checksum: 'crc32c' },
   },

@@ -7,7 +7,8 @@
  * - dirents: directory entries; `id` is the stable readdir cookie of the entry.
  * - xattrs: extended attributes.
  * - blocks: the block map of regular files; `buckets` lists the bucket of each shard in shard
- *   order, comma-separated.
+ *   order, comma-separated; `stored_bytes` is the compressed length of a compressed block
+ *   (NULL, in rows older than compression, means `data_bytes`).
  */
 
 /** Bumped on every incompatible schema change; a store of another version is refused. */
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS blocks (
   generation INTEGER NOT NULL,
   data_bytes INTEGER NOT NULL,
   buckets TEXT NOT NULL,
+  stored_bytes INTEGER,
   PRIMARY KEY (ino, block_index)
 ) WITHOUT ROWID;
 `;

@@ -47,6 +47,11 @@ export interface BlockRecord {
   readonly topology: string;
   readonly generation: number;
   readonly dataBytes: number;
+  /**
+   * Bytes stored for the block: its compressed length when compressed, else `dataBytes`.
+   * Shards are cut from this many bytes; the file's stored bytes add these up.
+   */
+  readonly storedBytes: number;
   /** Bucket name of each shard, in shard order. */
   readonly buckets: readonly string[];
 }
@@ -82,7 +87,7 @@ interface InodeRow {
 
 interface BlockRow {
   ino: number; block_index: number; pool: string; topology: string;
-  generation: number; data_bytes: number; buckets: string;
+  generation: number; data_bytes: number; stored_bytes: number | null; buckets: string;
 }
 
 
@@ -103,6 +108,8 @@ function toBlock(row: BlockRow): BlockRecord {
   return {
     ino: row.ino, blockIndex: row.block_index, pool: row.pool, topology: row.topology,
     generation: row.generation, dataBytes: row.data_bytes,
+    // NULL in rows from before compression, which were all stored raw.
+    storedBytes: row.stored_bytes ?? row.data_bytes,
     buckets: row.buckets === '' ? [] : row.buckets.split(','),
   };
 }
@@ -467,8 +474,13 @@ export class MetaStore {
       if (current === undefined || current.generation !== expected.generation) return false;
       this.#statements.putBlock.run({
         ino: next.ino, block_index: next.blockIndex, pool: next.pool, topology: next.topology,
-        generation: next.generation, data_bytes: next.dataBytes, buckets: next.buckets.join(','),
+        generation: next.generation, data_bytes: next.dataBytes, stored_bytes: next.storedBytes,
+        buckets: next.buckets.join(','),
       });
+      // A rewrite may store the same data in another size (compressed or not).
+      if (next.storedBytes !== current.storedBytes) {
+        this.#statements.addStoredBytes.run(next.storedBytes - current.storedBytes, next.ino);
+      }
       return true;
     })();
   }
@@ -547,9 +559,9 @@ export class MetaStore {
       this.#statements.putBlock.run({
         ino: block.ino, block_index: block.blockIndex, pool: block.pool,
         topology: block.topology, generation: block.generation,
-        data_bytes: block.dataBytes, buckets: block.buckets.join(','),
+        data_bytes: block.dataBytes, stored_bytes: block.storedBytes, buckets: block.buckets.join(','),
       });
-      const storedDelta = block.dataBytes - (previous?.dataBytes ?? 0);
+      const storedDelta = block.storedBytes - (previous?.storedBytes ?? 0);
       this.#statements.setFileData.run({
         ino: block.ino, block_bytes: file.blockBytes, size: file.size,
         stored_bytes: inode.storedBytes + storedDelta,
@@ -569,7 +581,7 @@ export class MetaStore {
       const inode = this.requireInode(ino, 'truncate');
       const dropped = (this.#statements.blocksFrom.all(ino, firstBlockDropped) as BlockRow[]).map(toBlock);
       this.#statements.deleteBlocksFrom.run(ino, firstBlockDropped);
-      const droppedBytes = dropped.reduce((sum, block) => sum + block.dataBytes, 0);
+      const droppedBytes = dropped.reduce((sum, block) => sum + block.storedBytes, 0);
       const blockBytes = size === 0 ? 0 : inode.blockBytes;
       this.#statements.setFileData.run({
         ino, block_bytes: blockBytes, size, stored_bytes: inode.storedBytes - droppedBytes,
@@ -588,7 +600,7 @@ export class MetaStore {
       this.#statements.deleteBlock.run(ino, blockIndex);
       this.#statements.setFileData.run({
         ino, block_bytes: inode.blockBytes, size: inode.size,
-        stored_bytes: inode.storedBytes - block.dataBytes,
+        stored_bytes: inode.storedBytes - block.storedBytes,
         mtime_sec: time.sec, mtime_nsec: time.nsec, ctime_sec: time.sec, ctime_nsec: time.nsec,
       });
       return block;
@@ -598,6 +610,7 @@ export class MetaStore {
 
 function initialize(db: Database.Database, owner: { uid: number; gid: number }): void {
   db.exec(SCHEMA_SQL);
+  addMissingColumns(db);
   const version = db.prepare("SELECT value FROM settings WHERE key = 'schema_version'").get() as
     | { value: string }
     | undefined;
@@ -617,6 +630,17 @@ function initialize(db: Database.Database, owner: { uid: number; gid: number }):
     ).run(ROOT_INO, S_IFDIR | 0o755, owner.uid, owner.gid,
       time.sec, time.nsec, time.sec, time.nsec, time.sec, time.nsec);
   })();
+}
+
+/**
+ * Adds the columns that later versions appended to a table, to a store made before them.
+ * Additive only (NULL in old rows, read as the old meaning), so no schema version bump.
+ */
+function addMissingColumns(db: Database.Database): void {
+  const columns = db.prepare('PRAGMA table_info(blocks)').all() as { name: string }[];
+  if (!columns.some((column) => column.name === 'stored_bytes')) {
+    db.exec('ALTER TABLE blocks ADD COLUMN stored_bytes INTEGER');
+  }
 }
 
 function prepareStatements(db: Database.Database) {
@@ -669,8 +693,11 @@ function prepareStatements(db: Database.Database) {
     maxGeneration: db.prepare('SELECT max(generation) AS generation FROM blocks'),
     putBlock: db.prepare(
       `INSERT OR REPLACE INTO blocks (ino, block_index, pool, topology, generation, data_bytes,
-         buckets) VALUES (@ino, @block_index, @pool, @topology, @generation, @data_bytes,
-         @buckets)`,
+         stored_bytes, buckets) VALUES (@ino, @block_index, @pool, @topology, @generation,
+         @data_bytes, @stored_bytes, @buckets)`,
+    ),
+    addStoredBytes: db.prepare(
+      'UPDATE inodes SET stored_bytes = stored_bytes + ? WHERE ino = ?',
     ),
     blocksAfter: db.prepare(
       `SELECT * FROM blocks WHERE (ino, block_index) > (@ino, @block_index)

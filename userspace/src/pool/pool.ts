@@ -7,7 +7,7 @@
  */
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
-import type { Config, PoolConfig, TopologySpec } from '../config/index.js';
+import type { CompressionSpec, Config, PoolConfig, TopologySpec } from '../config/index.js';
 import { Bucket } from './bucket.js';
 
 /** One tier. */
@@ -15,12 +15,15 @@ export class Pool {
   readonly name: string;
   readonly topology: TopologySpec;
   readonly blockBytes: number;
+  /** Compression of blocks written here unless a write asks for another. */
+  readonly compression: CompressionSpec;
   readonly buckets: readonly Bucket[];
 
   constructor(config: PoolConfig) {
     this.name = config.name;
     this.topology = config.topology;
     this.blockBytes = config.blockBytes;
+    this.compression = config.compression;
     this.buckets = config.buckets.map((bucket) => new Bucket(bucket));
     assert(this.buckets.length > 0);
   }

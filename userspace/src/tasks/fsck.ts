@@ -159,6 +159,10 @@ async function shardProblem(target: ScrubTarget, block: BlockRecord, shardIndex:
   const topology = target.blocks.topologyOf(block);
   const disagreements: string[] = [];
   if (header.data_bytes !== block.dataBytes) disagreements.push(`data_bytes ${header.data_bytes} != ${block.dataBytes}`);
+  const compressedBytes = block.storedBytes < block.dataBytes ? block.storedBytes : 0;
+  if (header.compressed_bytes !== compressedBytes) {
+    disagreements.push(`compressed_bytes ${header.compressed_bytes} != ${compressedBytes}`);
+  }
   if (header.block_bytes !== blockBytes) disagreements.push(`block_bytes ${header.block_bytes} != ${blockBytes}`);
   const shardTotal = header.data_shards + header.parity_shards;
   if (shardTotal !== block.buckets.length) disagreements.push(`${shardTotal} shards != ${block.buckets.length}`);

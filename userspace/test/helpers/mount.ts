@@ -30,6 +30,8 @@ export interface PoolSpec {
   blockSize: string;
   /** Bucket count (directories created under the root), or explicit paths. */
   buckets: number | string[];
+  /** The pool's `compression:` setting; none when absent. */
+  compression?: { algorithm: string; level?: number };
 }
 
 export interface MountOptions {
@@ -83,7 +85,9 @@ function configYaml(root: string, options: MountOptions): { yaml: string; bucket
   const lines = [`mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`,
     `write_pool: ${options.writePool ?? Object.keys(pools)[0]}`, 'pools:'];
   for (const [name, pool] of Object.entries(pools)) {
-    lines.push(`  ${name}:`, `    topology: ${pool.topology}`, `    block_size: ${pool.blockSize}`, '    buckets:');
+    lines.push(`  ${name}:`, `    topology: ${pool.topology}`, `    block_size: ${pool.blockSize}`);
+    if (pool.compression !== undefined) lines.push(`    compression: ${JSON.stringify(pool.compression)}`);
+    lines.push('    buckets:');
     const paths = typeof pool.buckets === 'number'
       ? Array.from({ length: pool.buckets }, (_, index) => `${root}/buckets/${name}${index}`)
       : pool.buckets;

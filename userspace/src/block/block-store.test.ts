@@ -1,0 +1,149 @@
+/**
+ * Block store compression: the pool's setting applies unless a write brings its own, blocks
+ * that do not shrink are stored raw, a compressed erasure block reads back from any k shards
+ * and a lost shard is rebuilt from the same compressed stream, and a record that disagrees
+ * with its shard headers is an EIO. Method: a real filesystem opened on temporary bucket
+ * folders (no mount), shard files inspected and damaged on disk.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/index.js';
+import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
+import { Errno, FsError } from '../errno.js';
+import { Compression } from '../layout/index.js';
+import type { BlockRecord } from '../meta/index.js';
+import { BLOCK_PADDING_BYTES, type BlockWrite } from './index.js';
+
+const BLOCK_BYTES = 1024 * 1024;
+
+let root: string;
+let filesystem: OpenFilesystem;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'shmr-block-store-'));
+  const buckets = (pool: string, count: number) => Array.from({ length: count }, (_, index) => {
+    mkdirSync(join(root, `${pool}${index}`));
+    return `      ${pool}${index}: { path: ./${pool}${index} }`;
+  }).join('\n');
+  const config = parseConfig(`
+mount_dir: ./mnt
+metadata_dir: ./meta
+write_pool: plain
+pools:
+  plain:
+    topology: single
+    block_size: 1MiB
+    buckets:
+${buckets('plain', 1)}
+  archive:
+    topology: erasure:4+2
+    block_size: 1MiB
+    compression: { algorithm: zstd, level: 3 }
+    buckets:
+${buckets('archive', 6)}
+`, { source: 'test', baseDir: root });
+  filesystem = openFilesystem(config);
+});
+
+afterEach(() => {
+  filesystem.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+function textLike(bytes: number): Buffer {
+  const data = Buffer.alloc(bytes + BLOCK_PADDING_BYTES);
+  let offset = 0;
+  for (let line = 0; offset < bytes; line++) offset += data.write(`line ${line} of a log, status ${line % 7}\n`, offset);
+  return data;
+}
+
+function blockWrite(pool: string, data: Buffer, dataBytes: number, compression?: string): BlockWrite {
+  return {
+    ino: 7, blockIndex: 3, blockBytes: BLOCK_BYTES, dataBytes, data, pool: filesystem.pools.pool(pool),
+    sync: false, compression,
+  };
+}
+
+async function readBack(block: BlockRecord, start: number, end: number): Promise<Buffer> {
+  const target = Buffer.alloc(end - start);
+  await filesystem.blocks.read(block, { start, end }, target, 0);
+  return target;
+}
+
+async function readError(block: BlockRecord): Promise<unknown> {
+  try {
+    await filesystem.blocks.read(block, { start: 0, end: block.dataBytes }, Buffer.alloc(block.dataBytes), 0);
+    return 'read';
+  } catch (error) {
+    return error;
+  }
+}
+
+describe('block store compression', () => {
+  it('uses the pool setting unless the write names its own', async () => {
+    const dataBytes = BLOCK_BYTES - 1000;
+    const data = textLike(dataBytes);
+    const expected = Buffer.from(data.subarray(0, dataBytes));
+    const plain = await filesystem.blocks.write(blockWrite('plain', data, dataBytes));
+    expect(plain.storedBytes).toBe(dataBytes);
+    for (const [pool, compression, code] of [
+      ['plain', 'zstd:5', Compression.zstd], ['plain', 'lz4', Compression.lz4], ['archive', undefined, Compression.zstd],
+    ] as const) {
+      const block = await filesystem.blocks.write(blockWrite(pool, data, dataBytes, compression));
+      expect(block.storedBytes).toBeLessThan(dataBytes / 4);
+      expect((await filesystem.blocks.header(block, 0)).header.compression).toBe(code);
+      expect((await readBack(block, 0, dataBytes)).equals(expected)).toBe(true);
+      expect((await readBack(block, 5000, 9000)).equals(expected.subarray(5000, 9000))).toBe(true);
+      // Past dataBytes the block reads as zeros, as an uncompressed one does.
+      expect((await readBack(block, dataBytes - 10, BLOCK_BYTES)).equals(
+        Buffer.concat([expected.subarray(dataBytes - 10), Buffer.alloc(1000)]))).toBe(true);
+    }
+    const raw = await filesystem.blocks.write(blockWrite('archive', data, dataBytes, 'none'));
+    expect(raw.storedBytes).toBe(dataBytes);
+    const bad = await filesystem.blocks.write(blockWrite('plain', data, dataBytes, 'gzip:9')).catch((error: unknown) => error);
+    expect(bad).toBeInstanceOf(FsError);
+    expect((bad as FsError).errno).toBe(Errno.EINVAL);
+  });
+
+  it('stores data that does not shrink raw', async () => {
+    const data = Buffer.concat([randomBytes(BLOCK_BYTES), Buffer.alloc(BLOCK_PADDING_BYTES)]);
+    const block = await filesystem.blocks.write(blockWrite('archive', data, BLOCK_BYTES));
+    expect(block.storedBytes).toBe(BLOCK_BYTES);
+    expect((await filesystem.blocks.header(block, 0)).header.compression).toBe(Compression.none);
+    expect((await readBack(block, 0, BLOCK_BYTES)).equals(data.subarray(0, BLOCK_BYTES))).toBe(true);
+  });
+
+  it('rebuilds a lost shard of a compressed erasure block from the compressed stream', async () => {
+    const dataBytes = BLOCK_BYTES;
+    const data = textLike(dataBytes);
+    const expected = Buffer.from(data.subarray(0, dataBytes));
+    const block = await filesystem.blocks.write(blockWrite('archive', data, dataBytes));
+    const lost = filesystem.blocks.location(block, 1);
+    const original = readFileSync(lost.path);
+    rmSync(lost.path);
+    filesystem.fds.forget(lost.path);
+    expect((await readBack(block, 0, dataBytes)).equals(expected)).toBe(true);
+    const bucket = filesystem.pools.bucket(lost.bucket);
+    expect(bucket).toBeDefined();
+    if (bucket === undefined) return;
+    await filesystem.blocks.rebuildShard(block, 1, bucket, BLOCK_BYTES);
+    expect(readFileSync(lost.path).equals(original)).toBe(true);
+    const scratch = Buffer.alloc(filesystem.blocks.shardBytesOf(block));
+    expect(await filesystem.blocks.verify(block, scratch)).toEqual([]);
+  });
+
+  it('answers EIO when the record and the shard headers disagree on the lengths', async () => {
+    const dataBytes = 300_000;
+    const block = await filesystem.blocks.write(blockWrite('plain', textLike(dataBytes), dataBytes, 'zstd:1'));
+    expect(block.storedBytes).toBeLessThan(dataBytes);
+    for (const wrong of [{ ...block, dataBytes: dataBytes + 1 }, { ...block, dataBytes: dataBytes - 1 }]) {
+      const error = await readError(wrong);
+      expect(error).toBeInstanceOf(FsError);
+      expect((error as FsError).errno).toBe(Errno.EIO);
+    }
+    expect(await readError(block)).toBe('read');
+  });
+});

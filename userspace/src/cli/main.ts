@@ -16,6 +16,7 @@ import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
 import { daemonOf, isAlive } from '../daemon/runtime.js';
+import { SHMR_VERSION } from '../version.js';
 
 const execFileAsync = promisify(execFile);
 const UNMOUNT_WAIT_MS_MAX = 120_000;
@@ -55,7 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === '--version') {
-    process.stdout.write('shmr 0.1.0\n');
+    process.stdout.write(`shmr ${SHMR_VERSION}\n`);
     return 0;
   }
   if (command === 'mount') return mountCommand(rest);

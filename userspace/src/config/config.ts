@@ -64,7 +64,16 @@ export interface Config {
     readonly listen: { readonly host: string; readonly port: number } | undefined;
     readonly allowRemote: boolean;
   };
+  /**
+   * The D-Bus control plane (docs/dbus.md): which bus the daemon serves co.volf.shmr on.
+   * `session` uses DBUS_SESSION_BUS_ADDRESS, `system` DBUS_SYSTEM_BUS_ADDRESS or the standard
+   * system socket; `none` serves no D-Bus at all.
+   */
+  readonly dbus: { readonly bus: DbusBus };
 }
+
+/** Which message bus the daemon serves its D-Bus API on. */
+export type DbusBus = 'system' | 'session' | 'none';
 
 /** A config that failed validation; `problems` has one "key: what is wrong" line each. */
 export class ConfigError extends Error {
@@ -178,6 +187,7 @@ interface RawConfig {
     options?: string[];
   };
   nbd?: { socket?: string; listen?: string; allow_remote?: boolean };
+  dbus?: { bus?: DbusBus };
 }
 
 function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: string[]): Config {
@@ -212,6 +222,7 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
       options: Object.freeze([...(raw.fuse?.options ?? [])]),
     }),
     nbd: buildNbd(raw, options.baseDir, problems),
+    dbus: Object.freeze({ bus: raw.dbus?.bus ?? 'system' }),
   });
 }
 

@@ -77,5 +77,12 @@ export const CONFIG_SCHEMA = {
         allow_remote: { type: 'boolean' },
       },
     },
+    dbus: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        bus: { enum: ['system', 'session', 'none'] },
+      },
+    },
   },
 } as const;

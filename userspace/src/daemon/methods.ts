@@ -2,6 +2,9 @@
  * The operations a running daemon offers on its control socket. Each one is the same code the
  * CLI runs on an unmounted filesystem, here run against the daemon's open filesystem.
  */
+import { Errno, FsError } from '../errno.js';
+import { isDirectory, isRegular } from '../meta/index.js';
+import { fileLayout } from '../tasks/file-layout.js';
 import { fsck } from '../tasks/fsck.js';
 import { replaceBucket } from '../tasks/replace-bucket.js';
 import { scrub, type ScrubOptions } from '../tasks/scrub.js';
@@ -49,8 +52,30 @@ export function controlMethods(
       await fs.files.flushAll({ sync: true });
       return { flushed: true };
     },
+    flushInode: async (params) => {
+      const inode = fs.meta.requireInode(inoParam(params), 'flushInode');
+      await fs.files.flush(inode.ino, { sync: true });
+      return { flushed: inode.ino };
+    },
+    stat: async (params) => {
+      const inode = fs.meta.requireInode(inoParam(params), 'stat');
+      if (!isRegular(inode.mode)) {
+        const errno = isDirectory(inode.mode) ? Errno.EISDIR : Errno.EINVAL;
+        throw new FsError(errno, 'stat', `${fs.meta.pathOf(inode.ino)} is not a regular file`);
+      }
+      return fileLayout(fs, inode);
+    },
     status: async () => statusOf(fs, { isMounted: true }),
   };
+}
+
+/** The inode number of a control call (`ino`), checked: callers of the socket are not trusted. */
+function inoParam(params: Record<string, unknown>): number {
+  const ino = params['ino'];
+  if (typeof ino !== 'number' || !Number.isSafeInteger(ino) || ino < 1) {
+    throw new FsError(Errno.EINVAL, 'control', `ino: ${String(ino)} is not an inode number`);
+  }
+  return ino;
 }
 
 /** What `shmr status` shows: buckets with their state and space, cache use. */

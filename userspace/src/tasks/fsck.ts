@@ -148,7 +148,8 @@ async function checkBlocks(target: ScrubTarget, report: FsckReport, repair: bool
   return referenced;
 }
 
-async function shardProblem(target: ScrubTarget, block: BlockRecord, shardIndex: number, blockBytes: number): Promise<string | undefined> {
+/** What is wrong with one shard of a block (missing, unreadable, header disagreeing), or undefined. */
+export async function shardProblem(target: ScrubTarget, block: BlockRecord, shardIndex: number, blockBytes: number): Promise<string | undefined> {
   let header;
   try {
     header = (await target.blocks.header(block, shardIndex)).header;

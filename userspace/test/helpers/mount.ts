@@ -35,8 +35,10 @@ export interface MountOptions {
   /** Pools by name; default: one `ssd` pool, single, 1MiB, one bucket. */
   pools?: Record<string, PoolSpec>;
   writePool?: string;
-  /** Extra YAML appended to the config (cache:, fuse: sections). */
+  /** Extra YAML appended to the config (cache:, fuse:, dbus: sections). */
   extraYaml?: string;
+  /** Extra environment of the daemon (a private bus's DBUS_*_BUS_ADDRESS). */
+  env?: Record<string, string>;
 }
 
 export interface Mount {
@@ -95,10 +97,10 @@ function configYaml(root: string, options: MountOptions): { yaml: string; bucket
   return { yaml: `${lines.join('\n')}\n${options.extraYaml ?? ''}`, buckets };
 }
 
-function startDaemon(configPath: string, logPath: string): ChildProcess {
+function startDaemon(configPath: string, logPath: string, env: Record<string, string> = {}): ChildProcess {
   const logFd = openSync(logPath, 'a');
   const daemon = spawn(process.execPath, [CLI, 'mount', '--config', configPath], {
-    stdio: ['ignore', logFd, logFd],
+    stdio: ['ignore', logFd, logFd], env: { ...process.env, ...env },
   });
   closeSync(logFd);
   return daemon;
@@ -151,16 +153,16 @@ export async function withMount(options: MountOptions, body: (mount: Mount) => P
   const logPath = join(root, 'daemon.log');
   const mount: Mount = {
     root, mountpoint: `${root}/mnt`, configPath, logPath, buckets,
-    daemon: startDaemon(configPath, logPath),
+    daemon: startDaemon(configPath, logPath, options.env),
     log: () => readFile(logPath, 'utf8').catch(() => ''),
     remount: async () => {
       await unmountStrict(mount);
-      mount.daemon = startDaemon(configPath, logPath);
+      mount.daemon = startDaemon(configPath, logPath, options.env);
       await waitForMount(mount);
     },
     killAndRemount: async (beforeDetach) => {
       await forceUnmount(mount, beforeDetach);
-      mount.daemon = startDaemon(configPath, logPath);
+      mount.daemon = startDaemon(configPath, logPath, options.env);
       await waitForMount(mount);
     },
   };

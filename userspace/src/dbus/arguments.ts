@@ -109,12 +109,12 @@ export function blockSizeArgument(value: unknown): number | undefined {
   return bytes;
 }
 
-/** A task id as the daemon hands them out. */
-export function taskIdArgument(text: unknown): string {
-  if (typeof text !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(text)) {
+/** A task id as the daemon hands them out: a decimal number (as text on the bus). */
+export function taskIdArgument(text: unknown): number {
+  if (typeof text !== 'string' || !/^[0-9]{1,15}$/.test(text)) {
     throw apiError('InvalidArguments', `id: "${String(text)}" is not a task id`);
   }
-  return text;
+  return Number(text);
 }
 
 /** A metric query's label matchers, `a(sss)`: (label, operator, value). */

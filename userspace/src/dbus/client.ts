@@ -28,6 +28,8 @@ export class UnreachableError extends Error {
 export interface ClientOptions {
   readonly bus: BusKind;
   readonly mountDir: string;
+  /** A bus address overriding the environment's (tests, private buses). */
+  readonly address?: string;
 }
 
 /** A signal of the interface, its arguments as plain values. */
@@ -51,11 +53,12 @@ export class ShmrClient {
   static async connect(options: ClientOptions): Promise<ShmrClient> {
     let bus: dbus.MessageBus;
     try {
-      bus = connectBus(options.bus);
+      bus = connectBus(options.bus, options.address);
       bus.on('error', () => undefined);
       await whenConnected(bus);
     } catch (error) {
-      throw new UnreachableError(`cannot reach the ${options.bus} bus (${busAddressOf(options.bus)}): ${(error as Error).message}`);
+      throw new UnreachableError(`cannot reach the ${options.bus} bus (${options.address ?? busAddressOf(options.bus)}): ` +
+        (error as Error).message);
     }
     const objectPath = objectPathOf(options.mountDir);
     const owners = await queuedOwners(bus);

@@ -48,7 +48,7 @@ const BY_ERRNO: ReadonlyMap<number, ErrorName> = new Map<number, ErrorName>([
 /** Messages of lower layers that deserve a more precise name than their errno gives. */
 const BY_MESSAGE: ReadonlyArray<readonly [RegExp, ErrorName]> = [
   [/unknown pool/i, 'UnknownPool'],
-  [/(unknown|no such) task/i, 'NoSuchTask'],
+  [/^task:|\b(no|unknown|no such) task\b/i, 'NoSuchTask'],
   [/tombstone/i, 'NoSuchTombstone'],
   [/needs \d+ buckets/i, 'TopologyTooWide'],
   [/topology/i, 'InvalidTopology'],

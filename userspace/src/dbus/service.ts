@@ -53,8 +53,9 @@ export interface DbusServiceOptions {
   readonly tasks?: EventEmitter;
 }
 
-/** A bus connection made from the environment, for the daemon and for clients. */
-export function connectBus(kind: BusKind): dbus.MessageBus {
+/** A bus connection: to `address` when given, else found from the environment. */
+export function connectBus(kind: BusKind, address?: string): dbus.MessageBus {
+  if (address !== undefined) return dbus.sessionBus({ busAddress: address });
   return kind === 'system' ? dbus.systemBus() : dbus.sessionBus();
 }
 

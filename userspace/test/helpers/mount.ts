@@ -58,6 +58,11 @@ export interface Mount {
    * they would write into the bare directory underneath).
    */
   killAndRemount(beforeDetach?: () => Promise<void>): Promise<void>;
+  /**
+   * Mounts again after the daemon ended by itself (an Unmount through the D-Bus API): the
+   * daemon must have exited 0.
+   */
+  mountAgain(): Promise<void>;
   /** Reads the daemon log. */
   log(): Promise<string>;
 }
@@ -157,6 +162,14 @@ export async function withMount(options: MountOptions, body: (mount: Mount) => P
     log: () => readFile(logPath, 'utf8').catch(() => ''),
     remount: async () => {
       await unmountStrict(mount);
+      mount.daemon = startDaemon(configPath, logPath, options.env);
+      await waitForMount(mount);
+    },
+    mountAgain: async () => {
+      const code = await Promise.race([exitOf(mount.daemon), sleep(UNMOUNT_WAIT_MS_MAX).then(() => 'timeout' as const)]);
+      if (code !== 0 || isMounted(mount.mountpoint)) {
+        throw new Error(`daemon exit ${String(code)}, still mounted: ${isMounted(mount.mountpoint)}\n${await mount.log()}`);
+      }
       mount.daemon = startDaemon(configPath, logPath, options.env);
       await waitForMount(mount);
     },

@@ -127,3 +127,14 @@ describe('config', () => {
   });
 });
 
+
+describe('dbus option', () => {
+  it('defaults to the system bus, accepts session and none, names a bad value', () => {
+    const base = { source: 'test', baseDir: root };
+    expect(parseConfig(GOOD, base).dbus.bus).toBe('system');
+    expect(parseConfig(`${GOOD}dbus: { bus: session }\n`, base).dbus.bus).toBe('session');
+    expect(parseConfig(`${GOOD}dbus: { bus: none }\n`, base).dbus.bus).toBe('none');
+    expect(problemsOf(`${GOOD}dbus: { bus: kernel }\n`)).toEqual(['dbus.bus: must be one of system, session, none']);
+    expect(problemsOf(`${GOOD}dbus: { address: x }\n`)).toEqual(['dbus: unknown key "address"']);
+  });
+});

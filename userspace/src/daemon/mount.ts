@@ -26,6 +26,8 @@ export async function runMount(config: Config): Promise<number> {
   const fs = openFilesystem(config);
   const orphans = await removeOrphans(fs);
   if (orphans > 0) log.info(`removed ${orphans} orphan inode(s) left by an earlier crash`);
+  const strays = await fs.tombstones.purgeInterruptedRewrites();
+  if (strays.purgedShards > 0) log.info(`removed ${strays.purgedShards} shard(s) of rewrites cut short by a crash`);
   const filesystem = new ShmrFilesystem({
     meta: fs.meta, files: fs.files, pools: fs.pools,
     options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
@@ -51,6 +53,7 @@ export async function runMount(config: Config): Promise<number> {
     exportCount: (ino) => catalog.exportCount(ino),
     isOpenThroughMount: (ino) => filesystem.handles.openCount(ino) > 0,
   }));
+  fs.tiering.isOpenForWriting = (ino) => filesystem.handles.isOpenForWriting(ino);
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
     `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);
@@ -64,9 +67,15 @@ export async function runMount(config: Config): Promise<number> {
     reportShardError(event);
     repairs.add(event.block);
   };
+  let isPurging = false;
   const housekeeping = setInterval(() => {
     fs.pools.probe(fs.meta.filesystemUuid);
     repairs.drain().catch((error: Error) => log.error(`background repair: ${error.message}`));
+    if (isPurging) return;
+    isPurging = true;
+    fs.tombstones.purgeOlderThan(config.tombstoneGraceMs)
+      .catch((error: Error) => log.error(`tombstone purge: ${error.message}`))
+      .finally(() => { isPurging = false; });
   }, HOUSEKEEPING_INTERVAL_MS);
   const stop = () => session.unmount();
   process.on('SIGINT', stop);
@@ -74,6 +83,7 @@ export async function runMount(config: Config): Promise<number> {
   await session.closed;
   clearInterval(timer);
   clearInterval(housekeeping);
+  await fs.tasks.cancelAll();
   // Before the last flush: requests in flight complete, later ones are refused.
   await nbd.close();
   control.close();

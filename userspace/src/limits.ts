@@ -42,12 +42,9 @@ assert(STRIPE_SHARDS_MAX <= 255);
 // A whole block is addressed with 32-bit lengths in the shard header.
 assert(BLOCK_BYTES_MAX <= 2 ** 32 - 1);
 
-/** Largest `parallel` a rewrite may ask for (blocks rewritten at once). */
-export const REWRITE_PARALLEL_MAX = 64;
 /** Blocks of a file that Stat (D-Bus, shmrctl stat) lists one by one; the rest are counted. */
 export const STAT_BLOCKS_MAX = 4096;
 /** Longest path the D-Bus API accepts, as Linux PATH_MAX. */
 export const PATH_BYTES_MAX = 4096;
 
-assert(REWRITE_PARALLEL_MAX > 0);
 assert(STAT_BLOCKS_MAX > 0);

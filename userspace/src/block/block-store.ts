@@ -14,7 +14,8 @@
  * - A read returns only verified bytes, or throws: EIO is better than garbage.
  */
 import { fsync, open, close, constants } from 'node:fs';
-import { dirname } from 'node:path';
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
@@ -43,6 +44,13 @@ export interface BlockWrite {
   readonly dataBytes: number;
   readonly data: Buffer;
   readonly pool: Pool;
+  /** Topology of the new shards when not the pool's own (a rewrite to another layout). */
+  readonly topology?: TopologySpec | undefined;
+  /**
+   * Compression wanted for this block (a file's `user.shmr.compression` policy), opaque here:
+   * the compression layer interprets it; undefined means the pool's default.
+   */
+  readonly compression?: string | undefined;
   /** fsync shard files and their directories before returning. */
   readonly sync: boolean;
 }
@@ -81,7 +89,7 @@ export class BlockStore {
   async write(input: BlockWrite): Promise<BlockRecord> {
     assert(input.dataBytes > 0);
     assert(input.dataBytes <= input.blockBytes);
-    const topology = input.pool.topology;
+    const topology = input.topology ?? input.pool.topology;
     const payloads = await this.#payloads(input, topology);
     for (let attempt = 0; ; attempt++) {
       const generation = this.#generation++;
@@ -406,6 +414,69 @@ export class BlockStore {
       this.#reader.forget(location.path);
       await deleteShardFile(location.path).catch(() => undefined);
     }));
+  }
+
+  /**
+   * Deletes the shard files of a block for good (a tombstone's purge). Unlike `delete`, a file
+   * that cannot be removed (bucket unreachable) is an error, so the caller keeps the tombstone
+   * and tries again later. Returns the shards and bytes removed.
+   */
+  async purge(block: BlockRecord): Promise<{ shards: number; bytes: number }> {
+    const paths = block.buckets.map((_, shardIndex) => this.location(block, shardIndex).path);
+    return this.#unlinkAll(paths);
+  }
+
+  /**
+   * Deletes shard files of block `blockIndex` of `ino`, in every bucket, whose generation is
+   * not in `keep`: what an interrupted rewrite left. Files modified in the last `youngMs` may
+   * belong to a write in flight and stay; `young` counts them.
+   */
+  async purgeStrays(
+    ino: number,
+    blockIndex: number,
+    options: { keep: ReadonlySet<number>; youngMs: number },
+  ): Promise<{ shards: number; bytes: number; young: number }> {
+    const { keep } = options;
+    const cutoffMs = Date.now() - options.youngMs;
+    let young = 0;
+    const prefix = `${ino}-${blockIndex}-`;
+    const paths: string[] = [];
+    for (const bucket of this.#pools.buckets) {
+      const directory = dirname(bucket.shardPath({ ino, blockIndex, generation: 0, shardIndex: 0 }));
+      let names: string[];
+      try {
+        names = await readdir(directory);
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ENOENT') continue;
+        throw fromSystemError(error, 'purge strays', directory);
+      }
+      for (const name of names) {
+        if (!name.startsWith(prefix)) continue;
+        const generation = Number(name.slice(prefix.length).split('-')[0]);
+        if (!Number.isSafeInteger(generation) || keep.has(generation)) continue;
+        const path = join(directory, name);
+        const modifiedMs = (await stat(path).catch(() => undefined))?.mtimeMs ?? 0;
+        if (modifiedMs > cutoffMs) young += 1;
+        else paths.push(path);
+      }
+    }
+    return { ...(await this.#unlinkAll(paths)), young };
+  }
+
+  async #unlinkAll(paths: readonly string[]): Promise<{ shards: number; bytes: number }> {
+    const totals = { shards: 0, bytes: 0 };
+    for (const path of paths) {
+      this.#reader.forget(path);
+      try {
+        const { size } = await stat(path);
+        await unlink(path);
+        totals.shards += 1;
+        totals.bytes += size;
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ENOENT') throw fromSystemError(error, 'purge shard', path);
+      }
+    }
+    return totals;
   }
 
   #codec(dataCount: number, parityCount: number): ReedSolomon {

@@ -17,6 +17,10 @@ import { BLOCK_BYTES_MAX, BLOCK_BYTES_MIN } from '../limits.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { parseTopology, shardCount, type TopologySpec } from './topology.js';
 import { formatSize, parseDuration, parseSize } from './units.js';
+import {
+  buildHousekeeping, buildMover, buildTombstoneGrace, type HousekeepingConfig, type MoverConfig,
+  type RawMover,
+} from './tiering.js';
 
 export type BucketPriority = 'prioritize' | 'normal' | 'deprioritize' | 'ignore' | 'evacuate';
 
@@ -31,6 +35,8 @@ export interface PoolConfig {
   readonly name: string;
   readonly topology: TopologySpec;
   readonly blockBytes: number;
+  /** Files rewritten into this pool keep their first `headBytes` on the write pool. */
+  readonly headBytes: number;
   readonly buckets: readonly BucketConfig[];
 }
 
@@ -56,6 +62,12 @@ export interface Config {
     readonly attrTimeoutSec: number;
     readonly options: readonly string[];
   };
+  /** Tombstoned shards are purged this long after they lost their last reference. */
+  readonly tombstoneGraceMs: number;
+  /** The background mover's policy; undefined: no mover. */
+  readonly mover: MoverConfig | undefined;
+  /** The schedule of `shmr crond`. */
+  readonly housekeeping: HousekeepingConfig;
   /** The NBD server of the daemon (volumes as block devices). */
   readonly nbd: {
     /** Unix socket, always served (mode 0600); default <metadata_dir>/nbd.sock. */
@@ -170,6 +182,7 @@ interface RawBucket {
 interface RawPool {
   topology: string;
   block_size: string | number;
+  head_size?: string | number;
   buckets: Record<string, RawBucket>;
 }
 interface RawConfig {
@@ -188,6 +201,9 @@ interface RawConfig {
   };
   nbd?: { socket?: string; listen?: string; allow_remote?: boolean };
   dbus?: { bus?: DbusBus };
+  tombstones?: { grace?: string | number };
+  mover?: RawMover;
+  housekeeping?: { mover?: string | number; purge?: string | number; scrub?: string | number };
 }
 
 function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: string[]): Config {
@@ -223,6 +239,9 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
     }),
     nbd: buildNbd(raw, options.baseDir, problems),
     dbus: Object.freeze({ bus: raw.dbus?.bus ?? 'system' }),
+    tombstoneGraceMs: buildTombstoneGrace(raw, problems),
+    mover: buildMover(raw, problems),
+    housekeeping: buildHousekeeping(raw, problems),
   });
 }
 
@@ -305,8 +324,9 @@ function buildPool(
         `the pool has ${buckets.length}`,
     );
   }
+  const headBytes = sizeOr(raw.head_size, 0, `${key}.head_size`, problems);
   if (typeof topology === 'string' || blockBytes === undefined) return undefined;
-  return Object.freeze({ name, topology, blockBytes, buckets: Object.freeze(buckets) });
+  return Object.freeze({ name, topology, blockBytes, headBytes, buckets: Object.freeze(buckets) });
 }
 
 function checkBucketUniqueness(pools: ReadonlyMap<string, PoolConfig>, problems: string[]): void {

@@ -2,3 +2,4 @@
 export * from './config.js';
 export * from './topology.js';
 export * from './units.js';
+export * from './tiering.js';

@@ -24,6 +24,7 @@ const pool = {
   properties: {
     topology: { type: 'string' },
     block_size: size,
+    head_size: size,
     buckets: {
       type: 'object',
       minProperties: 1,
@@ -67,6 +68,31 @@ export const CONFIG_SCHEMA = {
         attr_timeout: duration,
         options: { type: 'array', items: { type: 'string' } },
       },
+    },
+    tombstones: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { grace: duration },
+    },
+    mover: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['target'],
+      properties: {
+        source: { type: 'string', minLength: 1 },
+        target: { type: 'string', minLength: 1 },
+        topology: { type: 'string' },
+        block_size: size,
+        idle: duration,
+        high_watermark: size,
+        low_watermark: size,
+        rate: size,
+      },
+    },
+    housekeeping: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { mover: duration, purge: duration, scrub: duration },
     },
     nbd: {
       type: 'object',

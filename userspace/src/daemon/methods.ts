@@ -66,6 +66,17 @@ export function controlMethods(
       return fileLayout(fs, inode);
     },
     status: async () => statusOf(fs, { isMounted: true }),
+    rewriteFile: async (params) => fs.tiering.rewriteFile(params),
+    rewriteBlock: async (params) => fs.tiering.rewriteBlock(params),
+    tombstones: async (params) => fs.tiering.tombstones(params),
+    purgeTombstone: async (params) => fs.tiering.purgeTombstone(params),
+    purgeTombstones: async (params) => fs.tiering.purgeTombstones(params),
+    tasks: async () => ({ tasks: fs.tasks.list() }),
+    task: async (params) => fs.tasks.get(Number(params['id'])),
+    cancelTask: async (params) => fs.tasks.cancel(Number(params['id'])),
+    waitTask: async (params) => fs.tasks.wait(fs.tasks.get(Number(params['id'])).id),
+    runMover: async () => fs.tiering.runMover(),
+    scrubTask: async (params) => fs.tiering.scrubTask(params),
   };
 }
 
@@ -86,10 +97,24 @@ export function statusOf(fs: OpenFilesystem, options: { isMounted: boolean }): R
     mountDir: fs.config.mountDir,
     cacheBytes: fs.files.cacheBytes,
     dirtyBytes: fs.files.dirtyBytes,
-    pools: fs.meta.poolUsage(),
+    pools: poolSpace(fs),
     buckets: fs.pools.buckets.map((bucket) => ({
       name: bucket.name, pool: bucket.pool, path: bucket.path, priority: bucket.priority,
       state: bucket.state, failure: bucket.failure, freeBytes: bucket.freeBytes, totalBytes: bucket.totalBytes,
     })),
   };
+}
+
+/** Per pool: live and tombstoned data (blocks, bytes) and the free space of its buckets. */
+function poolSpace(fs: OpenFilesystem): Record<string, unknown>[] {
+  const live = fs.meta.poolUsage();
+  const tombstoned = fs.meta.tombstoneUsage();
+  return fs.pools.all.map((pool) => ({
+    pool: pool.name,
+    blocks: live.find((usage) => usage.pool === pool.name)?.blocks ?? 0,
+    dataBytes: live.find((usage) => usage.pool === pool.name)?.dataBytes ?? 0,
+    tombstonedBlocks: tombstoned.find((usage) => usage.pool === pool.name)?.blocks ?? 0,
+    tombstonedBytes: tombstoned.find((usage) => usage.pool === pool.name)?.dataBytes ?? 0,
+    freeBytes: pool.buckets.reduce((sum, bucket) => sum + (bucket.state === 'ok' ? bucket.freeBytes : 0), 0),
+  }));
 }

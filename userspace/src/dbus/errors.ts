@@ -49,7 +49,7 @@ const BY_ERRNO: ReadonlyMap<number, ErrorName> = new Map<number, ErrorName>([
 const BY_MESSAGE: ReadonlyArray<readonly [RegExp, ErrorName]> = [
   [/unknown pool/i, 'UnknownPool'],
   [/^task:|\b(no|unknown|no such) task\b/i, 'NoSuchTask'],
-  [/tombstone/i, 'NoSuchTombstone'],
+  [/no tombstone/i, 'NoSuchTombstone'],
   [/needs \d+ buckets/i, 'TopologyTooWide'],
   [/topology/i, 'InvalidTopology'],
 ];

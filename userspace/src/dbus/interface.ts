@@ -10,7 +10,7 @@
  */
 import { formatTopology } from '../config/index.js';
 import type { OpenFilesystem } from '../daemon/open.js';
-import { REWRITE_PARALLEL_MAX } from '../limits.js';
+import { REWRITE_PARALLEL_MAX } from '../tiering/rewrite.js';
 import { SHMR_VERSION } from '../version.js';
 import {
   blockSizeArgument, inodeArgument, integerArgument, matchersArgument, poolArgument, requireRegular,

@@ -16,12 +16,12 @@
  *   at most one per TASK_PROGRESS_INTERVAL_MS per task (the last state always arrives with
  *   TaskFinished).
  */
-import type { EventEmitter } from 'node:events';
 import dbus from 'dbus-next';
 import type { ShardEvent } from '../block/index.js';
 import type { ControlMethod } from '../daemon/control.js';
 import type { OpenFilesystem } from '../daemon/open.js';
 import { log } from '../log.js';
+import type { TaskInfo, TaskManager } from '../tasks/task-manager.js';
 import type { BucketStateChange } from '../pool/index.js';
 import { apiError, toApiError } from './errors.js';
 import { METHODS, PROPERTIES, type MethodSpec, type PropertySource } from './interface.js';
@@ -37,11 +37,6 @@ const PROPERTIES_INTERFACE = 'org.freedesktop.DBus.Properties';
 /** Which bus; `session` reads DBUS_SESSION_BUS_ADDRESS, `system` DBUS_SYSTEM_BUS_ADDRESS. */
 export type BusKind = 'system' | 'session';
 
-/** A task as the task manager reports it (tasks/task-manager.ts). */
-interface TaskEvent {
-  readonly id: string | number;
-  readonly state: string;
-}
 
 export interface DbusServiceOptions {
   readonly bus: BusKind;
@@ -49,8 +44,8 @@ export interface DbusServiceOptions {
   /** The control methods calls are mapped onto. */
   readonly methods: Readonly<Record<string, ControlMethod>>;
   readonly openHandleCount: () => number;
-  /** The task manager, emitting 'progress' and 'finished' with a task; absent: no task signals. */
-  readonly tasks?: EventEmitter;
+  /** The task manager, whose 'progress' and 'finished' events become signals. */
+  readonly tasks?: TaskManager;
 }
 
 /** A bus connection: to `address` when given, else found from the environment. */
@@ -240,7 +235,7 @@ export class DbusService {
     this.#signal('BucketStateChanged', 'sssss', [bucket.name, bucket.pool, bucket.state, previous, bucket.failure]);
   }
 
-  readonly #onTaskProgress = (task: TaskEvent): void => {
+  readonly #onTaskProgress = (task: TaskInfo): void => {
     const id = String(task.id);
     const nowMs = Date.now();
     if (nowMs - (this.#lastProgressMs.get(id) ?? 0) < TASK_PROGRESS_INTERVAL_MS) return;
@@ -248,7 +243,7 @@ export class DbusService {
     this.#signal('TaskProgress', 'sa{sv}', [id, toVariantDict(task)]);
   };
 
-  readonly #onTaskFinished = (task: TaskEvent): void => {
+  readonly #onTaskFinished = (task: TaskInfo): void => {
     const id = String(task.id);
     this.#lastProgressMs.delete(id);
     this.#signal('TaskFinished', 'ssa{sv}', [id, task.state, toVariantDict(task)]);

@@ -15,12 +15,15 @@ export class Pool {
   readonly name: string;
   readonly topology: TopologySpec;
   readonly blockBytes: number;
+  /** Files rewritten into this pool keep their first `headBytes` on the write pool. */
+  readonly headBytes: number;
   readonly buckets: readonly Bucket[];
 
   constructor(config: PoolConfig) {
     this.name = config.name;
     this.topology = config.topology;
     this.blockBytes = config.blockBytes;
+    this.headBytes = config.headBytes;
     this.buckets = config.buckets.map((bucket) => new Bucket(bucket));
     assert(this.buckets.length > 0);
   }

@@ -29,6 +29,8 @@ export interface PoolSpec {
   blockSize: string;
   /** Bucket count (directories created under the root), or explicit paths. */
   buckets: number | string[];
+  /** head_size of the pool (files moved into it keep this much on the write pool). */
+  headSize?: string;
 }
 
 export interface MountOptions {
@@ -89,7 +91,9 @@ function configYaml(root: string, options: MountOptions): { yaml: string; bucket
   const lines = [`mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`,
     `write_pool: ${options.writePool ?? Object.keys(pools)[0]}`, 'pools:'];
   for (const [name, pool] of Object.entries(pools)) {
-    lines.push(`  ${name}:`, `    topology: ${pool.topology}`, `    block_size: ${pool.blockSize}`, '    buckets:');
+    lines.push(`  ${name}:`, `    topology: ${pool.topology}`, `    block_size: ${pool.blockSize}`);
+    if (pool.headSize !== undefined) lines.push(`    head_size: ${pool.headSize}`);
+    lines.push('    buckets:');
     const paths = typeof pool.buckets === 'number'
       ? Array.from({ length: pool.buckets }, (_, index) => `${root}/buckets/${name}${index}`)
       : pool.buckets;

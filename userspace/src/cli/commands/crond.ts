@@ -1,0 +1,28 @@
+/**
+ * `shmr crond [--config FILE]`: the housekeeping process. Calls the running daemon's mover,
+ * tombstone purge and scrub on the schedule of the config's `housekeeping` section, until
+ * SIGINT or SIGTERM (exit 0).
+ */
+import { parseArgs } from 'node:util';
+import { socketTransport } from '../../daemon/control-transport.js';
+import { Crond, housekeepingJobs } from '../../tiering/crond.js';
+import { configFrom } from '../config-option.js';
+
+export async function crondCommand(args: readonly string[]): Promise<number> {
+  const { values } = parseArgs({ args: [...args], options: { config: { type: 'string', short: 'c' } } });
+  const config = configFrom(values.config);
+  const jobs = housekeepingJobs(config);
+  if (jobs.length === 0) {
+    process.stderr.write('shmr crond: the config has no housekeeping schedule (housekeeping: mover/purge/scrub)\n');
+    return 2;
+  }
+  const crond = new Crond(socketTransport(config.metadataDir), jobs, (line) => process.stdout.write(`crond ${line}\n`));
+  crond.start();
+  process.stdout.write(`crond: ${jobs.map((job) => `${job.name} every ${job.intervalMs / 1000} s`).join(', ')}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  crond.stop();
+  return 0;
+}

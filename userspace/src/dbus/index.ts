@@ -3,3 +3,4 @@ export * from './client.js';
 export * from './errors.js';
 export * from './names.js';
 export * from './service.js';
+export * from './transport.js';

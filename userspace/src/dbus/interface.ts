@@ -162,6 +162,10 @@ export const METHODS: readonly MethodSpec[] = [
     reply: taskId,
   },
   {
+    name: 'RunMover', doc: 'Starts (or returns the running) mover task of the config\'s mover section. Returns a task id.',
+    args: [], results: [arg('task_id', 's')], isMutating: true, control: 'runMover', params: () => ({}), reply: taskId,
+  },
+  {
     name: 'Stat', doc: 'Layout of a file (absolute path or inode number): blocks, pools, topologies, shard locations, health.',
     args: [arg('inode_or_path', 's')], results: [arg('layout', 'a{sv}')], isMutating: false, control: 'stat',
     params: (context, [target]) => {

@@ -8,7 +8,7 @@
  * Stat and by reading it back; its tombstones are listed and purged; the same is done through
  * gdbus and through `shmrctl rewrite --wait --json`, `tasks`, `tombstones` and `scrub`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -165,5 +165,31 @@ describe('tasks over D-Bus', () => {
       });
     });
   }, 180_000);
-});
 
+  it('shmr crond --dbus runs the housekeeping schedule through the D-Bus API', async () => {
+    const extraYaml = 'dbus: { bus: session }\nmover: { target: arc, idle: 1s, high_watermark: 1MiB, low_watermark: 1MiB }\n' +
+      'housekeeping: { mover: 1s, purge: 1s, scrub: 1s }\n';
+    await withBus('session', async (bus) => {
+      await withMount({ pools: POOLS, extraYaml, env: bus.env }, async (mount) => {
+        writeFileSync(join(mount.mountpoint, 'old'), Buffer.alloc(2 * 1024 * 1024, 5));
+        const crond = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'shmr.js'), 'crond', '--dbus', '--config', mount.configPath], {
+          stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...bus.env },
+        });
+        let output = '';
+        crond.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+        crond.stderr.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+        try {
+          const expected = [/crond mover: \{"taskId":"\d+"\}/, /crond purge: \{"purgedShards":\d+,"purgedBytes":\d+\}/, /crond scrub: \{"taskId":"\d+"\}/];
+          for (let waited = 0; !expected.every((pattern) => pattern.test(output)); waited += 100) {
+            if (waited > 30_000) throw new Error(`crond did not run every job over D-Bus:\n${output}`);
+            await sleep(100);
+          }
+          expect(output).not.toMatch(/failed/);
+        } finally {
+          crond.kill('SIGTERM');
+        }
+        expect(await new Promise((resolve) => crond.once('exit', resolve)), output).toBe(0);
+      });
+    });
+  }, 120_000);
+});

@@ -31,8 +31,6 @@ export interface MethodSpec {
   readonly doc: string;
   readonly args: readonly ArgumentSpec[];
   readonly results: readonly ArgumentSpec[];
-  /** Changes state: the bus policy lets only root and group shmr call it. */
-  readonly isMutating: boolean;
   /** Name of the control method (daemon/methods.ts) it calls. */
   readonly control: string;
   readonly params: (context: ArgumentContext, args: readonly unknown[]) => Record<string, unknown>;
@@ -69,15 +67,15 @@ const records = (list: unknown): unknown[] => [(list as object[]).map(toVariantD
 export const METHODS: readonly MethodSpec[] = [
   {
     name: 'Unmount', doc: 'Stores cached data, unmounts and ends the daemon (replies first).',
-    args: [], results: [], isMutating: true, control: 'unmount', params: () => ({}), reply: none,
+    args: [], results: [], control: 'unmount', params: () => ({}), reply: none,
   },
   {
     name: 'FlushAll', doc: 'Stores every cached dirty block and makes everything durable.',
-    args: [], results: [], isMutating: true, control: 'flush', params: () => ({}), reply: none,
+    args: [], results: [], control: 'flush', params: () => ({}), reply: none,
   },
   {
     name: 'FlushInode', doc: 'Stores the dirty blocks of one inode and makes it durable.',
-    args: [arg('inode', 't')], results: [], isMutating: true, control: 'flushInode',
+    args: [arg('inode', 't')], results: [], control: 'flushInode',
     params: (context, [inode]) => ({ ino: inodeArgument(context, inode).ino }), reply: none,
   },
   {
@@ -85,7 +83,7 @@ export const METHODS: readonly MethodSpec[] = [
     doc: 'Starts rewriting a file (absolute path or inode number) into a pool with a topology ' +
       '("" = the pool\'s) and block size (0 = the pool\'s); parallel 0 = default. Returns a task id.',
     args: [arg('inode_or_path', 's'), arg('pool', 's'), arg('topology', 's'), arg('block_size', 't'), arg('parallel', 'u')],
-    results: [arg('task_id', 's')], isMutating: true, control: 'rewriteFile',
+    results: [arg('task_id', 's')], control: 'rewriteFile',
     params: (context, [target, poolName, topologyText, blockSize, parallel]) => {
       const inode = targetArgument(context, target, 'inode_or_path');
       requireRegular(context, inode, 'inode_or_path');
@@ -104,7 +102,7 @@ export const METHODS: readonly MethodSpec[] = [
   {
     name: 'RewriteBlock', doc: 'Starts rewriting one block of a file into a pool and topology. Returns a task id.',
     args: [arg('inode', 't'), arg('block', 't'), arg('pool', 's'), arg('topology', 's')],
-    results: [arg('task_id', 's')], isMutating: true, control: 'rewriteBlock',
+    results: [arg('task_id', 's')], control: 'rewriteBlock',
     params: (context, [inode, block, poolName, topologyText]) => {
       const record = inodeArgument(context, inode);
       requireRegular(context, record, 'inode');
@@ -119,42 +117,42 @@ export const METHODS: readonly MethodSpec[] = [
   },
   {
     name: 'GetTombstones', doc: 'Lists the tombstones: old copies kept after a rewrite until purged.',
-    args: [], results: [arg('tombstones', 'aa{sv}')], isMutating: false, control: 'tombstones',
+    args: [], results: [arg('tombstones', 'aa{sv}')], control: 'tombstones',
     params: () => ({}), reply: (result) => records(result['tombstones']),
   },
   {
     name: 'PurgeTombstone', doc: 'Deletes the tombstones of one inode. Returns shards and bytes freed.',
     args: [arg('inode', 't')], results: [arg('purged_shards', 't'), arg('purged_bytes', 't')],
-    isMutating: true, control: 'purgeTombstone',
+    control: 'purgeTombstone',
     params: (context, [inode]) => ({ ino: integerArgument(inode, 'inode', { min: 1, max: Number.MAX_SAFE_INTEGER }) }),
     reply: purged,
   },
   {
     name: 'PurgeTombstones', doc: 'Deletes every tombstone older than the given seconds. Returns shards and bytes freed.',
     args: [arg('older_than_seconds', 't')], results: [arg('purged_shards', 't'), arg('purged_bytes', 't')],
-    isMutating: true, control: 'purgeTombstones',
+    control: 'purgeTombstones',
     params: (context, [seconds]) =>
       ({ olderThanSeconds: integerArgument(seconds, 'older_than_seconds', { min: 0, max: 100 * 365 * 86_400 }) }),
     reply: purged,
   },
   {
     name: 'ListTasks', doc: 'Lists the background tasks (running and recently finished).',
-    args: [], results: [arg('tasks', 'aa{sv}')], isMutating: false, control: 'tasks',
+    args: [], results: [arg('tasks', 'aa{sv}')], control: 'tasks',
     params: () => ({}), reply: (result) => records(result['tasks']),
   },
   {
     name: 'GetTask', doc: 'One task: kind, target, state, progress, errors.',
-    args: [arg('id', 's')], results: [arg('task', 'a{sv}')], isMutating: false, control: 'task',
+    args: [arg('id', 's')], results: [arg('task', 'a{sv}')], control: 'task',
     params: (context, [id]) => ({ id: taskIdArgument(id) }), reply: (result) => [toVariantDict(result)],
   },
   {
     name: 'CancelTask', doc: 'Cancels a running task; returns it in its new state.',
-    args: [arg('id', 's')], results: [arg('task', 'a{sv}')], isMutating: true, control: 'cancelTask',
+    args: [arg('id', 's')], results: [arg('task', 'a{sv}')], control: 'cancelTask',
     params: (context, [id]) => ({ id: taskIdArgument(id) }), reply: (result) => [toVariantDict(result)],
   },
   {
     name: 'Scrub', doc: 'Starts a scrub of one pool ("" = all), repairing when asked. Returns a task id.',
-    args: [arg('pool', 's'), arg('repair', 'b')], results: [arg('task_id', 's')], isMutating: true,
+    args: [arg('pool', 's'), arg('repair', 'b')], results: [arg('task_id', 's')],
     control: 'scrubTask',
     params: (context, [poolName, repair]) => ({
       ...(poolName === '' ? {} : { pool: poolArgument(context, poolName).name }), repair: repair === true,
@@ -163,11 +161,11 @@ export const METHODS: readonly MethodSpec[] = [
   },
   {
     name: 'RunMover', doc: 'Starts (or returns the running) mover task of the config\'s mover section. Returns a task id.',
-    args: [], results: [arg('task_id', 's')], isMutating: true, control: 'runMover', params: () => ({}), reply: taskId,
+    args: [], results: [arg('task_id', 's')], control: 'runMover', params: () => ({}), reply: taskId,
   },
   {
     name: 'Stat', doc: 'Layout of a file (absolute path or inode number): blocks, pools, topologies, shard locations, health.',
-    args: [arg('inode_or_path', 's')], results: [arg('layout', 'a{sv}')], isMutating: false, control: 'stat',
+    args: [arg('inode_or_path', 's')], results: [arg('layout', 'a{sv}')], control: 'stat',
     params: (context, [target]) => {
       const inode = targetArgument(context, target, 'inode_or_path');
       requireRegular(context, inode, 'inode_or_path');
@@ -179,7 +177,7 @@ export const METHODS: readonly MethodSpec[] = [
     name: 'QueryMetric',
     doc: 'Evaluates a metric: name, label matchers (label, = != =~ !~, value), a function and a count of intervals.',
     args: [arg('name', 's'), arg('matchers', 'a(sss)'), arg('fn', 's'), arg('intervals', 'u')],
-    results: [arg('value', 'd')], isMutating: false, control: 'queryMetric',
+    results: [arg('value', 'd')], control: 'queryMetric',
     params: (context, [name, matchers, fn, intervals]) => {
       if (typeof name !== 'string' || !/^[A-Za-z_:][A-Za-z0-9_:]*$/.test(name)) {
         throw apiError('InvalidArguments', `name: "${String(name)}" is not a metric name`);

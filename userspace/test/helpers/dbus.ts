@@ -10,12 +10,16 @@
  *
  * The socket folder is world-traversable, so clients started as `nobody` can connect.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT } from './mount.js';
+import { promisify } from 'node:util';
+import { ShmrClient, UnreachableError } from '../../src/dbus/client.js';
+import { REPO_ROOT, sleep } from './mount.js';
+
+const execFileAsync = promisify(execFile);
 
 const DBUS_DAEMON = '/usr/bin/dbus-daemon';
 const START_WAIT_MS_MAX = 10_000;
@@ -128,5 +132,39 @@ export async function withBus(policy: BusPolicy, body: (bus: PrivateBus) => Prom
     await body(bus);
   } finally {
     await bus.stop();
+  }
+}
+
+/**
+ * A client of the daemon serving `mountpoint` on `bus`, once the daemon has registered (it
+ * does so just after the mount appears).
+ */
+export async function connectClient(bus: PrivateBus, mountpoint: string, kind: 'system' | 'session' = 'session'): Promise<ShmrClient> {
+  const deadline = Date.now() + START_WAIT_MS_MAX;
+  for (;;) {
+    try {
+      return await ShmrClient.connect({ bus: kind, mountDir: mountpoint, address: bus.address });
+    } catch (error) {
+      if (!(error instanceof UnreachableError) || Date.now() > deadline) throw error;
+      await sleep(50);
+    }
+  }
+}
+
+/** Output of a finished process. */
+export interface ProcessResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program (a D-Bus tool, shmrctl); resolves with its exit code and output, never rejects on failure. */
+export async function runProcess(file: string, args: string[], env: Record<string, string>, options: { isEnvComplete?: boolean } = {}): Promise<ProcessResult> {
+  try {
+    const { stdout, stderr } = await execFileAsync(file, args, { env: options.isEnvComplete === true ? env : { ...process.env, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
   }
 }

@@ -8,45 +8,19 @@
  * Then `dbus: none` (the daemon never connects) and an unreachable bus (the filesystem mounts
  * and works, with exactly one warning).
  */
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import dbus from 'dbus-next';
 import { describe, expect, it } from 'vitest';
-import { ShmrClient, UnreachableError } from '../../src/dbus/client.js';
 import { BUS_NAME, INTERFACE_NAME, objectPathOf } from '../../src/dbus/names.js';
-import { withBus, type PrivateBus } from '../helpers/dbus.js';
-import { sleep, withMount, type Mount } from '../helpers/mount.js';
-
-const execFileAsync = promisify(execFile);
-
-interface Run { code: number; stdout: string; stderr: string }
+import { connectClient, runProcess, withBus, type PrivateBus, type ProcessResult } from '../helpers/dbus.js';
+import { sleep, withMount } from '../helpers/mount.js';
 
 /** Runs a command as nobody:nogroup with no supplementary groups (or only `groups`). */
-async function asNobody(bus: PrivateBus, command: string[], groups = ''): Promise<Run> {
+function asNobody(bus: PrivateBus, command: string[], groups = ''): Promise<ProcessResult> {
   const identity = ['--reuid=nobody', '--regid=nogroup', groups === '' ? '--clear-groups' : `--groups=${groups}`];
-  try {
-    const { stdout, stderr } = await execFileAsync('/usr/bin/setpriv', [...identity, ...command], {
-      env: { PATH: '/usr/bin:/bin', DBUS_SYSTEM_BUS_ADDRESS: bus.address },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
-}
-
-async function connectAsRoot(bus: PrivateBus, mount: Mount): Promise<ShmrClient> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await ShmrClient.connect({ bus: 'system', mountDir: mount.mountpoint, address: bus.address });
-    } catch (error) {
-      if (!(error instanceof UnreachableError) || Date.now() > deadline) throw error;
-      await sleep(50);
-    }
-  }
+  return runProcess('/usr/bin/setpriv', [...identity, ...command],
+    { PATH: '/usr/bin:/bin', DBUS_SYSTEM_BUS_ADDRESS: bus.address }, { isEnvComplete: true });
 }
 
 describe('D-Bus access control on a system-like bus', () => {
@@ -54,7 +28,7 @@ describe('D-Bus access control on a system-like bus', () => {
     await withBus('system', async (bus) => {
       await withMount({ extraYaml: 'dbus: { bus: system }\n', env: { DBUS_SYSTEM_BUS_ADDRESS: bus.address } }, async (mount) => {
         writeFileSync(join(mount.mountpoint, 'file'), 'kept');
-        const root = await connectAsRoot(bus, mount);
+        const root = await connectClient(bus, mount.mountpoint, 'system');
         const path = objectPathOf(mount.mountpoint);
         const gdbus = ['/usr/bin/gdbus', 'call', '--system', '--dest', BUS_NAME, '--object-path', path, '--method'];
         try {

@@ -8,17 +8,14 @@
  * Stat and by reading it back; its tombstones are listed and purged; the same is done through
  * gdbus and through `shmrctl rewrite --wait --json`, `tasks`, `tombstones` and `scrub`.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ShmrClient, UnreachableError } from '../../src/dbus/client.js';
+import type { ShmrClient } from '../../src/dbus/client.js';
 import { BUS_NAME, INTERFACE_NAME, objectPathOf } from '../../src/dbus/names.js';
-import { withBus, type PrivateBus } from '../helpers/dbus.js';
-import { REPO_ROOT, sleep, withMount, type Mount } from '../helpers/mount.js';
-
-const execFileAsync = promisify(execFile);
+import { connectClient, runProcess, withBus, type PrivateBus } from '../helpers/dbus.js';
+import { REPO_ROOT, sleep, withMount } from '../helpers/mount.js';
 
 const POOLS = {
   fast: { topology: 'erasure:2+1', blockSize: '64KiB', buckets: 3 },
@@ -27,18 +24,6 @@ const POOLS = {
 
 interface Task { id: number; kind: string; state: string; doneBytes: number; totalBytes: number; errors: string[] }
 interface Layout { ino: number; blockBytes: number; blockCount: number; pools: string[]; topologies: string[]; health: string }
-
-async function connect(bus: PrivateBus, mount: Mount): Promise<ShmrClient> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await ShmrClient.connect({ bus: 'session', mountDir: mount.mountpoint, address: bus.address });
-    } catch (error) {
-      if (!(error instanceof UnreachableError) || Date.now() > deadline) throw error;
-      await sleep(50);
-    }
-  }
-}
 
 /** Starts a task and collects its signals until TaskFinished. */
 async function runTask(client: ShmrClient, start: () => Promise<unknown[]>): Promise<{ id: string; progress: Task[]; finished: Task }> {
@@ -65,18 +50,8 @@ async function runTask(client: ShmrClient, start: () => Promise<unknown[]>): Pro
   }
 }
 
-async function run(file: string, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(file, args, { env: { ...process.env, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
-}
-
 async function shmrctl(bus: PrivateBus, args: string[]): Promise<{ code: number; json: unknown }> {
-  const result = await run(process.execPath, [join(REPO_ROOT, 'bin', 'shmrctl.js'), ...args, '--json', '--bus', 'session'], bus.env);
+  const result = await runProcess(process.execPath, [join(REPO_ROOT, 'bin', 'shmrctl.js'), ...args, '--json', '--bus', 'session'], bus.env);
   return { code: result.code, json: JSON.parse(result.stdout) as unknown };
 }
 
@@ -89,7 +64,7 @@ describe('tasks over D-Bus', () => {
         for (let index = 0; index < content.length; index += 4) content.writeUInt32LE(index, index);
         writeFileSync(file, content);
         const ino = statSync(file).ino;
-        const client = await connect(bus, mount);
+        const client = await connectClient(bus, mount.mountpoint);
         try {
           await client.call('FlushAll');
           const rewrite = await runTask(client, () => client.call('RewriteFile', file, 'arc', '', BigInt(256 * 1024), 2));
@@ -129,7 +104,7 @@ describe('tasks over D-Bus', () => {
           expect(scrub.finished).toMatchObject({ kind: 'scrub', state: 'done', errors: [] });
 
           // Standard tools start a rewrite too, and the task id comes back at once.
-          const gdbus = await run('/usr/bin/gdbus', ['call', '--session', '--dest', BUS_NAME, '--object-path',
+          const gdbus = await runProcess('/usr/bin/gdbus', ['call', '--session', '--dest', BUS_NAME, '--object-path',
             objectPathOf(mount.mountpoint), '--method', `${INTERFACE_NAME}.RewriteFile`, String(ino), 'fast', 'erasure:2+1', '0', '0'], bus.env);
           expect(gdbus.code, gdbus.stderr).toBe(0);
           const gdbusId = /\('(\d+)',\)/.exec(gdbus.stdout)?.[1];

@@ -12,9 +12,9 @@ import { readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync,
 import { join } from 'node:path';
 import dbus from 'dbus-next';
 import { describe, expect, it } from 'vitest';
-import { ShmrClient, UnreachableError } from '../../src/dbus/client.js';
+import type { ShmrClient } from '../../src/dbus/client.js';
 import { BUS_NAME, INTERFACE_NAME, objectPathOf } from '../../src/dbus/names.js';
-import { withBus, type PrivateBus } from '../helpers/dbus.js';
+import { connectClient, withBus, type PrivateBus } from '../helpers/dbus.js';
 import { sleep, withMount, type Mount } from '../helpers/mount.js';
 
 const POOLS = {
@@ -26,19 +26,6 @@ interface ShardView { index: number; bucket: string; path: string; health: strin
 interface Layout {
   ino: number; blockCount: number; pools: string[]; topologies: string[]; health: string;
   blocks: { index: number; generation: number; health: string; shards: ShardView[] }[];
-}
-
-/** Connects once the daemon has registered (it does so just after mounting). */
-async function connect(bus: PrivateBus, mount: Mount): Promise<ShmrClient> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await ShmrClient.connect({ bus: 'session', mountDir: mount.mountpoint, address: bus.address });
-    } catch (error) {
-      if (!(error instanceof UnreachableError) || Date.now() > deadline) throw error;
-      await sleep(50);
-    }
-  }
 }
 
 async function expectError(call: Promise<unknown>, name: string, message?: RegExp): Promise<void> {
@@ -79,7 +66,7 @@ describe('D-Bus API on a private session bus', () => {
         writeFileSync(file, content);
         mkdirSync(join(mount.mountpoint, 'dir'));
         symlinkSync('data.bin', join(mount.mountpoint, 'link'));
-        const client = await connect(bus, mount);
+        const client = await connectClient(bus, mount.mountpoint);
         try {
           // Properties, with a handle held open through the mount.
           const properties = await client.properties();
@@ -143,14 +130,14 @@ describe('D-Bus API on a private session bus', () => {
         const file = join(mount.mountpoint, 'victim');
         const content = Buffer.alloc(64 * 1024, 3);
         writeFileSync(file, content);
-        let client = await connect(bus, mount);
+        let client = await connectClient(bus, mount.mountpoint);
         await client.call('FlushAll');
         const [layout] = (await client.call('Stat', file)) as [Layout];
         const shard = layout.blocks[0]?.shards[0] as ShardView;
         client.close();
         // A fresh daemon: nothing of the file is cached, the read must go to the shards.
         await mount.remount();
-        client = await connect(bus, mount);
+        client = await connectClient(bus, mount.mountpoint);
         try {
           const shardErrors: unknown[][] = [];
           const bucketChanges: unknown[][] = [];

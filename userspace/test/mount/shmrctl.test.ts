@@ -6,33 +6,18 @@
  * filesystem holds; failures are checked for their exit code and JSON error. gdbus and
  * dbus-send (Debian's tools) read the status and call methods, proving the API is plain D-Bus.
  */
-import { execFile } from 'node:child_process';
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { BUS_NAME, INTERFACE_NAME, objectPathOf } from '../../src/dbus/names.js';
-import { withBus, type PrivateBus } from '../helpers/dbus.js';
+import { runProcess, withBus, type PrivateBus } from '../helpers/dbus.js';
 import { REPO_ROOT, sleep, withMount } from '../helpers/mount.js';
 
-const execFileAsync = promisify(execFile);
 const SHMRCTL = join(REPO_ROOT, 'bin', 'shmrctl.js');
-
-interface Run { code: number; stdout: string; stderr: string }
-
-async function run(file: string, args: string[], env: Record<string, string>): Promise<Run> {
-  try {
-    const { stdout, stderr } = await execFileAsync(file, args, { env: { ...process.env, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
-}
 
 /** shmrctl on the private bus, --json added; resolves with the exit code and parsed output. */
 async function shmrctl(bus: PrivateBus, args: string[]): Promise<{ code: number; json: Record<string, unknown>; stderr: string }> {
-  const result = await run(process.execPath, [SHMRCTL, ...args, '--json'], { ...bus.env, SHMR_DBUS_BUS: 'session' });
+  const result = await runProcess(process.execPath, [SHMRCTL, ...args, '--json'], { ...bus.env, SHMR_DBUS_BUS: 'session' });
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(result.stdout) as Record<string, unknown>;
@@ -94,7 +79,7 @@ describe('shmrctl and standard D-Bus tools', () => {
           expect(failed.code, `${args.join(' ')}: ${failed.stderr}`).toBe(code);
           expect((failed.json['error'] as { name: string }).name).toBe(name);
         }
-        const noBus = await run(process.execPath, [SHMRCTL, 'status', '--mount', mount.mountpoint, '--bus', 'system', '--json'],
+        const noBus = await runProcess(process.execPath, [SHMRCTL, 'status', '--mount', mount.mountpoint, '--bus', 'system', '--json'],
           { DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent/bus' });
         expect(noBus.code).toBe(7);
 
@@ -108,20 +93,20 @@ describe('shmrctl and standard D-Bus tools', () => {
         // Standard tools.
         const path = objectPathOf(mount.mountpoint);
         const gdbus = ['call', '--session', '--dest', BUS_NAME, '--object-path', path, '--method'];
-        const all = await run('/usr/bin/gdbus', [...gdbus, 'org.freedesktop.DBus.Properties.GetAll', INTERFACE_NAME], bus.env);
+        const all = await runProcess('/usr/bin/gdbus', [...gdbus, 'org.freedesktop.DBus.Properties.GetAll', INTERFACE_NAME], bus.env);
         expect(all.code, all.stderr).toBe(0);
         expect(all.stdout).toContain(`'MountPoint': <'${mount.mountpoint}'>`);
         expect(all.stdout).toMatch(/'OpenFileHandles': <uint32 \d+>/);
-        const flushAll = await run('/usr/bin/dbus-send', ['--session', '--print-reply', `--dest=${BUS_NAME}`, path,
+        const flushAll = await runProcess('/usr/bin/dbus-send', ['--session', '--print-reply', `--dest=${BUS_NAME}`, path,
           `${INTERFACE_NAME}.FlushAll`], bus.env);
         expect(flushAll.code, flushAll.stderr).toBe(0);
-        const flushInode = await run('/usr/bin/dbus-send', ['--session', '--print-reply', `--dest=${BUS_NAME}`, path,
+        const flushInode = await runProcess('/usr/bin/dbus-send', ['--session', '--print-reply', `--dest=${BUS_NAME}`, path,
           `${INTERFACE_NAME}.FlushInode`, `uint64:${statSync(file).ino}`], bus.env);
         expect(flushInode.code, flushInode.stderr).toBe(0);
-        const badPool = await run('/usr/bin/gdbus', [...gdbus, `${INTERFACE_NAME}.RewriteFile`, file, 'nope', '', '0', '0'], bus.env);
+        const badPool = await runProcess('/usr/bin/gdbus', [...gdbus, `${INTERFACE_NAME}.RewriteFile`, file, 'nope', '', '0', '0'], bus.env);
         expect(badPool.code).not.toBe(0);
         expect(badPool.stderr).toMatch(/co\.volf\.shmr\.Error\.UnknownPool: pool: unknown pool "nope"/);
-        const statCall = await run('/usr/bin/gdbus', [...gdbus, `${INTERFACE_NAME}.Stat`, file], bus.env);
+        const statCall = await runProcess('/usr/bin/gdbus', [...gdbus, `${INTERFACE_NAME}.Stat`, file], bus.env);
         expect(statCall.code, statCall.stderr).toBe(0);
         expect(statCall.stdout).toContain("'health': <'degraded'>");
       });

@@ -9,8 +9,9 @@
  * blocks are copied again in the next round; the last round copies with the file held.
  *
  * Invariants:
- * - A crash at any point leaves the old or the new layout complete: new shards are fsynced and
- *   verified before the commit, old shards are only tombstoned by it.
+ * - A crash at any point leaves the old or the new layout complete: new shards are verified,
+ *   then fsynced (each round's copies in one batch) before the commit; old shards are only
+ *   tombstoned by it.
  * - Before copying, each new block is marked 'pending' in the tombstones table, so the shards of
  *   a rewrite that never commits are found and purged (Tombstones.purgeInterruptedRewrites).
  * - Bytes are identical: holes stay holes (a new block wholly inside holes is not written).
@@ -144,7 +145,7 @@ async function copyBlock(parts: RewriteParts, ino: number, planned: PlannedBlock
     parts.blocks.read(source.record, { start: source.start, end: source.end }, data, source.targetOffset)));
   const record = await parts.blocks.write({
     ino, blockIndex: planned.blockIndex, blockBytes: context.target.blockBytes, dataBytes: planned.dataBytes,
-    data, pool: planned.pool, topology: planned.topology, compression: context.target.compression, sync: true,
+    data, pool: planned.pool, topology: planned.topology, compression: context.target.compression, sync: false,
   });
   const failures = await parts.blocks.verify(record, scratch);
   if (failures.length > 0) {
@@ -224,6 +225,8 @@ class FileRewrite {
       this.report.bytesWritten += planned.dataBytes;
       this.#context.addDone({ bytes: planned.dataBytes, blocks: 1 });
     });
+    // Copies are written without fsync; they become durable together, before any commit.
+    await this.#parts.blocks.syncBlocks([...this.copies.values()].map((copy) => copy.record));
   }
 
   #isStale(planned: PlannedBlock): boolean {
@@ -344,6 +347,7 @@ async function rewriteBlockRounds(
     const buffers = { data: Buffer.allocUnsafeSlow(inode.blockBytes + BLOCK_PADDING_BYTES), scratch: Buffer.allocUnsafeSlow(inode.blockBytes) };
     context.addTotal({ bytes: record.dataBytes, blocks: 1 });
     const next = await copyBlock(parts, ino, planned, { target, buffers });
+    await parts.blocks.syncBlocks([next]);
     if (parts.meta.replaceBlock(record, next, { tombstone: true })) {
       parts.meta.syncDurable();
       report.blocksWritten = 1;

@@ -117,8 +117,8 @@ export function taskIdArgument(text: unknown): number {
   return Number(text);
 }
 
-/** A metric query's label matchers, `a(sss)`: (label, operator, value). */
-export function matchersArgument(value: unknown): { label: string; op: string; value: string }[] {
+/** A metric query's label matchers, `a(sss)`: [label, operator, value] triples, as queryMetric takes them. */
+export function matchersArgument(value: unknown): [string, string, string][] {
   const matchers = value as readonly (readonly unknown[])[];
   return matchers.map(([label, op, text], index) => {
     if (typeof label !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(label)) {
@@ -127,6 +127,6 @@ export function matchersArgument(value: unknown): { label: string; op: string; v
     if (op !== '=' && op !== '!=' && op !== '=~' && op !== '!~') {
       throw apiError('InvalidArguments', `matchers[${index}]: operator "${String(op)}" is not one of = != =~ !~`);
     }
-    return { label, op, value: String(text) };
+    return [label, op, String(text)];
   });
 }

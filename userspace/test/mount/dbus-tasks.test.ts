@@ -114,6 +114,20 @@ describe('tasks over D-Bus', () => {
             await sleep(50);
           }
           expect(((await client.call('Stat', file)) as [Layout])[0]).toMatchObject({ pools: ['fast'], blockBytes: 64 * 1024 });
+
+          // Cancelling a running rewrite (512 blocks, one at a time): it ends cancelled, data intact.
+          const large = join(mount.mountpoint, 'large');
+          const largeContent = Buffer.alloc(32 * 1024 * 1024, 9);
+          writeFileSync(large, largeContent);
+          await client.call('FlushAll');
+          const cancelled = await runTask(client, async () => {
+            const started = await client.call('RewriteFile', large, 'arc', '', 0n, 1);
+            const [now] = (await client.call('CancelTask', started[0])) as [Task];
+            expect(now.state).toBe('running');
+            return started;
+          });
+          expect(cancelled.finished.state).toBe('cancelled');
+          expect(readFileSync(large).equals(largeContent)).toBe(true);
         } finally {
           client.close();
         }

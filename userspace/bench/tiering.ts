@@ -12,40 +12,30 @@
  * plain file of the same size in the write pool's folder is copied with `cp` into an archive
  * folder and fsynced (`sync FILE`), caches dropped first as well.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync, fsyncSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync, fsyncSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { promisify } from 'node:util';
 import { callControl } from '../src/daemon/control.js';
 import type { TaskInfo } from '../src/tasks/task-manager.js';
-import { shmrEntry } from './systems.js';
+import { startShmrAt, stopShmrAt } from './systems.js';
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 const TARGET_RATIO = 0.5;
 
-function isMounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === path);
-}
-
 async function mountShmr(root: string): Promise<ChildProcess> {
   const archive = Array.from({ length: 6 }, (_, index) => join(root, `hdd${index}`));
   for (const path of [...archive, join(root, 'ssd0'), join(root, 'mnt')]) mkdirSync(path, { recursive: true });
-  writeFileSync(join(root, 'shmr.yaml'), [
+  return startShmrAt(root, [
     `mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`, 'write_pool: ssd', 'pools:',
     '  ssd:', '    topology: single', '    block_size: 1MiB', '    buckets:', `      ssd0: { path: ${root}/ssd0 }`,
     '  archive:', '    topology: erasure:4+2', '    block_size: 32MiB', '    buckets:',
     ...archive.map((path, index) => `      hdd${index}: { path: ${path} }`),
-    'cache: { memory_limit: 256MiB }', '',
-  ].join('\n'));
-  const daemon = spawn(process.execPath, [shmrEntry(), 'mount', '--config', join(root, 'shmr.yaml')], { stdio: 'ignore' });
-  for (let waited = 0; !isMounted(join(root, 'mnt')); waited += 100) {
-    if (daemon.exitCode !== null || waited > 30_000) throw new Error('tiering bench: shmr did not mount');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return daemon;
+    'cache: { memory_limit: 256MiB }',
+  ], 'tiering');
 }
 
 /** Writes `bytes` of random data to `path` in 4 MiB writes, then fsyncs. */
@@ -100,9 +90,7 @@ export async function runTieringBench(options: { quick: boolean; workDir?: strin
     const copySec = await timeCopy(root, bytes);
     printTable(bytes, rewriteSec, copySec);
   } finally {
-    await execFileAsync('fusermount3', ['-u', mountpoint]).catch(() => execFileAsync('fusermount3', ['-uz', mountpoint]).catch(() => undefined));
-    if (daemon !== undefined && daemon.exitCode === null) await new Promise((resolve) => daemon?.once('exit', resolve));
-    await rm(root, { recursive: true, force: true });
+    await stopShmrAt(root, daemon);
   }
 }
 

@@ -16,6 +16,8 @@ APT_PACKAGES=(
   debootstrap qemu-system-x86     # npm run vm-test: the kernel build root and the guests
   busybox-static cpio e2fsprogs   # npm run vm-test: the guest's initramfs and ext4 rounds
   debian-archive-keyring vagrant  # debootstrap's keys; `vagrant validate` of the Vagrantfile
+  dbus-daemon dbus-bin            # D-Bus: the bus the daemon serves on; tests start private ones
+  libglib2.0-bin                  # gdbus: D-Bus interoperability tests
 )
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -32,6 +34,16 @@ if ((${#missing[@]} > 0)); then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# D-Bus control plane: the system bus policy (who may call what) and the group whose members
+# may call mutating methods. A running system bus rereads its policy.
+if ! getent group shmr >/dev/null; then groupadd --system shmr; fi
+policy_target=/usr/share/dbus-1/system.d/co.volf.shmr.conf
+if ! cmp -s scripts/dbus/co.volf.shmr.conf "$policy_target"; then
+  install -D -m 0644 scripts/dbus/co.volf.shmr.conf "$policy_target"
+  dbus-send --system --type=method_call --dest=org.freedesktop.DBus / org.freedesktop.DBus.ReloadConfig \
+    >/dev/null 2>&1 || true
 fi
 
 # The codegen tests compile the generated Rust (offset_of! needs rustc >= 1.77). A rustup

@@ -10,11 +10,11 @@
  * another process writes a file in 32 MiB blocks. Prints p50, p99 and max, and the ratios.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { shmrEntry } from './systems.js';
+import { startShmrAt, stopShmrAt } from './systems.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -61,25 +61,15 @@ async function probe(path: string, count: number): Promise<number[]> {
   return stdout.trim().split(' ').map(Number);
 }
 
-function isMounted(path: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === path);
-}
-
 async function mountShmr(root: string): Promise<ChildProcess> {
   const buckets = Array.from({ length: 6 }, (_, index) => join(root, `hdd${index}`));
   for (const path of [...buckets, join(root, 'mnt')]) mkdirSync(path, { recursive: true });
-  writeFileSync(join(root, 'shmr.yaml'), [
+  return startShmrAt(root, [
     `mount_dir: ${root}/mnt`, `metadata_dir: ${root}/meta`, 'write_pool: archive', 'pools:', '  archive:',
     '    topology: erasure:4+2', '    block_size: 32MiB', '    buckets:',
     ...buckets.map((path, index) => `      hdd${index}: { path: ${path} }`),
-    'cache: { memory_limit: 256MiB }', '',
-  ].join('\n'));
-  const daemon = spawn(process.execPath, [shmrEntry(), 'mount', '--config', join(root, 'shmr.yaml')], { stdio: 'ignore' });
-  for (let waited = 0; !isMounted(join(root, 'mnt')); waited += 100) {
-    if (daemon.exitCode !== null || waited > 30_000) throw new Error('latency bench: shmr did not mount');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return daemon;
+    'cache: { memory_limit: 256MiB }',
+  ], 'latency');
 }
 
 /** Runs the section and prints its table. */
@@ -101,9 +91,7 @@ export async function runLatencyBench(options: { quick: boolean; workDir?: strin
     await writerDone;
     printTable(idle, loaded, writeMib);
   } finally {
-    await execFileAsync('fusermount3', ['-u', mountpoint]).catch(() => execFileAsync('fusermount3', ['-uz', mountpoint]).catch(() => undefined));
-    if (daemon !== undefined && daemon.exitCode === null) await new Promise((resolve) => daemon?.once('exit', resolve));
-    await rm(root, { recursive: true, force: true });
+    await stopShmrAt(root, daemon);
   }
 }
 

@@ -20,7 +20,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -187,6 +187,30 @@ export function shmrEntry(): string {
   const compiled = join(dirname(cli), '..', 'dist', 'userspace', 'src', 'cli', 'main.js');
   if (!existsSync(compiled)) throw new Error(`${compiled} missing: run npm run build first`);
   return cli;
+}
+
+/**
+ * Writes `configLines` as `root`/shmr.yaml (its mount_dir must be `root`/mnt), starts the
+ * daemon and waits for the mount. Used by the sections that need one shmr of their own.
+ */
+export async function startShmrAt(root: string, configLines: readonly string[], section: string): Promise<ChildProcess> {
+  await writeFile(join(root, 'shmr.yaml'), `${configLines.join('\n')}\n`);
+  const daemon = spawn(process.execPath, [shmrEntry(), 'mount', '--config', join(root, 'shmr.yaml')], { stdio: 'ignore' });
+  for (let waited = 0; !isMountPoint(join(root, 'mnt')); waited += 100) {
+    if (daemon.exitCode !== null || waited > 30_000) throw new Error(`${section} bench: shmr did not mount`);
+    await sleep(100);
+  }
+  return daemon;
+}
+
+/** Unmounts what `startShmrAt` mounted (lazily if it must), waits for the daemon, removes `root`. */
+export async function stopShmrAt(root: string, daemon: ChildProcess | undefined): Promise<void> {
+  const mountpoint = join(root, 'mnt');
+  const options = { timeoutMs: 60_000, signal: new AbortController().signal };
+  const unmount = await runChild('fusermount3', ['-u', mountpoint], options);
+  if (unmount.code !== 0) await runChild('fusermount3', ['-uz', mountpoint], options);
+  if (daemon !== undefined && daemon.exitCode === null) await new Promise((resolve) => daemon.once('exit', resolve));
+  await rm(root, { recursive: true, force: true });
 }
 
 function startRaw(root: string): Promise<BenchSystem> {

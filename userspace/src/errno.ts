@@ -15,7 +15,7 @@ export const Errno = {
   EEXIST: 17, EXDEV: 18, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22, ENFILE: 23,
   EMFILE: 24, EFBIG: 27, ENOSPC: 28, ESPIPE: 29, EROFS: 30, EMLINK: 31, ERANGE: 34,
   ENAMETOOLONG: 36, ENOSYS: 38, ENOTEMPTY: 39, ELOOP: 40, ENODATA: 61, EOVERFLOW: 75,
-  EOPNOTSUPP: 95, ESTALE: 116,
+  EOPNOTSUPP: 95, ESTALE: 116, ECANCELED: 125,
 } as const;
 export type Errno = (typeof Errno)[keyof typeof Errno];
 export type ErrnoName = keyof typeof Errno;

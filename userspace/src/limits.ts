@@ -48,3 +48,10 @@ assert(STRIPE_SHARDS_MAX <= 255);
 assert(BLOCK_BYTES_MAX <= 2 ** 32 - 1);
 // A few blocks of the common sizes fit the decompressed cache (32 MiB archive blocks: 4).
 assert(DECOMPRESSED_BYTES_MAX >= 4 * 32 * 1024 * 1024);
+
+/** Blocks of a file that Stat (D-Bus, shmrctl stat) lists one by one; the rest are counted. */
+export const STAT_BLOCKS_MAX = 4096;
+/** Longest path the D-Bus API accepts, as Linux PATH_MAX. */
+export const PATH_BYTES_MAX = 4096;
+
+assert(STAT_BLOCKS_MAX > 0);

@@ -20,7 +20,8 @@
  *   block is decompressed from verified shards and must come out exactly `dataBytes` long.
  */
 import { fsync, open, close, constants } from 'node:fs';
-import { dirname } from 'node:path';
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
@@ -53,6 +54,8 @@ export interface BlockWrite {
   readonly dataBytes: number;
   readonly data: Buffer;
   readonly pool: Pool;
+  /** Topology of the new shards when not the pool's own (a rewrite to another layout). */
+  readonly topology?: TopologySpec | undefined;
   /** fsync shard files and their directories before returning. */
   readonly sync: boolean;
   /**
@@ -112,7 +115,7 @@ export class BlockStore {
   async write(input: BlockWrite): Promise<BlockRecord> {
     assert(input.dataBytes > 0);
     assert(input.dataBytes <= input.blockBytes);
-    const topology = input.pool.topology;
+    const topology = input.topology ?? input.pool.topology;
     const stream = await this.#compress(input);
     const payloads = await this.#payloads(stream, topology);
     for (let attempt = 0; ; attempt++) {
@@ -528,6 +531,79 @@ export class BlockStore {
     }));
   }
 
+  /**
+   * Makes the shard files of blocks written with `sync: false` durable, with their directories:
+   * one batch instead of an fsync per shard (a rewrite syncs each round's copies together).
+   */
+  async syncBlocks(blocks: readonly BlockRecord[]): Promise<void> {
+    const paths = blocks.flatMap((block) => block.buckets.map((_, shardIndex) => this.location(block, shardIndex).path));
+    await syncFiles(paths, constants.O_RDONLY);
+    await syncDirectories(paths);
+  }
+
+  /**
+   * Deletes the shard files of a block for good (a tombstone's purge). Unlike `delete`, a file
+   * that cannot be removed (bucket unreachable) is an error, so the caller keeps the tombstone
+   * and tries again later. Returns the shards and bytes removed.
+   */
+  async purge(block: BlockRecord): Promise<{ shards: number; bytes: number }> {
+    const paths = block.buckets.map((_, shardIndex) => this.location(block, shardIndex).path);
+    return this.#unlinkAll(paths);
+  }
+
+  /**
+   * Deletes shard files of block `blockIndex` of `ino`, in every bucket, whose generation is
+   * not in `keep`: what an interrupted rewrite left. Files modified in the last `youngMs` may
+   * belong to a write in flight and stay; `young` counts them.
+   */
+  async purgeStrays(
+    ino: number,
+    blockIndex: number,
+    options: { keep: ReadonlySet<number>; youngMs: number },
+  ): Promise<{ shards: number; bytes: number; young: number }> {
+    const { keep } = options;
+    const cutoffMs = Date.now() - options.youngMs;
+    let young = 0;
+    const prefix = `${ino}-${blockIndex}-`;
+    const paths: string[] = [];
+    for (const bucket of this.#pools.buckets) {
+      const directory = dirname(bucket.shardPath({ ino, blockIndex, generation: 0, shardIndex: 0 }));
+      let names: string[];
+      try {
+        names = await readdir(directory);
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ENOENT') continue;
+        throw fromSystemError(error, 'purge strays', directory);
+      }
+      for (const name of names) {
+        if (!name.startsWith(prefix)) continue;
+        const generation = Number(name.slice(prefix.length).split('-')[0]);
+        if (!Number.isSafeInteger(generation) || keep.has(generation)) continue;
+        const path = join(directory, name);
+        const modifiedMs = (await stat(path).catch(() => undefined))?.mtimeMs ?? 0;
+        if (modifiedMs > cutoffMs) young += 1;
+        else paths.push(path);
+      }
+    }
+    return { ...(await this.#unlinkAll(paths)), young };
+  }
+
+  async #unlinkAll(paths: readonly string[]): Promise<{ shards: number; bytes: number }> {
+    const totals = { shards: 0, bytes: 0 };
+    for (const path of paths) {
+      this.#reader.forget(path);
+      try {
+        const { size } = await stat(path);
+        await unlink(path);
+        totals.shards += 1;
+        totals.bytes += size;
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ENOENT') throw fromSystemError(error, 'purge shard', path);
+      }
+    }
+    return totals;
+  }
+
   #codec(dataCount: number, parityCount: number): ReedSolomon {
     const key = `${dataCount}+${parityCount}`;
     let codec = this.#codecs.get(key);
@@ -574,15 +650,19 @@ function topologyCode(topology: TopologySpec): number {
   return Topology[topology.kind];
 }
 
-/** fsyncs each distinct directory of the given files, so their entries are durable. */
-async function syncDirectories(paths: readonly string[]): Promise<void> {
-  const directories = [...new Set(paths.map((path) => dirname(path)))];
-  await Promise.all(directories.map(async (directory) => {
-    const fd = await openAsync(directory, constants.O_RDONLY | constants.O_DIRECTORY);
+/** fsyncs the given files (all at once: the filesystem batches them into few journal commits). */
+async function syncFiles(paths: readonly string[], flags: number): Promise<void> {
+  await Promise.all(paths.map(async (path) => {
+    const fd = await openAsync(path, flags);
     try {
       await fsyncAsync(fd);
     } finally {
       await closeAsync(fd);
     }
   }));
+}
+
+/** fsyncs each distinct directory of the given files, so their entries are durable. */
+async function syncDirectories(paths: readonly string[]): Promise<void> {
+  await syncFiles([...new Set(paths.map((path) => dirname(path)))], constants.O_RDONLY | constants.O_DIRECTORY);
 }

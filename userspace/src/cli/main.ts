@@ -12,10 +12,15 @@ import { fsckCommand } from './commands/fsck.js';
 import { statusCommand } from './commands/status.js';
 import { bucketCommand } from './commands/bucket.js';
 import { volumeCommand } from './commands/volume.js';
+import { rewriteCommand } from './commands/rewrite.js';
+import { tasksCommand } from './commands/tasks.js';
+import { tombstonesCommand } from './commands/tombstones.js';
+import { crondCommand } from './commands/crond.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
 import { daemonOf, isAlive } from '../daemon/runtime.js';
+import { SHMR_VERSION } from '../version.js';
 
 const execFileAsync = promisify(execFile);
 const UNMOUNT_WAIT_MS_MAX = 120_000;
@@ -40,6 +45,14 @@ Usage:
                                   the daemon over NBD (config nbd.socket, nbd.listen)
   shmr volume attach NAME [--device /dev/nbdN] | shmr volume detach /dev/nbdN
                                   connect a volume to a kernel NBD device (nbd-client)
+  shmr rewrite PATH --pool P --topology T [--block-size 32MiB] [--parallel N] [--wait] [--json]
+                                  move a file to another pool, topology and block size (a task)
+  shmr tasks [--cancel ID] [--json]
+                                  the daemon's tasks (rewrite, mover, scrub, purge) and progress
+  shmr tombstones [--inode N] [--purge [--older-than 1h]] [--json]
+                                  shards of deleted files and replaced blocks awaiting purge
+  shmr crond                      housekeeping: run the mover, purge and scrub on the schedule
+                                  of the config's housekeeping section, through the daemon
   shmr --help | --version
 
 Every command takes --config FILE; on a mounted filesystem commands run through
@@ -55,7 +68,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === '--version') {
-    process.stdout.write('shmr 0.1.0\n');
+    process.stdout.write(`shmr ${SHMR_VERSION}\n`);
     return 0;
   }
   if (command === 'mount') return mountCommand(rest);
@@ -65,6 +78,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'status') return statusCommand(rest);
   if (command === 'bucket') return bucketCommand(rest);
   if (command === 'volume') return volumeCommand(rest);
+  if (command === 'rewrite') return rewriteCommand(rest);
+  if (command === 'tasks') return tasksCommand(rest);
+  if (command === 'tombstones') return tombstonesCommand(rest);
+  if (command === 'crond') return crondCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

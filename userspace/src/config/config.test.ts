@@ -158,3 +158,44 @@ describe('config', () => {
   });
 });
 
+
+describe('dbus option', () => {
+  it('defaults to the system bus, accepts session and none, names a bad value', () => {
+    const base = { source: 'test', baseDir: root };
+    expect(parseConfig(GOOD, base).dbus.bus).toBe('system');
+    expect(parseConfig(`${GOOD}dbus: { bus: session }\n`, base).dbus.bus).toBe('session');
+    expect(parseConfig(`${GOOD}dbus: { bus: none }\n`, base).dbus.bus).toBe('none');
+    expect(problemsOf(`${GOOD}dbus: { bus: kernel }\n`)).toEqual(['dbus.bus: must be one of system, session, none']);
+    expect(problemsOf(`${GOOD}dbus: { address: x }\n`)).toEqual(['dbus: unknown key "address"']);
+  });
+});
+
+describe('tiering config', () => {
+  it('reads the mover, tombstones and housekeeping sections with their defaults', () => {
+    const config = parseConfig(`${GOOD}mover: { target: archive, idle: 2h, high_watermark: 90%, low_watermark: 70%, rate: 100MiB }
+tombstones: { grace: 1h }
+housekeeping: { mover: 10m, purge: 1h }
+`, { source: 'test', baseDir: root });
+    expect(config.mover).toMatchObject({
+      source: 'ssd', target: 'archive', topology: { kind: 'erasure', data: 2, parity: 1 },
+      blockBytes: 32 * 1024 ** 2, idleMs: 7_200_000, bytesPerSecondMax: 100 * 1024 ** 2,
+      highWatermark: { kind: 'fraction', value: 0.9 }, lowWatermark: { kind: 'fraction', value: 0.7 },
+    });
+    expect(config.tombstoneGraceMs).toBe(3_600_000);
+    expect(config.housekeeping).toEqual({ moverIntervalMs: 600_000, purgeIntervalMs: 3_600_000, scrubIntervalMs: undefined });
+    expect(parseConfig(GOOD, { source: 'test', baseDir: root }).mover).toBeUndefined();
+  });
+
+  it('names every mistake of the mover section', () => {
+    const problems = problemsOf(`${GOOD}mover: { target: tape, high_watermark: 150% }
+`);
+    expect(problems).toEqual(expect.arrayContaining([expect.stringMatching(/^mover.target: unknown pool "tape"/)]));
+    const more = problemsOf(`${GOOD}mover: { target: archive, topology: erasure:4+2, high_watermark: 50%, low_watermark: 1GiB, idle: soon }
+`);
+    expect(more).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^mover.topology: erasure:4\+2 needs 6 buckets, pool archive has 3/),
+      expect.stringMatching(/^mover.low_watermark: use the same kind/),
+      expect.stringMatching(/^mover.idle: "soon" is not a duration/),
+    ]));
+  });
+});

@@ -18,6 +18,10 @@ import { compressionSpec, COMPRESSION_NONE, type CompressionSpec } from './compr
 import { CONFIG_SCHEMA } from './schema.js';
 import { parseTopology, shardCount, type TopologySpec } from './topology.js';
 import { formatSize, parseDuration, parseSize } from './units.js';
+import {
+  buildHousekeeping, buildMover, buildTombstoneGrace, type HousekeepingConfig, type MoverConfig,
+  type RawMover,
+} from './tiering.js';
 
 export type BucketPriority = 'prioritize' | 'normal' | 'deprioritize' | 'ignore' | 'evacuate';
 
@@ -34,6 +38,8 @@ export interface PoolConfig {
   readonly blockBytes: number;
   /** How blocks written to this pool are compressed (none unless configured). */
   readonly compression: CompressionSpec;
+  /** Files rewritten into this pool keep their first `headBytes` on the write pool. */
+  readonly headBytes: number;
   readonly buckets: readonly BucketConfig[];
 }
 
@@ -59,6 +65,12 @@ export interface Config {
     readonly attrTimeoutSec: number;
     readonly options: readonly string[];
   };
+  /** Tombstoned shards are purged this long after they lost their last reference. */
+  readonly tombstoneGraceMs: number;
+  /** The background mover's policy; undefined: no mover. */
+  readonly mover: MoverConfig | undefined;
+  /** The schedule of `shmr crond`. */
+  readonly housekeeping: HousekeepingConfig;
   /** The NBD server of the daemon (volumes as block devices). */
   readonly nbd: {
     /** Unix socket, always served (mode 0600); default <metadata_dir>/nbd.sock. */
@@ -67,7 +79,16 @@ export interface Config {
     readonly listen: { readonly host: string; readonly port: number } | undefined;
     readonly allowRemote: boolean;
   };
+  /**
+   * The D-Bus control plane (docs/dbus.md): which bus the daemon serves co.volf.shmr on.
+   * `session` uses DBUS_SESSION_BUS_ADDRESS, `system` DBUS_SYSTEM_BUS_ADDRESS or the standard
+   * system socket; `none` serves no D-Bus at all.
+   */
+  readonly dbus: { readonly bus: DbusBus };
 }
+
+/** Which message bus the daemon serves its D-Bus API on. */
+export type DbusBus = 'system' | 'session' | 'none';
 
 /** A config that failed validation; `problems` has one "key: what is wrong" line each. */
 export class ConfigError extends Error {
@@ -165,6 +186,7 @@ interface RawPool {
   topology: string;
   block_size: string | number;
   compression?: { algorithm: string; level?: number };
+  head_size?: string | number;
   buckets: Record<string, RawBucket>;
 }
 interface RawConfig {
@@ -182,6 +204,10 @@ interface RawConfig {
     options?: string[];
   };
   nbd?: { socket?: string; listen?: string; allow_remote?: boolean };
+  dbus?: { bus?: DbusBus };
+  tombstones?: { grace?: string | number };
+  mover?: RawMover;
+  housekeeping?: { mover?: string | number; purge?: string | number; scrub?: string | number };
 }
 
 function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: string[]): Config {
@@ -216,6 +242,10 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
       options: Object.freeze([...(raw.fuse?.options ?? [])]),
     }),
     nbd: buildNbd(raw, options.baseDir, problems),
+    dbus: Object.freeze({ bus: raw.dbus?.bus ?? 'system' }),
+    tombstoneGraceMs: buildTombstoneGrace(raw, problems),
+    mover: buildMover(raw, problems),
+    housekeeping: buildHousekeeping(raw, problems),
   });
 }
 
@@ -302,10 +332,11 @@ function buildPool(
     ? COMPRESSION_NONE
     : compressionSpec(raw.compression.algorithm, raw.compression.level);
   if (typeof compression === 'string') problems.push(`${key}.compression: ${compression}`);
+  const headBytes = sizeOr(raw.head_size, 0, `${key}.head_size`, problems);
   if (typeof topology === 'string' || blockBytes === undefined || typeof compression === 'string') {
     return undefined;
   }
-  return Object.freeze({ name, topology, blockBytes, compression, buckets: Object.freeze(buckets) });
+  return Object.freeze({ name, topology, blockBytes, compression, headBytes, buckets: Object.freeze(buckets) });
 }
 
 function checkBucketUniqueness(pools: ReadonlyMap<string, PoolConfig>, problems: string[]): void {

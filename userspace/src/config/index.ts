@@ -3,3 +3,4 @@ export * from './compression.js';
 export * from './config.js';
 export * from './topology.js';
 export * from './units.js';
+export * from './tiering.js';

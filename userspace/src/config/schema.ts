@@ -35,6 +35,7 @@ const pool = {
     topology: { type: 'string' },
     block_size: size,
     compression,
+    head_size: size,
     buckets: {
       type: 'object',
       minProperties: 1,
@@ -79,6 +80,31 @@ export const CONFIG_SCHEMA = {
         options: { type: 'array', items: { type: 'string' } },
       },
     },
+    tombstones: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { grace: duration },
+    },
+    mover: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['target'],
+      properties: {
+        source: { type: 'string', minLength: 1 },
+        target: { type: 'string', minLength: 1 },
+        topology: { type: 'string' },
+        block_size: size,
+        idle: duration,
+        high_watermark: size,
+        low_watermark: size,
+        rate: size,
+      },
+    },
+    housekeeping: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { mover: duration, purge: duration, scrub: duration },
+    },
     nbd: {
       type: 'object',
       additionalProperties: false,
@@ -86,6 +112,13 @@ export const CONFIG_SCHEMA = {
         socket: { type: 'string', minLength: 1 },
         listen: { type: 'string', minLength: 1 },
         allow_remote: { type: 'boolean' },
+      },
+    },
+    dbus: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        bus: { enum: ['system', 'session', 'none'] },
       },
     },
   },

@@ -15,6 +15,7 @@ import { serveControl } from './control.js';
 import { RepairQueue } from '../tasks/repair-queue.js';
 import { controlMethods } from './methods.js';
 import { NbdServer, VolumeCatalog } from '../nbd/index.js';
+import { BUS_NAME, DbusService } from '../dbus/index.js';
 
 /** How often failed buckets are probed and queued repairs run. */
 const HOUSEKEEPING_INTERVAL_MS = 5000;
@@ -26,6 +27,8 @@ export async function runMount(config: Config): Promise<number> {
   const fs = openFilesystem(config);
   const orphans = await removeOrphans(fs);
   if (orphans > 0) log.info(`removed ${orphans} orphan inode(s) left by an earlier crash`);
+  const strays = await fs.tombstones.purgeInterruptedRewrites();
+  if (strays.purgedShards > 0) log.info(`removed ${strays.purgedShards} shard(s) of rewrites cut short by a crash`);
   const filesystem = new ShmrFilesystem({
     meta: fs.meta, files: fs.files, pools: fs.pools,
     options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
@@ -47,14 +50,28 @@ export async function runMount(config: Config): Promise<number> {
     fs.close();
     throw error;
   }
-  const control = serveControl(config.metadataDir, controlMethods(fs, {
-    exportCount: (ino) => catalog.exportCount(ino),
-    isOpenThroughMount: (ino) => filesystem.handles.openCount(ino) > 0,
-  }));
+  const stop = () => session.unmount();
+  const methods = {
+    ...controlMethods(fs, {
+      exportCount: (ino) => catalog.exportCount(ino),
+      isOpenThroughMount: (ino) => filesystem.handles.openCount(ino) > 0,
+    }),
+    // After the reply: the unmount ends this daemon and its bus connection.
+    unmount: async () => {
+      setImmediate(stop);
+      return { unmounting: config.mountDir };
+    },
+  };
+  const control = serveControl(config.metadataDir, methods);
+  fs.tiering.isOpenForWriting = (ino) => filesystem.handles.isOpenForWriting(ino);
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
     `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);
   log.info(`serving volumes over NBD on ${nbd.addresses.join(', ')}`);
+  const dbusService = config.dbus.bus === 'none' ? undefined : await DbusService.start({
+    bus: config.dbus.bus, fs, methods, openHandleCount: () => filesystem.handles.handleCount, tasks: fs.tasks,
+  });
+  if (dbusService !== undefined) log.info(`serving D-Bus ${BUS_NAME} ${dbusService.objectPath} on the ${config.dbus.bus} bus`);
   const timer = setInterval(() => {
     fs.files.flushAged().catch((error: Error) => log.error(`background flush: ${error.message}`));
   }, config.cache.flushIntervalMs);
@@ -64,19 +81,26 @@ export async function runMount(config: Config): Promise<number> {
     reportShardError(event);
     repairs.add(event.block);
   };
+  let isPurging = false;
   const housekeeping = setInterval(() => {
     fs.pools.probe(fs.meta.filesystemUuid);
     repairs.drain().catch((error: Error) => log.error(`background repair: ${error.message}`));
+    if (isPurging) return;
+    isPurging = true;
+    fs.tombstones.purgeOlderThan(config.tombstoneGraceMs)
+      .catch((error: Error) => log.error(`tombstone purge: ${error.message}`))
+      .finally(() => { isPurging = false; });
   }, HOUSEKEEPING_INTERVAL_MS);
-  const stop = () => session.unmount();
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   await session.closed;
   clearInterval(timer);
   clearInterval(housekeeping);
+  await fs.tasks.cancelAll();
   // Before the last flush: requests in flight complete, later ones are refused.
   await nbd.close();
   control.close();
+  dbusService?.stop();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   return shutDown(fs, config);

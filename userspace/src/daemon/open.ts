@@ -10,6 +10,10 @@ import { SHARD_FDS_MAX } from '../limits.js';
 import { log } from '../log.js';
 import { MetaStore } from '../meta/index.js';
 import { FdCache, Pools } from '../pool/index.js';
+import { writeTargetOf } from '../tiering/policy.js';
+import { Tiering } from '../tiering/service.js';
+import { Tombstones } from '../tiering/tombstones.js';
+import { TaskManager } from '../tasks/task-manager.js';
 
 /** An open filesystem: close it to release the metadata lock. */
 export interface OpenFilesystem {
@@ -19,6 +23,10 @@ export interface OpenFilesystem {
   readonly fds: FdCache;
   readonly blocks: BlockStore;
   readonly files: FileStore;
+  /** Long-running jobs (rewrite, mover, scrub, purge) of this process. */
+  readonly tasks: TaskManager;
+  readonly tombstones: Tombstones;
+  readonly tiering: Tiering;
   close(): void;
 }
 
@@ -42,10 +50,16 @@ export function openFilesystem(config: Config): OpenFilesystem {
     };
     const files = new FileStore({
       meta, blocks, pools,
-      options: { memoryLimitBytes: config.cache.memoryLimitBytes, dirtyAgeMs: config.cache.dirtyAgeMs },
+      options: {
+        memoryLimitBytes: config.cache.memoryLimitBytes, dirtyAgeMs: config.cache.dirtyAgeMs,
+        writeTarget: (ino) => writeTargetOf({ meta, pools }, ino),
+      },
     });
+    const tasks = new TaskManager();
+    const tombstones = new Tombstones({ meta, blocks });
+    const tiering = new Tiering({ config, meta, pools, blocks, files, tasks, tombstones });
     return {
-      config, meta, pools, fds, blocks, files,
+      config, meta, pools, fds, blocks, files, tasks, tombstones, tiering,
       close: () => {
         fds.clear();
         meta.close();
@@ -61,8 +75,8 @@ export function openFilesystem(config: Config): OpenFilesystem {
 export async function removeOrphans(fs: OpenFilesystem): Promise<number> {
   const orphans = fs.meta.listOrphans();
   for (const ino of orphans) {
-    const blocks = fs.meta.deleteInode(ino);
-    await fs.files.deleteFile(ino, blocks);
+    fs.meta.deleteInode(ino);
+    await fs.files.deleteFile(ino);
   }
   return orphans.length;
 }

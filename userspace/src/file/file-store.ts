@@ -12,6 +12,9 @@
  *   durable.
  * - A failed store keeps the block dirty in memory (nothing acknowledged is lost) and reports
  *   the error to the next write, flush or fsync of the file.
+ * - While a file is held by `exclusive` (a rewrite changing its block size), no read, write,
+ *   truncate or hole punch of it runs: they wait at the gate and then see the new layout.
+ * - Deleting a file never deletes shards: the metadata store turned them into tombstones.
  */
 import { close, constants, fsync, open } from 'node:fs';
 import { dirname } from 'node:path';
@@ -21,7 +24,8 @@ import { Errno, FsError, fromSystemError } from '../errno.js';
 import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
 import { BlockCache, type CachedBlock } from '../cache/index.js';
 import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
-import type { Pools } from '../pool/index.js';
+import type { TopologySpec } from '../config/index.js';
+import type { Pool, Pools } from '../pool/index.js';
 import { Mutex } from './mutex.js';
 
 const openAsync = promisify(open);
@@ -43,11 +47,30 @@ interface FileState {
   /** Error of the last failed store, reported once to the next flush/fsync/write. */
   error: FsError | undefined;
   readonly lock: Mutex;
+  /** Reads, writes, truncates and hole punches of this file in progress. */
+  activeCount: number;
+  /** Set while `exclusive` holds the file; resolves when it lets go. */
+  gate: Promise<void> | undefined;
+  /** Called when `activeCount` drops to 0 (the holder waiting for the file to go quiet). */
+  onIdle: (() => void) | undefined;
+}
+
+/** Where new blocks of a file go: its policy (xattrs) or the write pool. */
+export interface WriteTarget {
+  readonly pool: Pool;
+  /** Topology when not the pool's own. */
+  readonly topology?: TopologySpec | undefined;
+  /** Block size a file starts with (an existing file keeps its own). */
+  readonly blockBytes: number;
+  /** Opaque compression option passed to block writes. */
+  readonly compression?: string | undefined;
 }
 
 export interface FileStoreOptions {
   readonly memoryLimitBytes: number;
   readonly dirtyAgeMs: number;
+  /** The write target of a file; default: the write pool with its topology and block size. */
+  readonly writeTarget?: ((ino: number) => WriteTarget) | undefined;
 }
 
 export class FileStore {
@@ -85,26 +108,98 @@ export class FileStore {
     return this.#cache.dirtyBytes;
   }
 
+  /** Where new blocks of `ino` are written. */
+  writeTarget(ino: number): WriteTarget {
+    const pool = this.#pools.writePool;
+    return this.#options.writeTarget?.(ino) ?? { pool, blockBytes: pool.blockBytes };
+  }
+
   #state(ino: number): FileState {
     let state = this.#states.get(ino);
     if (state === undefined) {
       const inode = this.#meta.requireInode(ino, 'file');
-      const writeBlockBytes = this.#pools.writePool.blockBytes;
       state = {
         ino, size: inode.size,
-        blockBytes: inode.blockBytes !== 0 ? inode.blockBytes : writeBlockBytes,
+        blockBytes: inode.blockBytes !== 0 ? inode.blockBytes : this.writeTarget(ino).blockBytes,
         mtime: inode.mtime, ctime: inode.ctime, persistedSize: inode.size,
-        error: undefined, lock: new Mutex(),
+        error: undefined, lock: new Mutex(), activeCount: 0, gate: undefined, onIdle: undefined,
       };
       this.#states.set(ino, state);
     }
     return state;
   }
 
+  /** Waits while the file is held, then counts one more operation in progress on it. */
+  async #enter(ino: number): Promise<FileState> {
+    let state = this.#state(ino);
+    while (state.gate !== undefined) {
+      await state.gate;
+      state = this.#state(ino);
+    }
+    state.activeCount += 1;
+    return state;
+  }
+
+  #leave(state: FileState): void {
+    assert(state.activeCount > 0);
+    state.activeCount -= 1;
+    if (state.activeCount === 0) state.onIdle?.();
+  }
+
+  async #gated<T>(ino: number, body: (state: FileState) => Promise<T>): Promise<T> {
+    const state = await this.#enter(ino);
+    try {
+      return await body(state);
+    } finally {
+      this.#leave(state);
+    }
+  }
+
+  /**
+   * Holds a file: waits for its operations in progress to end, keeps new ones waiting, stores
+   * its dirty blocks, runs `body`, then drops its cached blocks and reloads its block size (the
+   * layout may have changed under them). Used to commit a rewrite.
+   */
+  async exclusive<T>(ino: number, body: () => Promise<T>): Promise<T> {
+    let state = this.#state(ino);
+    while (state.gate !== undefined) {
+      await state.gate;
+      state = this.#state(ino);
+    }
+    let open!: () => void;
+    state.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    try {
+      if (state.activeCount > 0) {
+        await new Promise<void>((resolve) => {
+          state.onIdle = resolve;
+        });
+        state.onIdle = undefined;
+      }
+      assert.equal(state.activeCount, 0);
+      await this.flush(ino, { sync: false });
+      await this.#settleAll(ino);
+      return await body();
+    } finally {
+      for (const entry of this.#cache.entriesOf(ino)) if (entry.state === 'clean') this.#cache.remove(entry);
+      const inode = this.#meta.getInode(ino);
+      if (inode !== undefined && inode.blockBytes !== 0) state.blockBytes = inode.blockBytes;
+      state.gate = undefined;
+      open();
+    }
+  }
+
+  /** True when the file has blocks cached that are not stored yet. */
+  hasDirtyBlocks(ino: number): boolean {
+    return this.#cache.entriesOf(ino).some((entry) => entry.state !== 'clean');
+  }
+
   /** Drops the in-memory state of a file that has nothing cached (called on last release). */
   release(ino: number): void {
     const state = this.#states.get(ino);
     if (state === undefined) return;
+    if (state.gate !== undefined || state.activeCount > 0) return;
     const entries = this.#cache.entriesOf(ino);
     if (entries.some((entry) => entry.state !== 'clean')) return;
     for (const entry of entries) this.#cache.remove(entry);
@@ -115,7 +210,11 @@ export class FileStore {
   async read(ino: number, offset: number, length: number, target: Buffer): Promise<number> {
     assert(offset >= 0);
     assert(target.byteLength >= length);
-    const state = this.#state(ino);
+    return this.#gated(ino, (state) => this.#read(state, offset, length, target));
+  }
+
+  async #read(state: FileState, offset: number, length: number, target: Buffer): Promise<number> {
+    const ino = state.ino;
     const end = Math.min(offset + length, state.size);
     if (end <= offset) return 0;
     const blockBytes = state.blockBytes;
@@ -159,7 +258,10 @@ export class FileStore {
   /** Writes `data` at `offset`; returns the bytes written. */
   async write(ino: number, offset: number, data: Buffer): Promise<number> {
     assert(offset >= 0);
-    const state = this.#state(ino);
+    return this.#gated(ino, (state) => this.#write(state, offset, data));
+  }
+
+  async #write(state: FileState, offset: number, data: Buffer): Promise<number> {
     if (state.error !== undefined) throw takeError(state);
     const end = offset + data.byteLength;
     if (end > Number.MAX_SAFE_INTEGER) throw new FsError(Errno.EFBIG, 'write', `offset ${offset}`);
@@ -270,10 +372,11 @@ export class FileStore {
       if (dropped !== undefined) await this.#blocks.delete(dropped);
       return;
     }
+    const target = this.writeTarget(state.ino);
     const record = await this.#blocks.write({
       ino: state.ino, blockIndex: entry.blockIndex, blockBytes: entry.blockBytes,
-      dataBytes: entry.dataBytes, data: entry.buffer, pool: this.#pools.writePool,
-      sync: options.sync,
+      dataBytes: entry.dataBytes, data: entry.buffer, pool: target.pool,
+      topology: target.topology, compression: target.compression, sync: options.sync,
     });
     const blockEnd = entry.blockIndex * entry.blockBytes + entry.dataBytes;
     const size = Math.min(state.size, Math.max(state.persistedSize, blockEnd));
@@ -384,7 +487,11 @@ export class FileStore {
    * new end can ever come back), then drops later blocks in one metadata transaction.
    */
   async truncate(ino: number, size: number): Promise<void> {
-    const state = this.#state(ino);
+    await this.#gated(ino, (state) => this.#truncate(state, size));
+  }
+
+  async #truncate(state: FileState, size: number): Promise<void> {
+    const ino = state.ino;
     await state.lock.run(async () => {
       await this.#settleAll(ino);
       const time = now();
@@ -394,7 +501,7 @@ export class FileStore {
       state.persistedSize = size;
       state.mtime = time;
       state.ctime = time;
-      if (size === 0) state.blockBytes = this.#pools.writePool.blockBytes;
+      if (size === 0) state.blockBytes = this.writeTarget(ino).blockBytes;
     });
   }
 
@@ -441,7 +548,10 @@ export class FileStore {
 
   /** Zeroes [offset, offset + length) without changing the size: whole blocks are dropped. */
   async punchHole(ino: number, offset: number, length: number): Promise<void> {
-    const state = this.#state(ino);
+    await this.#gated(ino, (state) => this.#punchHole(state, offset, length));
+  }
+
+  async #punchHole(state: FileState, offset: number, length: number): Promise<void> {
     const end = Math.min(offset + length, state.size);
     const blockBytes = state.blockBytes;
     for (let position = offset; position < end;) {
@@ -451,7 +561,7 @@ export class FileStore {
       if (position === blockStart && stop === blockStart + blockBytes) {
         await this.#dropBlock(state, blockIndex);
       } else {
-        await this.write(ino, position, Buffer.alloc(stop - position));
+        await this.#write(state, position, Buffer.alloc(stop - position));
       }
       position = stop;
     }
@@ -473,8 +583,11 @@ export class FileStore {
     });
   }
 
-  /** Forgets a deleted file: cached blocks are discarded, stored blocks deleted. */
-  async deleteFile(ino: number, blocks: readonly BlockRecord[]): Promise<void> {
+  /**
+   * Forgets a deleted file: cached blocks are discarded. Its stored blocks are tombstones now
+   * (MetaStore.deleteInode), purged after their grace period.
+   */
+  async deleteFile(ino: number): Promise<void> {
     await this.#settleAll(ino);
     for (const entry of this.#cache.entriesOf(ino)) this.#cache.remove(entry);
     this.#states.delete(ino);
@@ -483,7 +596,6 @@ export class FileStore {
       this.#unsyncedCount -= unsynced.size;
       this.#unsynced.delete(ino);
     }
-    for (const block of blocks) await this.#blocks.delete(block);
   }
 
   /** Applies a size/time change made through setattr to the cached state. */

@@ -21,6 +21,7 @@ import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, SetattrChanges, Statfs,
 } from './binding.js';
 import { Handles } from './handles.js';
+import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 
 const O_ACCMODE = 0o3;
 const O_WRONLY = 0o1;
@@ -140,7 +141,9 @@ export class ShmrFilesystem implements LowLevelOps {
     const inheritsGroup = (directory.mode & S_ISGID) !== 0;
     const gid = inheritsGroup ? directory.gid : req.gid;
     const finalMode = inheritsGroup && isDirectory(mode) ? mode | S_ISGID : mode;
-    return this.#meta.createInode({ parent, name, mode: finalMode, uid: req.uid, gid, ...extra });
+    const inode = this.#meta.createInode({ parent, name, mode: finalMode, uid: req.uid, gid, ...extra });
+    inheritPolicy(this.#meta, parent, inode.ino);
+    return inode;
   }
 
   mknod(req: RequestContext, parent: number, name: string, mode: number, rdev: number): Entry {
@@ -183,8 +186,8 @@ export class ShmrFilesystem implements LowLevelOps {
     if (ino === ROOT_INO || this.handles.isReferenced(ino)) return;
     const inode = this.#meta.getInode(ino);
     if (inode === undefined || inode.nlink > 0) return;
-    const blocks = this.#meta.deleteInode(ino);
-    await this.#files.deleteFile(ino, blocks);
+    this.#meta.deleteInode(ino);
+    await this.#files.deleteFile(ino);
   }
 
   // ---- files ----
@@ -315,10 +318,13 @@ export class ShmrFilesystem implements LowLevelOps {
     const space = this.#pools.space();
     const files = STATFS_FILES_MAX;
     const used = this.#meta.countInodes();
+    // Tombstoned shards come back at their purge: free for root's view (bfree), not for bavail.
+    const tombstonedBytes = this.#meta.tombstoneUsage().reduce((sum, usage) => sum + usage.dataBytes, 0);
+    const reclaimableBytes = Math.min(tombstonedBytes, space.totalBytes - space.freeBytes);
     return {
       bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES,
       blocks: Math.floor(space.totalBytes / STATFS_BLOCK_BYTES),
-      bfree: Math.floor(space.freeBytes / STATFS_BLOCK_BYTES),
+      bfree: Math.floor((space.freeBytes + reclaimableBytes) / STATFS_BLOCK_BYTES),
       bavail: Math.floor(space.freeBytes / STATFS_BLOCK_BYTES),
       files, ffree: files - used, favail: files - used, namemax: NAME_BYTES_MAX,
     };
@@ -329,6 +335,7 @@ export class ShmrFilesystem implements LowLevelOps {
   setxattr(_req: RequestContext, ino: number, name: string, value: Buffer, flags: number): void {
     checkXattrName(name);
     if (value.byteLength > XATTR_VALUE_BYTES_MAX) throw new FsError(Errno.E2BIG, 'setxattr', name);
+    if (isPolicyXattr(name)) validatePolicyXattr({ meta: this.#meta, pools: this.#pools }, ino, name, value);
     this.#meta.setXattr(ino, name, value, flags);
   }
 

@@ -49,6 +49,15 @@ export class Handles {
     return count;
   }
 
+  /** True when a handle open on `ino` allows writing (O_WRONLY or O_RDWR). */
+  isOpenForWriting(ino: number): boolean {
+    if (!this.#openCounts.has(ino)) return false;
+    for (const handle of this.#handles.values()) {
+      if (handle.ino === ino && (handle.flags & 0o3) !== 0) return true;
+    }
+    return false;
+  }
+
   openCount(ino: number): number {
     return this.#openCounts.get(ino) ?? 0;
   }

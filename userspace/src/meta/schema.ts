@@ -9,10 +9,15 @@
  * - blocks: the block map of regular files; `buckets` lists the bucket of each shard in shard
  *   order, comma-separated; `stored_bytes` is the compressed length of a compressed block
  *   (NULL, in rows older than compression, means `data_bytes`).
+ * - tombstones: shards no block map references any more (deleted files, blocks replaced by a
+ *   rewrite), kept until their grace period ends or an explicit purge; one row per block.
  */
 
 /** Bumped on every incompatible schema change; a store of another version is refused. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/** Versions a store may have and be upgraded from: version 2 only added the tombstones table. */
+export const SCHEMA_VERSIONS_UPGRADABLE: readonly number[] = [1];
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS settings (
@@ -61,4 +66,19 @@ CREATE TABLE IF NOT EXISTS blocks (
   stored_bytes INTEGER,
   PRIMARY KEY (ino, block_index)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ino INTEGER NOT NULL,
+  block_index INTEGER NOT NULL,
+  pool TEXT NOT NULL,
+  topology TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  data_bytes INTEGER NOT NULL,
+  stored_bytes INTEGER,
+  buckets TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_by_ino ON tombstones(ino);
+CREATE INDEX IF NOT EXISTS tombstones_by_time ON tombstones(created_ms);
 `;

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
-import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
+import { SCHEMA_SQL, SCHEMA_VERSION, SCHEMA_VERSIONS_UPGRADABLE } from './schema.js';
 import { renameInTransaction } from './rename.js';
 import { isDirectory, now, ROOT_INO, S_IFDIR, type Timespec } from './attributes.js';
 
@@ -56,6 +56,21 @@ export interface BlockRecord {
   readonly buckets: readonly string[];
 }
 
+/** Why a block's shards became a tombstone. */
+export type TombstoneReason = 'deleted' | 'replaced' | 'pending';
+
+/**
+ * Shards of a block that nothing references any more, waiting for their purge. A 'pending'
+ * tombstone marks a block a rewrite is writing (generation 0, no buckets): if the rewrite never
+ * commits, every shard file of that block with an unreferenced generation is a stray.
+ */
+export interface TombstoneRecord extends BlockRecord {
+  readonly id: number;
+  readonly reason: TombstoneReason;
+  /** Milliseconds since the epoch when the block lost its last reference. */
+  readonly createdMs: number;
+}
+
 /** Changes of setattr; only present keys change. */
 export interface InodeChanges {
   mode?: number;
@@ -90,6 +105,10 @@ interface BlockRow {
   generation: number; data_bytes: number; stored_bytes: number | null; buckets: string;
 }
 
+interface TombstoneRow extends BlockRow {
+  id: number; reason: TombstoneReason; created_ms: number;
+}
+
 
 
 
@@ -112,6 +131,10 @@ function toBlock(row: BlockRow): BlockRecord {
     storedBytes: row.stored_bytes ?? row.data_bytes,
     buckets: row.buckets === '' ? [] : row.buckets.split(','),
   };
+}
+
+function toTombstone(row: TombstoneRow): TombstoneRecord {
+  return { ...toBlock(row), id: row.id, reason: row.reason, createdMs: row.created_ms };
 }
 
 /** The metadata of one filesystem. */
@@ -351,12 +374,106 @@ export class MetaStore {
       const inode = this.requireInode(ino, 'delete');
       assert.equal(inode.nlink, 0);
       const blocks = this.listBlocks(ino);
+      const createdMs = Date.now();
+      for (const block of blocks) this.#insertTombstone(block, 'deleted', createdMs);
       this.#statements.deleteBlocksFrom.run(ino, 0);
       this.#statements.deleteXattrs.run(ino);
       this.#xattrNameCounts.clear();
       this.#statements.deleteInode.run(ino);
       return blocks;
     })();
+  }
+
+  // ---- tombstones ----
+
+  #insertTombstone(block: BlockRecord, reason: TombstoneReason, createdMs: number): void {
+    this.#statements.insertTombstone.run({
+      ino: block.ino, block_index: block.blockIndex, pool: block.pool, topology: block.topology,
+      generation: block.generation, data_bytes: block.dataBytes, stored_bytes: block.storedBytes,
+      buckets: block.buckets.join(','), reason, created_ms: createdMs,
+    });
+  }
+
+  /** Tombstones of one inode, or all, oldest first. */
+  listTombstones(ino?: number): TombstoneRecord[] {
+    const rows = ino === undefined ? this.#statements.allTombstones.all() : this.#statements.tombstonesOf.all(ino);
+    return (rows as TombstoneRow[]).map(toTombstone);
+  }
+
+  /** At most `countMax` tombstones created before `createdBeforeMs`, oldest first. */
+  tombstonesBefore(createdBeforeMs: number, countMax: number): TombstoneRecord[] {
+    return (this.#statements.tombstonesBefore.all(createdBeforeMs, countMax) as TombstoneRow[]).map(toTombstone);
+  }
+
+  /** Forgets a tombstone whose shards are gone. */
+  removeTombstone(id: number): void {
+    this.#statements.deleteTombstone.run(id);
+  }
+
+  /** Tombstoned blocks and their data bytes per pool. */
+  tombstoneUsage(): { pool: string; blocks: number; dataBytes: number }[] {
+    return this.#statements.tombstoneUsage.all() as { pool: string; blocks: number; dataBytes: number }[];
+  }
+
+  /**
+   * Replaces the whole block map of a file (a rewrite to another layout) in one transaction, if
+   * it still is `expected` (same blocks, same generations); the old blocks become tombstones.
+   * Returns false, changing nothing, when the file changed or vanished meanwhile.
+   */
+  replaceFileBlocks(input: {
+    ino: number; expected: readonly BlockRecord[]; blockBytes: number; blocks: readonly BlockRecord[];
+  }): boolean {
+    for (const block of input.blocks) assert.equal(block.ino, input.ino);
+    assert(input.blockBytes > 0);
+    return this.#db.transaction(() => {
+      const inode = this.getInode(input.ino);
+      if (inode === undefined || inode.nlink === 0) return false;
+      const current = this.listBlocks(input.ino);
+      if (!isSameBlockMap(current, input.expected)) return false;
+      const createdMs = Date.now();
+      const kept = new Set(input.blocks.map((block) => `${block.blockIndex}:${block.generation}`));
+      for (const block of current) {
+        if (!kept.has(`${block.blockIndex}:${block.generation}`)) this.#insertTombstone(block, 'replaced', createdMs);
+      }
+      this.#statements.deletePending.run(input.ino);
+      this.#statements.deleteBlocksFrom.run(input.ino, 0);
+      for (const block of input.blocks) this.#putBlock(block);
+      const storedBytes = input.blocks.reduce((sum, block) => sum + block.storedBytes, 0);
+      this.#statements.setLayout.run(input.blockBytes, storedBytes, input.ino);
+      return true;
+    })();
+  }
+
+  /** Records that a rewrite is about to write these blocks of `ino` (see TombstoneRecord). */
+  notePendingBlocks(ino: number, blockIndexes: readonly number[], pool: string): void {
+    this.#db.transaction(() => {
+      const createdMs = Date.now();
+      for (const blockIndex of blockIndexes) {
+        this.#insertTombstone({ ino, blockIndex, pool, topology: '', generation: 0, dataBytes: 0, storedBytes: 0, buckets: [] }, 'pending', createdMs);
+      }
+    })();
+  }
+
+  /** Forgets the pending marks of `ino` (its rewrite cleaned up after itself). */
+  clearPendingBlocks(ino: number): void {
+    this.#statements.deletePending.run(ino);
+  }
+
+  #putBlock(block: BlockRecord): void {
+    this.#statements.putBlock.run({
+      ino: block.ino, block_index: block.blockIndex, pool: block.pool, topology: block.topology,
+      generation: block.generation, data_bytes: block.dataBytes, stored_bytes: block.storedBytes,
+      buckets: block.buckets.join(','),
+    });
+  }
+
+  /**
+   * Files with a block in `pool` whose mtime and ctime are before `idleBeforeSec`, oldest first by
+   * mtime: the mover's candidates.
+   */
+  idleFilesInPool(pool: string, idleBeforeSec: number, countMax: number): number[] {
+    return (this.#statements.idleFilesInPool.all({ pool, before: idleBeforeSec, limit: countMax }) as { ino: number }[])
+      .map((row) => row.ino);
   }
 
   /** Inodes with nlink 0: unlinked while open when the previous process died. */
@@ -466,17 +583,15 @@ export class MetaStore {
    * transaction; returns false when the block changed or vanished meanwhile (the caller then
    * deletes the shards it wrote).
    */
-  replaceBlock(expected: BlockRecord, next: BlockRecord): boolean {
+  replaceBlock(expected: BlockRecord, next: BlockRecord, options: { tombstone: boolean } = { tombstone: false }): boolean {
     assert.equal(expected.ino, next.ino);
     assert.equal(expected.blockIndex, next.blockIndex);
+    assert.equal(expected.dataBytes, next.dataBytes);
     return this.#db.transaction(() => {
       const current = this.getBlock(expected.ino, expected.blockIndex);
       if (current === undefined || current.generation !== expected.generation) return false;
-      this.#statements.putBlock.run({
-        ino: next.ino, block_index: next.blockIndex, pool: next.pool, topology: next.topology,
-        generation: next.generation, data_bytes: next.dataBytes, stored_bytes: next.storedBytes,
-        buckets: next.buckets.join(','),
-      });
+      if (options.tombstone) this.#insertTombstone(current, 'replaced', Date.now());
+      this.#putBlock(next);
       // A rewrite may store the same data in another size (compressed or not).
       if (next.storedBytes !== current.storedBytes) {
         this.#statements.addStoredBytes.run(next.storedBytes - current.storedBytes, next.ino);
@@ -608,13 +723,25 @@ export class MetaStore {
   }
 }
 
+/** True when two block maps of one file list the same blocks at the same generations. */
+function isSameBlockMap(current: readonly BlockRecord[], expected: readonly BlockRecord[]): boolean {
+  if (current.length !== expected.length) return false;
+  return current.every((block, index) => {
+    const other = expected[index];
+    return other !== undefined && other.blockIndex === block.blockIndex && other.generation === block.generation;
+  });
+}
+
 function initialize(db: Database.Database, owner: { uid: number; gid: number }): void {
   db.exec(SCHEMA_SQL);
   addMissingColumns(db);
   const version = db.prepare("SELECT value FROM settings WHERE key = 'schema_version'").get() as
     | { value: string }
     | undefined;
-  if (version !== undefined && Number(version.value) !== SCHEMA_VERSION) {
+  if (version !== undefined && SCHEMA_VERSIONS_UPGRADABLE.includes(Number(version.value))) {
+    // SCHEMA_SQL created what the newer version adds; only the recorded version is left.
+    db.prepare("UPDATE settings SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
+  } else if (version !== undefined && Number(version.value) !== SCHEMA_VERSION) {
     throw new FsError(Errno.EINVAL, 'open metadata', `schema version ${version.value}, expected ${SCHEMA_VERSION}`);
   }
   if (version !== undefined) return;
@@ -690,7 +817,10 @@ function prepareStatements(db: Database.Database) {
     getBlock: db.prepare('SELECT * FROM blocks WHERE ino = ? AND block_index = ?'),
     listBlocks: db.prepare('SELECT * FROM blocks WHERE ino = ? ORDER BY block_index'),
     blocksFrom: db.prepare('SELECT * FROM blocks WHERE ino = ? AND block_index >= ? ORDER BY block_index'),
-    maxGeneration: db.prepare('SELECT max(generation) AS generation FROM blocks'),
+    maxGeneration: db.prepare(
+      `SELECT max(generation) AS generation FROM (SELECT generation FROM blocks
+         UNION ALL SELECT generation FROM tombstones)`,
+    ),
     putBlock: db.prepare(
       `INSERT OR REPLACE INTO blocks (ino, block_index, pool, topology, generation, data_bytes,
          stored_bytes, buckets) VALUES (@ino, @block_index, @pool, @topology, @generation,
@@ -705,6 +835,26 @@ function prepareStatements(db: Database.Database) {
     ),
     poolUsage: db.prepare(
       'SELECT pool, count(*) AS blocks, sum(data_bytes) AS dataBytes FROM blocks GROUP BY pool',
+    ),
+    insertTombstone: db.prepare(
+      `INSERT INTO tombstones (ino, block_index, pool, topology, generation, data_bytes,
+         stored_bytes, buckets, reason, created_ms) VALUES (@ino, @block_index, @pool, @topology,
+         @generation, @data_bytes, @stored_bytes, @buckets, @reason, @created_ms)`,
+    ),
+    allTombstones: db.prepare('SELECT * FROM tombstones ORDER BY id'),
+    tombstonesOf: db.prepare('SELECT * FROM tombstones WHERE ino = ? ORDER BY id'),
+    tombstonesBefore: db.prepare('SELECT * FROM tombstones WHERE created_ms < ? ORDER BY created_ms LIMIT ?'),
+    deleteTombstone: db.prepare('DELETE FROM tombstones WHERE id = ?'),
+    deletePending: db.prepare("DELETE FROM tombstones WHERE ino = ? AND reason = 'pending'"),
+    tombstoneUsage: db.prepare(
+      'SELECT pool, count(*) AS blocks, sum(data_bytes) AS dataBytes FROM tombstones GROUP BY pool',
+    ),
+    setLayout: db.prepare('UPDATE inodes SET block_bytes = ?, stored_bytes = ? WHERE ino = ?'),
+    idleFilesInPool: db.prepare(
+      `SELECT i.ino AS ino FROM inodes i
+       WHERE i.nlink > 0 AND i.mtime_sec < @before AND i.ctime_sec < @before
+         AND EXISTS (SELECT 1 FROM blocks b WHERE b.ino = i.ino AND b.pool = @pool)
+       ORDER BY i.mtime_sec, i.ino LIMIT @limit`,
     ),
     deleteBlock: db.prepare('DELETE FROM blocks WHERE ino = ? AND block_index = ?'),
     deleteBlocksFrom: db.prepare('DELETE FROM blocks WHERE ino = ? AND block_index >= ?'),

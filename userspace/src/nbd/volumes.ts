@@ -246,8 +246,8 @@ export async function removeVolume(
   assert(directory !== undefined);
   const inode = store.meta.unlink(directory, name);
   if (inode.nlink === 0 && !users.isOpenThroughMount(inode.ino)) {
-    const blocks = store.meta.deleteInode(inode.ino);
-    await store.files.deleteFile(inode.ino, blocks);
+    store.meta.deleteInode(inode.ino);
+    await store.files.deleteFile(inode.ino);
   }
   store.meta.syncDurable();
 }

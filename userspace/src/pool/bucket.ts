@@ -31,6 +31,12 @@ const ERROR_WINDOW_MS = 60_000;
 /** Health of a bucket as the pool sees it. */
 export type BucketState = 'ok' | 'failed';
 
+/** A change of a bucket's state, as `Bucket.onStateChange` reports it. */
+export interface BucketStateChange {
+  readonly bucket: Bucket;
+  readonly previous: BucketState;
+}
+
 /** Names of one shard's file. */
 export interface ShardName {
   readonly ino: number;
@@ -54,6 +60,8 @@ export class Bucket {
   #recentErrorsMs: number[] = [];
   /** Device id of the directory, so statfs counts one drive once. */
   deviceId = 0;
+  /** Called after every change of `state` (the D-Bus BucketStateChanged signal, logs). */
+  onStateChange: (change: BucketStateChange) => void = () => undefined;
 
   constructor(config: BucketConfig) {
     this.name = config.name;
@@ -114,8 +122,7 @@ export class Bucket {
     this.path = path;
     this.#knownDirectories.clear();
     this.#recentErrorsMs = [];
-    this.state = 'ok';
-    this.failure = '';
+    this.#setState('ok', '');
     this.deviceId = statSync(path).dev;
     this.refreshFreeSpace(true);
   }
@@ -185,8 +192,7 @@ export class Bucket {
       checkLabel(readFileSync(join(this.path, LABEL_FILE)), filesystemUuid, this);
       this.#knownDirectories.clear();
       this.#recentErrorsMs = [];
-      this.state = 'ok';
-      this.failure = '';
+      this.#setState('ok', '');
       this.refreshFreeSpace(true);
       log.info(`bucket ${this.name} (${this.path}) is back in service`);
       return true;
@@ -198,8 +204,14 @@ export class Bucket {
   /** Takes the bucket out of service for new writes. */
   markFailed(reason: string): void {
     if (this.state !== 'failed') log.error(`bucket ${this.name} (${this.path}) failed: ${reason}`);
-    this.state = 'failed';
-    this.failure = reason;
+    this.#setState('failed', reason);
+  }
+
+  #setState(state: BucketState, failure: string): void {
+    const previous = this.state;
+    this.state = state;
+    this.failure = failure;
+    if (previous !== state) this.onStateChange({ bucket: this, previous });
   }
 
   /** True when new shards may be placed here. */

@@ -17,6 +17,8 @@ export class Pool {
   readonly blockBytes: number;
   /** Compression of blocks written here unless a write asks for another. */
   readonly compression: CompressionSpec;
+  /** Files rewritten into this pool keep their first `headBytes` on the write pool. */
+  readonly headBytes: number;
   readonly buckets: readonly Bucket[];
 
   constructor(config: PoolConfig) {
@@ -24,6 +26,7 @@ export class Pool {
     this.topology = config.topology;
     this.blockBytes = config.blockBytes;
     this.compression = config.compression;
+    this.headBytes = config.headBytes;
     this.buckets = config.buckets.map((bucket) => new Bucket(bucket));
     assert(this.buckets.length > 0);
   }

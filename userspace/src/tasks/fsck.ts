@@ -38,6 +38,7 @@ export async function fsck(target: ScrubTarget, options: { repair: boolean }): P
   const report: FsckReport = { inodes: 0, blocks: 0, shardFiles: 0, problems: [], repaired: [], isClean: false };
   checkTree(target, report, options.repair);
   const referenced = await checkBlocks(target, report, options.repair);
+  addTombstoned(target, referenced);
   checkOrphanShards(target, referenced, report, options.repair);
   report.isClean = report.problems.length === 0;
   return report;
@@ -148,7 +149,8 @@ async function checkBlocks(target: ScrubTarget, report: FsckReport, repair: bool
   return referenced;
 }
 
-async function shardProblem(target: ScrubTarget, block: BlockRecord, shardIndex: number, blockBytes: number): Promise<string | undefined> {
+/** What is wrong with one shard of a block (missing, unreadable, header disagreeing), or undefined. */
+export async function shardProblem(target: ScrubTarget, block: BlockRecord, shardIndex: number, blockBytes: number): Promise<string | undefined> {
   let header;
   try {
     header = (await target.blocks.header(block, shardIndex)).header;
@@ -182,12 +184,32 @@ async function repairDamaged(target: ScrubTarget, damaged: BlockRecord[], report
   }
 }
 
+/**
+ * Tombstoned shards are referenced until their purge. A pending tombstone (a rewrite running or
+ * cut short) covers every generation of its block: its name prefix goes into the set.
+ */
+function addTombstoned(target: ScrubTarget, referenced: Set<string>): void {
+  for (const tombstone of target.meta.listTombstones()) {
+    if (tombstone.reason === 'pending') {
+      referenced.add(`${tombstone.ino}-${tombstone.blockIndex}-*`);
+      continue;
+    }
+    for (let index = 0; index < tombstone.buckets.length; index++) referenced.add(target.blocks.location(tombstone, index).path);
+  }
+}
+
+function isReferenced(referenced: Set<string>, path: string): boolean {
+  if (referenced.has(path)) return true;
+  const [ino, blockIndex] = (path.split('/').pop() ?? '').split('-');
+  return referenced.has(`${ino}-${blockIndex}-*`);
+}
+
 function checkOrphanShards(target: ScrubTarget, referenced: Set<string>, report: FsckReport, repair: boolean): void {
   const cutoffMs = Date.now() - ORPHAN_AGE_MS_MIN;
   for (const bucket of target.pools.buckets) {
     for (const path of shardFilesOf(bucket.path)) {
       report.shardFiles += 1;
-      if (referenced.has(path)) continue;
+      if (isReferenced(referenced, path)) continue;
       if (statSync(path).mtimeMs > cutoffMs) continue;
       report.problems.push(`orphan shard file ${path}`);
       if (!repair) continue;

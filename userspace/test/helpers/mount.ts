@@ -32,14 +32,18 @@ export interface PoolSpec {
   buckets: number | string[];
   /** The pool's `compression:` setting; none when absent. */
   compression?: { algorithm: string; level?: number };
+  /** head_size of the pool (files moved into it keep this much on the write pool). */
+  headSize?: string;
 }
 
 export interface MountOptions {
   /** Pools by name; default: one `ssd` pool, single, 1MiB, one bucket. */
   pools?: Record<string, PoolSpec>;
   writePool?: string;
-  /** Extra YAML appended to the config (cache:, fuse: sections). */
+  /** Extra YAML appended to the config (cache:, fuse:, dbus: sections). */
   extraYaml?: string;
+  /** Extra environment of the daemon (a private bus's DBUS_*_BUS_ADDRESS). */
+  env?: Record<string, string>;
 }
 
 export interface Mount {
@@ -59,6 +63,11 @@ export interface Mount {
    * they would write into the bare directory underneath).
    */
   killAndRemount(beforeDetach?: () => Promise<void>): Promise<void>;
+  /**
+   * Mounts again after the daemon ended by itself (an Unmount through the D-Bus API): the
+   * daemon must have exited 0.
+   */
+  mountAgain(): Promise<void>;
   /** Reads the daemon log. */
   log(): Promise<string>;
 }
@@ -87,6 +96,7 @@ function configYaml(root: string, options: MountOptions): { yaml: string; bucket
   for (const [name, pool] of Object.entries(pools)) {
     lines.push(`  ${name}:`, `    topology: ${pool.topology}`, `    block_size: ${pool.blockSize}`);
     if (pool.compression !== undefined) lines.push(`    compression: ${JSON.stringify(pool.compression)}`);
+    if (pool.headSize !== undefined) lines.push(`    head_size: ${pool.headSize}`);
     lines.push('    buckets:');
     const paths = typeof pool.buckets === 'number'
       ? Array.from({ length: pool.buckets }, (_, index) => `${root}/buckets/${name}${index}`)
@@ -100,10 +110,10 @@ function configYaml(root: string, options: MountOptions): { yaml: string; bucket
   return { yaml: `${lines.join('\n')}\n${options.extraYaml ?? ''}`, buckets };
 }
 
-function startDaemon(configPath: string, logPath: string): ChildProcess {
+function startDaemon(configPath: string, logPath: string, env: Record<string, string> = {}): ChildProcess {
   const logFd = openSync(logPath, 'a');
   const daemon = spawn(process.execPath, [CLI, 'mount', '--config', configPath], {
-    stdio: ['ignore', logFd, logFd],
+    stdio: ['ignore', logFd, logFd], env: { ...process.env, ...env },
   });
   closeSync(logFd);
   return daemon;
@@ -156,16 +166,24 @@ export async function withMount(options: MountOptions, body: (mount: Mount) => P
   const logPath = join(root, 'daemon.log');
   const mount: Mount = {
     root, mountpoint: `${root}/mnt`, configPath, logPath, buckets,
-    daemon: startDaemon(configPath, logPath),
+    daemon: startDaemon(configPath, logPath, options.env),
     log: () => readFile(logPath, 'utf8').catch(() => ''),
     remount: async () => {
       await unmountStrict(mount);
-      mount.daemon = startDaemon(configPath, logPath);
+      mount.daemon = startDaemon(configPath, logPath, options.env);
+      await waitForMount(mount);
+    },
+    mountAgain: async () => {
+      const code = await Promise.race([exitOf(mount.daemon), sleep(UNMOUNT_WAIT_MS_MAX).then(() => 'timeout' as const)]);
+      if (code !== 0 || isMounted(mount.mountpoint)) {
+        throw new Error(`daemon exit ${String(code)}, still mounted: ${isMounted(mount.mountpoint)}\n${await mount.log()}`);
+      }
+      mount.daemon = startDaemon(configPath, logPath, options.env);
       await waitForMount(mount);
     },
     killAndRemount: async (beforeDetach) => {
       await forceUnmount(mount, beforeDetach);
-      mount.daemon = startDaemon(configPath, logPath);
+      mount.daemon = startDaemon(configPath, logPath, options.env);
       await waitForMount(mount);
     },
   };

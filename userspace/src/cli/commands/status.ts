@@ -11,7 +11,7 @@ import { runOnFilesystem } from './run.js';
 interface Status {
   isMounted: boolean;
   mountDir: string;
-  pools: { pool: string; blocks: number; dataBytes: number }[];
+  pools: { pool: string; blocks: number; dataBytes: number; tombstonedBytes: number; freeBytes: number }[];
   buckets: { name: string; pool: string; path: string; state: string; failure: string; freeBytes: number; totalBytes: number }[];
 }
 
@@ -25,7 +25,10 @@ export async function statusCommand(args: readonly string[]): Promise<number> {
     return 0;
   }
   const lines = [`${result.mountDir}: ${result.isMounted ? 'mounted' : 'not mounted'}`];
-  for (const pool of result.pools) lines.push(`  pool ${pool.pool}: ${pool.blocks} blocks, ${formatSize(pool.dataBytes)} of data`);
+  for (const pool of result.pools) {
+    lines.push(`  pool ${pool.pool}: ${pool.blocks} blocks, ${formatSize(pool.dataBytes)} live, ` +
+      `${formatSize(pool.tombstonedBytes)} tombstoned, ${formatSize(pool.freeBytes)} free`);
+  }
   for (const bucket of result.buckets) {
     const failure = bucket.state === 'failed' ? ` (${bucket.failure})` : '';
     lines.push(`  bucket ${bucket.name} [${bucket.pool}] ${bucket.path}: ${bucket.state}${failure}, ` +

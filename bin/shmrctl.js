@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// Entry point of the `shmrctl` command: runs the compiled CLI (npm run build first).
+const { main } = await import('../dist/userspace/src/cli/shmrctl/main.js');
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    process.stderr.write(`shmrctl: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -22,7 +22,7 @@ function openStore(): { store: MetaStore; folder: string } {
 }
 
 function block(ino: number, blockIndex: number, generation: number, pool = 'ssd'): BlockRecord {
-  return { ino, blockIndex, pool, topology: 'single', generation, dataBytes: 1000, buckets: ['b0'] };
+  return { ino, blockIndex, pool, topology: 'single', generation, dataBytes: 1000, storedBytes: 1000, buckets: ['b0'] };
 }
 
 afterEach(() => {

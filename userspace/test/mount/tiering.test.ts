@@ -6,9 +6,9 @@
  * Method: the daemon's control socket (the same methods the CLI and D-Bus use); content is
  * compared by SHA-256 against what was written; shard files are counted in the bucket dirs.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -24,6 +24,37 @@ const POOLS = {
 };
 const TOPOLOGIES = ['single', 'mirror:2', 'erasure:2+1'];
 const BLOCK_SIZES = [65536, 262144, 1048576];
+
+/**
+ * A writer process: `count` writes of deterministic bytes at deterministic offsets inside
+ * [start, end) of a file, the sequence derived from `seed` (replayed by `replayWriter`).
+ */
+const WRITER = `
+const fs = require('fs');
+const [path, start, end, seed, count] = process.argv.slice(1).map((value, index) => index === 0 ? value : Number(value));
+let state = seed;
+const next = () => (state = (state * 1103515245 + 12345) >>> 0);
+const fd = fs.openSync(path, 'r+');
+for (let index = 0; index < count; index++) {
+  const length = 1000 + (next() % 20000);
+  const offset = start + (next() % (end - start - length));
+  const data = Buffer.alloc(length, next() & 0xff);
+  fs.writeSync(fd, data, 0, length, offset);
+  const until = Date.now() + 3;
+  while (Date.now() < until);
+}
+fs.closeSync(fd);
+`;
+
+function replayWriter(target: Buffer, options: { start: number; end: number; seed: number; count: number }): void {
+  let state = options.seed;
+  const next = () => (state = (state * 1103515245 + 12345) >>> 0);
+  for (let index = 0; index < options.count; index++) {
+    const length = 1000 + (next() % 20000);
+    const offset = options.start + (next() % (options.end - options.start - length));
+    target.fill(next() & 0xff, offset, offset + length);
+  }
+}
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -87,6 +118,28 @@ describe('tiering', () => {
     });
   }, 300_000);
 
+  it('rewrites one block by inode to another pool and topology', async () => {
+    await withMount({ pools: POOLS, extraYaml: 'tombstones: { grace: 1h }\n' }, async (mount) => {
+      const path = join(mount.mountpoint, 'blocky');
+      const content = randomBytes(3 * 1048576 + 5);
+      writeFileSync(path, content);
+      const ino = statSync(path).ino;
+      await control(mount, 'flush');
+      const { taskId } = (await control(mount, 'rewriteBlock', { ino, block: 1, pool: 'slow', topology: 'mirror:2' })) as { taskId: number };
+      const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
+      expect(info.state, info.errors.join('\n')).toBe('done');
+      const { tombstones } = (await control(mount, 'tombstones', { ino })) as { tombstones: { block: number; pool: string }[] };
+      expect(tombstones.map((stone) => [stone.block, stone.pool])).toEqual([[1, 'fast']]);
+      const slowShards = Object.entries(mount.buckets).filter(([name]) => name.startsWith('slow'))
+        .flatMap(([, bucket]) => shardFilesOf(bucket)).filter((file) => file.includes(`/${ino}-1-`));
+      expect(slowShards.length).toBe(2);
+      expect(sha256(readFileSync(path))).toBe(sha256(content));
+      const hole = await control(mount, 'rewriteBlock', { ino, block: 9, pool: 'slow', topology: 'single' })
+        .then(() => 'ok', (error: { code?: string }) => error.code);
+      expect(hole).toBe('ENOENT');
+    });
+  }, 60_000);
+
   it('rejects bad rewrite requests with a precise errno', async () => {
     await withMount({ pools: POOLS }, async (mount) => {
       writeFileSync(join(mount.mountpoint, 'f'), 'x');
@@ -144,19 +197,36 @@ describe('tiering', () => {
       const { taskId } = (await control(mount, 'rewriteFile', {
         path, pool: 'slow', topology: 'erasure:2+1', blockSize: 65536, parallel: 2,
       })) as { taskId: number };
+      // Two writer processes own the upper half of the file; this process writes the lower.
+      const writers = [
+        { start: 4 * 1048576, end: 6 * 1048576, seed: 11, count: 150 },
+        { start: 6 * 1048576, end: 8 * 1048576, seed: 29, count: 150 },
+      ];
+      const exits = writers.map((writer) => {
+        const child = spawn(process.execPath, ['-e', WRITER, path, String(writer.start), String(writer.end),
+          String(writer.seed), String(writer.count)], { stdio: 'inherit' });
+        return new Promise((resolve) => child.once('exit', resolve));
+      });
       // Overwrite while the rewrite copies; every write must survive it.
       for (let round = 0; round < 40; round++) {
         const chunk = randomBytes(5000 + round * 100);
-        const offset = (round * 310_001) % (expected.byteLength - chunk.byteLength);
+        const offset = (round * 310_001) % (4 * 1048576 - chunk.byteLength);
         writeSync(fd, chunk, 0, chunk.byteLength, offset);
         chunk.copy(expected, offset);
-        // Reads in the middle of the rewrite see every write made so far.
-        if (round % 8 === 7) expect(sha256(readFileSync(path)), `round ${round}`).toBe(sha256(expected));
+        // Reads in the middle of the rewrite see every write made so far (lower half: ours).
+        if (round % 8 === 7) {
+          expect(sha256(readFileSync(path).subarray(0, 4 * 1048576)), `round ${round}`)
+            .toBe(sha256(expected.subarray(0, 4 * 1048576)));
+        }
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       closeSync(fd);
+      expect(await Promise.all(exits)).toEqual([0, 0]);
+      for (const writer of writers) replayWriter(expected, writer);
       const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
       expect(info.state, info.errors.join('\n')).toBe('done');
+      // The writes landed mid-copy: the commit saw a changed map and copied again.
+      expect((info.result as { rounds: number }).rounds).toBeGreaterThanOrEqual(2);
       const want = expected;
       expect(sha256(readFileSync(path))).toBe(sha256(want));
       await mount.remount();

@@ -8,7 +8,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -137,6 +137,31 @@ describe('tiering', () => {
       const hole = await control(mount, 'rewriteBlock', { ino, block: 9, pool: 'slow', topology: 'single' })
         .then(() => 'ok', (error: { code?: string }) => error.code);
       expect(hole).toBe('ENOENT');
+    });
+  }, 60_000);
+
+  it('keeps a deleted file as tombstones until its grace period ends', async () => {
+    await withMount({ pools: POOLS, extraYaml: 'tombstones: { grace: 3s }\n' }, async (mount) => {
+      const path = join(mount.mountpoint, 'doomed');
+      writeFileSync(path, randomBytes(2 * 1048576 + 3));
+      const ino = statSync(path).ino;
+      await control(mount, 'flush');
+      const shardsOf = () => Object.values(mount.buckets).flatMap(shardFilesOf).filter((file) => file.includes(`/${ino}-`));
+      expect(shardsOf().length).toBe(3);
+      unlinkSync(path);
+      const { tombstones } = (await control(mount, 'tombstones', { ino })) as { tombstones: { reason: string; bytes: number }[] };
+      expect(tombstones.map((stone) => stone.reason)).toEqual(['deleted', 'deleted', 'deleted']);
+      expect(tombstones.reduce((sum, stone) => sum + stone.bytes, 0)).toBe(2 * 1048576 + 3);
+      expect(shardsOf().length).toBe(3);
+      let isPurged = false;
+      for (let attempt = 0; attempt < 40 && !isPurged; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        isPurged = shardsOf().length === 0;
+      }
+      expect(isPurged).toBe(true);
+      expect(((await control(mount, 'tombstones', { ino })) as { tombstones: unknown[] }).tombstones).toEqual([]);
+      const { tasks } = (await control(mount, 'tasks')) as { tasks: TaskInfo[] };
+      expect(tasks.some((task) => task.kind === 'purge' && task.state === 'done')).toBe(true);
     });
   }, 60_000);
 

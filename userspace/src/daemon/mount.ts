@@ -81,15 +81,10 @@ export async function runMount(config: Config): Promise<number> {
     reportShardError(event);
     repairs.add(event.block);
   };
-  let isPurging = false;
   const housekeeping = setInterval(() => {
     fs.pools.probe(fs.meta.filesystemUuid);
     repairs.drain().catch((error: Error) => log.error(`background repair: ${error.message}`));
-    if (isPurging) return;
-    isPurging = true;
-    fs.tombstones.purgeOlderThan(config.tombstoneGraceMs)
-      .catch((error: Error) => log.error(`tombstone purge: ${error.message}`))
-      .finally(() => { isPurging = false; });
+    fs.tiering.purgeExpiredInBackground();
   }, HOUSEKEEPING_INTERVAL_MS);
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

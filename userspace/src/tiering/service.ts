@@ -139,12 +139,18 @@ export class Tiering {
     return this.#parts.tombstones.purgeOlderThan(seconds * 1000);
   }
 
-  /** Purges tombstones past their grace period, as a task (the housekeeping timer, crond). */
-  purgeExpiredTask(): { taskId: number } {
+  /**
+   * Starts a purge task for tombstones past their grace period, when there are some and no
+   * purge runs (the daemon's housekeeping tick: idle ticks leave no task behind).
+   */
+  purgeExpiredInBackground(): void {
     const grace = this.#parts.config.tombstoneGraceMs;
-    const task = this.#parts.tasks.start('purge', `tombstones older than ${grace / 1000} s`, (context) =>
+    // Pending marks belong to rewrites running now (those of a crash went at startup).
+    const expired = this.#parts.meta.tombstonesBefore(Date.now() - grace, 64);
+    if (!expired.some((record) => record.reason !== 'pending')) return;
+    if (this.#parts.tasks.list().some((task) => task.kind === 'purge' && task.state === 'running')) return;
+    this.#parts.tasks.start('purge', `tombstones older than ${grace / 1000} s`, (context) =>
       this.#parts.tombstones.purgeOlderThan(grace, context.signal));
-    return { taskId: task.id };
   }
 
   runMover(): { taskId: number } {

@@ -62,26 +62,25 @@ export class Tombstones {
 
   /** Purges every tombstone of `ino` now, whatever its age. */
   async purgeInode(ino: number, signal?: AbortSignal): Promise<PurgeResult> {
-    return this.#purgeRecords(this.#meta.listTombstones(ino), signal);
+    const { keptIds: _, ...result } = await this.#purgeRecords(this.#meta.listTombstones(ino), signal);
+    return result;
   }
 
   /** Purges every tombstone created more than `olderThanMs` ago. */
   async purgeOlderThan(olderThanMs: number, signal?: AbortSignal): Promise<PurgeResult> {
     const result: PurgeResult = { purgedShards: 0, purgedBytes: 0, errors: [] };
     const cutoffMs = Date.now() - olderThanMs;
-    const skipped = new Set<number>();
+    // Rows kept by one pass (errors, running rewrites, young strays) are not retried in this purge.
+    const kept = new Set<number>();
     for (;;) {
-      const batch = this.#meta.tombstonesBefore(cutoffMs, PURGE_BATCH_MAX + skipped.size)
-        .filter((record) => !skipped.has(record.id));
+      const batch = this.#meta.tombstonesBefore(cutoffMs, PURGE_BATCH_MAX + kept.size)
+        .filter((record) => !kept.has(record.id));
       if (batch.length === 0 || signal?.aborted === true) return result;
       const part = await this.#purgeRecords(batch, signal);
       result.purgedShards += part.purgedShards;
       result.purgedBytes += part.purgedBytes;
       result.errors.push(...part.errors);
-      // Rows that stayed (errors, running rewrites) are not retried within this purge.
-      const remaining = new Set(this.#meta.tombstonesBefore(cutoffMs, PURGE_BATCH_MAX + skipped.size + batch.length)
-        .map((record) => record.id));
-      for (const record of batch) if (remaining.has(record.id)) skipped.add(record.id);
+      for (const id of part.keptIds) kept.add(id);
     }
   }
 
@@ -91,18 +90,22 @@ export class Tombstones {
    */
   async purgeInterruptedRewrites(): Promise<PurgeResult> {
     const pending = this.#meta.listTombstones().filter((record) => record.reason === 'pending');
-    return this.#purgeRecords(pending, undefined, 0);
+    const { keptIds: _, ...result } = await this.#purgeRecords(pending, undefined, 0);
+    return result;
   }
 
   async #purgeRecords(
     records: readonly TombstoneRecord[],
     signal?: AbortSignal,
     strayAgeMs = STRAY_AGE_MS_MIN,
-  ): Promise<PurgeResult> {
-    const result: PurgeResult = { purgedShards: 0, purgedBytes: 0, errors: [] };
+  ): Promise<PurgeResult & { keptIds: number[] }> {
+    const result = { purgedShards: 0, purgedBytes: 0, errors: [] as string[], keptIds: [] as number[] };
     for (const record of records) {
       if (signal?.aborted === true) break;
-      if (record.reason === 'pending' && this.rewritesInProgress.has(record.ino)) continue;
+      if (record.reason === 'pending' && this.rewritesInProgress.has(record.ino)) {
+        result.keptIds.push(record.id);
+        continue;
+      }
       try {
         const removed = record.reason === 'pending'
           ? await this.#blocks.purgeStrays(record.ino, record.blockIndex, {
@@ -110,9 +113,11 @@ export class Tombstones {
           })
           : { ...(await this.#blocks.purge(record)), young: 0 };
         if (removed.young === 0) this.#meta.removeTombstone(record.id);
+        else result.keptIds.push(record.id);
         result.purgedShards += removed.shards;
         result.purgedBytes += removed.bytes;
       } catch (error) {
+        result.keptIds.push(record.id);
         result.errors.push(`inode ${record.ino} block ${record.blockIndex}: ${(error as Error).message}`);
       }
     }

@@ -6,9 +6,9 @@
  * Method: the daemon's control socket (the same methods the CLI and D-Bus use); content is
  * compared by SHA-256 against what was written; shard files are counted in the bucket dirs.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -22,8 +22,41 @@ const POOLS = {
   fast: { topology: 'single', blockSize: '1MiB', buckets: 3 },
   slow: { topology: 'erasure:2+1', blockSize: '256KiB', buckets: 3 },
 };
+/** Tombstones stay for the whole test unless it purges them. */
+const KEEPING_TOMBSTONES = { pools: POOLS, extraYaml: 'tombstones: { grace: 1h }\n' };
 const TOPOLOGIES = ['single', 'mirror:2', 'erasure:2+1'];
 const BLOCK_SIZES = [65536, 262144, 1048576];
+
+/**
+ * A writer process: `count` writes of deterministic bytes at deterministic offsets inside
+ * [start, end) of a file, the sequence derived from `seed` (replayed by `replayWriter`).
+ */
+const WRITER = `
+const fs = require('fs');
+const [path, start, end, seed, count] = process.argv.slice(1).map((value, index) => index === 0 ? value : Number(value));
+let state = seed;
+const next = () => (state = (state * 1103515245 + 12345) >>> 0);
+const fd = fs.openSync(path, 'r+');
+for (let index = 0; index < count; index++) {
+  const length = 1000 + (next() % 20000);
+  const offset = start + (next() % (end - start - length));
+  const data = Buffer.alloc(length, next() & 0xff);
+  fs.writeSync(fd, data, 0, length, offset);
+  const until = Date.now() + 3;
+  while (Date.now() < until);
+}
+fs.closeSync(fd);
+`;
+
+function replayWriter(target: Buffer, options: { start: number; end: number; seed: number; count: number }): void {
+  let state = options.seed;
+  const next = () => (state = (state * 1103515245 + 12345) >>> 0);
+  for (let index = 0; index < options.count; index++) {
+    const length = 1000 + (next() % 20000);
+    const offset = options.start + (next() % (options.end - options.start - length));
+    target.fill(next() & 0xff, offset, offset + length);
+  }
+}
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -47,7 +80,7 @@ function shardCount(mount: Mount): number {
 
 describe('tiering', () => {
   it('rewrites across every pair of topologies and block sizes, byte-identical', async () => {
-    await withMount({ pools: POOLS, extraYaml: 'tombstones: { grace: 1h }\n' }, async (mount) => {
+    await withMount(KEEPING_TOMBSTONES, async (mount) => {
       const dense = randomBytes(3 * 1048576 + 12345);
       const sparse = Buffer.alloc(5 * 1048576 + 777);
       randomBytes(70000).copy(sparse, 1048576 + 5);
@@ -57,21 +90,22 @@ describe('tiering', () => {
       writeSync(fd, sparse.subarray(1048576 + 5, 1048576 + 70005), 0, 70000, 1048576 + 5);
       writeSync(fd, sparse.subarray(sparse.byteLength - 1000), 0, 1000, sparse.byteLength - 1000);
       closeSync(fd);
-      let step = 0;
-      for (const from of TOPOLOGIES) {
-        for (const to of TOPOLOGIES) {
-          for (const [name, content] of [['dense', dense], ['sparse', sparse]] as const) {
-            const path = join(mount.mountpoint, name);
-            for (const topology of [from, to]) {
-              const blockSize = BLOCK_SIZES[step++ % BLOCK_SIZES.length];
-              const pool = step % 2 === 0 ? 'slow' : 'fast';
-              await rewriteAndWait(mount, { path, pool, topology, blockSize });
-              expect(sha256(readFileSync(path)), `${name} ${from}->${to} ${blockSize}`).toBe(sha256(content));
-            }
+      // Nine topology pairs zipped with the nine ordered block size pairs: each pair of each once.
+      const topologyPairs = TOPOLOGIES.flatMap((from) => TOPOLOGIES.map((to) => [from, to] as const));
+      const sizePairs = BLOCK_SIZES.flatMap((from) => BLOCK_SIZES.map((to) => [from, to] as const));
+      for (const [pairIndex, [fromTopology, toTopology]] of topologyPairs.entries()) {
+        const [fromSize, toSize] = sizePairs[pairIndex] ?? [0, 0];
+        for (const [name, content] of [['dense', dense], ['sparse', sparse]] as const) {
+          const path = join(mount.mountpoint, name);
+          const steps = [[fromTopology, fromSize, 'fast'], [toTopology, toSize, 'slow']] as const;
+          for (const [topology, blockSize, pool] of steps) {
+            await rewriteAndWait(mount, { path, pool, topology, blockSize });
+            expect(sha256(readFileSync(path)), `${name} ${topology} ${blockSize} on ${pool}`).toBe(sha256(content));
           }
         }
       }
-      // The sparse file stayed sparse: its holes hold no blocks.
+      // The sparse file stayed sparse: its holes hold no blocks (st_blocks counts stored bytes).
+      expect(statSync(join(mount.mountpoint, 'sparse')).blocks * 512).toBeLessThan(sparse.byteLength / 2);
       const tombstones = (await control(mount, 'tombstones')) as { tombstones: unknown[] };
       expect(tombstones.tombstones.length).toBeGreaterThan(0);
       const before = shardCount(mount);
@@ -86,6 +120,53 @@ describe('tiering', () => {
       expect(fsck.code, fsck.stdout + fsck.stderr).toBe(0);
     });
   }, 300_000);
+
+  it('rewrites one block by inode to another pool and topology', async () => {
+    await withMount(KEEPING_TOMBSTONES, async (mount) => {
+      const path = join(mount.mountpoint, 'blocky');
+      const content = randomBytes(3 * 1048576 + 5);
+      writeFileSync(path, content);
+      const ino = statSync(path).ino;
+      await control(mount, 'flush');
+      const { taskId } = (await control(mount, 'rewriteBlock', { ino, block: 1, pool: 'slow', topology: 'mirror:2' })) as { taskId: number };
+      const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
+      expect(info.state, info.errors.join('\n')).toBe('done');
+      const { tombstones } = (await control(mount, 'tombstones', { ino })) as { tombstones: { block: number; pool: string }[] };
+      expect(tombstones.map((stone) => [stone.block, stone.pool])).toEqual([[1, 'fast']]);
+      const slowShards = Object.entries(mount.buckets).filter(([name]) => name.startsWith('slow'))
+        .flatMap(([, bucket]) => shardFilesOf(bucket)).filter((file) => file.includes(`/${ino}-1-`));
+      expect(slowShards.length).toBe(2);
+      expect(sha256(readFileSync(path))).toBe(sha256(content));
+      const hole = await control(mount, 'rewriteBlock', { ino, block: 9, pool: 'slow', topology: 'single' })
+        .then(() => 'ok', (error: { code?: string }) => error.code);
+      expect(hole).toBe('ENOENT');
+    });
+  }, 60_000);
+
+  it('keeps a deleted file as tombstones until its grace period ends', async () => {
+    await withMount({ pools: POOLS, extraYaml: 'tombstones: { grace: 3s }\n' }, async (mount) => {
+      const path = join(mount.mountpoint, 'doomed');
+      writeFileSync(path, randomBytes(2 * 1048576 + 3));
+      const ino = statSync(path).ino;
+      await control(mount, 'flush');
+      const shardsOf = () => Object.values(mount.buckets).flatMap(shardFilesOf).filter((file) => file.includes(`/${ino}-`));
+      expect(shardsOf().length).toBe(3);
+      unlinkSync(path);
+      const { tombstones } = (await control(mount, 'tombstones', { ino })) as { tombstones: { reason: string; bytes: number }[] };
+      expect(tombstones.map((stone) => stone.reason)).toEqual(['deleted', 'deleted', 'deleted']);
+      expect(tombstones.reduce((sum, stone) => sum + stone.bytes, 0)).toBe(2 * 1048576 + 3);
+      expect(shardsOf().length).toBe(3);
+      let isPurged = false;
+      for (let attempt = 0; attempt < 40 && !isPurged; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        isPurged = shardsOf().length === 0;
+      }
+      expect(isPurged).toBe(true);
+      expect(((await control(mount, 'tombstones', { ino })) as { tombstones: unknown[] }).tombstones).toEqual([]);
+      const { tasks } = (await control(mount, 'tasks')) as { tasks: TaskInfo[] };
+      expect(tasks.some((task) => task.kind === 'purge' && task.state === 'done')).toBe(true);
+    });
+  }, 60_000);
 
   it('rejects bad rewrite requests with a precise errno', async () => {
     await withMount({ pools: POOLS }, async (mount) => {
@@ -102,7 +183,7 @@ describe('tiering', () => {
   }, 60_000);
 
   it('drives rewrites, tasks and tombstones from the command line', async () => {
-    await withMount({ pools: POOLS, extraYaml: 'tombstones: { grace: 1h }\n' }, async (mount) => {
+    await withMount(KEEPING_TOMBSTONES, async (mount) => {
       const path = join(mount.mountpoint, 'cli');
       const content = randomBytes(3 * 1048576 + 1);
       writeFileSync(path, content);
@@ -136,7 +217,7 @@ describe('tiering', () => {
   }, 60_000);
 
   it('keeps writes made during a rewrite, and reads see them', async () => {
-    await withMount({ pools: POOLS, extraYaml: 'tombstones: { grace: 1h }\n' }, async (mount) => {
+    await withMount(KEEPING_TOMBSTONES, async (mount) => {
       const path = join(mount.mountpoint, 'busy');
       const expected = randomBytes(8 * 1048576);
       writeFileSync(path, expected);
@@ -144,19 +225,36 @@ describe('tiering', () => {
       const { taskId } = (await control(mount, 'rewriteFile', {
         path, pool: 'slow', topology: 'erasure:2+1', blockSize: 65536, parallel: 2,
       })) as { taskId: number };
+      // Two writer processes own the upper half of the file; this process writes the lower.
+      const writers = [
+        { start: 4 * 1048576, end: 6 * 1048576, seed: 11, count: 150 },
+        { start: 6 * 1048576, end: 8 * 1048576, seed: 29, count: 150 },
+      ];
+      const exits = writers.map((writer) => {
+        const child = spawn(process.execPath, ['-e', WRITER, path, String(writer.start), String(writer.end),
+          String(writer.seed), String(writer.count)], { stdio: 'inherit' });
+        return new Promise((resolve) => child.once('exit', resolve));
+      });
       // Overwrite while the rewrite copies; every write must survive it.
       for (let round = 0; round < 40; round++) {
         const chunk = randomBytes(5000 + round * 100);
-        const offset = (round * 310_001) % (expected.byteLength - chunk.byteLength);
+        const offset = (round * 310_001) % (4 * 1048576 - chunk.byteLength);
         writeSync(fd, chunk, 0, chunk.byteLength, offset);
         chunk.copy(expected, offset);
-        // Reads in the middle of the rewrite see every write made so far.
-        if (round % 8 === 7) expect(sha256(readFileSync(path)), `round ${round}`).toBe(sha256(expected));
+        // Reads in the middle of the rewrite see every write made so far (lower half: ours).
+        if (round % 8 === 7) {
+          expect(sha256(readFileSync(path).subarray(0, 4 * 1048576)), `round ${round}`)
+            .toBe(sha256(expected.subarray(0, 4 * 1048576)));
+        }
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       closeSync(fd);
+      expect(await Promise.all(exits)).toEqual([0, 0]);
+      for (const writer of writers) replayWriter(expected, writer);
       const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
       expect(info.state, info.errors.join('\n')).toBe('done');
+      // The writes landed mid-copy: the commit saw a changed map and copied again.
+      expect((info.result as { rounds: number }).rounds).toBeGreaterThanOrEqual(2);
       const want = expected;
       expect(sha256(readFileSync(path))).toBe(sha256(want));
       await mount.remount();

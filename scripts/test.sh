@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+npm run -s typecheck   # the tests too: the build compiles only the code they test
 npx vitest run
 npm run -s vm-test
 vagrant validate

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { CompressionSpec } from '../config/index.js';
 import { Errno, FsError } from '../errno.js';
 import { compressBlock, decompressBlock, OFF_THREAD_BYTES_MIN, type CompressedAlgorithm } from './index.js';
+import { flipBits } from '../../test/helpers/bytes.js';
 
 /** Log-like lines: compresses several times over, as text does. */
 function textLike(bytes: number): Buffer {
@@ -74,7 +75,7 @@ describe.each(SPECS)('$algorithm $level', (spec) => {
       const truncated = await decodeError(spec.algorithm, stream.subarray(0, stream.byteLength - 7), bytes);
       const flipped = Buffer.from(stream);
       // Flip bits in the middle of the stream, past every header.
-      for (let index = flipped.byteLength >> 1; index < (flipped.byteLength >> 1) + 8; index++) flipped[index] ^= 0xa5;
+      for (let index = flipped.byteLength >> 1; index < (flipped.byteLength >> 1) + 8; index++) flipBits(flipped, index, 0xa5);
       const damaged = await decodeError(spec.algorithm, flipped, bytes);
       for (const outcome of [shorter, longer, truncated]) {
         expect(outcome).toBeInstanceOf(FsError);

@@ -30,7 +30,7 @@ describe('co.volf.shmr.ShmrFs1', () => {
   });
 
   it('introspects with named arguments and no member twice', () => {
-    const element = interfaceElement() as { method: { $: { name: string }; arg: { $: { name: string } }[] }[] };
+    const element = interfaceElement() as unknown as { method: { $: { name: string }; arg: { $: { name: string } }[] }[] };
     const names = element.method.map((method) => method.$.name);
     expect(names).toEqual(METHODS.map((method) => method.name));
     expect(new Set(names).size).toBe(names.length);

@@ -8,6 +8,7 @@ import {
   BucketLabel, Compression, decodeShardPrefix, decodeStruct, encodeShardPrefix, encodeStruct, findBadChunk,
   shardGeometry, ShardHeader, Topology,
 } from './index.js';
+import { flipBits } from '../../test/helpers/bytes.js';
 
 const INPUT = {
   topology: Topology.erasure, shard_index: 5, data_shards: 4, parity_shards: 2,
@@ -45,10 +46,10 @@ describe('shard header', () => {
   it('reports each kind of damage', () => {
     const cases: [string, (buffer: Buffer) => void, string, string][] = [
       ['short', (buffer) => buffer.fill(0, 100), 'checksum', 'header_checksum'],
-      ['magic', (buffer) => { buffer[0] ^= 1; }, 'magic', 'magic'],
+      ['magic', (buffer) => flipBits(buffer, 0, 1), 'magic', 'magic'],
       ['version', (buffer) => { buffer[8] = 9; }, 'version', 'version'],
-      ['header bit', (buffer) => { buffer[20] ^= 0x10; }, 'checksum', 'header_checksum'],
-      ['chunk table', (buffer) => { buffer[130] ^= 1; }, 'checksum', 'chunk_table_checksum'],
+      ['header bit', (buffer) => flipBits(buffer, 20, 0x10), 'checksum', 'header_checksum'],
+      ['chunk table', (buffer) => flipBits(buffer, 130, 1), 'checksum', 'chunk_table_checksum'],
     ];
     for (const [, damage, kind, field] of cases) {
       const { prefix } = makeShard();
@@ -104,7 +105,7 @@ describe('shard header', () => {
     const decoded = decodeShardPrefix(prefix);
     if (!decoded.ok) throw new Error(decoded.kind);
     expect(findBadChunk(decoded.value, payload, 0)).toBe(-1);
-    payload[9000] ^= 0x40;
+    flipBits(payload, 9000, 0x40);
     expect(findBadChunk(decoded.value, payload, 0)).toBe(2);
     expect(findBadChunk(decoded.value, payload.subarray(4096, 8192), 1)).toBe(-1);
   });

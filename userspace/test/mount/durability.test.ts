@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { shardFilesOf as shardFiles } from '../../src/tasks/fsck.js';
 import { runCli, withMount, type Mount } from '../helpers/mount.js';
+import { flipBits } from '../helpers/bytes.js';
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -83,12 +84,12 @@ describe.each(CASES)('$topology under faults', ({ topology, buckets, tolerance }
         (path: string) => truncateSync(path, Math.floor(statSync(path).size / 2)),
         (path: string) => {
           const bytes = readFileSync(path);
-          bytes[bytes.byteLength - 100] ^= 0x01;
+          flipBits(bytes, bytes.byteLength - 100, 0x01);
           writeFileSync(path, bytes);
         },
         (path: string) => {
           const bytes = readFileSync(path);
-          bytes[20] ^= 0x80;
+          flipBits(bytes, 20, 0x80);
           writeFileSync(path, bytes);
         },
       ];

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { shardFilesOf as shardFiles } from '../../src/tasks/fsck.js';
 import { runCli, withMount } from '../helpers/mount.js';
+import { flipBits } from '../helpers/bytes.js';
 
 
 function sha256(data: Uint8Array): string {
@@ -81,7 +82,7 @@ describe('errors', () => {
       expect(rottenShard).toBeDefined();
       execFileSync('rm', [victimShard ?? '']);
       const rotten = readFileSync(rottenShard ?? '');
-      rotten[rotten.byteLength - 10] ^= 0xff;
+      flipBits(rotten, rotten.byteLength - 10, 0xff);
       writeFileSync(rottenShard ?? '', rotten);
       await mount.remount();
       const readError = (name: string) => {

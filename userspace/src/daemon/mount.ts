@@ -15,6 +15,7 @@ import { serveControl } from './control.js';
 import { RepairQueue } from '../tasks/repair-queue.js';
 import { controlMethods } from './methods.js';
 import { NbdServer, VolumeCatalog } from '../nbd/index.js';
+import { startMetrics, type MetricsService } from '../metrics/service.js';
 
 /** How often failed buckets are probed and queued repairs run. */
 const HOUSEKEEPING_INTERVAL_MS = 5000;
@@ -30,27 +31,32 @@ export async function runMount(config: Config): Promise<number> {
     meta: fs.meta, files: fs.files, pools: fs.pools,
     options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
   });
-  const session = new FuseSession(filesystem, mountOptions(config));
   const catalog = new VolumeCatalog(fs);
   let nbd: NbdServer;
+  let metrics: MetricsService | undefined;
   try {
+    if (config.metrics.enabled) metrics = await startMetrics(config, fs);
     const listen = { socketPath: config.nbd.socketPath, tcp: config.nbd.listen };
     nbd = await NbdServer.start(catalog, listen, log.warn);
   } catch (error) {
+    await metrics?.close();
     fs.close();
     throw error;
   }
+  const ops = metrics?.wrapOps(filesystem, () => filesystem.handles.handleCount) ?? filesystem;
+  const session = new FuseSession(ops, mountOptions(config));
   try {
     session.mount();
   } catch (error) {
     await nbd.close();
+    await metrics?.close();
     fs.close();
     throw error;
   }
   const control = serveControl(config.metadataDir, controlMethods(fs, {
     exportCount: (ino) => catalog.exportCount(ino),
     isOpenThroughMount: (ino) => filesystem.handles.openCount(ino) > 0,
-  }));
+  }, metrics?.engine));
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
     `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);
@@ -62,6 +68,7 @@ export async function runMount(config: Config): Promise<number> {
   const reportShardError = fs.blocks.onShardError;
   fs.blocks.onShardError = (event) => {
     reportShardError(event);
+    metrics?.metrics.shardFailed(event);
     repairs.add(event.block);
   };
   const housekeeping = setInterval(() => {
@@ -77,6 +84,7 @@ export async function runMount(config: Config): Promise<number> {
   // Before the last flush: requests in flight complete, later ones are refused.
   await nbd.close();
   control.close();
+  await metrics?.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   return shutDown(fs, config);

@@ -12,6 +12,7 @@ import { fsckCommand } from './commands/fsck.js';
 import { statusCommand } from './commands/status.js';
 import { bucketCommand } from './commands/bucket.js';
 import { volumeCommand } from './commands/volume.js';
+import { metricsCommand } from './commands/metrics.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
@@ -40,6 +41,11 @@ Usage:
                                   the daemon over NBD (config nbd.socket, nbd.listen)
   shmr volume attach NAME [--device /dev/nbdN] | shmr volume detach /dev/nbdN
                                   connect a volume to a kernel NBD device (nbd-client)
+  shmr metrics [--config FILE]    every metric: current values and recent averages
+  shmr metrics query NAME [LABEL=V|LABEL!=V|LABEL=~RE|LABEL!~RE]... [--fn avg] [--intervals N]
+                                  one number (fn: avg min max sum rate count last p50 p90 p99)
+  shmr metrics dump [--since 1h] [--json]
+                                  the metrics journal (works without the daemon)
   shmr --help | --version
 
 Every command takes --config FILE; on a mounted filesystem commands run through
@@ -65,6 +71,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'status') return statusCommand(rest);
   if (command === 'bucket') return bucketCommand(rest);
   if (command === 'volume') return volumeCommand(rest);
+  if (command === 'metrics') return metricsCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

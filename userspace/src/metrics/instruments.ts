@@ -60,6 +60,16 @@ export class ShmrMetrics implements BlockObserver {
   readonly #shardErrors = this.registry.counter('shard_errors_total', 'Shard failures by kind', ['pool', 'bucket', 'kind']);
   readonly #taskProgress = this.registry.gauge('task_progress_ratio', 'Progress of running tasks (0..1)', ['task', 'kind']);
   readonly #tombstoneBytes = this.registry.gauge('tombstone_bytes', 'Bytes held by deleted data not reclaimed yet', ['pool']);
+  readonly #cacheBytes = this.registry.gauge('cache_bytes', 'Memory held by the block cache');
+  readonly #dirtyBytes = this.registry.gauge('cache_dirty_bytes', 'Cached bytes not stored yet');
+  readonly #hits = this.registry.counter('cache_hits_total', 'Block reads served from the cache');
+  readonly #misses = this.registry.counter('cache_misses_total', 'Block reads that went to the shards');
+  readonly #evictions = this.registry.counter('cache_evictions_total', 'Clean blocks dropped from the cache');
+  readonly #hitRatio = this.registry.gauge('cache_hit_ratio', 'Cache hits / lookups since mount');
+  readonly #handles = this.registry.gauge('open_handles', 'Files open through the mount');
+  readonly #bucketFree = this.registry.gauge('bucket_free_bytes', 'Free space of a bucket', ['pool', 'bucket']);
+  readonly #bucketTotal = this.registry.gauge('bucket_total_bytes', 'Size of a bucket', ['pool', 'bucket']);
+  readonly #bucketFailed = this.registry.gauge('bucket_failed', '1 when a bucket is failed', ['pool', 'bucket']);
   readonly #ops = new Map<string, OpSeries>();
   readonly #pools = new Map<string, { read: IoSeries; write: IoSeries; encode: Series; decode: Series }>();
   readonly #buckets = new Map<string, { read: IoSeries; write: IoSeries }>();
@@ -82,16 +92,10 @@ export class ShmrMetrics implements BlockObserver {
 
   /** Registers the collectors of the daemon's state; resolves every pool and bucket handle. */
   attach(sources: MetricSources): void {
-    const cacheBytes = this.registry.gauge('cache_bytes', 'Memory held by the block cache').series();
-    const dirtyBytes = this.registry.gauge('cache_dirty_bytes', 'Cached bytes not stored yet').series();
-    const hits = this.registry.counter('cache_hits_total', 'Block reads served from the cache').series();
-    const misses = this.registry.counter('cache_misses_total', 'Block reads that went to the shards').series();
-    const evictions = this.registry.counter('cache_evictions_total', 'Clean blocks dropped from the cache').series();
-    const hitRatio = this.registry.gauge('cache_hit_ratio', 'Cache hits / lookups since mount').series();
-    const handles = this.registry.gauge('open_handles', 'Files open through the mount').series();
-    const bucketFree = this.registry.gauge('bucket_free_bytes', 'Free space of a bucket', ['pool', 'bucket']);
-    const bucketTotal = this.registry.gauge('bucket_total_bytes', 'Size of a bucket', ['pool', 'bucket']);
-    const bucketFailed = this.registry.gauge('bucket_failed', '1 when a bucket is failed', ['pool', 'bucket']);
+    const [cacheBytes, dirtyBytes, hits, misses, evictions, hitRatio, handles] = [
+      this.#cacheBytes, this.#dirtyBytes, this.#hits, this.#misses, this.#evictions, this.#hitRatio, this.#handles,
+    ].map((family) => family.series());
+    const [bucketFree, bucketTotal, bucketFailed] = [this.#bucketFree, this.#bucketTotal, this.#bucketFailed];
     this.#bucketPool = new Map(sources.pools.buckets.map((bucket) => [bucket.name, bucket.pool]));
     for (const bucket of sources.pools.buckets) {
       this.#bucketSeries(bucket.name);
@@ -99,13 +103,13 @@ export class ShmrMetrics implements BlockObserver {
     }
     this.registry.addCollector(() => {
       const cache = sources.cache();
-      cacheBytes.set(cache.bytes);
-      dirtyBytes.set(cache.dirtyBytes);
-      hits.set(cache.hits);
-      misses.set(cache.misses);
-      evictions.set(cache.evictions);
-      hitRatio.set(cache.hits + cache.misses === 0 ? 0 : cache.hits / (cache.hits + cache.misses));
-      handles.set(sources.openHandles());
+      cacheBytes?.set(cache.bytes);
+      dirtyBytes?.set(cache.dirtyBytes);
+      hits?.set(cache.hits);
+      misses?.set(cache.misses);
+      evictions?.set(cache.evictions);
+      hitRatio?.set(cache.hits + cache.misses === 0 ? 0 : cache.hits / (cache.hits + cache.misses));
+      handles?.set(sources.openHandles());
       for (const bucket of sources.pools.buckets) {
         bucketFree.series(bucket.pool, bucket.name).set(bucket.freeBytes);
         bucketTotal.series(bucket.pool, bucket.name).set(bucket.totalBytes);

@@ -30,8 +30,8 @@ export const JOURNAL_VERSION = 1;
 const CURRENT_FILE = 'metrics.jsonl';
 const ROTATED_PATTERN = /^metrics\.(\d+)\.jsonl$/;
 
-/** One series of one interval, as written. */
-export interface JournalSeries extends PointRecord {
+/** One series of one interval, as written (times are the interval's). */
+export interface JournalSeries extends Omit<PointRecord, 'endMs' | 'durationMs'> {
   readonly name: string;
   readonly kind: MetricKind;
   readonly labels: Readonly<Record<string, string>>;
@@ -103,7 +103,8 @@ export class JournalWriter {
       } else if (point.count === 0) {
         continue;
       }
-      series.push({ name: history.series.family.name, kind, labels: history.series.labels, ...finite(point) });
+      const { endMs: _end, durationMs: _duration, ...values } = finite(point);
+      series.push({ name: history.series.family.name, kind, labels: history.series.labels, ...values });
     }
     return `${JSON.stringify({ t: endMs, d: durationMs, series })}\n`;
   }
@@ -199,8 +200,9 @@ export async function restoreHistory(engine: MetricsEngine, directory: string): 
       const family = engine.registry.family(entry.name);
       if (family === undefined || family.kind !== entry.kind) continue;
       const history = engine.historyOf(family.seriesFor(entry.labels));
-      engine.restore(history.series, entry);
-      lastPoints.set(history, entry);
+      const point = { ...entry, endMs: record.t, durationMs: record.d };
+      engine.restore(history.series, point);
+      lastPoints.set(history, point);
       seen.add(history);
     }
     for (const [history, last] of lastPoints) {

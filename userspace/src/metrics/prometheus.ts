@@ -1,7 +1,7 @@
 /**
  * Prometheus export: prom-client formats the text exposition of our registry (each family
- * registered as a prom-client metric whose `get()` reads our series at scrape time) plus
- * prom-client's default process metrics, served over HTTP at /metrics on a loopback port.
+ * registered as a prom-client metric whose `get()` reads our series at scrape time), served
+ * over HTTP at /metrics on a loopback port.
  */
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
@@ -15,14 +15,13 @@ interface PromValue {
 }
 
 /** A family as prom-client's registry expects a metric: name, help, type and `get()`. */
-function promMetric(family: Family, collect: () => void) {
+function promMetric(family: Family) {
   return {
     name: family.name,
     help: family.help,
     type: family.kind,
     aggregator: 'sum',
     get: async () => {
-      collect();
       return { name: family.name, help: family.help, type: family.kind, aggregator: 'sum', values: valuesOf(family) };
     },
   };
@@ -56,7 +55,6 @@ export class PrometheusExposition {
 
   constructor(registry: Registry) {
     this.#registry = registry;
-    client.collectDefaultMetrics({ register: this.#prom, prefix: 'shmr_' });
   }
 
   get contentType(): string {
@@ -68,7 +66,7 @@ export class PrometheusExposition {
     for (const family of this.#registry.families()) {
       if (this.#known.has(family.name)) continue;
       this.#known.add(family.name);
-      this.#prom.registerMetric(promMetric(family, () => undefined) as unknown as client.Metric);
+      this.#prom.registerMetric(promMetric(family) as unknown as client.Metric);
     }
     this.#registry.collect();
     return this.#prom.metrics();

@@ -87,16 +87,18 @@ export class History {
 
   /** The current interval so far, as a point ending at `nowMs`. */
   current(nowMs: number, startMs: number): PointRecord {
+    // A clock step back must not give a negative length (rates would flip sign).
+    const durationMs = Math.max(0, nowMs - startMs);
     const series = this.series;
     const kind = series.family.kind;
     if (kind === 'counter') {
       const delta = series.value - this.#baseValue;
-      return { endMs: nowMs, durationMs: nowMs - startMs, last: series.value, sum: delta, count: delta, min: delta, max: delta };
+      return { endMs: nowMs, durationMs, last: series.value, sum: delta, count: delta, min: delta, max: delta };
     }
     if (kind === 'gauge') {
       const hasSamples = this.#sampleCount > 0;
       return {
-        endMs: nowMs, durationMs: nowMs - startMs, last: series.value,
+        endMs: nowMs, durationMs, last: series.value,
         sum: hasSamples ? this.#sampleSum : series.value, count: hasSamples ? this.#sampleCount : 1,
         min: hasSamples ? this.#sampleMin : series.value, max: hasSamples ? this.#sampleMax : series.value,
       };
@@ -104,7 +106,7 @@ export class History {
     const buckets = series.buckets as Float64Array;
     const base = this.#baseBuckets as Float64Array;
     return {
-      endMs: nowMs, durationMs: nowMs - startMs, last: series.count,
+      endMs: nowMs, durationMs, last: series.count,
       sum: series.value - this.#baseValue, count: series.count - this.#baseCount,
       min: series.min, max: series.max, buckets: Array.from(buckets, (count, index) => count - (base[index] as number)),
     };

@@ -1,11 +1,12 @@
 /**
  * Metrics through a real mount: recording of FUSE, block, shard and erasure work; the
- * Prometheus exposition scraped over HTTP and checked by promtool (Prometheus's own parser);
+ * Prometheus exposition scraped over HTTP, checked by promtool (Prometheus's own parser and
+ * linter) and scraped by a real Prometheus server whose query API must return our value;
  * OTLP/HTTP export into a local receiver; queries over the control socket and the CLI; history
  * restored after a remount; the journal dumped while the daemon is dead; the _stat directory
  * (listing, contents, EROFS, SVGs rendered by rsvg-convert).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
@@ -59,6 +60,40 @@ function sample(text: string, name: string, labels: string): number {
   return Number(line.split(' ').at(-1));
 }
 
+/**
+ * Runs Debian's Prometheus server against the exposition until its query API returns the
+ * value `expected` for `query` (scraped, parsed and stored by the real thing).
+ */
+async function scrapeWithPrometheus(root: string, target: number, query: string, expected: number): Promise<void> {
+  const folder = join(root, 'prometheus');
+  await mkdir(folder);
+  await writeFile(join(folder, 'prometheus.yml'), [
+    'global: { scrape_interval: 1s }', 'scrape_configs:', '  - job_name: shmr',
+    `    static_configs: [ { targets: ["127.0.0.1:${target}"] } ]`, '',
+  ].join('\n'));
+  const port = await freePort();
+  const server = spawn('/usr/bin/prometheus', [
+    `--config.file=${join(folder, 'prometheus.yml')}`, `--storage.tsdb.path=${join(folder, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`,
+  ], { stdio: 'ignore' });
+  const exited = once(server, 'exit');
+  try {
+    let last = '';
+    for (let waited = 0; waited < 30_000; waited += 250) {
+      await sleep(250);
+      const response = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(query)}`).catch(() => undefined);
+      if (response === undefined) continue;
+      last = await response.text();
+      const result = (JSON.parse(last) as { data?: { result?: { value: [number, string] }[] } }).data?.result ?? [];
+      if (result.length === 1 && Number(result[0]?.value[1]) === expected) return;
+    }
+    throw new Error(`prometheus never returned ${expected} for ${query}; last answer: ${last}`);
+  } finally {
+    server.kill('SIGTERM');
+    await exited;
+  }
+}
+
 async function writeFileSynced(path: string, data: Buffer): Promise<void> {
   const handle = await open(path, 'w');
   await handle.write(data);
@@ -108,6 +143,7 @@ async function checkStatDirectory(mount: Mount): Promise<void> {
 describe('metrics', () => {
   it('records, exports, queries, persists and shows I/O', { timeout: 120_000 }, async () => {
     requireTool('/usr/bin/promtool', 'prometheus');
+    requireTool('/usr/bin/prometheus', 'prometheus');
     requireTool('/usr/bin/rsvg-convert', 'librsvg2-bin');
     const promPort = await freePort();
     const receiver = await otlpReceiver();
@@ -134,6 +170,7 @@ describe('metrics', () => {
         expect(sample(text, 'disk_io_operations_total', 'pool="ec",bucket="ec0",op="write"')).toBeGreaterThan(0);
         expect(sample(text, 'erasure_encode_duration_seconds_count', 'pool="ec"')).toBe(FILE_BYTES / (1024 * 1024));
         expect(sample(text, 'disk_io_operation_duration_bucket', 'pool="ec",bucket="ec1",op="write",le="+Inf"')).toBeGreaterThan(0);
+        await scrapeWithPrometheus(mount.root, promPort, 'sum(fuse_operation_bytes_total{op="write"})', FILE_BYTES);
 
         expect(await query(mount, { name: 'fuse_operation_bytes_total', matchers: [['op', '=', 'write']], fn: 'sum', intervals: 100 })).toBe(FILE_BYTES);
         expect(await query(mount, { name: 'disk_io_bytes_total', matchers: [['bucket', '=~', 'ec[01]'], ['op', '!=', 'read']], fn: 'sum', intervals: 100 }))

@@ -3,14 +3,14 @@
  *
  * Sections: core (core.ts: shmr vs the raw backing folder vs mergerfs, fio and metadata
  * workloads, needs root), erasure (erasure.ts: the erasure addon vs plain ISA-L), latency
- * (latency.ts: 4 KiB reads during a big erasure-coded write) and nbd (nbd.ts: nbdcopy vs
- * nbdkit).
+ * (latency.ts: 4 KiB reads during a big erasure-coded write), nbd (nbd.ts: nbdcopy vs
+ * nbdkit) and metrics (metrics.ts: sequential throughput with metrics on vs off).
  * The bench reports targets as PASS/MISS; a MISS never changes the exit status. Exit status:
  * 0 when every section ran, 1 when one could not run or failed, 2 on a usage error, 130 when
  * interrupted (mounts and temp folders are removed first).
  *
  * Usage (after `npm run build`):
- *   node dist/userspace/bench/main.js [--quick] [--section core|erasure|latency|nbd|all] [--json FILE]
+ *   node dist/userspace/bench/main.js [--quick] [--section core|erasure|latency|nbd|metrics|all] [--json FILE]
  *     [--rounds N] [--work-dir DIR] [--systems raw,mergerfs,shmr]
  *     [--tests seqwrite,seqread,randread1,randread4,randwrite,meta]
  *     [--gate-wait SEC] [--shmr-node-option OPT]...
@@ -23,18 +23,19 @@ import {
 import { runErasureBench } from './erasure.js';
 import { runLatencyBench } from './latency.js';
 import { runNbdBench } from './nbd.js';
+import { runMetricsBench } from './metrics.js';
 import { findExecutable } from './host.js';
 import type { CoreTest } from './report.js';
 import { SYSTEM_NAMES, type SystemName } from './systems.js';
 
-const SECTIONS = ['core', 'erasure', 'latency', 'nbd'] as const;
+const SECTIONS = ['core', 'erasure', 'latency', 'nbd', 'metrics'] as const;
 type Section = (typeof SECTIONS)[number];
 /** Default parent of the core work folder: on disk by convention (/tmp may be tmpfs). */
 const WORK_DIR_DEFAULT = '/var/tmp';
 
 const USAGE = `usage: node dist/userspace/bench/main.js [options]
   --quick                 1 round, 256 MiB file, 2,000 files, 5 s random jobs (~3 min)
-  --section S             core, erasure, latency, nbd or all (default all)
+  --section S             core, erasure, latency, nbd, metrics or all (default all)
   --json FILE             write the core results as JSON to FILE
   --rounds N              rounds of the core section (default 3; --quick 1)
   --work-dir DIR          put the core work folder in DIR, on the disk under test
@@ -115,7 +116,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
   }
   const section = values.section;
   if (section !== 'all' && !(SECTIONS as readonly string[]).includes(section)) {
-    throw new BenchSetupError(`--section: unknown "${section}" (core, erasure, latency, nbd or all)`, 2);
+    throw new BenchSetupError(`--section: unknown "${section}" (core, erasure, latency, nbd, metrics or all)`, 2);
   }
   const base = values.quick ? QUICK_SETTINGS : FULL_SETTINGS;
   const rounds = parsePositive(values.rounds, '--rounds');
@@ -164,7 +165,7 @@ function checkCorePrerequisites(options: BenchOptions): void {
 /** Runs the sections; resolves with the exit status. */
 async function main(argv: readonly string[]): Promise<number> {
   const options = parseOptions(argv);
-  if (options.sections.includes('core')) checkCorePrerequisites(options);
+  if (options.sections.includes('core') || options.sections.includes('metrics')) checkCorePrerequisites(options);
   const controller = new AbortController();
   let section: Section | undefined;
   const onSignal = (signalName: NodeJS.Signals) => {
@@ -189,6 +190,8 @@ async function main(argv: readonly string[]): Promise<number> {
         await runErasureBench({ quick: options.quick });
       } else if (section === 'latency') {
         await runLatencyBench({ quick: options.quick, workDir: options.workDir });
+      } else if (section === 'metrics') {
+        await runMetricsBench({ quick: options.quick, workDir: options.workDir, signal: controller.signal });
       } else {
         await runNbdBench({ quick: options.quick });
       }

@@ -57,64 +57,66 @@ export class StatDirectory {
   }
 
   static isReserved(ino: number): boolean {
-    return ino >= STAT_INO_BASE;
+    return isMine(ino);
   }
 
-  /** The ops of `inner` with the directory added at its root. */
+  /**
+   * The ops of `inner` with the directory added at its root. `inner` implements every op (the
+   * wrapper answers all of them and passes the rest on).
+   */
   wrap(inner: LowLevelOps): LowLevelOps {
     const ops = inner as Ops;
-    const isMine = StatDirectory.isReserved;
-    const isName = (parent: number, name: string) => parent === ROOT_INO && name === this.#name;
-    const readOnly = (op: string): never => { throw new FsError(Errno.EROFS, op, this.#name); };
-    const checkCreate = (parent: number, name: string, op: string): void => {
-      if (isMine(parent)) readOnly(op);
-      if (isName(parent, name)) throw new FsError(Errno.EEXIST, op, name);
-    };
-    const checkChange = (parent: number, name: string, op: string): void => {
-      if (isMine(parent) || isName(parent, name)) readOnly(op);
-    };
-    const wrapped: LowLevelOps = {
-      ...bindAll(inner),
+    const wrapped: LowLevelOps = { ...bindAll(inner), ...this.#nameOps(ops), ...this.#dataOps(ops) };
+    for (const [key, op] of Object.entries(wrapped)) {
+      assert(typeof op === 'function' && typeof (inner as Record<string, unknown>)[key] === 'function', `inner lacks ${key}`);
+    }
+    return wrapped;
+  }
+
+  #readOnly(op: string): never {
+    throw new FsError(Errno.EROFS, op, this.#name);
+  }
+
+  #isName(parent: number, name: string): boolean {
+    return parent === ROOT_INO && name === this.#name;
+  }
+
+  /** Creating in the directory is EROFS; creating its name in the root is EEXIST. */
+  #checkCreate(parent: number, name: string, op: string): void {
+    if (isMine(parent)) this.#readOnly(op);
+    if (this.#isName(parent, name)) throw new FsError(Errno.EEXIST, op, name);
+  }
+
+  /** Removing or renaming the directory or anything in it is EROFS. */
+  #checkChange(parent: number, name: string, op: string): void {
+    if (isMine(parent) || this.#isName(parent, name)) this.#readOnly(op);
+  }
+
+  /** Ops on names (lookups, creation, removal, renames). */
+  #nameOps(ops: Ops): LowLevelOps {
+    return {
       lookup: (req, parent, name) => {
-        if (isName(parent, name)) return this.#entry(STAT_INO_BASE);
+        if (this.#isName(parent, name)) return this.#entry(STAT_INO_BASE);
         if (parent === STAT_INO_BASE) return this.#entry(this.#inoOf(name, 'lookup'));
         return checked(ops.lookup(req, parent, name));
       },
       forget: (ino, count) => { if (!isMine(ino)) ops.forget(ino, count); },
-      getattr: (req, ino, fh) => (isMine(ino) ? this.#attrReply(ino) : ops.getattr(req, ino, fh)),
-      setattr: (req, ino, changes, fh) => (isMine(ino) ? readOnly('setattr') : ops.setattr(req, ino, changes, fh)),
-      readlink: (req, ino) => {
-        if (isMine(ino)) throw new FsError(Errno.EINVAL, 'readlink', this.#name);
-        return ops.readlink(req, ino);
-      },
-      mknod: (req, parent, name, mode, rdev) => { checkCreate(parent, name, 'mknod'); return ops.mknod(req, parent, name, mode, rdev); },
-      mkdir: (req, parent, name, mode) => { checkCreate(parent, name, 'mkdir'); return ops.mkdir(req, parent, name, mode); },
-      symlink: (req, target, parent, name) => { checkCreate(parent, name, 'symlink'); return ops.symlink(req, target, parent, name); },
-      create: (req, parent, name, mode, flags) => { checkCreate(parent, name, 'create'); return ops.create(req, parent, name, mode, flags); },
+      mknod: (req, parent, name, mode, rdev) => { this.#checkCreate(parent, name, 'mknod'); return ops.mknod(req, parent, name, mode, rdev); },
+      mkdir: (req, parent, name, mode) => { this.#checkCreate(parent, name, 'mkdir'); return ops.mkdir(req, parent, name, mode); },
+      symlink: (req, target, parent, name) => { this.#checkCreate(parent, name, 'symlink'); return ops.symlink(req, target, parent, name); },
+      create: (req, parent, name, mode, flags) => { this.#checkCreate(parent, name, 'create'); return ops.create(req, parent, name, mode, flags); },
       link: (req, ino, parent, name) => {
-        if (isMine(ino)) readOnly('link');
-        checkCreate(parent, name, 'link');
+        if (isMine(ino)) this.#readOnly('link');
+        this.#checkCreate(parent, name, 'link');
         return ops.link(req, ino, parent, name);
       },
-      unlink: (req, parent, name) => { checkChange(parent, name, 'unlink'); return ops.unlink(req, parent, name); },
-      rmdir: (req, parent, name) => { checkChange(parent, name, 'rmdir'); return ops.rmdir(req, parent, name); },
+      unlink: (req, parent, name) => { this.#checkChange(parent, name, 'unlink'); return ops.unlink(req, parent, name); },
+      rmdir: (req, parent, name) => { this.#checkChange(parent, name, 'rmdir'); return ops.rmdir(req, parent, name); },
       rename: (req, parent, name, newParent, newName, flags) => {
-        checkChange(parent, name, 'rename');
-        checkChange(newParent, newName, 'rename');
+        this.#checkChange(parent, name, 'rename');
+        this.#checkChange(newParent, newName, 'rename');
         return ops.rename(req, parent, name, newParent, newName, flags);
       },
-      open: (req, ino, flags) => (isMine(ino) ? this.#open(ino, flags) : ops.open(req, ino, flags)),
-      read: (req, ino, size, offset, fh) => (isMine(ino) ? this.#read(fh, size, offset) : ops.read(req, ino, size, offset, fh)),
-      write: (req, ino, data, offset, fh, flags) => (isMine(ino) ? readOnly('write') : ops.write(req, ino, data, offset, fh, flags)),
-      flush: (req, ino, fh, owner) => (isMine(ino) ? undefined : ops.flush(req, ino, fh, owner)),
-      release: (req, ino, fh, flags) => {
-        if (!isMine(ino)) return ops.release(req, ino, fh, flags);
-        this.#snapshots.delete(fh);
-        return undefined;
-      },
-      fsync: (req, ino, datasync, fh) => (isMine(ino) ? undefined : ops.fsync(req, ino, datasync, fh)),
-      fallocate: (req, ino, mode, offset, length, fh) =>
-        (isMine(ino) ? readOnly('fallocate') : ops.fallocate(req, ino, mode, offset, length, fh)),
       opendir: (req, ino, flags) => {
         if (ino === STAT_INO_BASE) return { fh: 0 };
         if (isMine(ino)) throw new FsError(Errno.ENOTDIR, 'opendir', this.#name);
@@ -129,19 +131,45 @@ export class StatDirectory {
       },
       releasedir: (req, ino, fh) => (isMine(ino) ? undefined : ops.releasedir(req, ino, fh)),
       fsyncdir: (req, ino, datasync, fh) => (isMine(ino) ? undefined : ops.fsyncdir(req, ino, datasync, fh)),
-      setxattr: (req, ino, name, value, flags) => (isMine(ino) ? readOnly('setxattr') : ops.setxattr(req, ino, name, value, flags)),
-      removexattr: (req, ino, name) => (isMine(ino) ? readOnly('removexattr') : ops.removexattr(req, ino, name)),
+    };
+  }
+
+  /** Ops on inodes (attributes, data, extended attributes). */
+  #dataOps(ops: Ops): LowLevelOps {
+    return {
+      getattr: (req, ino, fh) => (isMine(ino) ? this.#attrReply(ino) : ops.getattr(req, ino, fh)),
+      setattr: (req, ino, changes, fh) => (isMine(ino) ? this.#readOnly('setattr') : ops.setattr(req, ino, changes, fh)),
+      readlink: (req, ino) => {
+        if (isMine(ino)) throw new FsError(Errno.EINVAL, 'readlink', this.#name);
+        return ops.readlink(req, ino);
+      },
+      open: (req, ino, flags) => (isMine(ino) ? this.#open(ino, flags) : ops.open(req, ino, flags)),
+      read: (req, ino, size, offset, fh) => (isMine(ino) ? this.#read(fh, size, offset) : ops.read(req, ino, size, offset, fh)),
+      write: (req, ino, data, offset, fh, flags) =>
+        (isMine(ino) ? this.#readOnly('write') : ops.write(req, ino, data, offset, fh, flags)),
+      flush: (req, ino, fh, owner) => (isMine(ino) ? undefined : ops.flush(req, ino, fh, owner)),
+      release: (req, ino, fh, flags) => {
+        if (!isMine(ino)) return ops.release(req, ino, fh, flags);
+        this.#snapshots.delete(fh);
+        return undefined;
+      },
+      fsync: (req, ino, datasync, fh) => (isMine(ino) ? undefined : ops.fsync(req, ino, datasync, fh)),
+      fallocate: (req, ino, mode, offset, length, fh) =>
+        (isMine(ino) ? this.#readOnly('fallocate') : ops.fallocate(req, ino, mode, offset, length, fh)),
+      setxattr: (req, ino, name, value, flags) =>
+        (isMine(ino) ? this.#readOnly('setxattr') : ops.setxattr(req, ino, name, value, flags)),
+      removexattr: (req, ino, name) => (isMine(ino) ? this.#readOnly('removexattr') : ops.removexattr(req, ino, name)),
       getxattr: (req, ino, name) => {
         if (isMine(ino)) throw new FsError(Errno.ENODATA, 'getxattr', name);
         return ops.getxattr(req, ino, name);
       },
       listxattr: (req, ino) => (isMine(ino) ? [] : ops.listxattr(req, ino)),
       access: (req, ino, mask) => {
-        if (isMine(ino) && (mask & W_OK) !== 0) readOnly('access');
-        return isMine(ino) ? undefined : ops.access(req, ino, mask);
+        if (!isMine(ino)) return ops.access(req, ino, mask);
+        if ((mask & W_OK) !== 0) this.#readOnly('access');
+        return undefined;
       },
     };
-    return wrapped;
   }
 
   /**
@@ -244,6 +272,11 @@ export class StatDirectory {
     if (data === undefined) throw new FsError(Errno.EBADF, 'read', this.#name);
     return data.subarray(Math.min(offset, data.byteLength), Math.min(offset + size, data.byteLength));
   }
+}
+
+/** Whether `ino` is one of the directory's reserved inodes. */
+function isMine(ino: number): boolean {
+  return ino >= STAT_INO_BASE;
 }
 
 /** Every op of `inner`, bound to it (the ones the wrapper does not replace). */

@@ -12,6 +12,9 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { LATENCY_BOUNDS_SEC, type Family, type Registry } from './registry.js';
 
+/** Longest wait for the last export at unmount. */
+const STOP_WAIT_MS = 2000;
+
 function metricOf(family: Family, startMs: number): MetricData {
   const descriptor = { name: family.name, description: family.help, unit: family.kind === 'histogram' ? 's' : '', valueType: ValueType.DOUBLE };
   const times = { startTime: millisToHrTime(startMs), endTime: hrTime() };
@@ -77,10 +80,16 @@ export class OtlpPusher {
     });
   }
 
-  /** Stops the timer and sends what is left. */
+  /** Stops the timer and sends what is left, waiting at most STOP_WAIT_MS (an absent collector). */
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
-    await this.push().catch(() => undefined);
-    await this.#exporter.shutdown();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, STOP_WAIT_MS); });
+    const finish = async () => {
+      await this.push().catch(() => undefined);
+      await this.#exporter.shutdown().catch(() => undefined);
+    };
+    await Promise.race([finish(), deadline]);
+    clearTimeout(timer);
   }
 }

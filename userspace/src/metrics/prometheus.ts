@@ -93,7 +93,9 @@ export async function servePrometheus(
     });
   });
   server.listen(listen.port, listen.host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([error]) => { throw error as Error; })]);
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([error]) => {
+    throw new Error(`metrics.prometheus.listen ${listen.host}:${listen.port}: ${(error as Error).message}`);
+  })]);
   server.on('error', onError);
   return server;
 }

@@ -73,7 +73,11 @@ export async function startMetrics(config: Config, fs: OpenFilesystem): Promise<
       engine.flush(Date.now());
       await journal.drain();
       await otlp?.stop();
-      if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (server !== undefined) {
+        // A scraper's keep-alive connection would hold close() (and so the unmount) open.
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
     },
   };
 }

@@ -77,6 +77,11 @@ export class ShmrMetrics implements BlockObserver {
   #taskSource: () => readonly TaskInfo[] = () => [];
   #tombstoneSource: () => Iterable<readonly [string, number]> = () => [];
 
+  constructor() {
+    // The hooks are read at every sweep, whether or not a daemon attached its sources.
+    this.registry.addCollector(() => this.#collectHooks());
+  }
+
   /** The series of one FUSE op, resolved once (at wrap time). */
   fuseOp(op: string): OpSeries {
     let series = this.#ops.get(op);
@@ -115,7 +120,6 @@ export class ShmrMetrics implements BlockObserver {
         bucketTotal.series(bucket.pool, bucket.name).set(bucket.totalBytes);
         bucketFailed.series(bucket.pool, bucket.name).set(bucket.state === 'failed' ? 1 : 0);
       }
-      this.#collectHooks();
     });
   }
 

@@ -13,9 +13,8 @@ import { log } from '../log.js';
 import { MetricsEngine } from './engine.js';
 import { ShmrMetrics } from './instruments.js';
 import { journalDirectory, JournalWriter, restoreHistory } from './journal.js';
-import { OtlpPusher } from './otlp.js';
-import { servePrometheus } from './prometheus.js';
 import { statContent } from './stat-files.js';
+import type { OtlpPusher } from './otlp.js';
 
 export interface MetricsService {
   readonly metrics: ShmrMetrics;
@@ -47,12 +46,16 @@ export async function startMetrics(config: Config, fs: OpenFilesystem): Promise<
   journal.attach(engine, (error) => log.error(`metrics journal: ${error.message}`));
   engine.start();
   let server: Server | undefined;
+  // The exporters' libraries load only when configured (the OpenTelemetry SDK alone costs
+  // about half a second of daemon start).
   if (options.prometheus !== undefined) {
+    const { servePrometheus } = await import('./prometheus.js');
     server = await servePrometheus(metrics.registry, options.prometheus, (error) => log.error(`prometheus: ${error.message}`));
     log.info(`metrics: Prometheus exposition at http://${options.prometheus.host}:${options.prometheus.port}/metrics`);
   }
   let otlp: OtlpPusher | undefined;
   if (options.otlp !== undefined) {
+    const { OtlpPusher } = await import('./otlp.js');
     otlp = new OtlpPusher({ registry: metrics.registry, endpoint: options.otlp.endpoint });
     otlp.start(options.otlp.intervalMs, (error) => log.error(`otlp export: ${error.message}`));
   }

@@ -101,10 +101,22 @@ export class StatDirectory {
         return checked(ops.lookup(req, parent, name));
       },
       forget: (ino, count) => { if (!isMine(ino)) ops.forget(ino, count); },
-      mknod: (req, parent, name, mode, rdev) => { this.#checkCreate(parent, name, 'mknod'); return ops.mknod(req, parent, name, mode, rdev); },
-      mkdir: (req, parent, name, mode) => { this.#checkCreate(parent, name, 'mkdir'); return ops.mkdir(req, parent, name, mode); },
-      symlink: (req, target, parent, name) => { this.#checkCreate(parent, name, 'symlink'); return ops.symlink(req, target, parent, name); },
-      create: (req, parent, name, mode, flags) => { this.#checkCreate(parent, name, 'create'); return ops.create(req, parent, name, mode, flags); },
+      mknod: (req, parent, name, mode, rdev) => {
+        this.#checkCreate(parent, name, 'mknod');
+        return ops.mknod(req, parent, name, mode, rdev);
+      },
+      mkdir: (req, parent, name, mode) => {
+        this.#checkCreate(parent, name, 'mkdir');
+        return ops.mkdir(req, parent, name, mode);
+      },
+      symlink: (req, target, parent, name) => {
+        this.#checkCreate(parent, name, 'symlink');
+        return ops.symlink(req, target, parent, name);
+      },
+      create: (req, parent, name, mode, flags) => {
+        this.#checkCreate(parent, name, 'create');
+        return ops.create(req, parent, name, mode, flags);
+      },
       link: (req, ino, parent, name) => {
         if (isMine(ino)) this.#readOnly('link');
         this.#checkCreate(parent, name, 'link');

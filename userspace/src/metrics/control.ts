@@ -36,7 +36,10 @@ export function parseMatchers(value: unknown): Matcher[] {
 }
 
 /** {name, matchers, fn, intervals} -> {value}: `value` is 0 when nothing matched. */
-export function queryMetric(engine: MetricsEngine | undefined, params: Record<string, unknown>): { value: number; series: number } {
+export function queryMetric(
+  engine: MetricsEngine | undefined,
+  params: Record<string, unknown>,
+): { value: number; series: number } {
   const ready = requireEngine(engine);
   const name = params['name'];
   if (typeof name !== 'string' || name === '') throw invalid('name: a metric name is required');
@@ -51,7 +54,8 @@ export function queryMetric(engine: MetricsEngine | undefined, params: Record<st
   let selection;
   try {
     selection = ready.get(name, parseMatchers(params['matchers']));
-    return { value: selection.run(fn as QueryFunction, Math.min(intervals, ready.options.retentionIntervals)), series: selection.histories.length };
+    const value = selection.run(fn as QueryFunction, Math.min(intervals, ready.options.retentionIntervals));
+    return { value, series: selection.histories.length };
   } catch (error) {
     if (error instanceof FsError) throw error;
     throw invalid((error as Error).message);

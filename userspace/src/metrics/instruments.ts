@@ -49,14 +49,19 @@ export class ShmrMetrics implements BlockObserver {
   readonly #fuseBytes = this.registry.counter('fuse_operation_bytes_total', 'Bytes read or written by FUSE requests', ['op']);
   readonly #blockCount = this.registry.counter('block_operations_total', 'Block reads and writes', ['pool', 'op']);
   readonly #blockBytes = this.registry.counter('block_bytes_total', 'Block bytes read and written', ['pool', 'op']);
-  readonly #blockDuration = this.registry.histogram('block_operation_duration_seconds', 'Block read and write latency', ['pool', 'op']);
-  readonly #diskCount = this.registry.counter('disk_io_operations_total', 'Shard file reads and writes', ['pool', 'bucket', 'op']);
+  readonly #blockDuration = this.registry.histogram(
+    'block_operation_duration_seconds', 'Block read and write latency', ['pool', 'op']);
+  readonly #diskCount = this.registry.counter(
+    'disk_io_operations_total', 'Shard file reads and writes', ['pool', 'bucket', 'op']);
   readonly #diskBytes = this.registry.counter('disk_io_bytes_total', 'Shard bytes read and written', ['pool', 'bucket', 'op']);
-  readonly #diskDuration = this.registry.histogram('disk_io_operation_duration', 'Shard read and write latency (seconds)', ['pool', 'bucket', 'op']);
+  readonly #diskDuration = this.registry.histogram(
+    'disk_io_operation_duration', 'Shard read and write latency (seconds)', ['pool', 'bucket', 'op']);
   readonly #encode = this.registry.histogram('erasure_encode_duration_seconds', 'Parity computation time per block', ['pool']);
   readonly #decode = this.registry.histogram('erasure_decode_duration_seconds', 'Rebuild time per degraded block', ['pool']);
-  readonly #checksumFailures = this.registry.counter('checksum_failures_total', 'Shards whose checksum did not match', ['pool', 'bucket']);
-  readonly #degradedReads = this.registry.counter('degraded_reads_total', 'Reads served from other copies or parity because a shard failed', ['pool', 'bucket']);
+  readonly #checksumFailures = this.registry.counter(
+    'checksum_failures_total', 'Shards whose checksum did not match', ['pool', 'bucket']);
+  readonly #degradedReads = this.registry.counter(
+    'degraded_reads_total', 'Reads served from other copies or parity because a shard failed', ['pool', 'bucket']);
   readonly #shardErrors = this.registry.counter('shard_errors_total', 'Shard failures by kind', ['pool', 'bucket', 'kind']);
   readonly #taskProgress = this.registry.gauge('task_progress_ratio', 'Progress of running tasks (0..1)', ['task', 'kind']);
   readonly #tombstoneBytes = this.registry.gauge('tombstone_bytes', 'Bytes held by deleted data not reclaimed yet', ['pool']);

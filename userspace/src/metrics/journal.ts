@@ -174,7 +174,9 @@ export async function readJournal(
       }
       const record = value as Partial<JournalRecord> & { format?: string; version?: number };
       if (record.format === 'shmr-metrics') {
-        if (record.version !== JOURNAL_VERSION) throw new Error(`${path}: journal version ${record.version}, this shmr reads ${JOURNAL_VERSION}`);
+        if (record.version !== JOURNAL_VERSION) {
+          throw new Error(`${path}: journal version ${record.version}, this shmr reads ${JOURNAL_VERSION}`);
+        }
         return;
       }
       if (typeof record.t === 'number' && Array.isArray(record.series) && record.t >= options.sinceMs) {

@@ -16,7 +16,8 @@ import { LATENCY_BOUNDS_SEC, type Family, type Registry } from './registry.js';
 const STOP_WAIT_MS = 2000;
 
 function metricOf(family: Family, startMs: number): MetricData {
-  const descriptor = { name: family.name, description: family.help, unit: family.kind === 'histogram' ? 's' : '', valueType: ValueType.DOUBLE };
+  const unit = family.kind === 'histogram' ? 's' : '';
+  const descriptor = { name: family.name, description: family.help, unit, valueType: ValueType.DOUBLE };
   const times = { startTime: millisToHrTime(startMs), endTime: hrTime() };
   const series = [...family.allSeries()];
   if (family.kind === 'histogram') {
@@ -33,7 +34,9 @@ function metricOf(family: Family, startMs: number): MetricData {
   }
   const dataPoints = series.map((entry) => ({ ...times, attributes: { ...entry.labels }, value: entry.value }));
   if (family.kind === 'gauge') {
-    return { descriptor, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.GAUGE, dataPoints };
+    return {
+      descriptor, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.GAUGE, dataPoints,
+    };
   }
   return {
     descriptor, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.SUM,

@@ -78,7 +78,8 @@ function renderPools(sources: StatSources): string {
     lines.push(`pool ${pool}: read ${formatAxis(read)}B/s, write ${formatAxis(written)}B/s, ` +
       `block latency ${formatAxis(latency)}s (avg of ${SHORT_INTERVALS} intervals), shard errors ${errors}`);
     for (const bucket of buckets) {
-      lines.push(`  bucket ${bucket.name}: ${bucket.state}, ${formatAxis(bucket.freeBytes)}B free of ${formatAxis(bucket.totalBytes)}B`);
+      const space = `${formatAxis(bucket.freeBytes)}B free of ${formatAxis(bucket.totalBytes)}B`;
+      lines.push(`  bucket ${bucket.name}: ${bucket.state}, ${space}`);
     }
   }
   return `${lines.join('\n')}\n`;
@@ -89,7 +90,8 @@ function renderTasks(sources: StatSources): string {
   if (tasks.length === 0) return 'no tasks\n';
   return `${tasks.map((task) => {
     const percent = task.totalUnits > 0 ? ((100 * task.doneUnits) / task.totalUnits).toFixed(1) : '0.0';
-    return `${task.id} ${task.kind} ${task.state} ${task.doneUnits}/${task.totalUnits} (${percent}%)${task.detail === undefined ? '' : ` ${task.detail}`}`;
+    const detail = task.detail === undefined ? '' : ` ${task.detail}`;
+    return `${task.id} ${task.kind} ${task.state} ${task.doneUnits}/${task.totalUnits} (${percent}%)${detail}`;
   }).join('\n')}\n`;
 }
 

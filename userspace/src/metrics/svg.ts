@@ -19,6 +19,11 @@ function escapeXml(text: string): string {
   return text.replace(/[<>&"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
+/** One text element in the generic sans-serif family; `content` is escaped here. */
+function text(at: { x: number | string; y: number | string }, content: string, style: string): string {
+  return `<text x="${at.x}" y="${at.y}" font-family="sans-serif" ${style}>${escapeXml(content)}</text>`;
+}
+
 /** A short number for an axis label: 1.5k, 12M, 0.25m (milli). */
 export function formatAxis(value: number): string {
   const magnitude = Math.abs(value);
@@ -43,30 +48,32 @@ export function lineChart(options: { title: string; unit: string; lines: readonl
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
-    `<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-family="sans-serif" font-size="15">${escapeXml(options.title)}</text>`,
+    text({ x: WIDTH / 2, y: 22 }, options.title, 'text-anchor="middle" font-size="15"'),
   ];
   for (let step = 0; step <= GRID_LINES; step++) {
     const value = (maxValue * step) / GRID_LINES;
     const at = y(value).toFixed(1);
     parts.push(`<line x1="${MARGIN.left}" y1="${at}" x2="${WIDTH - MARGIN.right}" y2="${at}" stroke="#dddddd"/>`);
-    parts.push(`<text x="${MARGIN.left - 6}" y="${at}" text-anchor="end" dominant-baseline="middle" font-family="sans-serif" font-size="11">${escapeXml(formatAxis(value))}${escapeXml(options.unit)}</text>`);
+    const label = `${formatAxis(value)}${options.unit}`;
+    parts.push(text({ x: MARGIN.left - 6, y: at }, label, 'text-anchor="end" dominant-baseline="middle" font-size="11"'));
   }
   const axisY = MARGIN.top + plotHeight;
   parts.push(`<line x1="${MARGIN.left}" y1="${axisY}" x2="${WIDTH - MARGIN.right}" y2="${axisY}" stroke="#333333"/>`);
   parts.push(`<line x1="${MARGIN.left}" y1="${MARGIN.top}" x2="${MARGIN.left}" y2="${axisY}" stroke="#333333"/>`);
   const spanSec = Math.round((maxMs - minMs) / 1000);
-  parts.push(`<text x="${MARGIN.left}" y="${axisY + 16}" font-family="sans-serif" font-size="11">-${spanSec}s</text>`);
-  parts.push(`<text x="${WIDTH - MARGIN.right}" y="${axisY + 16}" text-anchor="end" font-family="sans-serif" font-size="11">now</text>`);
+  parts.push(text({ x: MARGIN.left, y: axisY + 16 }, `-${spanSec}s`, 'font-size="11"'));
+  parts.push(text({ x: WIDTH - MARGIN.right, y: axisY + 16 }, 'now', 'text-anchor="end" font-size="11"'));
   options.lines.forEach((line, index) => {
     const color = COLORS[index % COLORS.length] as string;
     const path = line.points.map((point) => `${x(point.timeMs).toFixed(1)},${y(point.value).toFixed(1)}`).join(' ');
     if (line.points.length > 0) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${path}"/>`);
     const legendX = MARGIN.left + index * 150;
     parts.push(`<rect x="${legendX}" y="${HEIGHT - 22}" width="12" height="12" fill="${color}"/>`);
-    parts.push(`<text x="${legendX + 16}" y="${HEIGHT - 12}" font-family="sans-serif" font-size="12">${escapeXml(line.label)}</text>`);
+    parts.push(text({ x: legendX + 16, y: HEIGHT - 12 }, line.label, 'font-size="12"'));
   });
   if (all.length === 0) {
-    parts.push(`<text x="${WIDTH / 2}" y="${MARGIN.top + plotHeight / 2}" text-anchor="middle" font-family="sans-serif" font-size="13" fill="#888888">no data yet</text>`);
+    const at = { x: WIDTH / 2, y: MARGIN.top + plotHeight / 2 };
+    parts.push(text(at, 'no data yet', 'text-anchor="middle" font-size="13" fill="#888888"'));
   }
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -10,6 +10,8 @@
  *   2^53 and would need 2^53 - 2^20 inodes to reach this range (asserted on every entry).
  * - Nothing here changes: every change request on a reserved inode, or naming `_stat` in the
  *   root, fails with EROFS (or EEXIST for creating the name).
+ * - The name shadows a real root entry of the same name while the directory is configured
+ *   (choose `metrics.stat_dir` accordingly); creating one gets EEXIST.
  * - A file's content is rendered once per open and served from that snapshot, so a reader
  *   sees one consistent file; direct I/O keeps the kernel from caching stale pages.
  */

@@ -83,7 +83,7 @@ describe('query engine', () => {
     expect(selection.max(2)).toBe(50);
     expect(selection.sum(2)).toBe(50);
     expect(() => selection.rate(2)).toThrow(/gauge has no rate/);
-    expect(selection.histories[0]?.samples().map((sample) => sample.value)).toEqual([10, 30, 20]);
+    expect(selection.samples()[0]?.samples.map((sample) => sample.value)).toEqual([10, 30, 20]);
   });
 
   it('keeps only `retention` intervals', () => {

@@ -144,6 +144,11 @@ export class Selection {
     return out;
   }
 
+  /** The raw collect samples of the high-resolution window, oldest first, per series. */
+  samples(): { labels: Readonly<Record<string, string>>; samples: { timeMs: number; value: number }[] }[] {
+    return this.histories.map((history) => ({ labels: history.series.labels, samples: history.samples() }));
+  }
+
   /** Runs a reduction by name (control calls, the CLI). */
   run(fn: QueryFunction, intervals: number): number {
     if (fn === 'p50') return this.percentile(0.5, intervals);

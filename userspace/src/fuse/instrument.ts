@@ -15,7 +15,8 @@ export interface OpRecorder {
 }
 
 type OpName = Exclude<keyof LowLevelOps, 'init' | 'destroy'>;
-type AnyOp = (this: LowLevelOps, ...args: unknown[]) => Result<unknown>;
+/** Six parameters: the most any op takes (rename, write, fallocate); fewer get undefined. */
+type AnyOp = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, f: unknown) => Result<unknown>;
 
 const OP_NAMES: readonly OpName[] = [
   'lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink',
@@ -45,11 +46,12 @@ function timed(op: OpName, inner: LowLevelOps, recorder: OpRecorder): AnyOp {
     recorder.errors.inc();
     recorder.duration.observe((performance.now() - startMs) / 1000);
   };
-  return function (this: LowLevelOps, ...args: unknown[]): Result<unknown> {
+  // Fixed arity instead of rest parameters: no arguments array per request.
+  return (a, b, c, d, e, f) => {
     const startMs = performance.now();
     let result: Result<unknown>;
     try {
-      result = handler.apply(inner, args);
+      result = handler.call(inner, a, b, c, d, e, f);
     } catch (error) {
       failed(startMs);
       throw error;

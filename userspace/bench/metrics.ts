@@ -8,12 +8,14 @@
  * jobs (1 MiB requests, end_fsync on writes); page caches dropped before each read. The ratio
  * is the median of the per-round ratios: the two runs of a round are back to back, so a
  * change in the machine's load between rounds (other work on shared cores) cancels out.
+ * The daemon's CPU seconds per GiB moved are shown too: on a busy machine they show the cost
+ * of recording more steadily than throughput does.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { dropCaches, isMountPoint, runChild } from './host.js';
+import { dropCaches, isMountPoint, processCpuSeconds, runChild } from './host.js';
 import { runFio, type FioSizes, type FioTest } from './fio.js';
 import { shmrEntry } from './systems.js';
 
@@ -79,9 +81,13 @@ export async function runMetricsBench(options: { quick: boolean; workDir: string
         await rm(file, { force: true });
         for (const test of TESTS) {
           if (test === 'seqread') await dropCaches(options.signal);
+          const pid = (mounts[variant] as Mounted).daemon.pid ?? 0;
+          const cpuBefore = processCpuSeconds(pid) ?? 0;
           const measured = await runFio(test, file, sizes, options.signal);
+          const cpuSecPerGib = ((processCpuSeconds(pid) ?? 0) - cpuBefore) / (sizes.fileBytes / 1024 ** 3);
           const key = `${test}:${variant}`;
           results.set(key, [...(results.get(key) ?? []), measured.bytesPerSecond]);
+          results.set(`cpu:${key}`, [...(results.get(`cpu:${key}`) ?? []), cpuSecPerGib]);
         }
       }
     }
@@ -98,7 +104,7 @@ function printTable(results: ReadonlyMap<string, number[]>, run: { rounds: numbe
     '',
     `metrics: sequential throughput with metrics on vs off (median of ${run.rounds} rounds, ` +
       `${run.fileBytes / 1024 / 1024} MiB file, 1 MiB requests)`,
-    '  test       on (MiB/s)  off (MiB/s)   on/off (paired)   target',
+    '  test       on (MiB/s)  off (MiB/s)   on/off (paired)   target          daemon CPU s/GiB on, off',
   ];
   for (const test of TESTS) {
     const ons = results.get(`${test}:on`) ?? [];
@@ -108,7 +114,9 @@ function printTable(results: ReadonlyMap<string, number[]>, run: { rounds: numbe
     const ratio = median(ons.map((value, round) => value / (offs[round] as number)));
     const verdict = ratio >= TARGET_RATIO_MIN ? 'PASS' : 'MISS';
     const ratioText = ratio.toFixed(3).padStart(6);
-    lines.push(`  ${test.padEnd(9)} ${mib(on)}  ${mib(off)}   ${ratioText}            >= ${TARGET_RATIO_MIN} ${verdict}`);
+    const cpu = [median(results.get(`cpu:${test}:on`) ?? []), median(results.get(`cpu:${test}:off`) ?? [])];
+    const cpuText = cpu.map((seconds) => seconds.toFixed(2)).join(', ');
+    lines.push(`  ${test.padEnd(9)} ${mib(on)}  ${mib(off)}   ${ratioText}            >= ${TARGET_RATIO_MIN} ${verdict}   ${cpuText}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -11,6 +11,8 @@ APT_PACKAGES=(
   python3 make g++ gcc            # node-gyp builds (zstd-napi compiles its bundled zstd too)
   mergerfs fio                    # npm run bench: the peer filesystem and the load generator
   attr acl                        # tests: getfattr/setfattr
+  prometheus                      # metrics tests: promtool checks the exposition format
+  librsvg2-bin                    # metrics tests: rsvg-convert renders the _stat graphs
   qemu-utils libnbd-bin nbdkit    # NBD clients for tests and bench (qemu-io, nbdcopy), bench peer
   python3-libnbd nbd-client       # NBD: nbdsh (Debian ships it here), shmr volume attach/detach
   debootstrap qemu-system-x86     # npm run vm-test: the kernel build root and the guests

@@ -4,15 +4,16 @@
  * Sections: core (core.ts: shmr vs the raw backing folder vs mergerfs, fio and metadata
  * workloads, needs root), erasure (erasure.ts: the erasure addon vs plain ISA-L), latency
  * (latency.ts: 4 KiB reads during a big erasure-coded write), nbd (nbd.ts: nbdcopy vs
- * nbdkit), compression (compression.ts: the block codec vs memcpy) and tiering (tiering.ts:
- * rewrite Single 1 MiB -> Erasure 4+2 32 MiB vs cp).
+ * nbdkit), compression (compression.ts: the block codec vs memcpy), tiering (tiering.ts:
+ * rewrite Single 1 MiB -> Erasure 4+2 32 MiB vs cp) and metrics (metrics.ts: sequential
+ * throughput with metrics on vs off).
  * The bench reports targets as PASS/MISS; a MISS never changes the exit status. Exit status:
  * 0 when every section ran, 1 when one could not run or failed, 2 on a usage error, 130 when
  * interrupted (mounts and temp folders are removed first).
  *
  * Usage (after `npm run build`):
  *   node dist/userspace/bench/main.js [--quick]
- *     [--section core|erasure|latency|nbd|compression|tiering|all] [--json FILE]
+ *     [--section core|erasure|latency|nbd|compression|tiering|metrics|all] [--json FILE]
  *     [--rounds N] [--work-dir DIR] [--systems raw,mergerfs,shmr]
  *     [--tests seqwrite,seqread,randread1,randread4,randwrite,meta]
  *     [--gate-wait SEC] [--shmr-node-option OPT]...
@@ -27,18 +28,20 @@ import { runErasureBench } from './erasure.js';
 import { runLatencyBench } from './latency.js';
 import { runNbdBench } from './nbd.js';
 import { runTieringBench } from './tiering.js';
+import { runMetricsBench } from './metrics.js';
 import { findExecutable } from './host.js';
 import type { CoreTest } from './report.js';
 import { SYSTEM_NAMES, type SystemName } from './systems.js';
 
-const SECTIONS = ['core', 'erasure', 'latency', 'nbd', 'compression', 'tiering'] as const;
+const SECTIONS = ['core', 'erasure', 'latency', 'nbd', 'compression', 'tiering', 'metrics'] as const;
 type Section = (typeof SECTIONS)[number];
 /** Default parent of the core work folder: on disk by convention (/tmp may be tmpfs). */
 const WORK_DIR_DEFAULT = '/var/tmp';
 
 const USAGE = `usage: node dist/userspace/bench/main.js [options]
   --quick                 1 round, 256 MiB file, 2,000 files, 5 s random jobs (~3 min)
-  --section S             core, erasure, latency, nbd, compression, tiering or all (default all)
+  --section S             core, erasure, latency, nbd, compression, tiering, metrics or all
+                          (default all)
   --json FILE             write the core results as JSON to FILE
   --rounds N              rounds of the core section (default 3; --quick 1)
   --work-dir DIR          put the core work folder in DIR, on the disk under test
@@ -168,7 +171,7 @@ function checkCorePrerequisites(options: BenchOptions): void {
 /** Runs the sections; resolves with the exit status. */
 async function main(argv: readonly string[]): Promise<number> {
   const options = parseOptions(argv);
-  if (options.sections.includes('core')) checkCorePrerequisites(options);
+  if (options.sections.includes('core') || options.sections.includes('metrics')) checkCorePrerequisites(options);
   const controller = new AbortController();
   let section: Section | undefined;
   const onSignal = (signalName: NodeJS.Signals) => {
@@ -197,6 +200,8 @@ async function main(argv: readonly string[]): Promise<number> {
         await runCompressionBench({ quick: options.quick });
       } else if (section === 'tiering') {
         await runTieringBench({ quick: options.quick, workDir: options.workDir });
+      } else if (section === 'metrics') {
+        await runMetricsBench({ quick: options.quick, workDir: options.workDir, signal: controller.signal });
       } else {
         await runNbdBench({ quick: options.quick });
       }

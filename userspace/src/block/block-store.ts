@@ -38,6 +38,7 @@ import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.j
 import { DecompressedCache } from './decompressed-cache.js';
 import { deleteShardFile, writeShardFile, type ShardLocation, type ShardReader } from './shard-io.js';
 import { ShardError } from './shard-error.js';
+import { NO_BLOCK_OBSERVER, type BlockObserver } from './observer.js';
 
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
@@ -100,6 +101,8 @@ export class BlockStore {
   onShardError: (event: ShardEvent) => void = () => undefined;
   /** Called once per pool the first time a block has to double up shards in one bucket. */
   onDoubledUp: (pool: string) => void = () => undefined;
+  /** Told about every block and shard I/O and codec run (metrics). */
+  observer: BlockObserver = NO_BLOCK_OBSERVER;
 
   constructor(pools: Pools, reader: ShardReader, generationFloor: number) {
     this.#pools = pools;
@@ -116,12 +119,15 @@ export class BlockStore {
     assert(input.dataBytes > 0);
     assert(input.dataBytes <= input.blockBytes);
     const topology = input.topology ?? input.pool.topology;
+    const startMs = performance.now();
     const stream = await this.#compress(input);
-    const payloads = await this.#payloads(stream, topology);
+    const payloads = await this.#payloads(stream, topology, input.pool.name);
     for (let attempt = 0; ; attempt++) {
       const generation = this.#generation++;
       try {
-        return await this.#writeShards(input, { payloads, topology, generation, stream });
+        const record = await this.#writeShards(input, { payloads, topology, generation, stream });
+        this.observer.blockWritten(input.pool.name, input.dataBytes, (performance.now() - startMs) / 1000);
+        return record;
       } catch (error) {
         // A name taken by a stray file of an earlier process: retry under a new generation.
         if ((error as { code?: string }).code !== 'EEXIST' || attempt >= 3) throw error;
@@ -150,7 +156,7 @@ export class BlockStore {
     return parsed;
   }
 
-  async #payloads(stream: { data: Buffer; bytes: number }, topology: TopologySpec): Promise<Buffer[]> {
+  async #payloads(stream: { data: Buffer; bytes: number }, topology: TopologySpec, pool: string): Promise<Buffer[]> {
     const data = stream.data.subarray(0, stream.bytes);
     if (topology.kind === 'single') return [data];
     if (topology.kind === 'mirror') return Array.from({ length: topology.copies }, () => data);
@@ -163,8 +169,10 @@ export class BlockStore {
     // Parity buffers are per block: they live until the shard files are written.
     const parityShards = Array.from({ length: topology.parity }, () => Buffer.allocUnsafeSlow(shardBytes));
     const codec = this.#codec(topology.data, topology.parity);
+    const startMs = performance.now();
     if (paddedBytes >= OFF_THREAD_BYTES_MIN) await codec.encodeAsync(dataShards, parityShards);
     else codec.encode(dataShards, parityShards);
+    this.observer.encoded(pool, (performance.now() - startMs) / 1000);
     return [...dataShards, ...parityShards];
   }
 
@@ -214,7 +222,9 @@ export class BlockStore {
       const path = bucket.shardPath(name);
       try {
         await bucket.ensureDirectory(name);
+        const startMs = performance.now();
         await writeShardFile(path, { prefix, payload: shard.payload, sync: input.sync });
+        this.observer.shardWritten(bucket.name, prefix.byteLength + shard.payload.byteLength, (performance.now() - startMs) / 1000);
         shard.written.push(path);
         bucket.consume(prefix.byteLength + shard.payload.byteLength);
         return bucket;
@@ -268,12 +278,14 @@ export class BlockStore {
     }
     if (dataEnd <= range.start) return;
     const dataRange = { start: range.start, end: dataEnd };
+    const startMs = performance.now();
     if (block.storedBytes === block.dataBytes) {
       await this.#readStream(block, dataRange, target, targetOffset);
-      return;
+    } else {
+      const data = await this.#decompressed.load(block, () => this.#decompress(block));
+      data.copy(target, targetOffset, dataRange.start, dataRange.end);
     }
-    const data = await this.#decompressed.load(block, () => this.#decompress(block));
-    data.copy(target, targetOffset, dataRange.start, dataRange.end);
+    this.observer.blockRead(block.pool, dataEnd - range.start, (performance.now() - startMs) / 1000);
   }
 
   /** Copies bytes [start, end) of what the block is stored as (its stream) into `target`. */
@@ -399,7 +411,9 @@ export class BlockStore {
         `block ${block.blockIndex} of inode ${block.ino}: ${missing.length} of ${shardTotal} shards ` +
           `lost (${missing.join(',')}), at most ${topology.parity} can be rebuilt`);
     }
+    const startMs = performance.now();
     await this.#codec(topology.data, topology.parity).reconstructAsync(shards, present);
+    this.observer.decoded(block.pool, (performance.now() - startMs) / 1000);
     const whole = Buffer.allocUnsafeSlow(shardBytes * topology.data);
     for (let index = 0; index < topology.data; index++) shards[index]?.copy(whole, index * shardBytes);
     return whole;
@@ -474,8 +488,10 @@ export class BlockStore {
     if (bucket === undefined || bucket.state === 'failed') {
       throw new ShardError({ kind: 'missing', bucket: location.bucket, path: location.path, detail: 'bucket is failed or unknown' });
     }
+    const startMs = performance.now();
     try {
       await this.#reader.readRange(location, range, target, targetOffset);
+      this.observer.shardRead(location.bucket, range.end - range.start, (performance.now() - startMs) / 1000);
     } catch (error) {
       if (error instanceof ShardError && error.kind !== 'corrupt') {
         // A drive that vanished (directory or label gone) fails at once; others after repeats.
@@ -498,7 +514,7 @@ export class BlockStore {
     const isCompressed = block.storedBytes < block.dataBytes;
     const compression = isCompressed ? Compression[await this.#algorithmOf(block)] : Compression.none;
     const stream = { data, bytes: block.storedBytes, compression };
-    const payloads = await this.#payloads(stream, topology);
+    const payloads = await this.#payloads(stream, topology, block.pool);
     const payload = payloads[shardIndex];
     assert(payload !== undefined);
     const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };

@@ -36,6 +36,8 @@ export class BlockCache {
   readonly #paddingBytes: number;
   bytes = 0;
   dirtyBytes = 0;
+  /** Lookups by readers that found their block or not, and clean blocks evicted (metrics). */
+  readonly stats = { hits: 0, misses: 0, evictions: 0 };
 
   constructor(options: { paddingBytes: number }) {
     this.#paddingBytes = options.paddingBytes;
@@ -125,7 +127,9 @@ export class BlockCache {
   evictClean(bytesMax: number): void {
     for (const entry of this.#entries.values()) {
       if (this.bytes <= bytesMax) return;
-      if (entry.state === 'clean') this.remove(entry);
+      if (entry.state !== 'clean') continue;
+      this.remove(entry);
+      this.stats.evictions++;
     }
   }
 

@@ -16,6 +16,7 @@ import { rewriteCommand } from './commands/rewrite.js';
 import { tasksCommand } from './commands/tasks.js';
 import { tombstonesCommand } from './commands/tombstones.js';
 import { crondCommand } from './commands/crond.js';
+import { metricsCommand } from './commands/metrics.js';
 import { ControlError } from '../daemon/control.js';
 import { FsError } from '../errno.js';
 import { runMount } from '../daemon/mount.js';
@@ -53,6 +54,11 @@ Usage:
                                   shards of deleted files and replaced blocks awaiting purge
   shmr crond                      housekeeping: run the mover, purge and scrub on the schedule
                                   of the config's housekeeping section, through the daemon
+  shmr metrics [--config FILE]    every metric: current values and recent averages
+  shmr metrics query NAME [LABEL=V|LABEL!=V|LABEL=~RE|LABEL!~RE]... [--fn avg] [--intervals N]
+                                  one number (fn: avg min max sum rate count last p50 p90 p99)
+  shmr metrics dump [--since 1h] [--json]
+                                  the metrics journal (works without the daemon)
   shmr --help | --version
 
 Every command takes --config FILE; on a mounted filesystem commands run through
@@ -82,6 +88,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'tasks') return tasksCommand(rest);
   if (command === 'tombstones') return tombstonesCommand(rest);
   if (command === 'crond') return crondCommand(rest);
+  if (command === 'metrics') return metricsCommand(rest);
   process.stderr.write(`shmr: unknown command "${command}"\n\n${HELP}`);
   return 2;
 }

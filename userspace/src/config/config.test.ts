@@ -199,3 +199,40 @@ housekeeping: { mover: 10m, purge: 1h }
     ]));
   });
 });
+
+describe('metrics config', () => {
+  it('defaults to metrics on with a listed _stat and no exporters', () => {
+    const { metrics } = parseConfig(GOOD, { source: 'test', baseDir: root });
+    expect(metrics).toMatchObject({
+      enabled: true, collectIntervalMs: 1000, flushIntervalMs: 1000, retentionIntervals: 3600,
+      highResolutionIntervals: 1, statDir: '_stat', statDirListed: true, prometheus: undefined, otlp: undefined,
+    });
+  });
+
+  it('reads every key the issue names', () => {
+    const text = `${GOOD}metrics:\n  prometheus: { listen: 127.0.0.1:9464 }\n  otlp: { endpoint: http://127.0.0.1:4318 }\n` +
+      '  stat_dir: false\n  flush_interval: 2s\n  retention: 10\n';
+    const { metrics } = parseConfig(text, { source: 'test', baseDir: root });
+    expect(metrics.prometheus).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(metrics.otlp).toEqual({ endpoint: 'http://127.0.0.1:4318', intervalMs: 10_000 });
+    expect(metrics.statDir).toBeUndefined();
+    expect(metrics.flushIntervalMs).toBe(2000);
+    expect(metrics.retentionIntervals).toBe(10);
+  });
+
+  it('names each bad metrics key', () => {
+    const text = `${GOOD}metrics:\n  prometheus: { listen: 10.1.2.3:9464 }\n  otlp: { endpoint: localhost:4318 }\n` +
+      '  collect_interval: 5s\n  flush_interval: 1s\n  stat_dir: a/b\n  colour: red\n';
+    const problems = problemsOf(text);
+    expect(problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^metrics: unknown key "colour"/),
+      expect.stringMatching(/^metrics\.stat_dir: /),
+    ]));
+    const semantic = problemsOf(text.replace('  stat_dir: a/b\n  colour: red\n', ''));
+    expect(semantic).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^metrics\.prometheus\.listen: 10\.1\.2\.3:9464 is not a loopback address/),
+      expect.stringMatching(/^metrics\.otlp\.endpoint: "localhost:4318" is not an http/),
+      expect.stringMatching(/^metrics\.flush_interval: 1000 ms is shorter than metrics\.collect_interval/),
+    ]));
+  });
+});

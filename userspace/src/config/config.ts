@@ -85,6 +85,28 @@ export interface Config {
    * system socket; `none` serves no D-Bus at all.
    */
   readonly dbus: { readonly bus: DbusBus };
+  /** Metrics: recording, query engine, journal, exporters and the _stat directory. */
+  readonly metrics: MetricsConfig;
+}
+
+export interface MetricsConfig {
+  /** Off: nothing is recorded, exported or shown (the benchmark's baseline). */
+  readonly enabled: boolean;
+  readonly collectIntervalMs: number;
+  readonly flushIntervalMs: number;
+  /** Flush intervals kept per series in memory (and restored from the journal). */
+  readonly retentionIntervals: number;
+  /** Recent intervals whose every collect sample is kept. */
+  readonly highResolutionIntervals: number;
+  /** Bound of the journal files together. */
+  readonly historyBytesMax: number;
+  /** Name of the virtual directory at the mount root; undefined: none. */
+  readonly statDir: string | undefined;
+  /** Whether readdir of the root lists it (it stays reachable by name either way). */
+  readonly statDirListed: boolean;
+  /** Prometheus text exposition at http://host:port/metrics (loopback only). */
+  readonly prometheus: { readonly host: string; readonly port: number } | undefined;
+  readonly otlp: { readonly endpoint: string; readonly intervalMs: number } | undefined;
 }
 
 /** Which message bus the daemon serves its D-Bus API on. */
@@ -208,6 +230,19 @@ interface RawConfig {
   tombstones?: { grace?: string | number };
   mover?: RawMover;
   housekeeping?: { mover?: string | number; purge?: string | number; scrub?: string | number };
+  metrics?: RawMetrics;
+}
+interface RawMetrics {
+  enabled?: boolean;
+  collect_interval?: string | number;
+  flush_interval?: string | number;
+  retention?: number;
+  high_resolution_retention?: number;
+  history_max_size?: string | number;
+  stat_dir?: string | false;
+  stat_dir_listed?: boolean;
+  prometheus?: { listen: string };
+  otlp?: { endpoint: string; interval?: string | number };
 }
 
 function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: string[]): Config {
@@ -246,6 +281,40 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
     tombstoneGraceMs: buildTombstoneGrace(raw, problems),
     mover: buildMover(raw, problems),
     housekeeping: buildHousekeeping(raw, problems),
+    metrics: buildMetrics(raw.metrics ?? {}, problems),
+  });
+}
+
+function buildMetrics(raw: RawMetrics, problems: string[]): MetricsConfig {
+  const collectIntervalMs = durationOr(raw.collect_interval, 1000, 'metrics.collect_interval', problems);
+  const flushIntervalMs = durationOr(raw.flush_interval, 1000, 'metrics.flush_interval', problems);
+  if (collectIntervalMs <= 0) problems.push('metrics.collect_interval: must be more than 0');
+  if (flushIntervalMs < collectIntervalMs) {
+    problems.push(`metrics.flush_interval: ${flushIntervalMs} ms is shorter than metrics.collect_interval (${collectIntervalMs} ms)`);
+  }
+  const statDir = raw.stat_dir === false ? undefined : (raw.stat_dir ?? '_stat');
+  if (statDir === '.' || statDir === '..') problems.push(`metrics.stat_dir: "${statDir}" is not a usable name`);
+  let prometheus: MetricsConfig['prometheus'];
+  if (raw.prometheus !== undefined) {
+    const parsed = parseListen(raw.prometheus.listen);
+    if (typeof parsed === 'string') problems.push(`metrics.prometheus.listen: ${parsed}`);
+    else if (!isLoopback(parsed.host)) problems.push(`metrics.prometheus.listen: ${raw.prometheus.listen} is not a loopback address`);
+    else prometheus = Object.freeze(parsed);
+  }
+  let otlp: MetricsConfig['otlp'];
+  if (raw.otlp !== undefined) {
+    if (!/^https?:\/\/[^/\s]+/.test(raw.otlp.endpoint)) {
+      problems.push(`metrics.otlp.endpoint: "${raw.otlp.endpoint}" is not an http:// or https:// URL`);
+    } else {
+      otlp = Object.freeze({ endpoint: raw.otlp.endpoint, intervalMs: durationOr(raw.otlp.interval, 10_000, 'metrics.otlp.interval', problems) });
+    }
+  }
+  const historyBytesMax = sizeOr(raw.history_max_size, 64 * 1024 ** 2, 'metrics.history_max_size', problems);
+  if (historyBytesMax < 64 * 1024) problems.push('metrics.history_max_size: at least 64KiB');
+  return Object.freeze({
+    enabled: raw.enabled ?? true, collectIntervalMs, flushIntervalMs,
+    retentionIntervals: raw.retention ?? 3600, highResolutionIntervals: raw.high_resolution_retention ?? 1,
+    historyBytesMax, statDir, statDirListed: raw.stat_dir_listed ?? true, prometheus, otlp,
   });
 }
 

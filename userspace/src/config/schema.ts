@@ -121,5 +121,31 @@ export const CONFIG_SCHEMA = {
         bus: { enum: ['system', 'session', 'none'] },
       },
     },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        collect_interval: duration,
+        flush_interval: duration,
+        retention: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        high_resolution_retention: { type: 'integer', minimum: 1, maximum: 3600 },
+        history_max_size: size,
+        stat_dir: { anyOf: [{ type: 'string', pattern: '^[^/]{1,255}$' }, { const: false }] },
+        stat_dir_listed: { type: 'boolean' },
+        prometheus: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['listen'],
+          properties: { listen: { type: 'string', minLength: 1 } },
+        },
+        otlp: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['endpoint'],
+          properties: { endpoint: { type: 'string', minLength: 1 }, interval: duration },
+        },
+      },
+    },
   },
 } as const;

@@ -10,6 +10,8 @@ import { replaceBucket } from '../tasks/replace-bucket.js';
 import { scrub, type ScrubOptions } from '../tasks/scrub.js';
 import type { ControlMethod } from './control.js';
 import type { OpenFilesystem } from './open.js';
+import type { MetricsEngine } from '../metrics/engine.js';
+import { queryMetric, metricsText } from '../metrics/control.js';
 import {
   createVolume, listVolumes, NO_VOLUME_USERS, removeVolume, volumeCreateInput, type VolumeUsers,
 } from '../nbd/index.js';
@@ -27,8 +29,11 @@ export function scrubOptions(params: Record<string, unknown>): Omit<ScrubOptions
 export function controlMethods(
   fs: OpenFilesystem,
   volumeUsers: VolumeUsers = NO_VOLUME_USERS,
+  metrics?: MetricsEngine,
 ): Record<string, ControlMethod> {
   return {
+    queryMetric: async (params) => queryMetric(metrics, params),
+    metricsText: async () => ({ text: metricsText(metrics) }),
     volumeCreate: async (params) => createVolume(fs, volumeCreateInput(params)),
     volumeList: async () => listVolumes(fs).map((volume) =>
       ({ ...volume, connections: volumeUsers.exportCount(volume.ino) })),

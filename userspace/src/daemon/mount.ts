@@ -16,6 +16,7 @@ import { RepairQueue } from '../tasks/repair-queue.js';
 import { controlMethods } from './methods.js';
 import { NbdServer, VolumeCatalog } from '../nbd/index.js';
 import { BUS_NAME, DbusService } from '../dbus/index.js';
+import { startMetrics, type MetricsService } from '../metrics/service.js';
 
 /** How often failed buckets are probed and queued repairs run. */
 const HOUSEKEEPING_INTERVAL_MS = 5000;
@@ -33,20 +34,25 @@ export async function runMount(config: Config): Promise<number> {
     meta: fs.meta, files: fs.files, pools: fs.pools,
     options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
   });
-  const session = new FuseSession(filesystem, mountOptions(config));
   const catalog = new VolumeCatalog(fs);
   let nbd: NbdServer;
+  let metrics: MetricsService | undefined;
   try {
+    if (config.metrics.enabled) metrics = await startMetrics(config, fs);
     const listen = { socketPath: config.nbd.socketPath, tcp: config.nbd.listen };
     nbd = await NbdServer.start(catalog, listen, log.warn);
   } catch (error) {
+    await metrics?.close();
     fs.close();
     throw error;
   }
+  const ops = metrics?.wrapOps(filesystem, () => filesystem.handles.handleCount) ?? filesystem;
+  const session = new FuseSession(ops, mountOptions(config));
   try {
     session.mount();
   } catch (error) {
     await nbd.close();
+    await metrics?.close();
     fs.close();
     throw error;
   }
@@ -55,7 +61,7 @@ export async function runMount(config: Config): Promise<number> {
     ...controlMethods(fs, {
       exportCount: (ino) => catalog.exportCount(ino),
       isOpenThroughMount: (ino) => filesystem.handles.openCount(ino) > 0,
-    }),
+    }, metrics?.engine),
     // After the reply: the unmount ends this daemon and its bus connection.
     unmount: async () => {
       setImmediate(stop);
@@ -79,6 +85,7 @@ export async function runMount(config: Config): Promise<number> {
   const reportShardError = fs.blocks.onShardError;
   fs.blocks.onShardError = (event) => {
     reportShardError(event);
+    metrics?.metrics.shardFailed(event);
     repairs.add(event.block);
   };
   const housekeeping = setInterval(() => {
@@ -96,6 +103,7 @@ export async function runMount(config: Config): Promise<number> {
   await nbd.close();
   control.close();
   dbusService?.stop();
+  await metrics?.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   return shutDown(fs, config);

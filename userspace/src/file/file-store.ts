@@ -114,6 +114,11 @@ export class FileStore {
     return this.#options.writeTarget?.(ino) ?? { pool, blockBytes: pool.blockBytes };
   }
 
+  /** Cache hits and misses of reads, and evictions, since the store was made. */
+  get cacheStats(): { readonly hits: number; readonly misses: number; readonly evictions: number } {
+    return this.#cache.stats;
+  }
+
   #state(ino: number): FileState {
     let state = this.#states.get(ino);
     if (state === undefined) {
@@ -244,9 +249,11 @@ export class FileStore {
       entry = this.#cache.get(ino, blockIndex);
     }
     if (entry !== undefined) {
+      this.#cache.stats.hits++;
       copyFromBlock(entry, range, target, targetOffset);
       return;
     }
+    this.#cache.stats.misses++;
     const record = this.#meta.getBlock(ino, blockIndex);
     if (record === undefined) {
       target.fill(0, targetOffset, targetOffset + range.end - range.start);

@@ -48,14 +48,8 @@ export async function runMount(config: Config): Promise<number> {
   }
   const ops = metrics?.wrapOps(filesystem, () => filesystem.handles.handleCount) ?? filesystem;
   const session = new FuseSession(ops, mountOptions(config));
-  try {
-    session.mount();
-  } catch (error) {
-    await nbd.close();
-    await metrics?.close();
-    fs.close();
-    throw error;
-  }
+  // The control socket is bound before the mount appears, so whoever sees the mount can reach
+  // the daemon at once.
   const stop = () => session.unmount();
   const methods = {
     ...controlMethods(fs, {
@@ -69,6 +63,15 @@ export async function runMount(config: Config): Promise<number> {
     },
   };
   const control = serveControl(config.metadataDir, methods);
+  try {
+    session.mount();
+  } catch (error) {
+    control.close();
+    await nbd.close();
+    await metrics?.close();
+    fs.close();
+    throw error;
+  }
   fs.tiering.isOpenForWriting = (ino) => filesystem.handles.isOpenForWriting(ino);
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +

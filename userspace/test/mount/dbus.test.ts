@@ -220,8 +220,9 @@ async function checkBadArguments(client: ShmrClient, bus: PrivateBus, mount: Mou
   ] as const) {
     await expectError(rawCall(client, bus.address, method, signature, [...body]), 'InvalidArguments', /takes \(/);
   }
-  // A well-formed query on a daemon without metrics: NotSupported, or a number once metrics are there.
-  const metric = await client.call('QueryMetric', 'shmr_reads', [['pool', '=', 'fast']], 'rate', 1).then(
-    ([value]) => value, (error: dbus.DBusError) => error.type);
-  if (typeof metric !== 'number') expect(metric).toBe('co.volf.shmr.Error.NotSupported');
+  // QueryMetric evaluates the daemon's metrics engine; an unknown name is a bad argument.
+  const [cacheBytes] = await client.call('QueryMetric', 'cache_bytes', [], 'last', 1);
+  expect(typeof cacheBytes).toBe('number');
+  await expectError(client.call('QueryMetric', 'shmr_no_such_metric', [['pool', '=', 'fast']], 'rate', 1),
+    'InvalidArguments', /unknown metric "shmr_no_such_metric"/);
 }

@@ -195,6 +195,8 @@ fn check_reencode(bytes: &[u8], header: &ShardHeader, payload: &[u8]) -> Result<
         generation: header.generation,
         block_bytes: header.block_bytes,
         data_bytes: header.data_bytes,
+        compression: header.compression,
+        compressed_bytes: header.compressed_bytes,
     };
     let payload_offset = header.payload_offset as usize;
     let mut prefix =

@@ -162,6 +162,9 @@ pub(crate) struct ShardIdentity {
     pub(crate) generation: u64,
     pub(crate) block_bytes: u32,
     pub(crate) data_bytes: u32,
+    /// A `Compression` value; `compressed_bytes` is 0 for an uncompressed block.
+    pub(crate) compression: u8,
+    pub(crate) compressed_bytes: u32,
 }
 
 /// Writes the header, the chunk table and the zero padding of a shard holding `payload` into
@@ -199,6 +202,8 @@ pub(crate) fn encode_prefix(
     header.generation = identity.generation;
     header.block_bytes = identity.block_bytes;
     header.data_bytes = identity.data_bytes;
+    header.compression = identity.compression;
+    header.compressed_bytes = identity.compressed_bytes;
     header.payload_bytes = payload_bytes;
     header.payload_offset = u32::try_from(payload_offset).map_err(|_| EINVAL)?;
     header.chunk_bytes = CHUNK_BYTES;

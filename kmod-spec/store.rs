@@ -312,6 +312,8 @@ impl Store {
                 generation: block.generation,
                 block_bytes: self.config.block_bytes,
                 data_bytes: self.config.block_bytes,
+                compression: Compression::None.value(),
+                compressed_bytes: 0,
             };
             shard::encode_prefix(&identity, payload, prefix)?;
         }

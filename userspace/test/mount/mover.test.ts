@@ -109,8 +109,8 @@ describe('mover and housekeeping', () => {
   }, 120_000);
 
   it('yields to a foreground writer streaming to the source pool, then finishes', async () => {
-    const extraYaml = `mover: { target: slow, idle: 0s, high_watermark: 1MiB, low_watermark: 0, yield_above: 1MiB }
-metrics: { collect_interval: 100ms, flush_interval: 200ms }
+    const extraYaml = `mover: { target: slow, idle: 0s, high_watermark: 1MiB, low_watermark: 0, yield_above: 256KiB }
+metrics: { collect_interval: 100ms, flush_interval: 500ms }
 `;
     await withMount({ pools: POOLS, extraYaml }, async (mount) => {
       const contents = new Map(['f1', 'f2', 'f3'].map((name) => [name, randomBytes(2 * MiB)]));
@@ -130,11 +130,11 @@ metrics: { collect_interval: 100ms, flush_interval: 200ms }
       })();
       let taskId = 0;
       try {
-        await sleep(1000);
+        await sleep(1500);
         const load = (await control(mount, 'queryMetric', {
           name: 'block_bytes_total', matchers: [['pool', '=', 'fast'], ['op', '=', 'write']], fn: 'rate', intervals: 3,
         })) as { value: number };
-        expect(load.value).toBeGreaterThan(2 * MiB);
+        expect(load.value).toBeGreaterThan(256 * 1024);
         taskId = ((await control(mount, 'runMover')) as { taskId: number }).taskId;
         for (let poll = 0; poll < 10; poll++) {
           await sleep(250);
@@ -149,7 +149,9 @@ metrics: { collect_interval: 100ms, flush_interval: 200ms }
       const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
       expect(info.state, info.errors.join('\n')).toBe('done');
       const report = info.result as { filesMoved: number; yieldedMs: number };
-      expect(report.filesMoved).toBe(3);
+      // The stream itself may move too: it is closed by the time the run reaches it.
+      expect(report.filesMoved).toBeGreaterThanOrEqual(3);
+      expect(report.filesMoved).toBeLessThanOrEqual(4);
       expect(report.yieldedMs).toBeGreaterThanOrEqual(2500);
       const slow = inodesIn(mount, 'slow');
       for (const [name, content] of contents) {

@@ -172,30 +172,35 @@ describe('dbus option', () => {
 
 describe('tiering config', () => {
   it('reads the mover, tombstones and housekeeping sections with their defaults', () => {
-    const config = parseConfig(`${GOOD}mover: { target: archive, idle: 2h, high_watermark: 90%, low_watermark: 70%, rate: 100MiB }
+    const config = parseConfig(`${GOOD}mover: { target: archive, idle: 2h, high_watermark: 90%, low_watermark: 70%, rate: 100MiB,
+  yield_above: 50MiB }
 tombstones: { grace: 1h }
 housekeeping: { mover: 10m, purge: 1h }
 `, { source: 'test', baseDir: root });
     expect(config.mover).toMatchObject({
       source: 'ssd', target: 'archive', topology: { kind: 'erasure', data: 2, parity: 1 },
-      blockBytes: 32 * 1024 ** 2, idleMs: 7_200_000, bytesPerSecondMax: 100 * 1024 ** 2,
+      blockBytes: 32 * 1024 ** 2, idleMs: 7_200_000, bytesPerSecondMax: 100 * 1024 ** 2, yieldAboveBytesPerSecond: 50 * 1024 ** 2,
       highWatermark: { kind: 'fraction', value: 0.9 }, lowWatermark: { kind: 'fraction', value: 0.7 },
     });
     expect(config.tombstoneGraceMs).toBe(3_600_000);
     expect(config.housekeeping).toEqual({ moverIntervalMs: 600_000, purgeIntervalMs: 3_600_000, scrubIntervalMs: undefined });
     expect(parseConfig(GOOD, { source: 'test', baseDir: root }).mover).toBeUndefined();
+    const quiet = parseConfig(`${GOOD}mover: { target: archive }\n`, { source: 'test', baseDir: root });
+    expect(quiet.mover?.yieldAboveBytesPerSecond).toBe(0);
   });
 
   it('names every mistake of the mover section', () => {
     const problems = problemsOf(`${GOOD}mover: { target: tape, high_watermark: 150% }
 `);
     expect(problems).toEqual(expect.arrayContaining([expect.stringMatching(/^mover.target: unknown pool "tape"/)]));
-    const more = problemsOf(`${GOOD}mover: { target: archive, topology: erasure:4+2, high_watermark: 50%, low_watermark: 1GiB, idle: soon }
+    const more = problemsOf(`${GOOD}mover: { target: archive, topology: erasure:4+2, high_watermark: 50%, low_watermark: 1GiB, idle: soon,
+  yield_above: busy }
 `);
     expect(more).toEqual(expect.arrayContaining([
       expect.stringMatching(/^mover.topology: erasure:4\+2 needs 6 buckets, pool archive has 3/),
       expect.stringMatching(/^mover.low_watermark: use the same kind/),
       expect.stringMatching(/^mover.idle: "soon" is not a duration/),
+      expect.stringMatching(/^mover.yield_above: "busy" is not a size per second \(e\.g\. 50MiB\)/),
     ]));
   });
 });

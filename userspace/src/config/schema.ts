@@ -98,6 +98,7 @@ export const CONFIG_SCHEMA = {
         high_watermark: size,
         low_watermark: size,
         rate: size,
+        yield_above: size,
       },
     },
     housekeeping: {

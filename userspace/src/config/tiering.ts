@@ -22,6 +22,11 @@ export interface MoverConfig {
   readonly lowWatermark: Watermark;
   /** Bytes per second a run may copy; 0: unlimited. */
   readonly bytesPerSecondMax: number;
+  /**
+   * A run pauses between blocks while foreground writes to the source pool exceed this many
+   * bytes per second (needs metrics); 0: never pauses.
+   */
+  readonly yieldAboveBytesPerSecond: number;
 }
 
 /** How often `shmr crond` asks the daemon for each housekeeping job; undefined: never. */
@@ -34,6 +39,7 @@ export interface HousekeepingConfig {
 export interface RawMover {
   source?: string; target: string; topology?: string; block_size?: string | number; idle?: string | number;
   high_watermark?: string | number; low_watermark?: string | number; rate?: string | number;
+  yield_above?: string | number;
 }
 
 export interface RawTiering {
@@ -111,10 +117,14 @@ export function buildMover(raw: RawTiering, problems: string[]): MoverConfig | u
   }
   const rate = parseSize(mover.rate ?? 0);
   if (rate === undefined) problems.push(`mover.rate: "${String(mover.rate)}" is not a size per second`);
+  const yieldAbove = parseSize(mover.yield_above ?? 0);
+  if (yieldAbove === undefined) {
+    problems.push(`mover.yield_above: "${String(mover.yield_above)}" is not a size per second (e.g. 50MiB)`);
+  }
   const idleMs = durationAt(mover.idle, 'mover.idle', problems) ?? 3_600_000;
   if (typeof topology === 'string' || blockBytes === undefined || high === undefined || low === undefined) return undefined;
   return Object.freeze({
     source, target: mover.target, topology, blockBytes, idleMs, highWatermark: high, lowWatermark: low,
-    bytesPerSecondMax: rate ?? 0,
+    bytesPerSecondMax: rate ?? 0, yieldAboveBytesPerSecond: yieldAbove ?? 0,
   });
 }

@@ -73,6 +73,7 @@ export async function runMount(config: Config): Promise<number> {
     throw error;
   }
   fs.tiering.isOpenForWriting = (ino) => filesystem.handles.isOpenForWriting(ino);
+  fs.tiering.foregroundWriteLoad = metrics?.poolWriteRate;
   recordDaemon(config.mountDir);
   log.info(`mounted at ${config.mountDir} (write pool ${config.writePool}); ` +
     `stop with Ctrl-C or: shmr unmount ${config.mountDir}`);

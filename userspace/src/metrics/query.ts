@@ -33,6 +33,21 @@ export function match(label: string, value: string, op: MatchOp = '='): Matcher 
   return { label, op, value, regex };
 }
 
+const MATCHER_TEXT_PATTERN = /^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)(.*)$/;
+
+/**
+ * A matcher as written on a command line (`pool=fast`, `op!=read`, `bucket=~b[12]`,
+ * `pool!~arc.*`) as a [label, op, value] triple; undefined when it is not one.
+ */
+export function parseMatcherText(text: string): [string, MatchOp, string] | undefined {
+  const found = MATCHER_TEXT_PATTERN.exec(text);
+  if (found === null) return undefined;
+  return [found[1] as string, found[2] as MatchOp, found[3] as string];
+}
+
+/** What a command line says about a matcher it could not read. */
+export const MATCHER_TEXT_HELP = 'write LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX';
+
 export function matches(labels: Readonly<Record<string, string>>, matcher: Matcher): boolean {
   const actual = labels[matcher.label] ?? '';
   if (matcher.op === '=') return actual === matcher.value;

@@ -11,14 +11,23 @@ import { instrumentOps } from '../fuse/instrument.js';
 import { StatDirectory } from '../fuse/stat-dir.js';
 import { log } from '../log.js';
 import { MetricsEngine } from './engine.js';
+import { match } from './query.js';
 import { ShmrMetrics } from './instruments.js';
 import { journalDirectory, JournalWriter, restoreHistory } from './journal.js';
 import { statContent } from './stat-files.js';
 import type { OtlpPusher } from './otlp.js';
 
+/**
+ * Flush intervals a load reading covers (the current one included): long enough that one
+ * quiet interval between a writer's bursts does not read as idle.
+ */
+const LOAD_WINDOW_INTERVALS = 3;
+
 export interface MetricsService {
   readonly metrics: ShmrMetrics;
   readonly engine: MetricsEngine;
+  /** Bytes per second of blocks written to `pool` over the last few flush intervals. */
+  poolWriteRate(pool: string): number;
   /** The FUSE ops with recording and the _stat directory around them. */
   wrapOps(ops: LowLevelOps, openHandles: () => number): LowLevelOps;
   close(): Promise<void>;
@@ -67,6 +76,8 @@ export async function startMetrics(config: Config, fs: OpenFilesystem): Promise<
   }
   return {
     metrics, engine,
+    poolWriteRate: (pool) =>
+      engine.get('block_bytes_total', [match('pool', pool), match('op', 'write')]).rate(LOAD_WINDOW_INTERVALS),
     wrapOps: (ops, handles) => {
       openHandles = handles;
       const recorded = instrumentOps(ops, (op) => metrics.fuseOp(op));

@@ -8,12 +8,15 @@
  * - Files move one at a time with one block in flight, so the archive drives see whole blocks
  *   written one after another; the run's copy rate stays under `bytesPerSecondMax`.
  * - A file is visited at most once per run (its head blocks stay on the source pool).
+ * - While foreground writes to the source pool run faster than `yieldAboveBytesPerSecond`
+ *   (read from `foregroundWriteLoad`), no block is copied: the run waits before its next block.
  */
 import type { MoverConfig, Watermark } from '../config/index.js';
 import { isErrno, Errno } from '../errno.js';
 import type { Pool, Pools } from '../pool/index.js';
 import type { TaskContext } from '../tasks/task-manager.js';
 import { rewriteFile, type LayoutTarget, type RewriteParts } from './rewrite.js';
+import { yieldWhileBusy, type ForegroundLoad, type YieldPolicy } from './yield.js';
 
 /** Candidates fetched per metadata query. */
 const CANDIDATES_BATCH_MAX = 256;
@@ -26,12 +29,16 @@ export interface MoverReport {
   filesSkipped: number;
   /** Source usage at the end, in the watermark's unit (fraction or bytes). */
   usageAtEnd: number;
+  /** Milliseconds spent waiting for foreground writes to the source pool to calm down. */
+  yieldedMs: number;
 }
 
 export interface MoverParts extends RewriteParts {
   readonly pools: Pools;
   /** True when some handle has the file open for writing. */
   readonly isOpenForWriting: (ino: number) => boolean;
+  /** Recent write rate of a pool (bytes per second); undefined: unknown (never yield). */
+  readonly foregroundWriteLoad?: ForegroundLoad | undefined;
 }
 
 /** Usage of `pool` in the unit of `mark`: used fraction of its buckets, or live data bytes. */
@@ -64,6 +71,13 @@ export async function runMover(parts: MoverParts, config: MoverConfig, context: 
   const usage = () => poolUsage(parts, source, config.highWatermark);
   const report: MoverReport = {
     startedAbove: usage() > config.highWatermark.value, filesMoved: 0, bytesMoved: 0, filesSkipped: 0, usageAtEnd: 0,
+    yieldedMs: 0,
+  };
+  const policy: YieldPolicy = {
+    pool: source.name, load: parts.foregroundWriteLoad, thresholdBytesPerSecond: config.yieldAboveBytesPerSecond,
+  };
+  const beforeBlock = async () => {
+    report.yieldedMs += await yieldWhileBusy(policy, context.signal);
   };
   const startedMs = Date.now();
   const visited = new Set<number>();
@@ -75,8 +89,9 @@ export async function runMover(parts: MoverParts, config: MoverConfig, context: 
     for (const ino of candidates) {
       if (usage() <= config.lowWatermark.value || context.signal.aborted) break;
       visited.add(ino);
-      await moveOne(parts, { ino, target, context, report });
-      await pace(config.bytesPerSecondMax, report.bytesMoved, startedMs);
+      await moveOne(parts, { ino, target, context, report, beforeBlock });
+      // Time spent yielding is no credit: after a pause the run resumes at its rate, not above.
+      await pace(config.bytesPerSecondMax, report.bytesMoved, startedMs + report.yieldedMs);
     }
   }
   report.usageAtEnd = usage();
@@ -84,7 +99,7 @@ export async function runMover(parts: MoverParts, config: MoverConfig, context: 
 }
 
 async function moveOne(parts: MoverParts, job: {
-  ino: number; target: LayoutTarget; context: TaskContext; report: MoverReport;
+  ino: number; target: LayoutTarget; context: TaskContext; report: MoverReport; beforeBlock: () => Promise<void>;
 }): Promise<void> {
   const { ino, report } = job;
   if (parts.isOpenForWriting(ino) || parts.files.hasDirtyBlocks(ino)) {
@@ -92,7 +107,7 @@ async function moveOne(parts: MoverParts, job: {
     return;
   }
   try {
-    const result = await rewriteFile(parts, ino, job.target, { parallel: 1, context: job.context });
+    const result = await rewriteFile(parts, ino, job.target, { parallel: 1, context: job.context, beforeBlock: job.beforeBlock });
     report.filesMoved += 1;
     report.bytesMoved += result.bytesWritten;
   } catch (error) {

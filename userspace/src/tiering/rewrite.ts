@@ -128,6 +128,18 @@ function planBlock(target: LayoutTarget, oldBytes: number, blockIndex: number, s
   return { blockIndex, dataBytes, sources, pool, topology, kept: isInPlace ? only?.record : undefined, signature };
 }
 
+/** How a file rewrite runs. */
+export interface RewriteOptions {
+  /** Blocks copied at once. */
+  readonly parallel: number;
+  readonly context: TaskContext;
+  /**
+   * Awaited before each block is copied, except in the last round (which holds the file and
+   * must not wait): where a background copy pauses (the mover yielding to foreground writes).
+   */
+  readonly beforeBlock?: () => Promise<void>;
+}
+
 /** Buffers of one copy worker, reused from block to block. */
 interface WorkerBuffers {
   readonly data: Buffer;
@@ -177,17 +189,19 @@ class FileRewrite {
   readonly #ino: number;
   readonly #target: LayoutTarget;
   readonly #context: TaskContext;
+  readonly #beforeBlock: (() => Promise<void>) | undefined;
   readonly #workers: WorkerBuffers[];
   /** New blocks copied and not committed, by block index. */
   readonly copies = new Map<number, { signature: string; record: BlockRecord }>();
   readonly #noted = new Set<number>();
   readonly report: RewriteReport;
 
-  constructor(parts: RewriteParts, ino: number, target: LayoutTarget, options: { parallel: number; context: TaskContext }) {
+  constructor(parts: RewriteParts, ino: number, target: LayoutTarget, options: RewriteOptions) {
     this.#parts = parts;
     this.#ino = ino;
     this.#target = target;
     this.#context = options.context;
+    this.#beforeBlock = options.beforeBlock;
     const scratchBytes = target.blockBytes;
     this.#workers = Array.from({ length: options.parallel }, () => ({
       data: Buffer.allocUnsafeSlow(target.blockBytes + BLOCK_PADDING_BYTES),
@@ -196,8 +210,11 @@ class FileRewrite {
     this.report = { ino, blocksWritten: 0, blocksKept: 0, bytesWritten: 0, rounds: 0 };
   }
 
-  /** Plans from the committed map and copies every block not copied with this content yet. */
-  async copyRound(): Promise<void> {
+  /**
+   * Plans from the committed map and copies every block not copied with this content yet.
+   * `isHeld`: the round runs with the file held, so it never waits in `beforeBlock`.
+   */
+  async copyRound(options: { isHeld: boolean }): Promise<void> {
     const plan = planLayout(this.#parts.meta, this.#ino, this.#target);
     const stale = plan.blocks.filter((planned) =>
       planned.kept === undefined && this.copies.get(planned.blockIndex)?.signature !== planned.signature);
@@ -208,6 +225,7 @@ class FileRewrite {
     }
     this.#context.addTotal({ bytes: stale.reduce((sum, planned) => sum + planned.dataBytes, 0), blocks: stale.length });
     await forEachParallel(stale, this.#workers, async (planned, buffers) => {
+      if (!options.isHeld && this.#beforeBlock !== undefined) await this.#beforeBlock();
       if (this.#context.signal.aborted) throw new FsError(Errno.ECANCELED, 'rewrite', `inode ${this.#ino}: cancelled`);
       let record: BlockRecord;
       try {
@@ -271,7 +289,7 @@ export async function rewriteFile(
   parts: RewriteParts,
   ino: number,
   target: LayoutTarget,
-  options: { parallel: number; context: TaskContext },
+  options: RewriteOptions,
 ): Promise<RewriteReport> {
   requireRegularFile(parts.meta, ino, 'rewrite');
   assert(options.parallel >= 1);
@@ -287,10 +305,10 @@ export async function rewriteFile(
       const isHeldRound = round === ROUNDS_MAX - 1;
       if (!isHeldRound) {
         await parts.files.flush(ino, { sync: false });
-        await rewrite.copyRound();
+        await rewrite.copyRound({ isHeld: false });
       }
       const isCommitted = await parts.files.exclusive(ino, async () => {
-        if (isHeldRound) await rewrite.copyRound();
+        if (isHeldRound) await rewrite.copyRound({ isHeld: true });
         return rewrite.commitIfUnchanged();
       });
       if (isCommitted) return rewrite.report;

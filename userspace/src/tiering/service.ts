@@ -12,6 +12,7 @@ import type { TaskContext, TaskManager } from '../tasks/task-manager.js';
 import type { BlockStore } from '../block/index.js';
 import type { FileStore } from '../file/index.js';
 import { runMover } from './mover.js';
+import type { ForegroundLoad } from './yield.js';
 import { parseBlockSize, parseTopologyFor, requirePool } from './policy.js';
 import { REWRITE_PARALLEL_MAX, requireRegularFile, rewriteBlock, rewriteFile, type LayoutTarget } from './rewrite.js';
 import { POLICY_XATTRS } from './policy.js';
@@ -51,6 +52,8 @@ export class Tiering {
   readonly #parts: TieringParts;
   /** Set by the mount: true when a handle has the file open for writing. */
   isOpenForWriting: (ino: number) => boolean = () => false;
+  /** Set by the mount when metrics run: a pool's recent write rate, which the mover yields to. */
+  foregroundWriteLoad: ForegroundLoad | undefined = undefined;
 
   constructor(parts: TieringParts) {
     this.#parts = parts;
@@ -159,7 +162,9 @@ export class Tiering {
     const running = this.#parts.tasks.list().find((task) => task.kind === 'mover' && task.state === 'running');
     if (running !== undefined) return { taskId: running.id };
     const task = this.#parts.tasks.start('mover', `${mover.source} -> ${mover.target}`, (context) =>
-      runMover({ ...this.#parts, isOpenForWriting: (ino) => this.isOpenForWriting(ino) }, mover, context));
+      runMover({
+        ...this.#parts, isOpenForWriting: (ino) => this.isOpenForWriting(ino), foregroundWriteLoad: this.foregroundWriteLoad,
+      }, mover, context));
     return { taskId: task.id };
   }
 

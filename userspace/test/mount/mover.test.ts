@@ -6,6 +6,9 @@
  * stays, even when it is the oldest. Where a file lives is read from the shard file names
  * (`<ino>-<block>-<generation>-<shard>`) in each pool's bucket directories.
  *
+ * Yielding: with `mover.yield_above`, a run copies nothing while a writer streams to the source
+ * pool faster than that (the rate read from the metrics engine), and finishes once it stops.
+ *
  * crond: `shmr crond` runs the mover and the purge through the daemon on its schedule.
  *
  * Policy: user.shmr.* xattrs on a directory are validated (EINVAL for bad values) and inherited
@@ -14,6 +17,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -101,6 +105,59 @@ describe('mover and housekeeping', () => {
       const again = (await control(mount, 'runMover')) as { taskId: number };
       const quiet = (await control(mount, 'waitTask', { id: again.taskId })) as TaskInfo;
       expect((quiet.result as { filesMoved: number }).filesMoved).toBe(0);
+    });
+  }, 120_000);
+
+  it('yields to a foreground writer streaming to the source pool, then finishes', async () => {
+    const extraYaml = `mover: { target: slow, idle: 0s, high_watermark: 1MiB, low_watermark: 0, yield_above: 256KiB }
+metrics: { collect_interval: 100ms, flush_interval: 500ms }
+`;
+    await withMount({ pools: POOLS, extraYaml }, async (mount) => {
+      const contents = new Map(['f1', 'f2', 'f3'].map((name) => [name, randomBytes(2 * MiB)]));
+      for (const [name, content] of contents) writeFileSync(join(mount.mountpoint, name), content);
+      await control(mount, 'flush');
+      // About 10 MiB/s of 1 MiB writes, each stored at once (fdatasync), until told to stop.
+      const stream = await open(join(mount.mountpoint, 'stream'), 'w');
+      let isWriting = true;
+      const writer = (async () => {
+        const chunk = randomBytes(MiB);
+        while (isWriting) {
+          await stream.write(chunk);
+          await stream.datasync();
+          await sleep(50);
+        }
+        await stream.close();
+      })();
+      let taskId = 0;
+      try {
+        await sleep(1500);
+        const load = (await control(mount, 'queryMetric', {
+          name: 'block_bytes_total', matchers: [['pool', '=', 'fast'], ['op', '=', 'write']], fn: 'rate', intervals: 3,
+        })) as { value: number };
+        expect(load.value).toBeGreaterThan(256 * 1024);
+        taskId = ((await control(mount, 'runMover')) as { taskId: number }).taskId;
+        for (let poll = 0; poll < 10; poll++) {
+          await sleep(250);
+          const task = (await control(mount, 'task', { id: taskId })) as TaskInfo;
+          expect(task.state).toBe('running');
+          expect(task.doneBytes).toBe(0);
+        }
+      } finally {
+        isWriting = false;
+        await writer;
+      }
+      const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
+      expect(info.state, info.errors.join('\n')).toBe('done');
+      const report = info.result as { filesMoved: number; yieldedMs: number };
+      // The stream itself may move too: it is closed by the time the run reaches it.
+      expect(report.filesMoved).toBeGreaterThanOrEqual(3);
+      expect(report.filesMoved).toBeLessThanOrEqual(4);
+      expect(report.yieldedMs).toBeGreaterThanOrEqual(2500);
+      const slow = inodesIn(mount, 'slow');
+      for (const [name, content] of contents) {
+        expect(slow.has(statSync(join(mount.mountpoint, name)).ino), name).toBe(true);
+        expect(sha256(readFileSync(join(mount.mountpoint, name)))).toBe(sha256(content));
+      }
     });
   }, 120_000);
 

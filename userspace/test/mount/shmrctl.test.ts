@@ -112,4 +112,46 @@ describe('shmrctl and standard D-Bus tools', () => {
       });
     });
   }, 120_000);
+
+  it('metrics: a value after I/O, --json shape, exit codes of bad queries', async () => {
+    await withBus('session', async (bus) => {
+      const extraYaml = 'dbus: { bus: session }\nmetrics: { collect_interval: 200ms, flush_interval: 200ms }\n';
+      await withMount({ pools: POOLS, extraYaml, env: bus.env }, async (mount) => {
+        await waitForService(bus, mount.mountpoint);
+        const file = join(mount.mountpoint, 'f');
+        writeFileSync(file, Buffer.alloc(256 * 1024, 7));
+        expect((await shmrctl(bus, ['flush', file])).code).toBe(0);
+
+        // 256 KiB in 64 KiB blocks went to pool fast: four block writes, and their bytes.
+        const args = ['metrics', 'block_bytes_total', 'pool=fast', 'op=write', '--fn', 'sum', '--intervals', '1000'];
+        const written = await shmrctl(bus, [...args, '--mount', mount.mountpoint]);
+        expect(written.code, written.stderr).toBe(0);
+        expect(written.json).toEqual({
+          name: 'block_bytes_total', matchers: [['pool', '=', 'fast'], ['op', '=', 'write']],
+          fn: 'sum', intervals: 1000, value: 256 * 1024,
+        });
+        const text = await runProcess(process.execPath, [SHMRCTL, ...args, '--mount', mount.mountpoint],
+          { ...bus.env, SHMR_DBUS_BUS: 'session' });
+        expect(text.stdout).toBe(`${256 * 1024}\n`);
+        const none = await shmrctl(bus, ['metrics', 'block_bytes_total', 'pool!~fa.*', 'op=write', '--fn', 'count',
+          '--intervals', '1000', '--mount', mount.mountpoint]);
+        expect(none.json['value']).toBe(0);
+
+        const cases: [string[], number, string, RegExp][] = [
+          [['metrics', 'shmr_no_such_metric'], 4, 'co.volf.shmr.Error.InvalidArguments', /unknown metric "shmr_no_such_metric" \(known: .*block_bytes_total/],
+          [['metrics', 'block_bytes_total', 'pool=~('], 4, 'co.volf.shmr.Error.InvalidArguments', /bad regex/],
+          [['metrics', 'block_bytes_total', 'pool'], 2, 'Usage', /matcher "pool": write LABEL=VALUE/],
+          [['metrics', 'block_bytes_total', '--fn', 'median'], 2, 'Usage', /--fn: "median" is not one of avg/],
+          [['metrics', 'block_bytes_total', '--intervals', '0'], 2, 'Usage', /--intervals/],
+          [['metrics'], 2, 'Usage', /missing metric NAME/],
+        ];
+        for (const [caseArgs, code, name, message] of cases) {
+          const failed = await shmrctl(bus, [...caseArgs, '--mount', mount.mountpoint]);
+          expect(failed.code, `${caseArgs.join(' ')}: ${failed.stderr}`).toBe(code);
+          expect(failed.json['error'], caseArgs.join(' ')).toMatchObject({ name, message: expect.stringMatching(message) });
+          expect(failed.stderr).toMatch(message);
+        }
+      });
+    });
+  }, 120_000);
 });

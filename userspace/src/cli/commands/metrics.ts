@@ -11,10 +11,9 @@ import { MetricsEngine } from '../../metrics/engine.js';
 import { ShmrMetrics } from '../../metrics/instruments.js';
 import { journalDirectory, readJournal, restoreHistory } from '../../metrics/journal.js';
 import { metricsText, queryMetric } from '../../metrics/control.js';
+import { MATCHER_TEXT_HELP, parseMatcherText } from '../../metrics/query.js';
 import { configFrom } from '../config-option.js';
 import { runOnFilesystem } from './run.js';
-
-const MATCHER_PATTERN = /^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)(.*)$/;
 
 /** An engine holding the journal's history (the daemon is not running). */
 async function engineFromJournal(config: Config): Promise<MetricsEngine> {
@@ -51,12 +50,12 @@ async function queryCommand(args: readonly string[]): Promise<number> {
   }
   const matchers: string[][] = [];
   for (const text of matcherTexts) {
-    const found = MATCHER_PATTERN.exec(text);
-    if (found === null) {
-      process.stderr.write(`shmr metrics query: matcher "${text}": write LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX\n`);
+    const matcher = parseMatcherText(text);
+    if (matcher === undefined) {
+      process.stderr.write(`shmr metrics query: matcher "${text}": ${MATCHER_TEXT_HELP}\n`);
       return 2;
     }
-    matchers.push([found[1] ?? '', found[2] ?? '', found[3] ?? '']);
+    matchers.push(matcher);
   }
   const params = { name, matchers, fn: values.fn, intervals: Number(values.intervals) };
   const config = configFrom(values.config);

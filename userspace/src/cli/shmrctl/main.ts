@@ -6,6 +6,7 @@
 import { SHMR_VERSION } from '../../version.js';
 import type { CommandResult } from './command.js';
 import { flush, stat, unmount } from './commands/files.js';
+import { metrics } from './commands/metrics.js';
 import { status } from './commands/status.js';
 import { cancel, rewrite, scrub, task, tasks } from './commands/tasks.js';
 import { tombstones } from './commands/tombstones.js';
@@ -25,6 +26,10 @@ Usage:
   shmrctl scrub [--pool P] [--repair] [--wait]
                                          verify (and repair) every shard, as a task
   shmrctl stat PATH                      blocks, pools, topologies, shard locations, health
+  shmrctl metrics NAME [LABEL=V | LABEL!=V | LABEL=~RE | LABEL!~RE]...
+                  [--fn avg|min|max|sum|rate|count|last|p50|p90|p99] [--intervals N]
+                                         a metric of the query engine, over the last N
+                                         flush intervals (default: avg over 1)
   shmrctl unmount                        store everything, unmount, end the daemon
   shmrctl --help | --version
 
@@ -38,7 +43,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 problems found (stat: degraded or lost),
 `;
 
 const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<CommandResult>>> = {
-  status, flush, rewrite, tasks, task, cancel, tombstones, scrub, stat, unmount,
+  status, flush, rewrite, tasks, task, cancel, tombstones, scrub, stat, metrics, unmount,
 };
 
 /** Runs the command line; resolves with the exit code. */

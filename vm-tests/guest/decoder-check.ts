@@ -14,12 +14,11 @@ import { join } from 'node:path';
 import { crc32c } from '../../userspace/src/erasure/index.js';
 import {
   BucketLabel,
-  ChecksumKind,
   decodeShardPrefix,
   decodeStruct,
   findBadChunk,
+  SHARD_HEADER_ENUMS,
   ShardHeader,
-  Topology,
   type StructLayout,
 } from '../../userspace/src/layout/index.js';
 import { Random } from './io-suite.js';
@@ -44,7 +43,6 @@ interface ManifestVector {
   readonly expect: { readonly ok: boolean; readonly error?: string; readonly field?: string };
 }
 
-const ENUMS = { Topology, ChecksumKind };
 
 function fieldLines(layout: StructLayout, value: Record<string, unknown>): string {
   let text = '';
@@ -64,7 +62,7 @@ export function describeInTypeScript(sample: Sample): string {
     const decoded = decodeStruct(
       layout,
       sample.bytes,
-      sample.layout === DecodeAs.shardHeader ? ENUMS : {},
+      sample.layout === DecodeAs.shardHeader ? SHARD_HEADER_ENUMS : {},
     );
     if (!decoded.ok) return `error kind=${decoded.kind} field=${decoded.field}\n`;
     return `ok\n${fieldLines(layout, decoded.value as Record<string, unknown>)}`;

@@ -23,7 +23,8 @@ export type ShardHeaderInput = Omit<
   'payload_checksum' | 'chunk_table_checksum' | 'payload_offset' | 'chunk_bytes' | 'checksum_kind'
 >;
 
-const ENUMS = { Topology, ChecksumKind, Compression };
+/** The enums of the shard header's fields, by the names its layout gives them. */
+export const SHARD_HEADER_ENUMS = { Topology, ChecksumKind, Compression };
 
 /** Where the parts of a shard file lie, for a payload of `payloadBytes`. */
 export interface ShardGeometry {
@@ -126,7 +127,7 @@ export interface ShardPrefix {
 export function decodeShardPrefix(
   source: Buffer,
 ): { ok: true; value: ShardPrefix } | DecodeFailure {
-  const decoded = decodeStruct(ShardHeader, source, ENUMS);
+  const decoded = decodeStruct(ShardHeader, source, SHARD_HEADER_ENUMS);
   if (!decoded.ok) return decoded;
   const header = decoded.value;
   const invalid = invalidField(header);

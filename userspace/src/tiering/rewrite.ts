@@ -224,6 +224,7 @@ class FileRewrite {
       for (const index of unnoted) this.#noted.add(index);
     }
     this.#context.addTotal({ bytes: stale.reduce((sum, planned) => sum + planned.dataBytes, 0), blocks: stale.length });
+    const earlyFlushes: Promise<void>[] = [];
     await forEachParallel(stale, this.#workers, async (planned, buffers) => {
       if (!options.isHeld && this.#beforeBlock !== undefined) await this.#beforeBlock();
       if (this.#context.signal.aborted) throw new FsError(Errno.ECANCELED, 'rewrite', `inode ${this.#ino}: cancelled`);
@@ -236,6 +237,11 @@ class FileRewrite {
         if (this.#isStale(planned)) return;
         throw error;
       }
+      // Start this block's way to the disk now, while later blocks are copied: the kernel
+      // would otherwise begin writeback only at its dirty-memory threshold (gigabytes), and
+      // the whole round would reach the disk after copying ends. The round's syncBlocks below
+      // is what makes the copies durable and reports failures.
+      earlyFlushes.push(this.#parts.blocks.syncBlocks([record]).catch(() => undefined));
       const superseded = this.copies.get(planned.blockIndex);
       this.copies.set(planned.blockIndex, { signature: planned.signature, record });
       if (superseded !== undefined) await this.#parts.blocks.delete(superseded.record);
@@ -243,6 +249,7 @@ class FileRewrite {
       this.report.bytesWritten += planned.dataBytes;
       this.#context.addDone({ bytes: planned.dataBytes, blocks: 1 });
     });
+    await Promise.all(earlyFlushes);
     // Copies are written without fsync; they become durable together, before any commit.
     await this.#parts.blocks.syncBlocks([...this.copies.values()].map((copy) => copy.record));
   }

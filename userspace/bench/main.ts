@@ -190,7 +190,7 @@ async function main(argv: readonly string[]): Promise<number> {
       } else if (section === 'latency') {
         await runLatencyBench({ quick: options.quick, workDir: options.workDir });
       } else {
-        await runNbdBench({ quick: options.quick });
+        await runNbdBench({ quick: options.quick, shmrNodeOptions: options.shmrNodeOptions });
       }
       process.stdout.write('\n');
     }

@@ -73,6 +73,8 @@ export interface LowLevelOps {
   link?(req: RequestContext, ino: number, newParent: number, newName: string): Result<Entry>;
   open?(req: RequestContext, ino: number, flags: number): Result<OpenReply>;
   read?(req: RequestContext, ino: number, size: number, offset: number, fh: number): Result<Buffer | Uint8Array>;
+  /** Called with a read's result once its bytes were sent to the kernel: it may be reused. */
+  releaseReadBuffer?(data: Buffer | Uint8Array): void;
   /**
    * `data` is lent: its bytes stay valid until the returned value settles, then the buffer is
    * reused for another write. Copy what must outlive the call.
@@ -154,7 +156,7 @@ interface NativeConfig {
   writebackCache: boolean; asyncRead: boolean; parallelDirops: boolean;
 }
 
-type OpName = keyof LowLevelOps;
+type OpName = Exclude<keyof LowLevelOps, 'releaseReadBuffer'>;
 
 const ADDON_RELATIVE = join('userspace', 'native', 'fuse3', 'build', 'Release', 'shmr_fuse3.node');
 
@@ -353,6 +355,11 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     }
   };
   const bufOk: Ok<Buffer | Uint8Array> = (h, data) => { n.replyBuf(h, data); };
+  // replyBuf has written the bytes to /dev/fuse by the time it returns.
+  const readOk: Ok<Buffer | Uint8Array> = ops.releaseReadBuffer === undefined ? bufOk : (h, data) => {
+    n.replyBuf(h, data);
+    ops.releaseReadBuffer?.(data);
+  };
   const writeOk: Ok<number> = (h, count) => { n.replyWrite(h, count); };
   const readlinkOk: Ok<string | Buffer> = (h, target) => { n.replyReadlink(h, target); };
   const xattrOk: Ok<Buffer> = (h, value) => { n.replyXattr(h, value); };
@@ -491,7 +498,7 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     d.read = (h: number) => {
       let r: Result<Buffer | Uint8Array>;
       try { r = read.call(ops, context(), arg(0), arg(1), arg(2), arg(3)); } catch (e) { fail(h, 'read', e); return; }
-      settle(h, 'read', r, bufOk);
+      settle(h, 'read', r, readOk);
     };
   }
   if (write) {

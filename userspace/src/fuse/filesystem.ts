@@ -21,6 +21,7 @@ import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, SetattrChanges, Statfs,
 } from './binding.js';
 import { Handles } from './handles.js';
+import { ReadBuffers } from './read-buffers.js';
 
 const O_ACCMODE = 0o3;
 const O_WRONLY = 0o1;
@@ -51,6 +52,7 @@ export class ShmrFilesystem implements LowLevelOps {
   readonly #pools: Pools;
   readonly #options: FilesystemOptions;
   readonly handles: Handles;
+  readonly #readBuffers = new ReadBuffers();
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -211,7 +213,7 @@ export class ShmrFilesystem implements LowLevelOps {
       handle.hasReadOnce = true;
       this.#touchAccessTime(ino);
     }
-    const target = Buffer.allocUnsafe(size);
+    const target = this.#readBuffers.acquire(size);
     let bytesRead: number;
     try {
       bytesRead = await this.#files.read(ino, offset, size, target);
@@ -222,6 +224,10 @@ export class ShmrFilesystem implements LowLevelOps {
       throw error;
     }
     return bytesRead === size ? target : target.subarray(0, bytesRead);
+  }
+
+  releaseReadBuffer(data: Buffer | Uint8Array): void {
+    this.#readBuffers.release(data);
   }
 
   /**

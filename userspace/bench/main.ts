@@ -203,7 +203,7 @@ async function main(argv: readonly string[]): Promise<number> {
       } else if (section === 'metrics') {
         await runMetricsBench({ quick: options.quick, workDir: options.workDir, signal: controller.signal });
       } else {
-        await runNbdBench({ quick: options.quick });
+        await runNbdBench({ quick: options.quick, shmrNodeOptions: options.shmrNodeOptions });
       }
       process.stdout.write('\n');
     }

@@ -163,7 +163,11 @@ async function startNbdkit(root: string, bytes: number, children: ChildProcess[]
 }
 
 /** A shmr daemon with one single-topology pool in `root`, serving volume "bench". */
-async function startShmr(root: string, bytes: number, children: ChildProcess[]): Promise<Target> {
+async function startShmr(
+  root: string,
+  bytes: number,
+  shmr: { children: ChildProcess[]; nodeOptions: readonly string[] },
+): Promise<Target> {
   for (const folder of ['mnt', 'bucket']) mkdirSync(join(root, folder));
   const config = join(root, 'shmr.yaml');
   writeFileSync(config, [
@@ -172,10 +176,10 @@ async function startShmr(root: string, bytes: number, children: ChildProcess[]):
     `      ssd0: { path: ${root}/bucket }`, '',
   ].join('\n'));
   const log = openSync(join(root, 'daemon.log'), 'a');
-  const args = [CLI, 'mount', '--config', config];
-  const daemon = spawn(process.execPath, args, { stdio: ['ignore', log, log] });
+  const args = [...shmr.nodeOptions, CLI, 'mount', '--config', config];
+  const daemon = spawn(process.execPath, args, { stdio: ['ignore', log, log], cwd: root });
   closeSync(log);
-  children.push(daemon);
+  shmr.children.push(daemon);
   const socket = join(root, 'meta', 'nbd.sock');
   await waitFor(() => isSocketLive(socket), 'shmr mount', daemon);
   const volume = (more: string[]) =>
@@ -203,7 +207,11 @@ function report(baseline: Speeds, shmr: Speeds): void {
 }
 
 /** Runs the NBD comparison and prints it. */
-export async function runNbdBench(options: { quick: boolean }): Promise<void> {
+export async function runNbdBench(options: {
+  quick: boolean;
+  /** Extra Node options of the shmr daemon (e.g. --cpu-prof; profiles land in its folder). */
+  shmrNodeOptions?: readonly string[];
+}): Promise<void> {
   const bytes = options.quick ? QUICK_VOLUME_BYTES : VOLUME_BYTES;
   const rounds = options.quick ? QUICK_ROUNDS : ROUNDS;
   process.stdout.write(`\nNBD: nbdcopy of a ${bytes / 1024 ** 2} MiB volume in and out, ` +
@@ -220,7 +228,8 @@ export async function runNbdBench(options: { quick: boolean }): Promise<void> {
     writeRandomFile(source, bytes);
     const files = { source, out: join(root, 'out.img'), digest: await sha256Of(source) };
     const targets = [
-      await startNbdkit(root, bytes, children), await startShmr(root, bytes, children),
+      await startNbdkit(root, bytes, children),
+      await startShmr(root, bytes, { children, nodeOptions: options.shmrNodeOptions ?? [] }),
     ];
     const best = targets.map((): Speeds => ({ inMBps: 0, outMBps: 0, inFlushMBps: 0 }));
     for (let round = 0; round < rounds; round++) {
@@ -240,5 +249,7 @@ export async function runNbdBench(options: { quick: boolean }): Promise<void> {
 
 const invokedPath = process.argv[1];
 if (invokedPath !== undefined && import.meta.url === pathToFileURL(invokedPath).href) {
-  await runNbdBench({ quick: process.argv.includes('--quick') });
+  const nodeOptions = process.argv.filter((arg) => arg.startsWith('--shmr-node-option='))
+    .map((arg) => arg.slice('--shmr-node-option='.length));
+  await runNbdBench({ quick: process.argv.includes('--quick'), shmrNodeOptions: nodeOptions });
 }

@@ -389,7 +389,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   read_like(req, OP_READDIR, ino, size, off, fi);
 }
 
-/* IN: A0 ino, +1 offset, +2 fh, +3 flags | (handle, data) */
+/*
+ * IN: A0 ino, +1 offset, +2 fh, +3 flags, +4 lent slot (-1: none), +5 size
+ * | (handle, data): a lent ArrayBuffer (its first `size` bytes), or a Buffer copy.
+ */
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   call_t c;
@@ -398,7 +401,21 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   c.in[IN_A0 + 1] = (double)off;
   c.in[IN_A0 + 2] = fh_of(fi);
   c.in[IN_A0 + 3] = fi->flags;
-  if (push_copy(&c, buf, size)) invoke(&c);
+  c.in[IN_A0 + 5] = (double)size;
+  int slot = write_pool_lend(c.env, &c.s->addon->writes, buf, size, &c.argv[c.argc]);
+  c.in[IN_A0 + 4] = slot;
+  if (slot >= 0) {
+    c.argc++;
+    if (!call_js(c.s, c.op, c.argc, c.argv)) {
+      /* As in invoke(); JS never saw the buffer, so it is returned here. */
+      log_exception(c.env, op_names[c.op]);
+      reply_if_pending(c.s, c.handle, EIO);
+      write_pool_return(&c.s->addon->writes, slot);
+    }
+    finish(&c);
+  } else if (push_copy(&c, buf, size)) {
+    invoke(&c);
+  }
 }
 
 /* IN: A0 ino, +1 fh | (handle, lockOwner: bigint) */

@@ -368,6 +368,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   free(log);
   s->state = S_MOUNTED;
+  /* Lent write buffers are as large as the first mounted session's writes (see ops.c). */
+  if (s->addon->writes.bytes == 0) s->addon->writes.bytes = s->cfg.max_write;
   mounted_add(s);
   /* While mounted the session must not be collected even if JS drops every reference. */
   napi_reference_ref(env, s->self, NULL);
@@ -605,7 +607,8 @@ NAPI_MODULE_INIT() {
     { "stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, a },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok ||
-      replies_define(env, exports, a) != napi_ok) {
+      replies_define(env, exports, a) != napi_ok ||
+      write_pool_define(env, exports, a) != napi_ok) {
     return throw_error(env, "shmr_fuse3: module initialisation failed");
   }
   log_install();

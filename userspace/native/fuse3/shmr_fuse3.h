@@ -95,6 +95,26 @@ typedef struct pending_table {
   uint32_t free_head; /* UINT32_MAX: none */
 } pending_table_t;
 
+/* ---- lent write buffers (write_pool.c) ---- */
+
+/*
+ * WRITE payloads are copied out of libfuse's receive buffer (reused for the next request)
+ * into buffers lent to JS until the write handler settles, then returned. A fresh buffer
+ * per write cost a malloc, 256 page faults and a free per MiB on the JS thread; with 64
+ * writeback writes drained per wake-up that stalled every other request for tens of ms.
+ * At most WRITE_POOL_MAX buffers exist; beyond that a write gets a plain copy.
+ */
+#define WRITE_POOL_MAX 96
+typedef struct write_pool {
+  napi_ref refs[WRITE_POOL_MAX]; /* ArrayBuffers of `bytes` each; NULL: not created yet */
+  void *data[WRITE_POOL_MAX];
+  uint32_t free_slots[WRITE_POOL_MAX];
+  uint32_t free_count;
+  uint32_t created;
+  size_t bytes;                  /* size of every buffer: the first session's max_write */
+  bool lent[WRITE_POOL_MAX];
+} write_pool_t;
+
 /* ---- per-environment state (one per Node environment: main thread or worker) ---- */
 typedef struct addon {
   double *in;
@@ -103,6 +123,7 @@ typedef struct addon {
   pending_table_t table;
   char *dirbuf;       /* reused readdir packing buffer */
   size_t dirbuf_cap;
+  write_pool_t writes;
 } addon_t;
 
 /* ---- one FUSE session ---- */
@@ -148,6 +169,12 @@ pending_t *pending_get(pending_table_t *t, double handle);
 void pending_release(pending_table_t *t, pending_t *p);
 void pending_fail_session(pending_table_t *t, session_t *s, int err);
 void pending_free(pending_table_t *t);
+
+/* write_pool.c */
+int write_pool_lend(napi_env env, write_pool_t *w, const void *bytes, size_t size,
+                    napi_value *out);
+void write_pool_return(write_pool_t *w, int slot);
+napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
 
 /* ops.c */
 void ops_fill(const session_t *s, struct fuse_lowlevel_ops *ops);

@@ -8,6 +8,9 @@
  * - Only clean, idle entries are evicted; a dirty or flushing entry stays until stored.
  * - A buffer is owned by exactly one entry; buffers of evicted entries go back to a free list
  *   per size, so steady-state writing does not allocate.
+ * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
+ *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
+ *   reaches the free list.
  */
 import { assert } from '../assert.js';
 
@@ -25,6 +28,8 @@ export interface CachedBlock {
   dirtySinceMs: number;
   /** Settles when the current load or flush ends. */
   settled: Promise<void> | undefined;
+  /** The buffer is the caller's (see `insertBorrowed`), not the cache's. */
+  readonly isBorrowed: boolean;
 }
 
 const FREE_BUFFERS_PER_SIZE_MAX = 16;
@@ -59,17 +64,52 @@ export class BlockCache {
     assert(!this.#entries.has(key));
     const entry: CachedBlock = {
       ino, blockIndex, blockBytes, buffer: this.#allocate(blockBytes + this.#paddingBytes),
-      dataBytes: 0, state: 'loading', dirtySinceMs: 0, settled: undefined,
+      dataBytes: 0, state: 'loading', dirtySinceMs: 0, settled: undefined, isBorrowed: false,
     };
-    this.#entries.set(key, entry);
-    let set = this.#byInode.get(ino);
-    if (set === undefined) {
-      set = new Set();
-      this.#byInode.set(ino, set);
-    }
-    set.add(entry);
+    this.#add(entry);
     this.bytes += entry.buffer.byteLength;
     return entry;
+  }
+
+  /**
+   * Adds an entry in state 'flushing' over `buffer`, a whole block the caller is storing
+   * right now without copying it here: readers see its bytes and writers wait for `settled`,
+   * as for any flush (the caller sets `settled`). The caller removes it with `removeBorrowed`
+   * once the store ended.
+   */
+  insertBorrowed(ino: number, blockIndex: number, buffer: Buffer): CachedBlock {
+    assert(!this.#entries.has(keyOf(ino, blockIndex)));
+    const entry: CachedBlock = {
+      ino, blockIndex, blockBytes: buffer.byteLength, buffer, dataBytes: buffer.byteLength,
+      state: 'flushing', dirtySinceMs: 0, settled: undefined, isBorrowed: true,
+    };
+    this.#add(entry);
+    return entry;
+  }
+
+  /** Removes a borrowed entry; its buffer goes back to nobody (it is the caller's). */
+  removeBorrowed(entry: CachedBlock): void {
+    assert(entry.isBorrowed);
+    assert.equal(entry.state, 'flushing');
+    this.#delete(entry);
+  }
+
+  #add(entry: CachedBlock): void {
+    this.#entries.set(keyOf(entry.ino, entry.blockIndex), entry);
+    let set = this.#byInode.get(entry.ino);
+    if (set === undefined) {
+      set = new Set();
+      this.#byInode.set(entry.ino, set);
+    }
+    set.add(entry);
+  }
+
+  #delete(entry: CachedBlock): void {
+    const key = keyOf(entry.ino, entry.blockIndex);
+    assert(this.#entries.get(key) === entry);
+    this.#entries.delete(key);
+    this.#byInode.get(entry.ino)?.delete(entry);
+    if (this.#byInode.get(entry.ino)?.size === 0) this.#byInode.delete(entry.ino);
   }
 
   /** Marks an entry dirty (accounting for dirty bytes once). */
@@ -90,6 +130,7 @@ export class BlockCache {
 
   /** Ends a flush: clean when stored, dirty again when it failed. */
   finishFlush(entry: CachedBlock, isStored: boolean): void {
+    assert(!entry.isBorrowed);
     assert.equal(entry.state, 'flushing');
     if (isStored) {
       entry.state = 'clean';
@@ -103,11 +144,8 @@ export class BlockCache {
   /** Removes an entry that is not flushing; its buffer is recycled. */
   remove(entry: CachedBlock): void {
     assert(entry.state !== 'flushing');
-    const key = keyOf(entry.ino, entry.blockIndex);
-    assert(this.#entries.get(key) === entry);
-    this.#entries.delete(key);
-    this.#byInode.get(entry.ino)?.delete(entry);
-    if (this.#byInode.get(entry.ino)?.size === 0) this.#byInode.delete(entry.ino);
+    assert(!entry.isBorrowed);
+    this.#delete(entry);
     if (entry.state === 'dirty') this.dirtyBytes -= entry.buffer.byteLength;
     this.bytes -= entry.buffer.byteLength;
     this.#recycle(entry.buffer);

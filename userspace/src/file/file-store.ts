@@ -262,7 +262,10 @@ export class FileStore {
     await this.#blocks.read(record, range, target, targetOffset);
   }
 
-  /** Writes `data` at `offset`; returns the bytes written. */
+  /**
+   * Writes `data` at `offset`; returns the bytes written. `data` must stay unchanged until
+   * the returned promise settles: whole blocks are stored straight from it.
+   */
   async write(ino: number, offset: number, data: Buffer): Promise<number> {
     assert(offset >= 0);
     return this.#gated(ino, (state) => this.#write(state, offset, data));
@@ -272,11 +275,48 @@ export class FileStore {
     if (state.error !== undefined) throw takeError(state);
     const end = offset + data.byteLength;
     if (end > Number.MAX_SAFE_INTEGER) throw new FsError(Errno.EFBIG, 'write', `offset ${offset}`);
+    const stores: Promise<void>[] = [];
+    try {
+      await this.#writeBlocks(state, { offset, end, data }, stores);
+    } finally {
+      // Every store is waited for, so none can fail unobserved after an earlier error.
+      const results = await Promise.allSettled(stores);
+      const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failed !== undefined) throw fromSystemError(failed.reason, 'store block');
+    }
+    state.size = Math.max(state.size, end);
+    state.mtime = now();
+    state.ctime = state.mtime;
+    await this.#relieveMemory();
+    return data.byteLength;
+  }
+
+  /**
+   * The block loop of write(). A whole block with nothing cached is stored straight from
+   * `data` (its store goes into `stores`): no copy into a cache buffer, whose fresh pages
+   * cost more than the copy itself. Other ranges are copied into cached blocks.
+   */
+  async #writeBlocks(
+    state: FileState,
+    write: { offset: number; end: number; data: Buffer },
+    stores: Promise<void>[],
+  ): Promise<void> {
+    const { offset, end, data } = write;
     const blockBytes = state.blockBytes;
     for (let position = offset; position < end;) {
       const blockIndex = Math.floor(position / blockBytes);
       const blockStart = blockIndex * blockBytes;
       const stop = Math.min(end, blockStart + blockBytes);
+      const isWhole = position === blockStart && stop === blockStart + blockBytes;
+      if (isWhole && this.#mayStoreDirectly(state, blockIndex)) {
+        // The committed size and times include this block (see #storeEntry).
+        state.size = Math.max(state.size, stop);
+        state.mtime = now();
+        state.ctime = state.mtime;
+        stores.push(this.#storeWhole(state, blockIndex, data.subarray(position - offset, stop - offset)));
+        position = stop;
+        continue;
+      }
       const entry = await this.#writableBlock(state, blockIndex, {
         start: position - blockStart, end: stop - blockStart,
       });
@@ -293,11 +333,26 @@ export class FileStore {
       if (stop - blockStart === blockBytes) this.#flushInBackground(state, entry);
       position = stop;
     }
-    state.size = Math.max(state.size, end);
-    state.mtime = now();
-    state.ctime = state.mtime;
-    await this.#relieveMemory();
-    return data.byteLength;
+  }
+
+  /** A whole block may skip the cache: nothing of it is cached and it needs no padding room. */
+  #mayStoreDirectly(state: FileState, blockIndex: number): boolean {
+    if (this.#cache.get(state.ino, blockIndex) !== undefined) return false;
+    const target = this.writeTarget(state.ino);
+    const topology = target.topology ?? target.pool.topology;
+    // Erasure shards of a block that d does not divide are padded inside the block buffer.
+    return topology.kind !== 'erasure' || state.blockBytes % topology.data === 0;
+  }
+
+  /**
+   * Stores a whole block from the caller's buffer. While it runs, a borrowed cache entry
+   * shows the new bytes to readers and makes writers of the block wait, as a flush does.
+   */
+  #storeWhole(state: FileState, blockIndex: number, block: Buffer): Promise<void> {
+    const entry = this.#cache.insertBorrowed(state.ino, blockIndex, block);
+    const stored = this.#storeEntry(state, entry, { sync: false });
+    entry.settled = stored.then(() => undefined, () => undefined);
+    return stored.finally(() => this.#cache.removeBorrowed(entry));
   }
 
   /**

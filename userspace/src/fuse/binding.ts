@@ -73,6 +73,12 @@ export interface LowLevelOps {
   link?(req: RequestContext, ino: number, newParent: number, newName: string): Result<Entry>;
   open?(req: RequestContext, ino: number, flags: number): Result<OpenReply>;
   read?(req: RequestContext, ino: number, size: number, offset: number, fh: number): Result<Buffer | Uint8Array>;
+  /** Called with a read's result once its bytes were sent to the kernel: it may be reused. */
+  releaseReadBuffer?(data: Buffer | Uint8Array): void;
+  /**
+   * `data` is lent: its bytes stay valid until the returned value settles, then the buffer is
+   * reused for another write. Copy what must outlive the call.
+   */
   write?(req: RequestContext, ino: number, data: Buffer, offset: number, fh: number, flags: number): Result<number>;
   flush?(req: RequestContext, ino: number, fh: number, lockOwner: bigint): Result<void>;
   release?(req: RequestContext, ino: number, fh: number, flags: number): Result<void>;
@@ -137,6 +143,8 @@ interface NativeAddon {
   replyBuf(h: number, data: Uint8Array): number;
   replyXattr(h: number, data: Uint8Array): number;
   replyWrite(h: number, count: number): number;
+  /** Gives back a lent write buffer once its write handler settled (see ops.c op_write). */
+  releaseWriteBuffer(slot: number): void;
   replyReadlink(h: number, target: string | Uint8Array): number;
   replyStatfs(h: number): number;
   replyDir(h: number, names: string[], count: number): number;
@@ -148,7 +156,7 @@ interface NativeConfig {
   writebackCache: boolean; asyncRead: boolean; parallelDirops: boolean;
 }
 
-type OpName = keyof LowLevelOps;
+type OpName = Exclude<keyof LowLevelOps, 'releaseReadBuffer'>;
 
 const ADDON_RELATIVE = join('userspace', 'native', 'fuse3', 'build', 'Release', 'shmr_fuse3.node');
 
@@ -347,6 +355,11 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     }
   };
   const bufOk: Ok<Buffer | Uint8Array> = (h, data) => { n.replyBuf(h, data); };
+  // replyBuf has written the bytes to /dev/fuse by the time it returns.
+  const readOk: Ok<Buffer | Uint8Array> = ops.releaseReadBuffer === undefined ? bufOk : (h, data) => {
+    n.replyBuf(h, data);
+    ops.releaseReadBuffer?.(data);
+  };
   const writeOk: Ok<number> = (h, count) => { n.replyWrite(h, count); };
   const readlinkOk: Ok<string | Buffer> = (h, target) => { n.replyReadlink(h, target); };
   const xattrOk: Ok<Buffer> = (h, value) => { n.replyXattr(h, value); };
@@ -485,14 +498,29 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     d.read = (h: number) => {
       let r: Result<Buffer | Uint8Array>;
       try { r = read.call(ops, context(), arg(0), arg(1), arg(2), arg(3)); } catch (e) { fail(h, 'read', e); return; }
-      settle(h, 'read', r, bufOk);
+      settle(h, 'read', r, readOk);
     };
   }
   if (write) {
-    d.write = (h: number, data: Buffer) => {
+    // IN +4: the slot of a lent buffer (-1: `data` is a Buffer of its own), +5: its length.
+    d.write = (h: number, data: Buffer | ArrayBuffer) => {
+      const slot = arg(4);
+      const bytes = slot < 0 ? data as Buffer : Buffer.from(data as ArrayBuffer, 0, arg(5));
       let r: Result<number>;
-      try { r = write.call(ops, context(), arg(0), data, arg(1), arg(2), arg(3)); } catch (e) { fail(h, 'write', e); return; }
-      settle(h, 'write', r, writeOk);
+      try {
+        r = write.call(ops, context(), arg(0), bytes, arg(1), arg(2), arg(3));
+      } catch (e) {
+        if (slot >= 0) n.releaseWriteBuffer(slot);
+        fail(h, 'write', e);
+        return;
+      }
+      if (slot < 0 || !isThenable(r)) {
+        if (slot >= 0) n.releaseWriteBuffer(slot);
+        settle(h, 'write', r, writeOk);
+        return;
+      }
+      const release = () => n.releaseWriteBuffer(slot);
+      settle(h, 'write', r.finally(release), writeOk);
     };
   }
   if (flush) {

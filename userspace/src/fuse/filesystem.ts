@@ -22,6 +22,7 @@ import type {
 } from './binding.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
+import { ReadBuffers } from './read-buffers.js';
 
 const O_ACCMODE = 0o3;
 const O_WRONLY = 0o1;
@@ -52,6 +53,7 @@ export class ShmrFilesystem implements LowLevelOps {
   readonly #pools: Pools;
   readonly #options: FilesystemOptions;
   readonly handles: Handles;
+  readonly #readBuffers = new ReadBuffers();
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -214,7 +216,7 @@ export class ShmrFilesystem implements LowLevelOps {
       handle.hasReadOnce = true;
       this.#touchAccessTime(ino);
     }
-    const target = Buffer.allocUnsafe(size);
+    const target = this.#readBuffers.acquire(size);
     let bytesRead: number;
     try {
       bytesRead = await this.#files.read(ino, offset, size, target);
@@ -225,6 +227,10 @@ export class ShmrFilesystem implements LowLevelOps {
       throw error;
     }
     return bytesRead === size ? target : target.subarray(0, bytesRead);
+  }
+
+  releaseReadBuffer(data: Buffer | Uint8Array): void {
+    this.#readBuffers.release(data);
   }
 
   /**

@@ -1,0 +1,72 @@
+/*
+ * Lent write buffers (see write_pool_t in shmr_fuse3.h).
+ *
+ * Invariants:
+ * - A slot is either free (listed once in free_slots) or lent to exactly one write.
+ * - A buffer is only written here, while lent to nobody: JS gets it after the copy and
+ *   gives it back with releaseWriteBuffer(slot) once the handler's result settled.
+ */
+#include <string.h>
+
+#include "shmr_fuse3.h"
+
+/* A free slot, creating its buffer on first use; -1 when every slot is lent. */
+static int take_slot(napi_env env, write_pool_t *w) {
+  if (w->free_count > 0) return (int)w->free_slots[--w->free_count];
+  if (w->created >= WRITE_POOL_MAX) return -1;
+  uint32_t slot = w->created;
+  napi_value ab;
+  if (napi_create_arraybuffer(env, w->bytes, &w->data[slot], &ab) != napi_ok ||
+      napi_create_reference(env, ab, 1, &w->refs[slot]) != napi_ok) {
+    return -1;
+  }
+  w->created++;
+  return (int)slot;
+}
+
+/*
+ * Copies `size` bytes into a lent buffer and returns its slot, with the ArrayBuffer in
+ * *out; -1 when none fits (the caller copies into a new Buffer instead).
+ */
+int write_pool_lend(napi_env env, write_pool_t *w, const void *bytes, size_t size,
+                    napi_value *out) {
+  if (w->bytes == 0 || size > w->bytes) return -1;
+  int slot = take_slot(env, w);
+  if (slot < 0) return -1;
+  if (napi_get_reference_value(env, w->refs[slot], out) != napi_ok) {
+    w->free_slots[w->free_count++] = (uint32_t)slot;
+    return -1;
+  }
+  memcpy(w->data[slot], bytes, size);
+  w->lent[slot] = true;
+  return slot;
+}
+
+/* Takes a lent slot back. */
+void write_pool_return(write_pool_t *w, int slot) {
+  w->lent[slot] = false;
+  w->free_slots[w->free_count++] = (uint32_t)slot;
+}
+
+/* releaseWriteBuffer(slot): the write handler settled; the buffer may be lent again. */
+static napi_value js_release(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  addon_t *a;
+  uint32_t slot;
+  napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&a);
+  write_pool_t *w = &a->writes;
+  if (argc < 1 || napi_get_value_uint32(env, argv[0], &slot) != napi_ok ||
+      slot >= w->created || !w->lent[slot]) {
+    return throw_error(env, "releaseWriteBuffer: not a lent write buffer");
+  }
+  write_pool_return(w, (int)slot);
+  return NULL;
+}
+
+napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a) {
+  const napi_property_descriptor props[] = {
+    { "releaseWriteBuffer", NULL, js_release, NULL, NULL, NULL, napi_enumerable, a },
+  };
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

@@ -177,6 +177,34 @@ fn partial(done: usize, error: Error) -> Result<usize> {
     }
 }
 
+/// Moves `total` bytes from `position` in pieces that never cross a block boundary (the store
+/// works block by block). `step` moves one piece of `length` bytes at `at` and returns how many
+/// bytes the user buffer took or gave; a short piece means the user buffer faulted. Returns the
+/// bytes moved, or the error when none moved.
+fn transfer_by_block(
+    position: u64,
+    total: usize,
+    block_bytes: u32,
+    mut step: impl FnMut(u64, usize) -> Result<usize>,
+) -> Result<usize> {
+    let block_bytes = u64::from(block_bytes);
+    let mut done = 0;
+    while done < total {
+        let at = position + done as u64;
+        let length = (total - done).min((block_bytes - at % block_bytes) as usize);
+        match step(at, length) {
+            Ok(moved) => {
+                done += moved;
+                if moved < length {
+                    return partial(done, EFAULT);
+                }
+            }
+            Err(error) => return partial(done, error),
+        }
+    }
+    Ok(done)
+}
+
 impl ShmrFile {
     fn read_at(&self, position: u64, iov: &mut IovIterDest<'_>) -> Result<usize> {
         let config = *self.store.config();
@@ -184,22 +212,11 @@ impl ShmrFile {
             return Ok(0);
         }
         let total = (iov.len() as u64).min(config.size_bytes - position) as usize;
-        let block_bytes = u64::from(config.block_bytes);
         let mut bounce = self.bounce.lock();
-        let mut done = 0;
-        while done < total {
-            let at = position + done as u64;
-            let length = (total - done).min((block_bytes - at % block_bytes) as usize);
-            if let Err(error) = self.store.read(at, &mut bounce[..length]) {
-                return partial(done, error);
-            }
-            let copied = iov.copy_to_iter(&bounce[..length]);
-            done += copied;
-            if copied < length {
-                return partial(done, EFAULT);
-            }
-        }
-        Ok(done)
+        transfer_by_block(position, total, config.block_bytes, |at, length| {
+            self.store.read(at, &mut bounce[..length])?;
+            Ok(iov.copy_to_iter(&bounce[..length]))
+        })
     }
 
     fn write_at(&self, position: u64, iov: &mut IovIterSource<'_>) -> Result<usize> {
@@ -211,22 +228,14 @@ impl ShmrFile {
             return Err(ENOSPC);
         }
         let total = (iov.len() as u64).min(config.size_bytes - position) as usize;
-        let block_bytes = u64::from(config.block_bytes);
         let mut bounce = self.bounce.lock();
-        let mut done = 0;
-        while done < total {
-            let at = position + done as u64;
-            let length = (total - done).min((block_bytes - at % block_bytes) as usize);
+        transfer_by_block(position, total, config.block_bytes, |at, length| {
             let copied = iov.copy_from_iter(&mut bounce[..length]);
-            if copied == 0 {
-                return partial(done, EFAULT);
+            if copied > 0 {
+                self.store.write(at, &bounce[..copied], GFP_KERNEL)?;
             }
-            if let Err(error) = self.store.write(at, &bounce[..copied], GFP_KERNEL) {
-                return partial(done, error);
-            }
-            done += copied;
-        }
-        Ok(done)
+            Ok(copied)
+        })
     }
 
     /// `SHMR_IOC_DECODE`: decodes the user's buffer and writes back the description.

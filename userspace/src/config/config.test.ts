@@ -2,34 +2,18 @@
  * Config validation: every mistake is reported with the key it concerns, all at once, and
  * nothing is created on disk for an invalid config.
  */
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { SSD_POOL_YAML, useConfigRoot } from '../../test/helpers/config.js';
 import { ConfigError, loadConfigFile, parseConfig } from './config.js';
 import { parseSize, parseDuration, formatSize } from './units.js';
 import { parseTopology } from './topology.js';
 import { formatCompression, parseCompression } from './compression.js';
 
-let root: string;
+const rootOf = useConfigRoot('shmr-config-', ['ssd0', 'hdd0', 'hdd1', 'hdd2']);
 
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'shmr-config-'));
-  for (const name of ['ssd0', 'hdd0', 'hdd1', 'hdd2']) mkdirSync(join(root, name));
-});
-afterEach(() => rmSync(root, { recursive: true, force: true }));
-
-const GOOD = `
-mount_dir: ./mnt
-metadata_dir: ./meta
-write_pool: ssd
-pools:
-  ssd:
-    topology: single
-    block_size: 1MiB
-    buckets:
-      ssd0: { path: ./ssd0 }
-  archive:
+const GOOD = `${SSD_POOL_YAML}  archive:
     topology: erasure:2+1
     block_size: 32MiB
     buckets:
@@ -40,7 +24,7 @@ pools:
 
 function problemsOf(text: string): string[] {
   try {
-    parseConfig(text, { source: 'test', baseDir: root });
+    parseConfig(text, { source: 'test', baseDir: rootOf() });
   } catch (error) {
     expect(error).toBeInstanceOf(ConfigError);
     return [...(error as ConfigError).problems];
@@ -50,11 +34,11 @@ function problemsOf(text: string): string[] {
 
 describe('config', () => {
   it('accepts the documented shape and resolves paths against the file', () => {
-    writeFileSync(join(root, 'shmr.yaml'), GOOD);
-    const config = loadConfigFile(join(root, 'shmr.yaml'));
-    expect(config.configPath).toBe(join(root, 'shmr.yaml'));
-    expect(config.mountDir).toBe(join(root, 'mnt'));
-    expect(config.metadataDir).toBe(join(root, 'meta'));
+    writeFileSync(join(rootOf(), 'shmr.yaml'), GOOD);
+    const config = loadConfigFile(join(rootOf(), 'shmr.yaml'));
+    expect(config.configPath).toBe(join(rootOf(), 'shmr.yaml'));
+    expect(config.mountDir).toBe(join(rootOf(), 'mnt'));
+    expect(config.metadataDir).toBe(join(rootOf(), 'meta'));
     const archive = config.pools.get('archive');
     expect(archive?.topology).toEqual({ kind: 'erasure', data: 2, parity: 1 });
     expect(archive?.blockBytes).toBe(32 * 1024 * 1024);
@@ -95,8 +79,8 @@ describe('config', () => {
   });
 
   it('rejects bucket paths that are missing, not directories or not writable', () => {
-    rmSync(join(root, 'hdd0'), { recursive: true });
-    writeFileSync(join(root, 'hdd1-file'), '');
+    rmSync(join(rootOf(), 'hdd0'), { recursive: true });
+    writeFileSync(join(rootOf(), 'hdd1-file'), '');
     const problems = problemsOf(GOOD.replace('./hdd1', './hdd1-file'));
     expect(problems).toEqual(expect.arrayContaining([
       expect.stringMatching(/hdd0\.path: .*hdd0 does not exist/),
@@ -105,21 +89,21 @@ describe('config', () => {
   });
 
   it('creates nothing on disk when invalid', () => {
-    const before = readdirSync(root).sort();
+    const before = readdirSync(rootOf()).sort();
     problemsOf(GOOD.replace('write_pool: ssd', 'write_pool: nope'));
-    expect(readdirSync(root).sort()).toEqual(before);
+    expect(readdirSync(rootOf()).sort()).toEqual(before);
   });
 
   it('reports an unreadable file by name', () => {
-    expect(() => loadConfigFile(join(root, 'missing.yaml'))).toThrow(/missing\.yaml[\s\S]*cannot read/);
+    expect(() => loadConfigFile(join(rootOf(), 'missing.yaml'))).toThrow(/missing\.yaml[\s\S]*cannot read/);
   });
 
   it('reads per-pool compression, off by default, and names what is wrong with it', () => {
     const compressed = GOOD.replace('    block_size: 32MiB\n', '    block_size: 32MiB\n    compression: { algorithm: zstd, level: 7 }\n');
-    const config = parseConfig(compressed, { source: 'test', baseDir: root });
+    const config = parseConfig(compressed, { source: 'test', baseDir: rootOf() });
     expect(config.pools.get('archive')?.compression).toEqual({ algorithm: 'zstd', level: 7 });
     expect(config.pools.get('ssd')?.compression).toEqual({ algorithm: 'none' });
-    const lz4 = parseConfig(compressed.replace('{ algorithm: zstd, level: 7 }', '{ algorithm: lz4 }'), { source: 'test', baseDir: root });
+    const lz4 = parseConfig(compressed.replace('{ algorithm: zstd, level: 7 }', '{ algorithm: lz4 }'), { source: 'test', baseDir: rootOf() });
     expect(lz4.pools.get('archive')?.compression).toEqual({ algorithm: 'lz4' });
     expect(problemsOf(compressed.replace('level: 7', 'level: 40'))).toEqual([
       'pools.archive.compression: zstd level 40 is not an integer from 1 to 19',
@@ -161,7 +145,7 @@ describe('config', () => {
 
 describe('dbus option', () => {
   it('defaults to the system bus, accepts session and none, names a bad value', () => {
-    const base = { source: 'test', baseDir: root };
+    const base = { source: 'test', baseDir: rootOf() };
     expect(parseConfig(GOOD, base).dbus.bus).toBe('system');
     expect(parseConfig(`${GOOD}dbus: { bus: session }\n`, base).dbus.bus).toBe('session');
     expect(parseConfig(`${GOOD}dbus: { bus: none }\n`, base).dbus.bus).toBe('none');
@@ -176,7 +160,7 @@ describe('tiering config', () => {
   yield_above: 50MiB }
 tombstones: { grace: 1h }
 housekeeping: { mover: 10m, purge: 1h }
-`, { source: 'test', baseDir: root });
+`, { source: 'test', baseDir: rootOf() });
     expect(config.mover).toMatchObject({
       source: 'ssd', target: 'archive', topology: { kind: 'erasure', data: 2, parity: 1 },
       blockBytes: 32 * 1024 ** 2, idleMs: 7_200_000, bytesPerSecondMax: 100 * 1024 ** 2, yieldAboveBytesPerSecond: 50 * 1024 ** 2,
@@ -184,8 +168,8 @@ housekeeping: { mover: 10m, purge: 1h }
     });
     expect(config.tombstoneGraceMs).toBe(3_600_000);
     expect(config.housekeeping).toEqual({ moverIntervalMs: 600_000, purgeIntervalMs: 3_600_000, scrubIntervalMs: undefined });
-    expect(parseConfig(GOOD, { source: 'test', baseDir: root }).mover).toBeUndefined();
-    const quiet = parseConfig(`${GOOD}mover: { target: archive }\n`, { source: 'test', baseDir: root });
+    expect(parseConfig(GOOD, { source: 'test', baseDir: rootOf() }).mover).toBeUndefined();
+    const quiet = parseConfig(`${GOOD}mover: { target: archive }\n`, { source: 'test', baseDir: rootOf() });
     expect(quiet.mover?.yieldAboveBytesPerSecond).toBe(0);
   });
 
@@ -207,7 +191,7 @@ housekeeping: { mover: 10m, purge: 1h }
 
 describe('metrics config', () => {
   it('defaults to metrics on with a listed _stat and no exporters', () => {
-    const { metrics } = parseConfig(GOOD, { source: 'test', baseDir: root });
+    const { metrics } = parseConfig(GOOD, { source: 'test', baseDir: rootOf() });
     expect(metrics).toMatchObject({
       enabled: true, collectIntervalMs: 1000, flushIntervalMs: 1000, retentionIntervals: 3600,
       highResolutionIntervals: 1, statDir: '_stat', statDirListed: true, prometheus: undefined, otlp: undefined,
@@ -217,7 +201,7 @@ describe('metrics config', () => {
   it('reads every key the issue names', () => {
     const text = `${GOOD}metrics:\n  prometheus: { listen: 127.0.0.1:9464 }\n  otlp: { endpoint: http://127.0.0.1:4318 }\n` +
       '  stat_dir: false\n  flush_interval: 2s\n  retention: 10\n';
-    const { metrics } = parseConfig(text, { source: 'test', baseDir: root });
+    const { metrics } = parseConfig(text, { source: 'test', baseDir: rootOf() });
     expect(metrics.prometheus).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(metrics.otlp).toEqual({ endpoint: 'http://127.0.0.1:4318', intervalMs: 10_000 });
     expect(metrics.statDir).toBeUndefined();

@@ -2,34 +2,15 @@
  * The `nbd:` config section: defaults, listen addresses, and the loopback rule (no TLS, so
  * other hosts are refused unless allow_remote says so), each mistake named by its key.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { SSD_POOL_YAML, useConfigRoot } from '../../test/helpers/config.js';
 import { ConfigError, parseConfig } from '../config/index.js';
 
-let root: string;
-
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'shmr-nbd-config-'));
-  mkdirSync(join(root, 'ssd0'));
-});
-afterEach(() => rmSync(root, { recursive: true, force: true }));
-
-const BASE = `
-mount_dir: ./mnt
-metadata_dir: ./meta
-write_pool: ssd
-pools:
-  ssd:
-    topology: single
-    block_size: 1MiB
-    buckets:
-      ssd0: { path: ./ssd0 }
-`;
+const rootOf = useConfigRoot('shmr-nbd-config-', ['ssd0']);
 
 function parse(extra: string) {
-  return parseConfig(`${BASE}${extra}`, { source: 'test', baseDir: root });
+  return parseConfig(`${SSD_POOL_YAML}${extra}`, { source: 'test', baseDir: rootOf() });
 }
 
 function problemsOf(extra: string): string[] {
@@ -55,13 +36,13 @@ function listenOf(listen: string) {
 
 describe('nbd config', () => {
   it('serves <metadata_dir>/nbd.sock, no TCP, when the key is absent', () => {
-    const socketPath = join(root, 'meta', 'nbd.sock');
+    const socketPath = join(rootOf(), 'meta', 'nbd.sock');
     expect(parse('').nbd).toEqual({ socketPath, listen: undefined, allowRemote: false });
   });
 
   it('resolves the socket against the config folder and parses loopback listen addresses', () => {
     const nbd = parse('nbd: { socket: ./data/nbd.sock, listen: 127.0.0.1:10809 }\n').nbd;
-    expect(nbd.socketPath).toBe(join(root, 'data', 'nbd.sock'));
+    expect(nbd.socketPath).toBe(join(rootOf(), 'data', 'nbd.sock'));
     expect(nbd.listen).toEqual({ host: '127.0.0.1', port: 10809 });
     expect(listenOf('[::1]:10810')).toEqual({ host: '::1', port: 10810 });
     expect(listenOf('localhost:10811')).toEqual({ host: 'localhost', port: 10811 });

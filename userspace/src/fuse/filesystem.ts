@@ -118,9 +118,12 @@ export class ShmrFilesystem implements LowLevelOps {
     void this.#deleteIfUnused(ino);
   }
 
-  /** The inode, or one deleted at its unlink that the kernel still refers to. */
+  /**
+   * The inode, or one deleted at its unlink that the kernel still refers to. That one first:
+   * its row is gone for good (inode numbers are never reused), so no query can find it.
+   */
   #requireKnownInode(ino: number, operation: string): InodeRecord {
-    const inode = this.#meta.getInode(ino) ?? this.#unlinked.get(ino);
+    const inode = this.#unlinked.get(ino) ?? this.#meta.getInode(ino);
     if (inode === undefined) throw new FsError(Errno.ENOENT, operation, `inode ${ino}`);
     return inode;
   }
@@ -132,9 +135,7 @@ export class ShmrFilesystem implements LowLevelOps {
   /** Synchronous unless the size changes: no promise for the common change of times. */
   setattr(_req: RequestContext, ino: number, changes: SetattrChanges): Result<AttrReply> {
     const unlinked = this.#unlinked.get(ino);
-    if (unlinked !== undefined && this.#meta.getInode(ino) === undefined) {
-      return this.#attrReply(this.#setUnlinkedAttributes(unlinked, changes));
-    }
+    if (unlinked !== undefined) return this.#attrReply(this.#setUnlinkedAttributes(unlinked, changes));
     const inode = this.#meta.requireInode(ino, 'setattr');
     if (changes.size !== undefined) return this.#truncateAndSet(inode, changes.size, changes);
     return this.#attrReply(this.#setAttributes(inode, changes));
@@ -213,7 +214,10 @@ export class ShmrFilesystem implements LowLevelOps {
       if (inode.nlink === 0) await this.#deleteIfUnused(inode.ino);
       return;
     }
-    if (this.handles.isReferenced(inode.ino)) this.#unlinked.set(inode.ino, inode);
+    if (this.handles.isReferenced(inode.ino)) {
+      assert(this.#meta.getInode(inode.ino) === undefined);
+      this.#unlinked.set(inode.ino, inode);
+    }
     await this.#files.deleteFile(inode.ino);
   }
 

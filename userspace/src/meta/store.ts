@@ -306,7 +306,7 @@ export class MetaStore {
 
   /** Removes a non-directory entry; returns the inode as it is afterwards. */
   unlink(parent: number, name: string): InodeRecord {
-    return this.#transact(() => this.#unlinkEntry(parent, name));
+    return this.#transact(() => this.#unlinkEntry(parent, name, () => false).inode);
   }
 
   /**
@@ -316,15 +316,12 @@ export class MetaStore {
   unlinkAndDeleteUnused(
     parent: number, name: string, isUnused: (ino: number) => boolean,
   ): { inode: InodeRecord; isDeleted: boolean } {
-    return this.#transact(() => {
-      const inode = this.#unlinkEntry(parent, name);
-      if (inode.nlink > 0 || !isUnused(inode.ino)) return { inode, isDeleted: false };
-      this.#deleteInodeRows(inode);
-      return { inode, isDeleted: true };
-    });
+    return this.#transact(() => this.#unlinkEntry(parent, name, isUnused));
   }
 
-  #unlinkEntry(parent: number, name: string): InodeRecord {
+  #unlinkEntry(
+    parent: number, name: string, isUnused: (ino: number) => boolean,
+  ): { inode: InodeRecord; isDeleted: boolean } {
     const directory = this.#requireDirectory(parent, 'unlink');
     const ino = this.lookup(parent, name);
     if (ino === undefined) throw new FsError(Errno.ENOENT, 'unlink', name);
@@ -333,7 +330,13 @@ export class MetaStore {
     const time = now();
     this.#statements.deleteDirent.run(parent, name);
     this.#touchDirectory(directory, time, 0);
-    return this.#setLinks(ino, inode.nlink - 1, time);
+    if (inode.nlink === 1 && isUnused(ino)) {
+      // The row goes now: no point in storing its last nlink and ctime first.
+      const unlinked: InodeRecord = { ...inode, nlink: 0, ctime: time };
+      this.#deleteInodeRows(unlinked);
+      return { inode: unlinked, isDeleted: true };
+    }
+    return { inode: this.#setLinks(ino, inode.nlink - 1, time), isDeleted: false };
   }
 
   /** Removes an empty directory. Throws ENOTDIR, ENOTEMPTY. */
@@ -442,7 +445,7 @@ export class MetaStore {
     const blocks = this.listBlocks(ino);
     const createdMs = Date.now();
     for (const block of blocks) this.#insertTombstone(block, 'deleted', createdMs);
-    this.#statements.deleteBlocksFrom.run(ino, 0);
+    if (blocks.length > 0) this.#statements.deleteBlocksFrom.run(ino, 0);
     // Counts stay right when the inode had no xattrs: the common case keeps them.
     if (this.#statements.deleteXattrs.run(ino).changes > 0) this.#xattrNameCounts.clear();
     this.#statements.deleteInode.run(ino);

@@ -214,10 +214,8 @@ export class ShmrFilesystem implements LowLevelOps {
       if (inode.nlink === 0) await this.#deleteIfUnused(inode.ino);
       return;
     }
-    if (this.handles.isReferenced(inode.ino)) {
-      assert(this.#meta.getInode(inode.ino) === undefined);
-      this.#unlinked.set(inode.ino, inode);
-    }
+    // Its row is committed gone (isDeleted), so this record is the only one left.
+    if (this.handles.isReferenced(inode.ino)) this.#unlinked.set(inode.ino, inode);
     await this.#files.deleteFile(inode.ino);
   }
 

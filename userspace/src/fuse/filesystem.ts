@@ -135,13 +135,17 @@ export class ShmrFilesystem implements LowLevelOps {
   /** Synchronous unless the size changes: no promise for the common change of times. */
   setattr(_req: RequestContext, ino: number, changes: SetattrChanges): Result<AttrReply> {
     const unlinked = this.#unlinked.get(ino);
-    if (unlinked !== undefined) return this.#attrReply(this.#setUnlinkedAttributes(unlinked, changes));
+    if (unlinked !== undefined) {
+      return this.#attrReply(this.#setUnlinkedAttributes(unlinked, changes));
+    }
     const inode = this.#meta.requireInode(ino, 'setattr');
     if (changes.size !== undefined) return this.#truncateAndSet(inode, changes.size, changes);
     return this.#attrReply(this.#setAttributes(inode, changes));
   }
 
-  async #truncateAndSet(inode: InodeRecord, size: number, changes: SetattrChanges): Promise<AttrReply> {
+  async #truncateAndSet(
+    inode: InodeRecord, size: number, changes: SetattrChanges,
+  ): Promise<AttrReply> {
     const ino = inode.ino;
     if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'truncate', `inode ${ino}`);
     if (size > FILE_BYTES_MAX) throw new FsError(Errno.EFBIG, 'truncate', `${size} bytes`);
@@ -156,14 +160,18 @@ export class ShmrFilesystem implements LowLevelOps {
     const time = now();
     const mtime = resolveTime(changes.mtime, time);
     const updated = this.#meta.setAttributes(inode.ino, inodeChanges(inode, changes, time));
-    this.#files.noteAttributes(inode.ino, { ...(mtime === undefined ? {} : { mtime }), ctime: changes.ctime ?? time });
+    this.#files.noteAttributes(inode.ino, {
+      ...(mtime === undefined ? {} : { mtime }), ctime: changes.ctime ?? time,
+    });
     return updated;
   }
 
   /** setattr of an inode deleted at its unlink: in memory only (see #unlinked). */
   #setUnlinkedAttributes(inode: InodeRecord, changes: SetattrChanges): InodeRecord {
     // A size change needs an open file, and an open file keeps its inode stored.
-    if (changes.size !== undefined) throw new FsError(Errno.ENOENT, 'truncate', `inode ${inode.ino}`);
+    if (changes.size !== undefined) {
+      throw new FsError(Errno.ENOENT, 'truncate', `inode ${inode.ino}`);
+    }
     const updated: InodeRecord = { ...inode, ...inodeChanges(inode, changes, now()) };
     this.#unlinked.set(inode.ino, updated);
     return updated;
@@ -254,7 +262,9 @@ export class ShmrFilesystem implements LowLevelOps {
     return { fh: this.handles.open(ino, flags), keepCache: true };
   }
 
-  create(req: RequestContext, parent: number, name: string, mode: number, flags: number): Entry & OpenReply {
+  create(
+    req: RequestContext, parent: number, name: string, mode: number, flags: number,
+  ): Entry & OpenReply {
     const inode = this.#create(req, parent, name, mode, {});
     const entry = this.#entry(inode);
     return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
@@ -438,6 +448,7 @@ export class ShmrFilesystem implements LowLevelOps {
 function inodeChanges(inode: InodeRecord, changes: SetattrChanges, time: Timespec): InodeChanges {
   const mtime = resolveTime(changes.mtime, time);
   return {
+    // The type bits stay; only the permission bits change.
     ...(changes.mode === undefined ? {} : { mode: (inode.mode & ~0o7777) | (changes.mode & 0o7777) }),
     ...(changes.uid === undefined ? {} : { uid: changes.uid }),
     ...(changes.gid === undefined ? {} : { gid: changes.gid }),

@@ -816,8 +816,8 @@ export class MetaStore {
       if (block === undefined) return undefined;
       this.#statements.deleteBlock.run(ino, blockIndex);
       this.#setFileData(inode, {
-        blockBytes: inode.blockBytes, size: inode.size, storedBytes: inode.storedBytes - block.storedBytes,
-        mtime: time, ctime: time,
+        blockBytes: inode.blockBytes, size: inode.size,
+        storedBytes: inode.storedBytes - block.storedBytes, mtime: time, ctime: time,
       });
       return block;
     });

@@ -19,6 +19,11 @@ import { runCli, sleep, withMount } from '../helpers/mount.js';
 const O_PATH = 0o10000000;
 const RELEASE_WAIT_MS_MAX = 5000;
 
+/** An empty regular file made without opening it (Node has no mknod). */
+function mknod(path: string): void {
+  execFileSync('python3', ['-c', `import os; os.mknod(${JSON.stringify(path)}, 0o100640)`]);
+}
+
 function inodesUsed(root: string): number {
   const stats = statfsSync(root);
   return stats.files - stats.ffree;
@@ -42,7 +47,7 @@ describe('unlink', () => {
     await withMount({}, async ({ mountpoint: root }) => {
       // Made by mknod: never opened, so no RELEASE can still be on its way at the unlink.
       const path = join(root, 'f');
-      execFileSync('python3', ['-c', `import os; os.mknod(${JSON.stringify(path)}, 0o100640)`]);
+      mknod(path);
       utimesSync(path, new Date(1_000_000_000_000), new Date(1_000_000_000_000));
       const before = statSync(path);
       const used = inodesUsed(root);
@@ -93,7 +98,8 @@ describe('unlink', () => {
       chownSync(join(root, 'a/i'), 1234, 5678);
       utimesSync(join(root, 'c/g'), new Date(1_000_000_000_000), new Date(1_100_000_000_000));
       truncateSync(join(root, 'a/i'), 10);
-      writeFileSync(join(root, 'a/gone'), 'x');
+      // Never opened (mknod): gone at its unlink, with no RELEASE racing the kill.
+      mknod(join(root, 'a/gone'));
       unlinkSync(join(root, 'a/gone'));
       const paths = ['a', 'a/f', 'a/i', 'c', 'c/g', 'c/f2'];
       const before = attributesOf(root, paths);

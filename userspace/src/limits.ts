@@ -37,6 +37,11 @@ export const CHUNK_TABLES_MAX = 8192;
 export const DECOMPRESSED_BYTES_MAX = 128 * 1024 * 1024;
 /** Open file handles through the mount. */
 export const OPEN_HANDLES_MAX = 1 << 20;
+/**
+ * Inode records the metadata store keeps in memory (meta/inode-cache.ts). About 400 bytes
+ * each: 64 MiB at most.
+ */
+export const INODE_CACHE_ENTRIES_MAX = 1 << 17;
 /** Hard links to one inode, as ext4. */
 export const LINKS_MAX = 65000;
 

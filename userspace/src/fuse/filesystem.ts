@@ -13,12 +13,14 @@ import {
 } from '../limits.js';
 import { log } from '../log.js';
 import {
-  isDirectory, isRegular, now, ROOT_INO, S_IFLNK, type InodeRecord, type MetaStore, type Timespec,
+  isDirectory, isRegular, now, ROOT_INO, S_IFLNK, type InodeChanges, type InodeRecord, type MetaStore,
+  type Timespec,
 } from '../meta/index.js';
 import type { FileStore } from '../file/index.js';
 import type { Pools } from '../pool/index.js';
 import type {
-  Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, SetattrChanges, Statfs,
+  Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result, SetattrChanges,
+  Statfs,
 } from './binding.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
@@ -40,6 +42,8 @@ const DIRECTORY_BYTES = 4096;
 const SECURITY_CAPABILITY = 'security.capability';
 /** Shared answer of the hot security.capability probe (only its errno is read). */
 const NO_CAPABILITY = new FsError(Errno.ENODATA, 'getxattr', SECURITY_CAPABILITY);
+/** Shared answer of a lookup of a name that does not exist (only its errno is read). */
+const NO_ENTRY = new FsError(Errno.ENOENT, 'lookup', 'no such name');
 
 /** Settings of the FUSE front end. */
 export interface FilesystemOptions {
@@ -54,6 +58,13 @@ export class ShmrFilesystem implements LowLevelOps {
   readonly #options: FilesystemOptions;
   readonly handles: Handles;
   readonly #readBuffers = new ReadBuffers();
+  /**
+   * Inodes deleted at their unlink (last link, nothing open) that the kernel still knows: it
+   * sends a SETATTR of the times it kept and a FORGET when it evicts them. Answered from
+   * memory, as an unlinked inode's attributes never outlive the process (a crash deletes it).
+   * An entry lives until the FORGET that drops the kernel's last reference.
+   */
+  readonly #unlinked = new Map<number, InodeRecord>();
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -95,39 +106,75 @@ export class ShmrFilesystem implements LowLevelOps {
   lookup(_req: RequestContext, parent: number, name: string): Entry {
     checkName(name, 'lookup');
     const ino = this.#meta.lookup(parent, name);
-    if (ino === undefined) throw new FsError(Errno.ENOENT, 'lookup', name);
+    // A shared error: a miss precedes every create, and only the errno is read.
+    if (ino === undefined) throw NO_ENTRY;
     return this.#entry(this.#meta.requireInode(ino, 'lookup'));
   }
 
   forget(ino: number, nlookup: number): void {
-    if (this.handles.forget(ino, nlookup) === 0) void this.#deleteIfUnused(ino);
+    if (this.handles.forget(ino, nlookup) > 0) return;
+    // Deleted already: nothing left to do.
+    if (this.#unlinked.delete(ino)) return;
+    void this.#deleteIfUnused(ino);
+  }
+
+  /**
+   * The inode, or one deleted at its unlink that the kernel still refers to. That one first:
+   * its row is gone for good (inode numbers are never reused), so no query can find it.
+   */
+  #requireKnownInode(ino: number, operation: string): InodeRecord {
+    const inode = this.#unlinked.get(ino) ?? this.#meta.getInode(ino);
+    if (inode === undefined) throw new FsError(Errno.ENOENT, operation, `inode ${ino}`);
+    return inode;
   }
 
   getattr(_req: RequestContext, ino: number): AttrReply {
-    return this.#attrReply(this.#meta.requireInode(ino, 'getattr'));
+    return this.#attrReply(this.#requireKnownInode(ino, 'getattr'));
   }
 
-  async setattr(_req: RequestContext, ino: number, changes: SetattrChanges): Promise<AttrReply> {
-    const inode = this.#meta.requireInode(ino, 'setattr');
-    if (changes.size !== undefined) {
-      if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'truncate', `inode ${ino}`);
-      if (changes.size > FILE_BYTES_MAX) throw new FsError(Errno.EFBIG, 'truncate', `${changes.size} bytes`);
-      if (!isRegular(inode.mode)) throw new FsError(Errno.EINVAL, 'truncate', `inode ${ino}`);
-      await this.#files.truncate(ino, changes.size);
-      if (this.handles.openCount(ino) === 0) this.#files.release(ino);
+  /** Synchronous unless the size changes: no promise for the common change of times. */
+  setattr(_req: RequestContext, ino: number, changes: SetattrChanges): Result<AttrReply> {
+    const unlinked = this.#unlinked.get(ino);
+    if (unlinked !== undefined) {
+      return this.#attrReply(this.#setUnlinkedAttributes(unlinked, changes));
     }
+    const inode = this.#meta.requireInode(ino, 'setattr');
+    if (changes.size !== undefined) return this.#truncateAndSet(inode, changes.size, changes);
+    return this.#attrReply(this.#setAttributes(inode, changes));
+  }
+
+  async #truncateAndSet(
+    inode: InodeRecord, size: number, changes: SetattrChanges,
+  ): Promise<AttrReply> {
+    const ino = inode.ino;
+    if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'truncate', `inode ${ino}`);
+    if (size > FILE_BYTES_MAX) throw new FsError(Errno.EFBIG, 'truncate', `${size} bytes`);
+    if (!isRegular(inode.mode)) throw new FsError(Errno.EINVAL, 'truncate', `inode ${ino}`);
+    await this.#files.truncate(ino, size);
+    if (this.handles.openCount(ino) === 0) this.#files.release(ino);
+    return this.#attrReply(this.#setAttributes(inode, changes));
+  }
+
+  /** Stores the changes other than size, and tells the file store's cached times. */
+  #setAttributes(inode: InodeRecord, changes: SetattrChanges): InodeRecord {
     const time = now();
     const mtime = resolveTime(changes.mtime, time);
-    const updated = this.#meta.setAttributes(ino, {
-      ...(changes.mode === undefined ? {} : { mode: (inode.mode & ~0o7777) | (changes.mode & 0o7777) }),
-      ...(changes.uid === undefined ? {} : { uid: changes.uid }),
-      ...(changes.gid === undefined ? {} : { gid: changes.gid }),
-      ...(changes.atime === undefined ? {} : { atime: resolveTime(changes.atime, time) }),
-      ...(mtime === undefined ? {} : { mtime }),
-      ctime: changes.ctime ?? time,
+    const updated = this.#meta.setAttributes(inode.ino, inodeChanges(inode, changes, time));
+    this.#files.noteAttributes(inode.ino, {
+      ...(mtime === undefined ? {} : { mtime }), ctime: changes.ctime ?? time,
     });
-    this.#files.noteAttributes(ino, { ...(mtime === undefined ? {} : { mtime }), ctime: changes.ctime ?? time });
-    return this.#attrReply(updated);
+    return updated;
+  }
+
+  /** setattr of an inode deleted at its unlink: in memory only (see #unlinked). */
+  #setUnlinkedAttributes(inode: InodeRecord, changes: SetattrChanges): InodeRecord {
+    // A size change needs an open file, and an open file keeps its inode stored.
+    if (changes.size !== undefined) {
+      throw new FsError(Errno.ENOENT, 'truncate', `inode ${inode.ino}`);
+    }
+    const updated: InodeRecord = { ...inode, ...inodeChanges(inode, changes, now()) };
+    this.#unlinked.set(inode.ino, updated);
+    return updated;
   }
 
   readlink(_req: RequestContext, ino: number): Buffer {
@@ -168,8 +215,16 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 
   async unlink(_req: RequestContext, parent: number, name: string): Promise<void> {
-    const inode = this.#meta.unlink(parent, name);
-    if (inode.nlink === 0) await this.#deleteIfUnused(inode.ino);
+    // Nothing open and nothing cached: the inode goes in the unlink's own transaction.
+    const { inode, isDeleted } = this.#meta.unlinkAndDeleteUnused(parent, name, (ino) =>
+      this.handles.openCount(ino) === 0 && this.#files.overlay(ino) === undefined);
+    if (!isDeleted) {
+      if (inode.nlink === 0) await this.#deleteIfUnused(inode.ino);
+      return;
+    }
+    // Its row is committed gone (isDeleted), so this record is the only one left.
+    if (this.handles.isReferenced(inode.ino)) this.#unlinked.set(inode.ino, inode);
+    await this.#files.deleteFile(inode.ino);
   }
 
   async rmdir(_req: RequestContext, parent: number, name: string): Promise<void> {
@@ -183,13 +238,16 @@ export class ShmrFilesystem implements LowLevelOps {
     if (replaced !== undefined && replaced.nlink === 0) await this.#deleteIfUnused(replaced.ino);
   }
 
-  /** Deletes an inode's data once nothing refers to it any more. */
-  async #deleteIfUnused(ino: number): Promise<void> {
-    if (ino === ROOT_INO || this.handles.isReferenced(ino)) return;
+  /**
+   * Deletes an inode's data once nothing refers to it any more. A promise only when it
+   * deletes: the common case (still linked or referenced) allocates nothing.
+   */
+  #deleteIfUnused(ino: number): Promise<void> | undefined {
+    if (ino === ROOT_INO || this.handles.isReferenced(ino)) return undefined;
     const inode = this.#meta.getInode(ino);
-    if (inode === undefined || inode.nlink > 0) return;
+    if (inode === undefined || inode.nlink > 0) return undefined;
     this.#meta.deleteInode(ino);
-    await this.#files.deleteFile(ino);
+    return this.#files.deleteFile(ino);
   }
 
   // ---- files ----
@@ -204,7 +262,9 @@ export class ShmrFilesystem implements LowLevelOps {
     return { fh: this.handles.open(ino, flags), keepCache: true };
   }
 
-  async create(req: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<Entry & OpenReply> {
+  create(
+    req: RequestContext, parent: number, name: string, mode: number, flags: number,
+  ): Entry & OpenReply {
     const inode = this.#create(req, parent, name, mode, {});
     const entry = this.#entry(inode);
     return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
@@ -250,13 +310,21 @@ export class ShmrFilesystem implements LowLevelOps {
     return this.#files.write(ino, offset, data);
   }
 
-  async flush(_req: RequestContext, ino: number): Promise<void> {
-    await this.#files.flush(ino, { sync: false });
+  flush(_req: RequestContext, ino: number): Result<void> {
+    // Nothing cached, nothing to store: answered without a promise (every close sends FLUSH).
+    if (this.#files.overlay(ino) === undefined) return undefined;
+    return this.#files.flush(ino, { sync: false });
   }
 
-  async release(_req: RequestContext, ino: number, fh: number): Promise<void> {
+  release(_req: RequestContext, ino: number, fh: number): Result<void> {
     const remaining = this.handles.close(fh);
-    if (remaining > 0) return;
+    if (remaining > 0) return undefined;
+    // Nothing cached: nothing to store or release, so no promise unless the inode goes.
+    if (this.#files.overlay(ino) === undefined) return this.#deleteIfUnused(ino);
+    return this.#storeAndRelease(ino);
+  }
+
+  async #storeAndRelease(ino: number): Promise<void> {
     try {
       await this.#files.flush(ino, { sync: false });
     } catch (error) {
@@ -375,6 +443,20 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 }
 
+
+/** The stored changes of a setattr request, applied to `inode` at `time`. */
+function inodeChanges(inode: InodeRecord, changes: SetattrChanges, time: Timespec): InodeChanges {
+  const mtime = resolveTime(changes.mtime, time);
+  return {
+    // The type bits stay; only the permission bits change.
+    ...(changes.mode === undefined ? {} : { mode: (inode.mode & ~0o7777) | (changes.mode & 0o7777) }),
+    ...(changes.uid === undefined ? {} : { uid: changes.uid }),
+    ...(changes.gid === undefined ? {} : { gid: changes.gid }),
+    ...(changes.atime === undefined ? {} : { atime: resolveTime(changes.atime, time) }),
+    ...(mtime === undefined ? {} : { mtime }),
+    ctime: changes.ctime ?? time,
+  };
+}
 
 function compareTime(a: Timespec, b: Timespec): number {
   return a.sec === b.sec ? a.nsec - b.nsec : a.sec - b.sec;

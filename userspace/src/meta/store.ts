@@ -18,6 +18,8 @@ import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
 import { SCHEMA_SQL, SCHEMA_VERSION, SCHEMA_VERSIONS_UPGRADABLE } from './schema.js';
 import { renameInTransaction } from './rename.js';
+import { InodeCache } from './inode-cache.js';
+import { INODE_CACHE_ENTRIES_MAX } from '../limits.js';
 import { isDirectory, now, ROOT_INO, S_IFDIR, type Timespec } from './attributes.js';
 
 /** One inode as stored. */
@@ -143,12 +145,20 @@ export class MetaStore {
   readonly #statements: ReturnType<typeof prepareStatements>;
   /** Rows per xattr name, for the names asked about; kept in step by every xattr change. */
   readonly #xattrNameCounts = new Map<string, number>();
+  /** Inode rows in memory, exactly in step with SQLite (see inode-cache.ts). */
+  readonly #inodes = new InodeCache(INODE_CACHE_ENTRIES_MAX);
+  /**
+   * Runs its argument in a transaction. Made once: better-sqlite3 builds a new wrapper (with
+   * Object.defineProperties) on every `transaction()` call.
+   */
+  readonly #runInTransaction: (body: () => unknown) => unknown;
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
 
   private constructor(db: Database.Database) {
     this.#db = db;
     this.#statements = prepareStatements(db);
+    this.#runInTransaction = db.transaction((body: () => unknown) => body());
     this.filesystemUuid = this.#setting('filesystem_uuid') ?? '';
     assert(this.filesystemUuid !== '');
   }
@@ -196,6 +206,29 @@ export class MetaStore {
     }
   }
 
+  /**
+   * Runs `body` in a transaction (a savepoint when one is open). When it fails, the inodes it
+   * wrote leave the cache, as their rows roll back.
+   */
+  #transact<T>(body: () => T): T {
+    const isOutermost = !this.#db.inTransaction;
+    let result: T;
+    try {
+      result = this.#runInTransaction(body) as T;
+    } catch (error) {
+      if (isOutermost) this.#inodes.endTransaction(false);
+      else this.#inodes.dropWritten();
+      throw error;
+    }
+    if (isOutermost) this.#inodes.endTransaction(true);
+    return result;
+  }
+
+  /** Records a successful write of `ino`'s row: its new state, or undefined to forget it. */
+  #wroteInode(ino: number, record: InodeRecord | undefined): void {
+    this.#inodes.written(ino, record, this.#db.inTransaction);
+  }
+
   #setting(key: string): string | undefined {
     const row = this.#db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as
       | { value: string }
@@ -206,8 +239,13 @@ export class MetaStore {
   // ---- inodes ----
 
   getInode(ino: number): InodeRecord | undefined {
+    const cached = this.#inodes.get(ino);
+    if (cached !== undefined) return cached;
     const row = this.#statements.getInode.get(ino) as InodeRow | undefined;
-    return row === undefined ? undefined : toInode(row);
+    if (row === undefined) return undefined;
+    const record = toInode(row);
+    this.#inodes.remember(record);
+    return record;
   }
 
   /** The inode, or FsError ENOENT. */
@@ -218,13 +256,12 @@ export class MetaStore {
   }
 
   lookup(parent: number, name: string): number | undefined {
-    const row = this.#statements.lookup.get(parent, name) as { ino: number } | undefined;
-    return row?.ino;
+    return this.#statements.lookup.get(parent, name) as number | undefined;
   }
 
   /** Creates an inode and its directory entry. Throws EEXIST, ENOENT, ENOTDIR, EMLINK. */
   createInode(input: NewInode): InodeRecord {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const parent = this.#requireDirectory(input.parent, 'create');
       if (parent.nlink === 0) throw new FsError(Errno.ENOENT, 'create', 'directory was removed');
       if (this.lookup(input.parent, input.name) !== undefined) {
@@ -238,15 +275,23 @@ export class MetaStore {
         sec: time.sec, nsec: time.nsec, target: input.target ?? null,
       });
       const ino = Number(result.lastInsertRowid);
+      const record: InodeRecord = {
+        ino, mode: input.mode, nlink: isDir ? 2 : 1, uid: input.uid, gid: input.gid,
+        rdev: input.rdev ?? 0, size: input.target?.byteLength ?? 0, blockBytes: 0, storedBytes: 0,
+        atime: time, mtime: time, ctime: time,
+        // A copy: the caller's buffer may be reused, the cached record must not change.
+        target: input.target === undefined ? null : Buffer.from(input.target),
+      };
+      this.#wroteInode(ino, record);
       this.#statements.insertDirent.run(input.parent, input.name, ino);
       this.#touchDirectory(parent, time, isDir ? 1 : 0);
-      return this.requireInode(ino, 'create');
-    })();
+      return record;
+    });
   }
 
   /** Adds a hard link. Throws EEXIST, EPERM (directory), EMLINK. */
   link(ino: number, parent: number, name: string, linksMax: number): InodeRecord {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const inode = this.requireInode(ino, 'link');
       if (isDirectory(inode.mode)) throw new FsError(Errno.EPERM, 'link', 'directory');
       if (inode.nlink >= linksMax) throw new FsError(Errno.EMLINK, 'link', `inode ${ino}`);
@@ -254,31 +299,49 @@ export class MetaStore {
       if (this.lookup(parent, name) !== undefined) throw new FsError(Errno.EEXIST, 'link', name);
       const time = now();
       this.#statements.insertDirent.run(parent, name, ino);
-      this.#statements.setLinks.run(inode.nlink + 1, time.sec, time.nsec, ino);
       this.#touchDirectory(directory, time, 0);
-      return this.requireInode(ino, 'link');
-    })();
+      return this.#setLinks(ino, inode.nlink + 1, time);
+    });
   }
 
   /** Removes a non-directory entry; returns the inode as it is afterwards. */
   unlink(parent: number, name: string): InodeRecord {
-    return this.#db.transaction(() => {
-      const directory = this.#requireDirectory(parent, 'unlink');
-      const ino = this.lookup(parent, name);
-      if (ino === undefined) throw new FsError(Errno.ENOENT, 'unlink', name);
-      const inode = this.requireInode(ino, 'unlink');
-      if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'unlink', name);
-      const time = now();
-      this.#statements.deleteDirent.run(parent, name);
-      this.#statements.setLinks.run(inode.nlink - 1, time.sec, time.nsec, ino);
-      this.#touchDirectory(directory, time, 0);
-      return this.requireInode(ino, 'unlink');
-    })();
+    return this.#transact(() => this.#unlinkEntry(parent, name, () => false).inode);
+  }
+
+  /**
+   * unlink, and when that removed the inode's last link and `isUnused(ino)` says nothing holds
+   * it, the inode's deletion (deleteInode) in the same transaction: one commit instead of two.
+   */
+  unlinkAndDeleteUnused(
+    parent: number, name: string, isUnused: (ino: number) => boolean,
+  ): { inode: InodeRecord; isDeleted: boolean } {
+    return this.#transact(() => this.#unlinkEntry(parent, name, isUnused));
+  }
+
+  #unlinkEntry(
+    parent: number, name: string, isUnused: (ino: number) => boolean,
+  ): { inode: InodeRecord; isDeleted: boolean } {
+    const directory = this.#requireDirectory(parent, 'unlink');
+    const ino = this.lookup(parent, name);
+    if (ino === undefined) throw new FsError(Errno.ENOENT, 'unlink', name);
+    const inode = this.requireInode(ino, 'unlink');
+    if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'unlink', name);
+    const time = now();
+    this.#statements.deleteDirent.run(parent, name);
+    this.#touchDirectory(directory, time, 0);
+    if (inode.nlink === 1 && isUnused(ino)) {
+      // The row goes now: no point in storing its last nlink and ctime first.
+      const unlinked: InodeRecord = { ...inode, nlink: 0, ctime: time };
+      this.#deleteInodeRows(unlinked);
+      return { inode: unlinked, isDeleted: true };
+    }
+    return { inode: this.#setLinks(ino, inode.nlink - 1, time), isDeleted: false };
   }
 
   /** Removes an empty directory. Throws ENOTDIR, ENOTEMPTY. */
   rmdir(parent: number, name: string): InodeRecord {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const directory = this.#requireDirectory(parent, 'rmdir');
       const ino = this.lookup(parent, name);
       if (ino === undefined) throw new FsError(Errno.ENOENT, 'rmdir', name);
@@ -289,10 +352,9 @@ export class MetaStore {
       }
       const time = now();
       this.#statements.deleteDirent.run(parent, name);
-      this.#statements.setLinks.run(0, time.sec, time.nsec, ino);
       this.#touchDirectory(directory, time, -1);
-      return this.requireInode(ino, 'rmdir');
-    })();
+      return this.#setLinks(ino, 0, time);
+    });
   }
 
   /**
@@ -302,7 +364,7 @@ export class MetaStore {
   rename(input: {
     parent: number; name: string; newParent: number; newName: string; flags: number;
   }): InodeRecord | undefined {
-    return this.#db.transaction(() => renameInTransaction(this, input))();
+    return this.#transact(() => renameInTransaction(this, input));
   }
 
   /** @internal Used by rename.ts inside its transaction. */
@@ -314,8 +376,7 @@ export class MetaStore {
       setDirentIno: (parent: number, name: string, ino: number) =>
         this.#statements.setDirentIno.run(ino, parent, name),
       deleteDirent: (parent: number, name: string) => this.#statements.deleteDirent.run(parent, name),
-      setLinks: (ino: number, nlink: number, time: Timespec) =>
-        this.#statements.setLinks.run(nlink, time.sec, time.nsec, ino),
+      setLinks: (ino: number, nlink: number, time: Timespec) => this.#setLinks(ino, nlink, time),
       touchDirectory: (directory: InodeRecord, time: Timespec, linkDelta: number) =>
         this.#touchDirectory(directory, time, linkDelta),
       hasChildren: (ino: number) => this.#statements.anyChild.get(ino) !== undefined,
@@ -345,7 +406,7 @@ export class MetaStore {
 
   /** Applies setattr changes; ctime moves with every change unless given. */
   setAttributes(ino: number, changes: InodeChanges): InodeRecord {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const inode = this.requireInode(ino, 'setattr');
       const ctime = changes.ctime ?? now();
       const next = {
@@ -359,29 +420,37 @@ export class MetaStore {
         mtime_sec: next.mtime.sec, mtime_nsec: next.mtime.nsec,
         ctime_sec: ctime.sec, ctime_nsec: ctime.nsec,
       });
-      return this.requireInode(ino, 'setattr');
-    })();
+      const record: InodeRecord = { ...inode, ...next, ctime };
+      this.#wroteInode(ino, record);
+      return record;
+    });
   }
 
   /** Sets only the access time (reads), without touching ctime. */
   setAccessTime(ino: number, atime: Timespec): void {
+    const inode = this.getInode(ino);
     this.#statements.setAtime.run(atime.sec, atime.nsec, ino);
+    this.#wroteInode(ino, inode === undefined ? undefined : { ...inode, atime });
   }
 
   /** Deletes an inode with nlink 0 and everything it owns; returns its blocks. */
   deleteInode(ino: number): BlockRecord[] {
-    return this.#db.transaction(() => {
-      const inode = this.requireInode(ino, 'delete');
-      assert.equal(inode.nlink, 0);
-      const blocks = this.listBlocks(ino);
-      const createdMs = Date.now();
-      for (const block of blocks) this.#insertTombstone(block, 'deleted', createdMs);
-      this.#statements.deleteBlocksFrom.run(ino, 0);
-      this.#statements.deleteXattrs.run(ino);
-      this.#xattrNameCounts.clear();
-      this.#statements.deleteInode.run(ino);
-      return blocks;
-    })();
+    return this.#transact(() => this.#deleteInodeRows(this.requireInode(ino, 'delete')));
+  }
+
+  #deleteInodeRows(inode: InodeRecord): BlockRecord[] {
+    const ino = inode.ino;
+    assert.equal(inode.nlink, 0);
+    assert(this.#db.inTransaction);
+    const blocks = this.listBlocks(ino);
+    const createdMs = Date.now();
+    for (const block of blocks) this.#insertTombstone(block, 'deleted', createdMs);
+    if (blocks.length > 0) this.#statements.deleteBlocksFrom.run(ino, 0);
+    // Counts stay right when the inode had no xattrs: the common case keeps them.
+    if (this.#statements.deleteXattrs.run(ino).changes > 0) this.#xattrNameCounts.clear();
+    this.#statements.deleteInode.run(ino);
+    this.#wroteInode(ino, undefined);
+    return blocks;
   }
 
   // ---- tombstones ----
@@ -425,7 +494,7 @@ export class MetaStore {
   }): boolean {
     for (const block of input.blocks) assert.equal(block.ino, input.ino);
     assert(input.blockBytes > 0);
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const inode = this.getInode(input.ino);
       if (inode === undefined || inode.nlink === 0) return false;
       const current = this.listBlocks(input.ino);
@@ -440,18 +509,19 @@ export class MetaStore {
       for (const block of input.blocks) this.#putBlock(block);
       const storedBytes = input.blocks.reduce((sum, block) => sum + block.storedBytes, 0);
       this.#statements.setLayout.run(input.blockBytes, storedBytes, input.ino);
+      this.#wroteInode(input.ino, { ...inode, blockBytes: input.blockBytes, storedBytes });
       return true;
-    })();
+    });
   }
 
   /** Records that a rewrite is about to write these blocks of `ino` (see TombstoneRecord). */
   notePendingBlocks(ino: number, blockIndexes: readonly number[], pool: string): void {
-    this.#db.transaction(() => {
+    this.#transact(() => {
       const createdMs = Date.now();
       for (const blockIndex of blockIndexes) {
         this.#insertTombstone({ ino, blockIndex, pool, topology: '', generation: 0, dataBytes: 0, storedBytes: 0, buckets: [] }, 'pending', createdMs);
       }
-    })();
+    });
   }
 
   /** Forgets the pending marks of `ino` (its rewrite cleaned up after itself). */
@@ -501,8 +571,41 @@ export class MetaStore {
     return inode;
   }
 
+  /** Moves a directory's mtime and ctime, and its nlink by `linkDelta`. */
   #touchDirectory(directory: InodeRecord, time: Timespec, linkDelta: number): void {
+    // The current row, not `directory`: an earlier step of the transaction may have changed it.
+    const current = this.getInode(directory.ino);
     this.#statements.touchDirectory.run({ delta: linkDelta, sec: time.sec, nsec: time.nsec, ino: directory.ino });
+    this.#wroteInode(directory.ino, current === undefined ? undefined
+      : { ...current, nlink: current.nlink + linkDelta, mtime: time, ctime: time });
+  }
+
+  /** Sets nlink and ctime; returns the inode as it is afterwards. */
+  #setLinks(ino: number, nlink: number, time: Timespec): InodeRecord {
+    const current = this.requireInode(ino, 'set links');
+    this.#statements.setLinks.run(nlink, time.sec, time.nsec, ino);
+    const record: InodeRecord = { ...current, nlink, ctime: time };
+    this.#wroteInode(ino, record);
+    return record;
+  }
+
+  /** Sets a file's block size, size, stored bytes and times; `inode` is its current row. */
+  #setFileData(inode: InodeRecord, data: {
+    blockBytes: number; size: number; storedBytes: number; mtime: Timespec; ctime: Timespec;
+  }): void {
+    this.#statements.setFileData.run({
+      ino: inode.ino, block_bytes: data.blockBytes, size: data.size, stored_bytes: data.storedBytes,
+      mtime_sec: data.mtime.sec, mtime_nsec: data.mtime.nsec,
+      ctime_sec: data.ctime.sec, ctime_nsec: data.ctime.nsec,
+    });
+    this.#wroteInode(inode.ino, { ...inode, ...data });
+  }
+
+  /** Moves ctime only (xattr changes). */
+  #touchCtime(ino: number, time: Timespec): void {
+    const current = this.getInode(ino);
+    this.#statements.touchCtime.run(time.sec, time.nsec, ino);
+    this.#wroteInode(ino, current === undefined ? undefined : { ...current, ctime: time });
   }
 
   // ---- extended attributes ----
@@ -528,16 +631,15 @@ export class MetaStore {
 
   /** Sets an xattr; flags XATTR_CREATE (1) and XATTR_REPLACE (2) as setxattr(2). */
   setXattr(ino: number, name: string, value: Buffer, flags: number): void {
-    this.#db.transaction(() => {
+    this.#transact(() => {
       this.requireInode(ino, 'setxattr');
       const exists = this.getXattr(ino, name) !== undefined;
       if ((flags & 1) !== 0 && exists) throw new FsError(Errno.EEXIST, 'setxattr', name);
       if ((flags & 2) !== 0 && !exists) throw new FsError(Errno.ENODATA, 'setxattr', name);
       this.#statements.putXattr.run(ino, name, value);
       if (!exists) this.#adjustXattrCount(name, 1);
-      const time = now();
-      this.#statements.touchCtime.run(time.sec, time.nsec, ino);
-    })();
+      this.#touchCtime(ino, now());
+    });
   }
 
   #adjustXattrCount(name: string, delta: number): void {
@@ -546,14 +648,13 @@ export class MetaStore {
   }
 
   removeXattr(ino: number, name: string): void {
-    this.#db.transaction(() => {
+    this.#transact(() => {
       if (this.#statements.deleteXattr.run(ino, name).changes === 0) {
         throw new FsError(Errno.ENODATA, 'removexattr', name);
       }
       this.#adjustXattrCount(name, -1);
-      const time = now();
-      this.#statements.touchCtime.run(time.sec, time.nsec, ino);
-    })();
+      this.#touchCtime(ino, now());
+    });
   }
 
   // ---- block maps ----
@@ -587,17 +688,20 @@ export class MetaStore {
     assert.equal(expected.ino, next.ino);
     assert.equal(expected.blockIndex, next.blockIndex);
     assert.equal(expected.dataBytes, next.dataBytes);
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const current = this.getBlock(expected.ino, expected.blockIndex);
       if (current === undefined || current.generation !== expected.generation) return false;
       if (options.tombstone) this.#insertTombstone(current, 'replaced', Date.now());
       this.#putBlock(next);
       // A rewrite may store the same data in another size (compressed or not).
       if (next.storedBytes !== current.storedBytes) {
+        const inode = this.getInode(next.ino);
         this.#statements.addStoredBytes.run(next.storedBytes - current.storedBytes, next.ino);
+        this.#wroteInode(next.ino, inode === undefined ? undefined
+          : { ...inode, storedBytes: inode.storedBytes + next.storedBytes - current.storedBytes });
       }
       return true;
-    })();
+    });
   }
 
   // ---- consistency checks (fsck) ----
@@ -626,6 +730,7 @@ export class MetaStore {
   /** Sets nlink without touching times (fsck repair). */
   setLinkCount(ino: number, nlink: number): void {
     this.#db.prepare('UPDATE inodes SET nlink = ? WHERE ino = ?').run(nlink, ino);
+    this.#wroteInode(ino, undefined);
   }
 
   /** Removes one directory entry (fsck repair of an entry to a missing inode). */
@@ -668,7 +773,7 @@ export class MetaStore {
     block: BlockRecord,
     file: { blockBytes: number; size: number; mtime: Timespec; ctime: Timespec },
   ): BlockRecord | undefined {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const inode = this.requireInode(block.ino, 'commit block');
       const previous = this.getBlock(block.ino, block.blockIndex);
       this.#statements.putBlock.run({
@@ -677,14 +782,12 @@ export class MetaStore {
         data_bytes: block.dataBytes, stored_bytes: block.storedBytes, buckets: block.buckets.join(','),
       });
       const storedDelta = block.storedBytes - (previous?.storedBytes ?? 0);
-      this.#statements.setFileData.run({
-        ino: block.ino, block_bytes: file.blockBytes, size: file.size,
-        stored_bytes: inode.storedBytes + storedDelta,
-        mtime_sec: file.mtime.sec, mtime_nsec: file.mtime.nsec,
-        ctime_sec: file.ctime.sec, ctime_nsec: file.ctime.nsec,
+      this.#setFileData(inode, {
+        blockBytes: file.blockBytes, size: file.size, storedBytes: inode.storedBytes + storedDelta,
+        mtime: file.mtime, ctime: file.ctime,
       });
       return previous;
-    })();
+    });
   }
 
   /**
@@ -692,34 +795,32 @@ export class MetaStore {
    * transaction. Returns the dropped blocks, whose shards the caller deletes afterwards.
    */
   truncateBlocks(ino: number, size: number, firstBlockDropped: number, time: Timespec): BlockRecord[] {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const inode = this.requireInode(ino, 'truncate');
       const dropped = (this.#statements.blocksFrom.all(ino, firstBlockDropped) as BlockRow[]).map(toBlock);
       this.#statements.deleteBlocksFrom.run(ino, firstBlockDropped);
       const droppedBytes = dropped.reduce((sum, block) => sum + block.storedBytes, 0);
       const blockBytes = size === 0 ? 0 : inode.blockBytes;
-      this.#statements.setFileData.run({
-        ino, block_bytes: blockBytes, size, stored_bytes: inode.storedBytes - droppedBytes,
-        mtime_sec: time.sec, mtime_nsec: time.nsec, ctime_sec: time.sec, ctime_nsec: time.nsec,
+      this.#setFileData(inode, {
+        blockBytes, size, storedBytes: inode.storedBytes - droppedBytes, mtime: time, ctime: time,
       });
       return dropped;
-    })();
+    });
   }
 
   /** Drops one block (a hole punched over all of it). Returns it, if there was one. */
   dropBlock(ino: number, blockIndex: number, time: Timespec): BlockRecord | undefined {
-    return this.#db.transaction(() => {
+    return this.#transact(() => {
       const inode = this.requireInode(ino, 'drop block');
       const block = this.getBlock(ino, blockIndex);
       if (block === undefined) return undefined;
       this.#statements.deleteBlock.run(ino, blockIndex);
-      this.#statements.setFileData.run({
-        ino, block_bytes: inode.blockBytes, size: inode.size,
-        stored_bytes: inode.storedBytes - block.storedBytes,
-        mtime_sec: time.sec, mtime_nsec: time.nsec, ctime_sec: time.sec, ctime_nsec: time.nsec,
+      this.#setFileData(inode, {
+        blockBytes: inode.blockBytes, size: inode.size,
+        storedBytes: inode.storedBytes - block.storedBytes, mtime: time, ctime: time,
       });
       return block;
-    })();
+    });
   }
 }
 
@@ -774,7 +875,8 @@ function prepareStatements(db: Database.Database) {
   return {
     touchSync: db.prepare("UPDATE settings SET value = ? WHERE key = 'sync_marker'"),
     getInode: db.prepare('SELECT * FROM inodes WHERE ino = ?'),
-    lookup: db.prepare('SELECT ino FROM dirents WHERE parent = ? AND name = ?'),
+    // Plucked: the one column, without a row object per query.
+    lookup: db.prepare('SELECT ino FROM dirents WHERE parent = ? AND name = ?').pluck(),
     insertInode: db.prepare(
       `INSERT INTO inodes (mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec,
          mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target)

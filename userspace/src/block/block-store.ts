@@ -288,6 +288,61 @@ export class BlockStore {
     this.observer.blockRead(block.pool, dataEnd - range.start, (performance.now() - startMs) / 1000);
   }
 
+  /**
+   * read()'s fast path, synchronous: true when the bytes were copied from shards already in
+   * the page cache (or a decompressed block in memory), each verified against its checksums.
+   * False when that is not possible without waiting or anything looks wrong (a failed bucket,
+   * a bad chunk): call read(), which waits, falls back to other copies and reports. The
+   * target range may then hold partial bytes.
+   */
+  readNow(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
+    assert(range.start >= 0);
+    assert(range.end >= range.start);
+    const dataEnd = Math.min(range.end, block.dataBytes);
+    if (dataEnd < range.end) {
+      const zeroFrom = Math.max(range.start, block.dataBytes);
+      target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
+    }
+    if (dataEnd <= range.start) return true;
+    const startMs = performance.now();
+    if (block.storedBytes === block.dataBytes) {
+      if (!this.#readStreamNow(block, { start: range.start, end: dataEnd }, target, targetOffset)) return false;
+    } else {
+      const data = this.#decompressed.peek(block);
+      if (data === undefined) return false;
+      data.copy(target, targetOffset, range.start, dataEnd);
+    }
+    this.observer.blockRead(block.pool, dataEnd - range.start, (performance.now() - startMs) / 1000);
+    return true;
+  }
+
+  /** #readStream without waiting: the first copy, or the data shards of an erasure block. */
+  #readStreamNow(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
+    const topology = this.#topology(block.topology);
+    if (topology.kind !== 'erasure') return this.#readShardNow(block, 0, range, target, targetOffset);
+    const shardBytes = Math.ceil(block.storedBytes / topology.data);
+    const first = Math.floor(range.start / shardBytes);
+    const last = Math.floor((range.end - 1) / shardBytes);
+    for (let shardIndex = first; shardIndex <= last; shardIndex++) {
+      const shardStart = shardIndex * shardBytes;
+      const start = Math.max(range.start, shardStart) - shardStart;
+      const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
+      const targetAt = targetOffset + shardStart + start - range.start;
+      if (!this.#readShardNow(block, shardIndex, { start, end }, target, targetAt)) return false;
+    }
+    return true;
+  }
+
+  /** #readShard without waiting; false for a failed bucket or anything not cached. */
+  #readShardNow(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
+    const location = this.location(block, shardIndex);
+    if (this.#pools.bucket(location.bucket)?.state !== 'ok') return false;
+    const startMs = performance.now();
+    if (!this.#reader.readRangeNow(location, range, target, targetOffset)) return false;
+    this.observer.shardRead(location.bucket, range.end - range.start, (performance.now() - startMs) / 1000);
+    return true;
+  }
+
   /** Copies bytes [start, end) of what the block is stored as (its stream) into `target`. */
   async #readStream(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
     assert(range.end <= block.storedBytes);

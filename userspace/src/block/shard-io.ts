@@ -11,7 +11,7 @@
 import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
-import { crc32c } from '../erasure/index.js';
+import { crc32c, preadVerifyChunksNow } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
 import {
   decodeShardPrefix, findBadChunk, findBadChunkAsync, ShardHeader, type ShardPrefix, u64ToNumber,
@@ -194,34 +194,62 @@ export class ShardReader {
     const held = await this.#acquire(location);
     try {
       const prefix = await this.#prefixOf(location, held.fd);
-      const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
-      if (range.end > payloadBytes) {
-        throw corrupt(location, `payload has ${payloadBytes} bytes, ${range.end} needed`);
-      }
-      const chunkStart = Math.floor(range.start / chunkBytes) * chunkBytes;
-      const chunkEnd = Math.min(Math.ceil(range.end / chunkBytes) * chunkBytes, payloadBytes);
-      const isAligned = chunkStart === range.start && chunkEnd === range.end;
-      const length = chunkEnd - chunkStart;
-      const useScratch = !isAligned;
+      const span = chunkSpan(prefix, range);
+      if (span === undefined) throw corrupt(location, `payload has ${prefix.header.payload_bytes} bytes, ${range.end} needed`);
+      const length = span.end - span.start;
+      const useScratch = !span.isAligned;
       assert(!useScratch || length <= this.#scratch.bufferBytes);
       const buffer = useScratch ? this.#scratch.acquire() : target;
       const bufferOffset = useScratch ? 0 : targetOffset;
       try {
         const view = buffer.subarray(bufferOffset, bufferOffset + length);
-        await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + chunkStart);
-        const firstChunk = chunkStart / chunkBytes;
+        await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + span.start);
         const bad = length >= VERIFY_OFF_THREAD_BYTES_MIN
-          ? await findBadChunkAsync(prefix, view, firstChunk)
-          : findBadChunk(prefix, view, firstChunk);
+          ? await findBadChunkAsync(prefix, view, span.firstChunk)
+          : findBadChunk(prefix, view, span.firstChunk);
         if (bad >= 0) throw corrupt(location, `chunk ${bad} does not match its checksum`);
-        if (useScratch) {
-          buffer.copy(target, targetOffset, range.start - chunkStart, range.end - chunkStart);
-        }
+        if (useScratch) buffer.copy(target, targetOffset, range.start - span.start, range.end - span.start);
       } finally {
         if (useScratch) this.#scratch.release(buffer);
       }
     } finally {
       this.#fds.release(held);
+    }
+  }
+
+  /**
+   * readRange's fast path, synchronous: succeeds (true) only when the shard's descriptor and
+   * verified prefix are cached and every chunk of the range is in the page cache and matches
+   * its checksum. False means nothing usable was copied (the target range may hold partial
+   * bytes): call readRange, which reads, waits and reports what is wrong.
+   */
+  readRangeNow(
+    location: ShardLocation,
+    range: { start: number; end: number },
+    target: Buffer,
+    targetOffset: number,
+  ): boolean {
+    assert(range.start >= 0);
+    assert(range.end > range.start);
+    const prefix = this.#prefixes.get(location.path);
+    if (prefix === undefined) return false;
+    const fd = this.#fds.peek(location.path);
+    if (fd === undefined) return false;
+    const span = chunkSpan(prefix, range);
+    if (span === undefined) return false;
+    const length = span.end - span.start;
+    const useScratch = !span.isAligned;
+    assert(!useScratch || length <= this.#scratch.bufferBytes);
+    const buffer = useScratch ? this.#scratch.acquire() : target;
+    const bufferOffset = useScratch ? 0 : targetOffset;
+    try {
+      const view = buffer.subarray(bufferOffset, bufferOffset + length);
+      const check = { chunkBytes: prefix.header.chunk_bytes, table: prefix.chunkTable, firstChunk: span.firstChunk };
+      if (preadVerifyChunksNow(view, check, fd, prefix.header.payload_offset + span.start) !== -1) return false;
+      if (useScratch) buffer.copy(target, targetOffset, range.start - span.start, range.end - span.start);
+      return true;
+    } finally {
+      if (useScratch) this.#scratch.release(buffer);
     }
   }
 
@@ -305,6 +333,21 @@ export class ShardReader {
       });
     }
   }
+}
+
+/**
+ * The whole chunks that payload range [start, end) lies in, or undefined when the payload is
+ * shorter than `end`.
+ */
+function chunkSpan(
+  prefix: ShardPrefix,
+  range: { start: number; end: number },
+): { start: number; end: number; firstChunk: number; isAligned: boolean } | undefined {
+  const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
+  if (range.end > payloadBytes) return undefined;
+  const start = Math.floor(range.start / chunkBytes) * chunkBytes;
+  const end = Math.min(Math.ceil(range.end / chunkBytes) * chunkBytes, payloadBytes);
+  return { start, end, firstChunk: start / chunkBytes, isAligned: start === range.start && end === range.end };
 }
 
 function checkIdentity(location: ShardLocation, prefix: ShardPrefix): void {

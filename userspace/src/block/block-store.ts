@@ -87,6 +87,13 @@ export interface ShardEvent {
   readonly block: BlockRecord;
 }
 
+/** Where a fast-path read puts its bytes, and the time marks of its shard reads. */
+interface NowOutput {
+  readonly target: Buffer;
+  readonly targetOffset: number;
+  readonly clock: { readonly startMs: number; lastMs: number };
+}
+
 /** Bytes of padding room a block buffer needs beyond `blockBytes` for erasure shards. */
 export const BLOCK_PADDING_BYTES = 64;
 
@@ -96,6 +103,8 @@ export class BlockStore {
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
   readonly #decompressed = new DecompressedCache();
+  /** Shard locations of records read through the fast path (see #knownLocation). */
+  readonly #locations = new WeakMap<BlockRecord, ({ bucketPath: string; location: ShardLocation } | undefined)[]>();
   #generation: number;
   /** Called for every shard failure, with the block it belongs to (logging, counters). */
   onShardError: (event: ShardEvent) => void = () => undefined;
@@ -304,22 +313,24 @@ export class BlockStore {
       target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
     }
     if (dataEnd <= range.start) return true;
-    const startMs = performance.now();
+    const clock = { startMs: performance.now(), lastMs: 0 };
+    clock.lastMs = clock.startMs;
     if (block.storedBytes === block.dataBytes) {
-      if (!this.#readStreamNow(block, { start: range.start, end: dataEnd }, target, targetOffset)) return false;
+      if (!this.#readStreamNow(block, { start: range.start, end: dataEnd }, { target, targetOffset, clock })) return false;
     } else {
       const data = this.#decompressed.peek(block);
       if (data === undefined) return false;
       data.copy(target, targetOffset, range.start, dataEnd);
+      clock.lastMs = performance.now();
     }
-    this.observer.blockRead(block.pool, dataEnd - range.start, (performance.now() - startMs) / 1000);
+    this.observer.blockRead(block.pool, dataEnd - range.start, (clock.lastMs - clock.startMs) / 1000);
     return true;
   }
 
   /** #readStream without waiting: the first copy, or the data shards of an erasure block. */
-  #readStreamNow(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
+  #readStreamNow(block: BlockRecord, range: { start: number; end: number }, output: NowOutput): boolean {
     const topology = this.#topology(block.topology);
-    if (topology.kind !== 'erasure') return this.#readShardNow(block, 0, range, target, targetOffset);
+    if (topology.kind !== 'erasure') return this.#readShardNow(block, 0, range, output);
     const shardBytes = Math.ceil(block.storedBytes / topology.data);
     const first = Math.floor(range.start / shardBytes);
     const last = Math.floor((range.end - 1) / shardBytes);
@@ -327,20 +338,43 @@ export class BlockStore {
       const shardStart = shardIndex * shardBytes;
       const start = Math.max(range.start, shardStart) - shardStart;
       const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
-      const targetAt = targetOffset + shardStart + start - range.start;
-      if (!this.#readShardNow(block, shardIndex, { start, end }, target, targetAt)) return false;
+      const targetOffset = output.targetOffset + shardStart + start - range.start;
+      if (!this.#readShardNow(block, shardIndex, { start, end }, { ...output, targetOffset })) return false;
     }
     return true;
   }
 
-  /** #readShard without waiting; false for a failed bucket or anything not cached. */
-  #readShardNow(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
-    const location = this.location(block, shardIndex);
-    if (this.#pools.bucket(location.bucket)?.state !== 'ok') return false;
-    const startMs = performance.now();
-    if (!this.#reader.readRangeNow(location, range, target, targetOffset)) return false;
-    this.observer.shardRead(location.bucket, range.end - range.start, (performance.now() - startMs) / 1000);
+  /** #readShard without waiting; false for a bucket not 'ok' or anything not cached. */
+  #readShardNow(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, output: NowOutput): boolean {
+    const bucketName = block.buckets[shardIndex];
+    assert(bucketName !== undefined);
+    const bucket = this.#pools.bucket(bucketName);
+    if (bucket?.state !== 'ok') return false;
+    const location = this.#knownLocation(block, shardIndex, bucket);
+    if (!this.#reader.readRangeNow(location, range, output.target, output.targetOffset)) return false;
+    const nowMs = performance.now();
+    this.observer.shardRead(bucketName, range.end - range.start, (nowMs - output.clock.lastMs) / 1000);
+    output.clock.lastMs = nowMs;
     return true;
+  }
+
+  /**
+   * location(), remembered per record (records are immutable and the metadata store hands
+   * out the same object while the block is unchanged), so a read of a cached block builds no
+   * path. Made again when the bucket was pointed at another directory.
+   */
+  #knownLocation(block: BlockRecord, shardIndex: number, bucket: Bucket): ShardLocation {
+    let known = this.#locations.get(block);
+    if (known === undefined) {
+      known = [];
+      this.#locations.set(block, known);
+    }
+    let entry = known[shardIndex];
+    if (entry === undefined || entry.bucketPath !== bucket.path) {
+      entry = { bucketPath: bucket.path, location: this.location(block, shardIndex) };
+      known[shardIndex] = entry;
+    }
+    return entry.location;
   }
 
   /** Copies bytes [start, end) of what the block is stored as (its stream) into `target`. */

@@ -232,13 +232,14 @@ export class FileStore {
     const end = Math.min(offset + length, state.size);
     if (end <= offset) return 0;
     const blockBytes = state.blockBytes;
+    const hasCached = this.#cache.hasEntries(ino);
     let hits = 0;
     for (let position = offset; position < end;) {
       const blockIndex = Math.floor(position / blockBytes);
       const blockStart = blockIndex * blockBytes;
       const stop = Math.min(end, blockStart + blockBytes);
       const range = { start: position - blockStart, end: stop - blockStart };
-      const entry = this.#cache.get(ino, blockIndex);
+      const entry = hasCached ? this.#cache.get(ino, blockIndex) : undefined;
       if (entry?.state === 'loading') return undefined;
       if (entry !== undefined) {
         copyFromBlock(entry, range, target, position - offset);

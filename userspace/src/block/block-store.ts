@@ -278,13 +278,7 @@ export class BlockStore {
     target: Buffer,
     targetOffset: number,
   ): Promise<void> {
-    assert(range.start >= 0);
-    assert(range.end >= range.start);
-    const dataEnd = Math.min(range.end, block.dataBytes);
-    if (dataEnd < range.end) {
-      const zeroFrom = Math.max(range.start, block.dataBytes);
-      target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
-    }
+    const dataEnd = zeroPastData(block, range, target, targetOffset);
     if (dataEnd <= range.start) return;
     const dataRange = { start: range.start, end: dataEnd };
     const startMs = performance.now();
@@ -305,13 +299,7 @@ export class BlockStore {
    * target range may then hold partial bytes.
    */
   readNow(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
-    assert(range.start >= 0);
-    assert(range.end >= range.start);
-    const dataEnd = Math.min(range.end, block.dataBytes);
-    if (dataEnd < range.end) {
-      const zeroFrom = Math.max(range.start, block.dataBytes);
-      target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
-    }
+    const dataEnd = zeroPastData(block, range, target, targetOffset);
     if (dataEnd <= range.start) return true;
     const clock = { startMs: performance.now(), lastMs: 0 };
     clock.lastMs = clock.startMs;
@@ -729,6 +717,21 @@ export class BlockStore {
     }
     return topology;
   }
+}
+
+/**
+ * Zeroes the part of block range [start, end) past the block's data (it reads as zeros) in
+ * `target`; returns where the data part ends.
+ */
+function zeroPastData(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): number {
+  assert(range.start >= 0);
+  assert(range.end >= range.start);
+  const dataEnd = Math.min(range.end, block.dataBytes);
+  if (dataEnd < range.end) {
+    const zeroFrom = Math.max(range.start, block.dataBytes);
+    target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
+  }
+  return dataEnd;
 }
 
 /** Header, chunk table and padding of one shard file; big payloads are summed off-thread. */

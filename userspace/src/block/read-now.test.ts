@@ -8,58 +8,33 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../config/index.js';
-import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
+import type { OpenFilesystem } from '../daemon/open.js';
 import { Errno, FsError } from '../errno.js';
 import { crc32cChunks, PREAD_NOT_CACHED, preadVerifyChunksNow } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
+import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
 import { BLOCK_PADDING_BYTES, type ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 /** Not a multiple of the chunk size nor of the erasure data count: padding and a short chunk. */
 const DATA_BYTES = BLOCK_BYTES - 1001;
 
-let root: string;
+let fixture: BlockFixture;
 let filesystem: OpenFilesystem;
 
 beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'shmr-read-now-'));
-  const buckets = (pool: string, count: number) => Array.from({ length: count }, (_, index) => {
-    mkdirSync(join(root, `${pool}${index}`));
-    return `      ${pool}${index}: { path: ./${pool}${index} }`;
-  }).join('\n');
-  const config = parseConfig(`
-mount_dir: ./mnt
-metadata_dir: ./meta
-write_pool: plain
-pools:
-  plain:
-    topology: single
-    block_size: 1MiB
-    buckets:
-${buckets('plain', 1)}
-  mirrored:
-    topology: mirror:2
-    block_size: 1MiB
-    buckets:
-${buckets('mirrored', 2)}
-  archive:
-    topology: erasure:4+2
-    block_size: 1MiB
-    buckets:
-${buckets('archive', 6)}
-`, { source: 'test', baseDir: root });
-  filesystem = openFilesystem(config);
+  fixture = openBlockFixture('read-now', {
+    plain: { topology: 'single', buckets: 1 },
+    mirrored: { topology: 'mirror:2', buckets: 2 },
+    archive: { topology: 'erasure:4+2', buckets: 6 },
+  });
+  filesystem = fixture.filesystem;
 });
 
-afterEach(() => {
-  filesystem.close();
-  rmSync(root, { recursive: true, force: true });
-});
+afterEach(() => fixture.close());
 
 async function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
   const buffer = Buffer.concat([data, Buffer.alloc(BLOCK_BYTES + BLOCK_PADDING_BYTES - data.byteLength)]);
@@ -169,7 +144,7 @@ describe('read fast path', () => {
 
 describe('preadVerifyChunksNow', () => {
   it('reads and verifies cached bytes, names a bad chunk, and reports what it cannot read at once', () => {
-    const path = join(root, 'payload');
+    const path = join(fixture.root, 'payload');
     const payload = randomBytes(5 * 4096 + 100);
     const table = Buffer.alloc(4 * 6);
     crc32cChunks(payload, 4096, table);

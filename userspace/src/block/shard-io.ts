@@ -196,21 +196,16 @@ export class ShardReader {
       const prefix = await this.#prefixOf(location, held.fd);
       const span = chunkSpan(prefix, range);
       if (span === undefined) throw corrupt(location, `payload has ${prefix.header.payload_bytes} bytes, ${range.end} needed`);
-      const length = span.end - span.start;
-      const useScratch = !span.isAligned;
-      assert(!useScratch || length <= this.#scratch.bufferBytes);
-      const buffer = useScratch ? this.#scratch.acquire() : target;
-      const bufferOffset = useScratch ? 0 : targetOffset;
+      const { view, scratch } = this.#spanView(span, target, targetOffset);
       try {
-        const view = buffer.subarray(bufferOffset, bufferOffset + length);
         await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + span.start);
-        const bad = length >= VERIFY_OFF_THREAD_BYTES_MIN
+        const bad = view.byteLength >= VERIFY_OFF_THREAD_BYTES_MIN
           ? await findBadChunkAsync(prefix, view, span.firstChunk)
           : findBadChunk(prefix, view, span.firstChunk);
         if (bad >= 0) throw corrupt(location, `chunk ${bad} does not match its checksum`);
-        if (useScratch) buffer.copy(target, targetOffset, range.start - span.start, range.end - span.start);
+        scratch?.copy(target, targetOffset, range.start - span.start, range.end - span.start);
       } finally {
-        if (useScratch) this.#scratch.release(buffer);
+        if (scratch !== undefined) this.#scratch.release(scratch);
       }
     } finally {
       this.#fds.release(held);
@@ -237,20 +232,27 @@ export class ShardReader {
     if (fd === undefined) return false;
     const span = chunkSpan(prefix, range);
     if (span === undefined) return false;
-    const length = span.end - span.start;
-    const useScratch = !span.isAligned;
-    assert(!useScratch || length <= this.#scratch.bufferBytes);
-    const buffer = useScratch ? this.#scratch.acquire() : target;
-    const bufferOffset = useScratch ? 0 : targetOffset;
+    const { view, scratch } = this.#spanView(span, target, targetOffset);
     try {
-      const view = buffer.subarray(bufferOffset, bufferOffset + length);
       const check = { chunkBytes: prefix.header.chunk_bytes, table: prefix.chunkTable, firstChunk: span.firstChunk };
       if (preadVerifyChunksNow(view, check, fd, prefix.header.payload_offset + span.start) !== -1) return false;
-      if (useScratch) buffer.copy(target, targetOffset, range.start - span.start, range.end - span.start);
+      scratch?.copy(target, targetOffset, range.start - span.start, range.end - span.start);
       return true;
     } finally {
-      if (useScratch) this.#scratch.release(buffer);
+      if (scratch !== undefined) this.#scratch.release(scratch);
     }
+  }
+
+  /**
+   * Where the chunks of a span are read to: straight into the target when the range is chunk
+   * aligned, else into a scratch buffer (returned, to copy from and release).
+   */
+  #spanView(span: ChunkSpan, target: Buffer, targetOffset: number): { view: Buffer; scratch: Buffer | undefined } {
+    const length = span.end - span.start;
+    if (span.isAligned) return { view: target.subarray(targetOffset, targetOffset + length), scratch: undefined };
+    assert(length <= this.#scratch.bufferBytes);
+    const scratch = this.#scratch.acquire();
+    return { view: scratch.subarray(0, length), scratch };
   }
 
   /**
@@ -339,10 +341,15 @@ export class ShardReader {
  * The whole chunks that payload range [start, end) lies in, or undefined when the payload is
  * shorter than `end`.
  */
-function chunkSpan(
-  prefix: ShardPrefix,
-  range: { start: number; end: number },
-): { start: number; end: number; firstChunk: number; isAligned: boolean } | undefined {
+interface ChunkSpan {
+  readonly start: number;
+  readonly end: number;
+  readonly firstChunk: number;
+  /** The span is exactly the range asked for. */
+  readonly isAligned: boolean;
+}
+
+function chunkSpan(prefix: ShardPrefix, range: { start: number; end: number }): ChunkSpan | undefined {
   const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
   if (range.end > payloadBytes) return undefined;
   const start = Math.floor(range.start / chunkBytes) * chunkBytes;

@@ -57,6 +57,13 @@ const writeSlots = new Slots(WRITE_JOBS_MAX);
 /** Reads at least this large are verified on the libuv thread pool, off the event loop. */
 const VERIFY_OFF_THREAD_BYTES_MIN = 512 * 1024;
 
+/**
+ * Largest range readRangeNow tries. A bigger one goes through the thread pool, which copies
+ * and verifies it beside the JS thread (sequential reads keep both cores busy), and an
+ * uncached one would make the JS thread start the disk readahead before giving up.
+ */
+const READ_NOW_BYTES_MAX = 256 * 1024;
+
 /** Bytes read for a prefix on first access; a longer chunk table is read in a second call. */
 const PREFIX_PROBE_BYTES = 4096;
 
@@ -213,9 +220,9 @@ export class ShardReader {
   }
 
   /**
-   * readRange's fast path, synchronous: succeeds (true) only when the shard's descriptor and
-   * verified prefix are cached and every chunk of the range is in the page cache and matches
-   * its checksum. False means nothing usable was copied (the target range may hold partial
+   * readRange's fast path, synchronous: succeeds (true) only when the range is at most
+   * READ_NOW_BYTES_MAX, the shard's descriptor and verified prefix are cached and every chunk
+   * of the range is in the page cache and matches its checksum. False means nothing usable was copied (the target range may hold partial
    * bytes): call readRange, which reads, waits and reports what is wrong.
    */
   readRangeNow(
@@ -226,6 +233,7 @@ export class ShardReader {
   ): boolean {
     assert(range.start >= 0);
     assert(range.end > range.start);
+    if (range.end - range.start > READ_NOW_BYTES_MAX) return false;
     const prefix = this.#prefixes.get(location.path);
     if (prefix === undefined) return false;
     const fd = this.#fds.peek(location.path);

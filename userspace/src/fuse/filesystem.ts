@@ -218,7 +218,13 @@ export class ShmrFilesystem implements LowLevelOps {
       this.#touchAccessTime(ino);
     }
     const target = this.#readBuffers.acquire(size);
-    const bytesNow = this.#files.readNow(ino, offset, size, target);
+    let bytesNow: number | undefined;
+    try {
+      bytesNow = this.#files.readNow(ino, offset, size, target);
+    } catch {
+      // The read below meets the same problem and reports it (and logs an EIO).
+      bytesNow = undefined;
+    }
     if (bytesNow !== undefined) return bytesNow === size ? target : target.subarray(0, bytesNow);
     return this.#readLater(ino, size, offset, target);
   }

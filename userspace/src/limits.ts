@@ -26,6 +26,11 @@ export const XATTR_VALUE_BYTES_MAX = 65536;
 export const FILE_BYTES_MAX = Number.MAX_SAFE_INTEGER;
 /** Largest read or write request the kernel sends (negotiated max_read / max_write). */
 export const IO_REQUEST_BYTES_MAX = 1024 * 1024;
+/**
+ * Kernel readahead of the mount (set after INIT; the kernel offers 128 KiB): sequential reads
+ * arrive as IO_REQUEST_BYTES_MAX requests, this many bytes of them in flight.
+ */
+export const FUSE_READAHEAD_BYTES = 8 * 1024 * 1024;
 /** Shard file descriptors kept open at once (LRU); the rest are reopened on demand. */
 export const SHARD_FDS_MAX = 1024;
 /** Cached shard chunk tables (LRU); each costs 4 bytes per CHUNK_BYTES of shard. */
@@ -46,6 +51,7 @@ export const INODE_CACHE_ENTRIES_MAX = 1 << 17;
 export const LINKS_MAX = 65000;
 
 assert(CHUNK_BYTES % 512 === 0);
+assert(FUSE_READAHEAD_BYTES % IO_REQUEST_BYTES_MAX === 0);
 assert(SECTOR_BYTES % CHUNK_BYTES === 0 || CHUNK_BYTES % SECTOR_BYTES === 0);
 assert(BLOCK_BYTES_MAX % BLOCK_BYTES_MIN === 0);
 assert(STRIPE_SHARDS_MAX <= 255);

@@ -6,52 +6,29 @@
  * folders (no mount), shard files inspected and damaged on disk.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../config/index.js';
-import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
+import type { OpenFilesystem } from '../daemon/open.js';
 import { Errno, FsError } from '../errno.js';
 import { Compression } from '../layout/index.js';
 import type { BlockRecord } from '../meta/index.js';
+import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
 import { BLOCK_PADDING_BYTES, type BlockWrite } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 
-let root: string;
+let fixture: BlockFixture;
 let filesystem: OpenFilesystem;
 
 beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'shmr-block-store-'));
-  const buckets = (pool: string, count: number) => Array.from({ length: count }, (_, index) => {
-    mkdirSync(join(root, `${pool}${index}`));
-    return `      ${pool}${index}: { path: ./${pool}${index} }`;
-  }).join('\n');
-  const config = parseConfig(`
-mount_dir: ./mnt
-metadata_dir: ./meta
-write_pool: plain
-pools:
-  plain:
-    topology: single
-    block_size: 1MiB
-    buckets:
-${buckets('plain', 1)}
-  archive:
-    topology: erasure:4+2
-    block_size: 1MiB
-    compression: { algorithm: zstd, level: 3 }
-    buckets:
-${buckets('archive', 6)}
-`, { source: 'test', baseDir: root });
-  filesystem = openFilesystem(config);
+  fixture = openBlockFixture('block-store', {
+    plain: { topology: 'single', buckets: 1 },
+    archive: { topology: 'erasure:4+2', buckets: 6, extra: ['compression: { algorithm: zstd, level: 3 }'] },
+  });
+  filesystem = fixture.filesystem;
 });
 
-afterEach(() => {
-  filesystem.close();
-  rmSync(root, { recursive: true, force: true });
-});
+afterEach(() => fixture.close());
 
 function textLike(bytes: number): Buffer {
   const data = Buffer.alloc(bytes + BLOCK_PADDING_BYTES);

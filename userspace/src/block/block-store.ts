@@ -87,6 +87,13 @@ export interface ShardEvent {
   readonly block: BlockRecord;
 }
 
+/** Where a fast-path read puts its bytes, and the time marks of its shard reads. */
+interface NowOutput {
+  readonly target: Buffer;
+  readonly targetOffset: number;
+  readonly clock: { readonly startMs: number; lastMs: number };
+}
+
 /** Bytes of padding room a block buffer needs beyond `blockBytes` for erasure shards. */
 export const BLOCK_PADDING_BYTES = 64;
 
@@ -96,6 +103,8 @@ export class BlockStore {
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
   readonly #decompressed = new DecompressedCache();
+  /** Shard locations of records read through the fast path (see #knownLocation). */
+  readonly #locations = new WeakMap<BlockRecord, ({ bucketPath: string; location: ShardLocation } | undefined)[]>();
   #generation: number;
   /** Called for every shard failure, with the block it belongs to (logging, counters). */
   onShardError: (event: ShardEvent) => void = () => undefined;
@@ -269,13 +278,7 @@ export class BlockStore {
     target: Buffer,
     targetOffset: number,
   ): Promise<void> {
-    assert(range.start >= 0);
-    assert(range.end >= range.start);
-    const dataEnd = Math.min(range.end, block.dataBytes);
-    if (dataEnd < range.end) {
-      const zeroFrom = Math.max(range.start, block.dataBytes);
-      target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
-    }
+    const dataEnd = zeroPastData(block, range, target, targetOffset);
     if (dataEnd <= range.start) return;
     const dataRange = { start: range.start, end: dataEnd };
     const startMs = performance.now();
@@ -286,6 +289,80 @@ export class BlockStore {
       data.copy(target, targetOffset, dataRange.start, dataRange.end);
     }
     this.observer.blockRead(block.pool, dataEnd - range.start, (performance.now() - startMs) / 1000);
+  }
+
+  /**
+   * read()'s fast path, synchronous: true when the bytes were copied from shards already in
+   * the page cache (or a decompressed block in memory), each verified against its checksums.
+   * False when that is not possible without waiting or anything looks wrong (a failed bucket,
+   * a bad chunk): call read(), which waits, falls back to other copies and reports. The
+   * target range may then hold partial bytes.
+   */
+  readNow(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): boolean {
+    const dataEnd = zeroPastData(block, range, target, targetOffset);
+    if (dataEnd <= range.start) return true;
+    const clock = { startMs: performance.now(), lastMs: 0 };
+    clock.lastMs = clock.startMs;
+    if (block.storedBytes === block.dataBytes) {
+      if (!this.#readStreamNow(block, { start: range.start, end: dataEnd }, { target, targetOffset, clock })) return false;
+    } else {
+      const data = this.#decompressed.peek(block);
+      if (data === undefined) return false;
+      data.copy(target, targetOffset, range.start, dataEnd);
+      clock.lastMs = performance.now();
+    }
+    this.observer.blockRead(block.pool, dataEnd - range.start, (clock.lastMs - clock.startMs) / 1000);
+    return true;
+  }
+
+  /** #readStream without waiting: the first copy, or the data shards of an erasure block. */
+  #readStreamNow(block: BlockRecord, range: { start: number; end: number }, output: NowOutput): boolean {
+    const topology = this.#topology(block.topology);
+    if (topology.kind !== 'erasure') return this.#readShardNow(block, 0, range, output);
+    const shardBytes = Math.ceil(block.storedBytes / topology.data);
+    const first = Math.floor(range.start / shardBytes);
+    const last = Math.floor((range.end - 1) / shardBytes);
+    for (let shardIndex = first; shardIndex <= last; shardIndex++) {
+      const shardStart = shardIndex * shardBytes;
+      const start = Math.max(range.start, shardStart) - shardStart;
+      const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
+      const targetOffset = output.targetOffset + shardStart + start - range.start;
+      if (!this.#readShardNow(block, shardIndex, { start, end }, { ...output, targetOffset })) return false;
+    }
+    return true;
+  }
+
+  /** #readShard without waiting; false for a bucket not 'ok' or anything not cached. */
+  #readShardNow(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, output: NowOutput): boolean {
+    const bucketName = block.buckets[shardIndex];
+    assert(bucketName !== undefined);
+    const bucket = this.#pools.bucket(bucketName);
+    if (bucket?.state !== 'ok') return false;
+    const location = this.#knownLocation(block, shardIndex, bucket);
+    if (!this.#reader.readRangeNow(location, range, output.target, output.targetOffset)) return false;
+    const nowMs = performance.now();
+    this.observer.shardRead(bucketName, range.end - range.start, (nowMs - output.clock.lastMs) / 1000);
+    output.clock.lastMs = nowMs;
+    return true;
+  }
+
+  /**
+   * location(), remembered per record (records are immutable and the metadata store hands
+   * out the same object while the block is unchanged), so a read of a cached block builds no
+   * path. Made again when the bucket was pointed at another directory.
+   */
+  #knownLocation(block: BlockRecord, shardIndex: number, bucket: Bucket): ShardLocation {
+    let known = this.#locations.get(block);
+    if (known === undefined) {
+      known = [];
+      this.#locations.set(block, known);
+    }
+    let entry = known[shardIndex];
+    if (entry === undefined || entry.bucketPath !== bucket.path) {
+      entry = { bucketPath: bucket.path, location: this.location(block, shardIndex) };
+      known[shardIndex] = entry;
+    }
+    return entry.location;
   }
 
   /** Copies bytes [start, end) of what the block is stored as (its stream) into `target`. */
@@ -640,6 +717,21 @@ export class BlockStore {
     }
     return topology;
   }
+}
+
+/**
+ * Zeroes the part of block range [start, end) past the block's data (it reads as zeros) in
+ * `target`; returns where the data part ends.
+ */
+function zeroPastData(block: BlockRecord, range: { start: number; end: number }, target: Buffer, targetOffset: number): number {
+  assert(range.start >= 0);
+  assert(range.end >= range.start);
+  const dataEnd = Math.min(range.end, block.dataBytes);
+  if (dataEnd < range.end) {
+    const zeroFrom = Math.max(range.start, block.dataBytes);
+    target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
+  }
+  return dataEnd;
 }
 
 /** Header, chunk table and padding of one shard file; big payloads are summed off-thread. */

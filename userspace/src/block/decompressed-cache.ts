@@ -17,6 +17,8 @@ import type { BlockRecord } from '../meta/index.js';
 interface Entry {
   readonly loading: Promise<Buffer>;
   readonly bytes: number;
+  /** The data once decompressed (what `peek` serves without waiting). */
+  data: Buffer | undefined;
 }
 
 export class DecompressedCache {
@@ -33,11 +35,24 @@ export class DecompressedCache {
       this.#entries.set(key, cached);
       return cached.loading;
     }
-    const entry = { loading: decompress(), bytes: block.dataBytes };
+    const entry: Entry = { loading: decompress(), bytes: block.dataBytes, data: undefined };
     this.#entries.set(key, entry);
     this.#bytes += entry.bytes;
-    entry.loading.then(() => this.#trim(), () => this.#remove(key, entry));
+    entry.loading.then((data) => {
+      entry.data = data;
+      this.#trim();
+    }, () => this.#remove(key, entry));
     return entry.loading;
+  }
+
+  /** The block's data if it is decompressed and cached now, else undefined (marks it used). */
+  peek(block: BlockRecord): Buffer | undefined {
+    const key = keyOf(block);
+    const cached = this.#entries.get(key);
+    if (cached?.data === undefined) return undefined;
+    this.#entries.delete(key);
+    this.#entries.set(key, cached);
+    return cached.data;
   }
 
   /** Drops the entry of a block whose shards are going away. */

@@ -11,7 +11,7 @@
 import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
-import { crc32c } from '../erasure/index.js';
+import { crc32c, preadVerifyChunksNow } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
 import {
   decodeShardPrefix, findBadChunk, findBadChunkAsync, ShardHeader, type ShardPrefix, u64ToNumber,
@@ -56,6 +56,13 @@ const writeSlots = new Slots(WRITE_JOBS_MAX);
 
 /** Reads at least this large are verified on the libuv thread pool, off the event loop. */
 const VERIFY_OFF_THREAD_BYTES_MIN = 512 * 1024;
+
+/**
+ * Largest range readRangeNow tries. A bigger one goes through the thread pool, which copies
+ * and verifies it beside the JS thread (sequential reads keep both cores busy), and an
+ * uncached one would make the JS thread start the disk readahead before giving up.
+ */
+const READ_NOW_BYTES_MAX = 256 * 1024;
 
 /** Bytes read for a prefix on first access; a longer chunk table is read in a second call. */
 const PREFIX_PROBE_BYTES = 4096;
@@ -194,35 +201,66 @@ export class ShardReader {
     const held = await this.#acquire(location);
     try {
       const prefix = await this.#prefixOf(location, held.fd);
-      const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
-      if (range.end > payloadBytes) {
-        throw corrupt(location, `payload has ${payloadBytes} bytes, ${range.end} needed`);
-      }
-      const chunkStart = Math.floor(range.start / chunkBytes) * chunkBytes;
-      const chunkEnd = Math.min(Math.ceil(range.end / chunkBytes) * chunkBytes, payloadBytes);
-      const isAligned = chunkStart === range.start && chunkEnd === range.end;
-      const length = chunkEnd - chunkStart;
-      const useScratch = !isAligned;
-      assert(!useScratch || length <= this.#scratch.bufferBytes);
-      const buffer = useScratch ? this.#scratch.acquire() : target;
-      const bufferOffset = useScratch ? 0 : targetOffset;
+      const span = chunkSpan(prefix, range);
+      if (span === undefined) throw corrupt(location, `payload has ${prefix.header.payload_bytes} bytes, ${range.end} needed`);
+      const { view, scratch } = this.#spanView(span, target, targetOffset);
       try {
-        const view = buffer.subarray(bufferOffset, bufferOffset + length);
-        await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + chunkStart);
-        const firstChunk = chunkStart / chunkBytes;
-        const bad = length >= VERIFY_OFF_THREAD_BYTES_MIN
-          ? await findBadChunkAsync(prefix, view, firstChunk)
-          : findBadChunk(prefix, view, firstChunk);
+        await this.#readExactly(location, held.fd, view, prefix.header.payload_offset + span.start);
+        const bad = view.byteLength >= VERIFY_OFF_THREAD_BYTES_MIN
+          ? await findBadChunkAsync(prefix, view, span.firstChunk)
+          : findBadChunk(prefix, view, span.firstChunk);
         if (bad >= 0) throw corrupt(location, `chunk ${bad} does not match its checksum`);
-        if (useScratch) {
-          buffer.copy(target, targetOffset, range.start - chunkStart, range.end - chunkStart);
-        }
+        scratch?.copy(target, targetOffset, range.start - span.start, range.end - span.start);
       } finally {
-        if (useScratch) this.#scratch.release(buffer);
+        if (scratch !== undefined) this.#scratch.release(scratch);
       }
     } finally {
       this.#fds.release(held);
     }
+  }
+
+  /**
+   * readRange's fast path, synchronous: succeeds (true) only when the range is at most
+   * READ_NOW_BYTES_MAX, the shard's descriptor and verified prefix are cached and every chunk
+   * of the range is in the page cache and matches its checksum. False means nothing usable was copied (the target range may hold partial
+   * bytes): call readRange, which reads, waits and reports what is wrong.
+   */
+  readRangeNow(
+    location: ShardLocation,
+    range: { start: number; end: number },
+    target: Buffer,
+    targetOffset: number,
+  ): boolean {
+    assert(range.start >= 0);
+    assert(range.end > range.start);
+    if (range.end - range.start > READ_NOW_BYTES_MAX) return false;
+    const prefix = this.#prefixes.get(location.path);
+    if (prefix === undefined) return false;
+    const fd = this.#fds.peek(location.path);
+    if (fd === undefined) return false;
+    const span = chunkSpan(prefix, range);
+    if (span === undefined) return false;
+    const { view, scratch } = this.#spanView(span, target, targetOffset);
+    try {
+      const check = { chunkBytes: prefix.header.chunk_bytes, table: prefix.chunkTable, firstChunk: span.firstChunk };
+      if (preadVerifyChunksNow(view, check, fd, prefix.header.payload_offset + span.start) !== -1) return false;
+      scratch?.copy(target, targetOffset, range.start - span.start, range.end - span.start);
+      return true;
+    } finally {
+      if (scratch !== undefined) this.#scratch.release(scratch);
+    }
+  }
+
+  /**
+   * Where the chunks of a span are read to: straight into the target when the range is chunk
+   * aligned, else into a scratch buffer (returned, to copy from and release).
+   */
+  #spanView(span: ChunkSpan, target: Buffer, targetOffset: number): { view: Buffer; scratch: Buffer | undefined } {
+    const length = span.end - span.start;
+    if (span.isAligned) return { view: target.subarray(targetOffset, targetOffset + length), scratch: undefined };
+    assert(length <= this.#scratch.bufferBytes);
+    const scratch = this.#scratch.acquire();
+    return { view: scratch.subarray(0, length), scratch };
   }
 
   /**
@@ -305,6 +343,26 @@ export class ShardReader {
       });
     }
   }
+}
+
+/**
+ * The whole chunks that payload range [start, end) lies in, or undefined when the payload is
+ * shorter than `end`.
+ */
+interface ChunkSpan {
+  readonly start: number;
+  readonly end: number;
+  readonly firstChunk: number;
+  /** The span is exactly the range asked for. */
+  readonly isAligned: boolean;
+}
+
+function chunkSpan(prefix: ShardPrefix, range: { start: number; end: number }): ChunkSpan | undefined {
+  const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
+  if (range.end > payloadBytes) return undefined;
+  const start = Math.floor(range.start / chunkBytes) * chunkBytes;
+  const end = Math.min(Math.ceil(range.end / chunkBytes) * chunkBytes, payloadBytes);
+  return { start, end, firstChunk: start / chunkBytes, isAligned: start === range.start && end === range.end };
 }
 
 function checkIdentity(location: ShardLocation, prefix: ShardPrefix): void {

@@ -152,6 +152,11 @@ export class BlockCache {
   }
 
   /** Entries of one inode. */
+  /** True when some block of `ino` is cached: a cheap test before get() on a hot path. */
+  hasEntries(ino: number): boolean {
+    return this.#byInode.has(ino);
+  }
+
   entriesOf(ino: number): CachedBlock[] {
     return [...(this.#byInode.get(ino) ?? [])];
   }

@@ -6,7 +6,8 @@
 import type { Config } from '../config/index.js';
 import { FuseSession, type MountOptions } from '../fuse/binding.js';
 import { ShmrFilesystem } from '../fuse/filesystem.js';
-import { IO_REQUEST_BYTES_MAX } from '../limits.js';
+import { FUSE_READAHEAD_BYTES, IO_REQUEST_BYTES_MAX } from '../limits.js';
+import { setMountReadahead } from '../fuse/readahead.js';
 import { log } from '../log.js';
 import { checkMountPoint } from './mountpoint.js';
 import { openFilesystem, removeOrphans } from './open.js';
@@ -72,6 +73,8 @@ export async function runMount(config: Config): Promise<number> {
     fs.close();
     throw error;
   }
+  const readaheadProblem = setMountReadahead(config.mountDir, FUSE_READAHEAD_BYTES);
+  if (readaheadProblem !== undefined) log.info(`kernel readahead left at its default: ${readaheadProblem}`);
   fs.tiering.isOpenForWriting = (ino) => filesystem.handles.isOpenForWriting(ino);
   fs.tiering.foregroundWriteLoad = metrics?.poolWriteRate;
   recordDaemon(config.mountDir);

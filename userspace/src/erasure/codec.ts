@@ -101,6 +101,27 @@ export function crc32cVerifyChunksAsync(
   }
 }
 
+/** preadVerifyChunksNow's answer when the bytes were not all in the page cache. */
+export const PREAD_NOT_CACHED = -2;
+
+/**
+ * The read fast path, on the calling thread: fills all of `data` from descriptor `fd` at byte
+ * `position` with preadv2(RWF_NOWAIT), which copies from the page cache and never waits for
+ * the disk, then verifies it as crc32cVerifyChunks does. Returns -1 when every byte was read
+ * and matched, the index of the first bad chunk, or PREAD_NOT_CACHED when the bytes could not
+ * all be read without waiting (not cached, file too short, any I/O error): the caller's
+ * ordinary read path then reads, waits and reports. The argument checks of crc32cVerifyChunks
+ * apply.
+ */
+export function preadVerifyChunksNow(
+  data: Uint8Array,
+  check: { chunkBytes: number; table: Uint8Array; firstChunk: number },
+  fd: number,
+  position: number,
+): number {
+  return isal.preadVerifyChunksNow(data, check.chunkBytes, check.table, check.firstChunk, fd, position);
+}
+
 /**
  * Systematic Reed-Solomon over GF(2^8) with a Cauchy encode matrix: any dataCount of the
  * dataCount + parityCount shards recover the rest.

@@ -1,5 +1,6 @@
 /**
- * erasure/: checksums and Reed-Solomon erasure coding (pure compute, no I/O).
+ * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
+ * is verified as it is made (preadVerifyChunksNow, the read fast path: it shares the addon).
  *
  * The public surface of the module; nothing outside erasure/ imports its other files.
  */
@@ -10,6 +11,8 @@ export {
   crc32cChunksAsync,
   crc32cVerifyChunks,
   crc32cVerifyChunksAsync,
+  PREAD_NOT_CACHED,
+  preadVerifyChunksNow,
   ReedSolomon,
   SHARD_COUNT_MAX,
 } from './codec.js';

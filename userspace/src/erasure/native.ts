@@ -39,6 +39,15 @@ export interface IsalAddon {
   ): Promise<number>;
   crc32c(data: Uint8Array, previous: number | undefined): number;
   crc32cAsync(data: Uint8Array, previous: number | undefined): Promise<number>;
+  /** -1: read from the page cache and verified; >= 0: bad chunk; -2: not all cached. */
+  preadVerifyChunksNow(
+    data: Uint8Array,
+    chunkBytes: number,
+    table: Uint8Array,
+    firstChunk: number,
+    fd: number,
+    position: number,
+  ): number;
   /** Validates (k, p) and builds the encode tables into the addon's cache. */
   rsPrepare(k: number, p: number): void;
   rsEncode(k: number, p: number, data: readonly Uint8Array[], parity: readonly Uint8Array[]): void;

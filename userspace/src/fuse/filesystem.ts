@@ -270,13 +270,26 @@ export class ShmrFilesystem implements LowLevelOps {
     return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
   }
 
-  async read(_req: RequestContext, ino: number, size: number, offset: number, fh: number): Promise<Buffer> {
+  /** Answered synchronously when the data is in memory (FileStore.readNow), else later. */
+  read(_req: RequestContext, ino: number, size: number, offset: number, fh: number): Buffer | Promise<Buffer> {
     const handle = this.handles.get(fh);
     if (handle !== undefined && !handle.hasReadOnce) {
       handle.hasReadOnce = true;
       this.#touchAccessTime(ino);
     }
     const target = this.#readBuffers.acquire(size);
+    let bytesNow: number | undefined;
+    try {
+      bytesNow = this.#files.readNow(ino, offset, size, target);
+    } catch {
+      // The read below meets the same problem and reports it (and logs an EIO).
+      bytesNow = undefined;
+    }
+    if (bytesNow !== undefined) return bytesNow === size ? target : target.subarray(0, bytesNow);
+    return this.#readLater(ino, size, offset, target);
+  }
+
+  async #readLater(ino: number, size: number, offset: number, target: Buffer): Promise<Buffer> {
     let bytesRead: number;
     try {
       bytesRead = await this.#files.read(ino, offset, size, target);

@@ -48,4 +48,13 @@ describe('instrumentOps', () => {
     expect(of('read').duration.count).toBe(1);
     expect(of('statfs').count.value).toBe(1);
   });
+
+  it('passes releaseReadBuffer through, so READ reply buffers go back to their pool', () => {
+    const released: Uint8Array[] = [];
+    const inner: LowLevelOps = { read: () => Buffer.alloc(1), releaseReadBuffer: (data) => { released.push(data); } };
+    const ops = instrumentOps(inner, recorders().of);
+    const data = Buffer.alloc(8);
+    ops.releaseReadBuffer?.(data);
+    expect(released).toEqual([data]);
+  });
 });

@@ -67,11 +67,15 @@ function timed(op: OpName, inner: LowLevelOps, recorder: OpRecorder): AnyOp {
   };
 }
 
-/** `inner` with every op it implements counted and timed; init and destroy pass through. */
+/**
+ * `inner` with every op it implements counted and timed; init, destroy and releaseReadBuffer
+ * pass through.
+ */
 export function instrumentOps(inner: LowLevelOps, recorderOf: (op: string) => OpRecorder): LowLevelOps {
   const wrapped: Record<string, unknown> = {};
   if (inner.init !== undefined) wrapped['init'] = inner.init.bind(inner);
   if (inner.destroy !== undefined) wrapped['destroy'] = inner.destroy.bind(inner);
+  if (inner.releaseReadBuffer !== undefined) wrapped['releaseReadBuffer'] = inner.releaseReadBuffer.bind(inner);
   for (const op of OP_NAMES) {
     if (typeof inner[op] === 'function') wrapped[op] = timed(op, inner, recorderOf(op));
   }

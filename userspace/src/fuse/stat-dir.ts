@@ -296,7 +296,8 @@ function isMine(ino: number): boolean {
 /** Every op of `inner`, bound to it (the ones the wrapper does not replace). */
 function bindAll(inner: LowLevelOps): LowLevelOps {
   const out: Record<string, unknown> = {};
-  for (const key of ['init', 'destroy', 'statfs'] as const) {
+  // releaseReadBuffer takes back only the inner store's own buffers (ReadBuffers ignores ours).
+  for (const key of ['init', 'destroy', 'statfs', 'releaseReadBuffer'] as const) {
     const op = inner[key];
     if (typeof op === 'function') out[key] = op.bind(inner);
   }

@@ -17,6 +17,7 @@ import Database from 'better-sqlite3';
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
 import { SCHEMA_SQL, SCHEMA_VERSION, SCHEMA_VERSIONS_UPGRADABLE } from './schema.js';
+import { RecordCache } from './record-cache.js';
 import { renameInTransaction } from './rename.js';
 import { InodeCache } from './inode-cache.js';
 import { INODE_CACHE_ENTRIES_MAX } from '../limits.js';
@@ -152,6 +153,8 @@ export class MetaStore {
    * Object.defineProperties) on every `transaction()` call.
    */
   readonly #runInTransaction: (body: () => unknown) => unknown;
+  /** Block records read before, forgotten before every change of their rows. */
+  readonly #records = new RecordCache();
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
 
@@ -445,6 +448,7 @@ export class MetaStore {
     const blocks = this.listBlocks(ino);
     const createdMs = Date.now();
     for (const block of blocks) this.#insertTombstone(block, 'deleted', createdMs);
+    this.#records.forgetFile(ino);
     if (blocks.length > 0) this.#statements.deleteBlocksFrom.run(ino, 0);
     // Counts stay right when the inode had no xattrs: the common case keeps them.
     if (this.#statements.deleteXattrs.run(ino).changes > 0) this.#xattrNameCounts.clear();
@@ -505,6 +509,7 @@ export class MetaStore {
         if (!kept.has(`${block.blockIndex}:${block.generation}`)) this.#insertTombstone(block, 'replaced', createdMs);
       }
       this.#statements.deletePending.run(input.ino);
+      this.#records.forgetFile(input.ino);
       this.#statements.deleteBlocksFrom.run(input.ino, 0);
       for (const block of input.blocks) this.#putBlock(block);
       const storedBytes = input.blocks.reduce((sum, block) => sum + block.storedBytes, 0);
@@ -530,6 +535,7 @@ export class MetaStore {
   }
 
   #putBlock(block: BlockRecord): void {
+    this.#records.forgetBlock(block.ino, block.blockIndex);
     this.#statements.putBlock.run({
       ino: block.ino, block_index: block.blockIndex, pool: block.pool, topology: block.topology,
       generation: block.generation, data_bytes: block.dataBytes, stored_bytes: block.storedBytes,
@@ -659,9 +665,16 @@ export class MetaStore {
 
   // ---- block maps ----
 
+  /** A block's record; served from memory when read before and unchanged since. */
   getBlock(ino: number, blockIndex: number): BlockRecord | undefined {
+    const cached = this.#records.get(ino, blockIndex);
+    if (cached !== undefined) return cached;
     const row = this.#statements.getBlock.get(ino, blockIndex) as BlockRow | undefined;
-    return row === undefined ? undefined : toBlock(row);
+    if (row === undefined) return undefined;
+    const record = toBlock(row);
+    // Inside a transaction the row may not be committed yet (see RecordCache).
+    if (!this.#db.inTransaction) this.#records.add(record);
+    return record;
   }
 
   listBlocks(ino: number): BlockRecord[] {
@@ -745,6 +758,7 @@ export class MetaStore {
 
   /** Removes one block record (fsck: a block of an inode that no longer exists). */
   removeBlockRecord(ino: number, blockIndex: number): void {
+    this.#records.forgetBlock(ino, blockIndex);
     this.#statements.deleteBlock.run(ino, blockIndex);
   }
 
@@ -776,11 +790,7 @@ export class MetaStore {
     return this.#transact(() => {
       const inode = this.requireInode(block.ino, 'commit block');
       const previous = this.getBlock(block.ino, block.blockIndex);
-      this.#statements.putBlock.run({
-        ino: block.ino, block_index: block.blockIndex, pool: block.pool,
-        topology: block.topology, generation: block.generation,
-        data_bytes: block.dataBytes, stored_bytes: block.storedBytes, buckets: block.buckets.join(','),
-      });
+      this.#putBlock(block);
       const storedDelta = block.storedBytes - (previous?.storedBytes ?? 0);
       this.#setFileData(inode, {
         blockBytes: file.blockBytes, size: file.size, storedBytes: inode.storedBytes + storedDelta,
@@ -798,6 +808,7 @@ export class MetaStore {
     return this.#transact(() => {
       const inode = this.requireInode(ino, 'truncate');
       const dropped = (this.#statements.blocksFrom.all(ino, firstBlockDropped) as BlockRow[]).map(toBlock);
+      this.#records.forgetFile(ino);
       this.#statements.deleteBlocksFrom.run(ino, firstBlockDropped);
       const droppedBytes = dropped.reduce((sum, block) => sum + block.storedBytes, 0);
       const blockBytes = size === 0 ? 0 : inode.blockBytes;
@@ -814,6 +825,7 @@ export class MetaStore {
       const inode = this.requireInode(ino, 'drop block');
       const block = this.getBlock(ino, blockIndex);
       if (block === undefined) return undefined;
+      this.#records.forgetBlock(ino, blockIndex);
       this.#statements.deleteBlock.run(ino, blockIndex);
       this.#setFileData(inode, {
         blockBytes: inode.blockBytes, size: inode.size,

@@ -62,6 +62,19 @@ export class FdCache {
     return entry;
   }
 
+  /**
+   * The descriptor of `path` if one is open, else undefined (nothing is opened). For a caller
+   * that uses it synchronously and keeps no reference: nothing can close it meanwhile.
+   */
+  peek(path: string): number | undefined {
+    const entry = this.#entries.get(path);
+    if (entry === undefined) return undefined;
+    // Move to the most recently used end.
+    this.#entries.delete(path);
+    this.#entries.set(path, entry);
+    return entry.fd;
+  }
+
   release(held: HeldFd): void {
     const entry = held as FdEntry;
     assert(entry.users > 0);

@@ -14,7 +14,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExportCatalog, NbdExport } from './export.js';
+import { RELEASED, type ExportCatalog, type NbdExport } from './export.js';
 import {
   NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE,
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_DF,
@@ -97,6 +97,7 @@ class MemoryCatalog implements ExportCatalog {
         mark(offset, data.byteLength);
         volume.writes += 1;
         this.unflushedWrites += 1;
+        return RELEASED;
       },
       flush: async () => {
         const covered = this.unflushedWrites;

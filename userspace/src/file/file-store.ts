@@ -288,7 +288,8 @@ export class FileStore {
       await Promise.allSettled(stores);
       throw error;
     }
-    return { stored: Promise.all(stores).then(() => undefined) };
+    // Settled, not all: `stored` only tells when `data` is free (failures are kept, see above).
+    return { stored: Promise.allSettled(stores).then(() => undefined) };
   }
 
   /** With `behind`, whole-block stores go there and are not waited for (see writeBehind). */

@@ -28,17 +28,9 @@ let ino: number;
 beforeEach(async () => {
   root = mkdtempSync(join(tmpdir(), 'shmr-volume-catalog-'));
   mkdirSync(join(root, 'ssd0'));
-  const config = parseConfig(`
-mount_dir: ./mnt
-metadata_dir: ./meta
-write_pool: ssd
-pools:
-  ssd:
-    topology: single
-    block_size: 1MiB
-    buckets:
-      ssd0: { path: ./ssd0 }
-`, { source: 'test', baseDir: root });
+  const pools = '{ ssd: { topology: single, block_size: 1MiB, buckets: { ssd0: { path: ./ssd0 } } } }';
+  const yaml = `mount_dir: ./mnt\nmetadata_dir: ./meta\nwrite_pool: ssd\npools: ${pools}\n`;
+  const config = parseConfig(yaml, { source: 'test', baseDir: root });
   filesystem = openFilesystem(config);
   catalog = new VolumeCatalog(filesystem);
   ino = (await createVolume(filesystem, { name: 'disk', sizeBytes: VOLUME_BYTES })).ino;

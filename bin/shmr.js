@@ -6,8 +6,17 @@
 // - a larger thread pool, so that 4 KiB reads are not queued behind the shard writes of a big
 //   erasure-coded block (4 threads, the default, are all taken by one 32 MiB block);
 // - io_uring off for file I/O: measured slower than the thread pool for shard writes here.
+import { setFlagsFromString } from 'node:v8';
+
 process.env.UV_THREADPOOL_SIZE ??= '16';
 process.env.UV_USE_IO_URING ??= '0';
+
+// V8: after a full GC the old generation may grow to 5x its live size (default: about 2x).
+// Buffers allocated since the last full GC count against that limit, socket reads (64 KiB
+// each) included, so with the daemon's small live heap (~12 MB) streaming I/O started a full
+// GC every few dozen MB: an NBD copy-in spent about half its CPU in GC. Read at each limit
+// computation, so setting it here, after startup, takes effect.
+setFlagsFromString('--heap-growing-percent=400');
 
 const { main, reportFailure } = await import('../dist/userspace/src/cli/main.js');
 

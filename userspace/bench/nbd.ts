@@ -10,7 +10,9 @@
  * The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so neither always runs on a
  * warmer page cache; the best of ROUNDS rounds is reported, in MB/s (10^6 bytes), with shmr's
  * ratio to nbdkit. A third line copies in with `--flush` (data durable before nbdcopy exits),
- * for information. Target: ratio >= RATIO_TARGET both ways.
+ * for information, and a fourth gives each server's CPU seconds (all threads) per GiB copied,
+ * the least of the rounds: on a busy machine throughput follows CPU use. Target: ratio >=
+ * RATIO_TARGET both ways.
  *
  * Needs root, /dev/fuse, nbdkit and nbdcopy (apt-get install nbdkit libnbd-bin) and the
  * build; prints a skip line when something is missing. Run standalone:
@@ -27,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { isSocketLive } from '../src/nbd/index.js';
+import { processCpuSeconds } from './host.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -44,14 +47,18 @@ const CLI = join(REPO_ROOT, 'bin', 'shmr.js');
 interface Target {
   readonly label: string;
   readonly uri: string;
+  /** The server process, for its CPU time. */
+  readonly pid: number;
   readonly reset: () => Promise<void>;
 }
 
-/** Best MB/s per direction. */
+/** Best MB/s per direction, and least CPU seconds per GiB. */
 interface Speeds {
   inMBps: number;
   outMBps: number;
   inFlushMBps: number;
+  inCpuPerGiB: number;
+  outCpuPerGiB: number;
 }
 
 /** The source image and where copies out go. */
@@ -111,31 +118,36 @@ async function waitFor(
   throw new Error(`${what}: not ready after ${START_WAIT_MS_MAX} ms`);
 }
 
-/** Seconds nbdcopy takes for one copy. */
+/** Seconds nbdcopy takes for one copy, and CPU seconds the server `pid` used meanwhile. */
 async function timedCopy(
-  source: string,
-  target: string,
+  copy: { source: string; target: string; pid: number },
   flags: readonly string[] = [],
-): Promise<number> {
+): Promise<{ seconds: number; cpuSeconds: number }> {
+  const cpuBefore = processCpuSeconds(copy.pid) ?? Number.NaN;
   const started = process.hrtime.bigint();
-  await execFileAsync('nbdcopy', [...flags, source, target], { maxBuffer: 1024 * 1024 });
-  return Number(process.hrtime.bigint() - started) / 1e9;
+  await execFileAsync('nbdcopy', [...flags, copy.source, copy.target], { maxBuffer: 1024 * 1024 });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { seconds, cpuSeconds: (processCpuSeconds(copy.pid) ?? Number.NaN) - cpuBefore };
 }
 
 /** Copies in to an empty target, out again (checked), and in once more with --flush. */
 async function measure(target: Target, files: Files, bytes: number, best: Speeds): Promise<void> {
   const megabytes = bytes / 1e6;
+  const gibibytes = bytes / 1024 ** 3;
+  const copyIn = { source: files.source, target: target.uri, pid: target.pid };
   await target.reset();
-  const inSeconds = await timedCopy(files.source, target.uri);
-  const outSeconds = await timedCopy(target.uri, files.out);
+  const copiedIn = await timedCopy(copyIn);
+  const copiedOut = await timedCopy({ source: target.uri, target: files.out, pid: target.pid });
   const digest = await sha256Of(files.out);
   if (digest !== files.digest) throw new Error(`${target.label}: read back differs from source`);
   rmSync(files.out, { force: true });
   await target.reset();
-  const inFlushSeconds = await timedCopy(files.source, target.uri, ['--flush']);
-  best.inMBps = Math.max(best.inMBps, megabytes / inSeconds);
-  best.outMBps = Math.max(best.outMBps, megabytes / outSeconds);
-  best.inFlushMBps = Math.max(best.inFlushMBps, megabytes / inFlushSeconds);
+  const copiedInFlush = await timedCopy(copyIn, ['--flush']);
+  best.inMBps = Math.max(best.inMBps, megabytes / copiedIn.seconds);
+  best.outMBps = Math.max(best.outMBps, megabytes / copiedOut.seconds);
+  best.inFlushMBps = Math.max(best.inFlushMBps, megabytes / copiedInFlush.seconds);
+  best.inCpuPerGiB = Math.min(best.inCpuPerGiB, copiedIn.cpuSeconds / gibibytes);
+  best.outCpuPerGiB = Math.min(best.outCpuPerGiB, copiedOut.cpuSeconds / gibibytes);
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -159,7 +171,9 @@ async function startNbdkit(root: string, bytes: number, children: ChildProcess[]
     truncateSync(plain, 0);
     truncateSync(plain, bytes);
   };
-  return { label: 'nbdkit file', uri: `nbd+unix:///?socket=${socket}`, reset };
+  const pid = nbdkit.pid;
+  if (pid === undefined) throw new Error('nbdkit: no process id');
+  return { label: 'nbdkit file', uri: `nbd+unix:///?socket=${socket}`, pid, reset };
 }
 
 /** A shmr daemon with one single-topology pool in `root`, serving volume "bench". */
@@ -189,7 +203,9 @@ async function startShmr(
     await volume(['rm', 'bench']);
     await volume(['create', 'bench', '--size', String(bytes)]);
   };
-  return { label: 'shmr volume', uri: `nbd+unix:///bench?socket=${socket}`, reset };
+  const pid = daemon.pid;
+  if (pid === undefined) throw new Error('shmr mount: no process id');
+  return { label: 'shmr volume', uri: `nbd+unix:///bench?socket=${socket}`, pid, reset };
 }
 
 function report(baseline: Speeds, shmr: Speeds): void {
@@ -200,6 +216,9 @@ function report(baseline: Speeds, shmr: Speeds): void {
   };
   process.stdout.write(line('in', 'inMBps') + line('out', 'outMBps'));
   process.stdout.write(line('in, --flush', 'inFlushMBps'));
+  const cpu = (speeds: Speeds) =>
+    `in ${speeds.inCpuPerGiB.toFixed(2)} s  out ${speeds.outCpuPerGiB.toFixed(2)} s`;
+  process.stdout.write(`  ${'CPU per GiB'.padEnd(12)} nbdkit ${cpu(baseline)}   shmr ${cpu(shmr)}\n`);
   const worst = Math.min(shmr.inMBps / baseline.inMBps, shmr.outMBps / baseline.outMBps);
   const verdict = worst >= RATIO_TARGET ? 'met' : 'NOT MET';
   process.stdout.write(`  target: shmr >= ${RATIO_TARGET.toFixed(2)}x nbdkit in and out: ` +
@@ -231,7 +250,9 @@ export async function runNbdBench(options: {
       await startNbdkit(root, bytes, children),
       await startShmr(root, bytes, { children, nodeOptions: options.shmrNodeOptions ?? [] }),
     ];
-    const best = targets.map((): Speeds => ({ inMBps: 0, outMBps: 0, inFlushMBps: 0 }));
+    const best = targets.map((): Speeds => ({
+      inMBps: 0, outMBps: 0, inFlushMBps: 0, inCpuPerGiB: Infinity, outCpuPerGiB: Infinity,
+    }));
     for (let round = 0; round < rounds; round++) {
       for (const [index, target] of targets.entries()) {
         await measure(target, files, bytes, best[index] as Speeds);

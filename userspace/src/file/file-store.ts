@@ -307,21 +307,45 @@ export class FileStore {
    */
   async write(ino: number, offset: number, data: Buffer): Promise<number> {
     assert(offset >= 0);
-    return this.#gated(ino, (state) => this.#write(state, offset, data));
+    return this.#gated(ino, (state) => this.#write(state, offset, data, undefined));
   }
 
-  async #write(state: FileState, offset: number, data: Buffer): Promise<number> {
+  /**
+   * write() for callers that ask for durability separately (NBD: FLUSH and FUA flush the
+   * file): resolves once reads and later writes see the bytes, while whole blocks stored
+   * straight from `data` may still be in progress. `data` must stay unchanged until `stored`
+   * settles. `stored` never rejects: a whole block that fails to store is kept dirty in the
+   * cache (a copy of its bytes) and the error goes to the next write, flush or fsync.
+   */
+  async writeBehind(ino: number, offset: number, data: Buffer): Promise<{ stored: Promise<void> }> {
+    assert(offset >= 0);
+    const stores: Promise<void>[] = [];
+    try {
+      await this.#gated(ino, (state) => this.#write(state, offset, data, stores));
+    } catch (error) {
+      // The caller reuses `data` once this rejects: no store may still be reading it.
+      await Promise.allSettled(stores);
+      throw error;
+    }
+    // Settled, not all: `stored` only tells when `data` is free (failures are kept, see above).
+    return { stored: Promise.allSettled(stores).then(() => undefined) };
+  }
+
+  /** With `behind`, whole-block stores go there and are not waited for (see writeBehind). */
+  async #write(state: FileState, offset: number, data: Buffer, behind: Promise<void>[] | undefined): Promise<number> {
     if (state.error !== undefined) throw takeError(state);
     const end = offset + data.byteLength;
     if (end > Number.MAX_SAFE_INTEGER) throw new FsError(Errno.EFBIG, 'write', `offset ${offset}`);
-    const stores: Promise<void>[] = [];
+    const stores = behind ?? [];
     try {
-      await this.#writeBlocks(state, { offset, end, data }, stores);
+      await this.#writeBlocks(state, { offset, end, data, isBehind: behind !== undefined }, stores);
     } finally {
-      // Every store is waited for, so none can fail unobserved after an earlier error.
-      const results = await Promise.allSettled(stores);
-      const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-      if (failed !== undefined) throw fromSystemError(failed.reason, 'store block');
+      if (behind === undefined) {
+        // Every store is waited for, so none can fail unobserved after an earlier error.
+        const results = await Promise.allSettled(stores);
+        const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+        if (failed !== undefined) throw fromSystemError(failed.reason, 'store block');
+      }
     }
     state.size = Math.max(state.size, end);
     state.mtime = now();
@@ -337,10 +361,10 @@ export class FileStore {
    */
   async #writeBlocks(
     state: FileState,
-    write: { offset: number; end: number; data: Buffer },
+    write: { offset: number; end: number; data: Buffer; isBehind: boolean },
     stores: Promise<void>[],
   ): Promise<void> {
-    const { offset, end, data } = write;
+    const { offset, end, data, isBehind } = write;
     const blockBytes = state.blockBytes;
     for (let position = offset; position < end;) {
       const blockIndex = Math.floor(position / blockBytes);
@@ -352,7 +376,8 @@ export class FileStore {
         state.size = Math.max(state.size, stop);
         state.mtime = now();
         state.ctime = state.mtime;
-        stores.push(this.#storeWhole(state, blockIndex, data.subarray(position - offset, stop - offset)));
+        const block = data.subarray(position - offset, stop - offset);
+        stores.push(this.#storeWhole(state, blockIndex, block, { keepOnFailure: isBehind }));
         position = stop;
         continue;
       }
@@ -386,12 +411,29 @@ export class FileStore {
   /**
    * Stores a whole block from the caller's buffer. While it runs, a borrowed cache entry
    * shows the new bytes to readers and makes writers of the block wait, as a flush does.
+   * With `keepOnFailure` a failed store does not reject: the block stays cached, dirty.
    */
-  #storeWhole(state: FileState, blockIndex: number, block: Buffer): Promise<void> {
+  #storeWhole(state: FileState, blockIndex: number, block: Buffer, options: { keepOnFailure: boolean }): Promise<void> {
     const entry = this.#cache.insertBorrowed(state.ino, blockIndex, block);
-    const stored = this.#storeEntry(state, entry, { sync: false });
+    // The borrowed entry goes (and a kept copy comes) before waiters on `settled` resume.
+    const stored = this.#storeEntry(state, entry, { sync: false }).then(() => {
+      this.#cache.removeBorrowed(entry);
+    }, (error: unknown) => {
+      this.#cache.removeBorrowed(entry);
+      if (!options.keepOnFailure) throw error;
+      this.#keepDirty(state, blockIndex, block);
+      state.error = fromSystemError(error, 'store block');
+    });
     entry.settled = stored.then(() => undefined, () => undefined);
-    return stored.finally(() => this.#cache.removeBorrowed(entry));
+    return stored;
+  }
+
+  /** Caches a copy of a whole block whose store failed, dirty: nothing acknowledged is lost. */
+  #keepDirty(state: FileState, blockIndex: number, block: Buffer): void {
+    const entry = this.#cache.insert(state.ino, blockIndex, state.blockBytes);
+    block.copy(entry.buffer, 0);
+    entry.dataBytes = block.byteLength;
+    this.#cache.markDirty(entry, Date.now());
   }
 
   /**
@@ -662,7 +704,7 @@ export class FileStore {
       if (position === blockStart && stop === blockStart + blockBytes) {
         await this.#dropBlock(state, blockIndex);
       } else {
-        await this.#write(state, position, Buffer.alloc(stop - position));
+        await this.#write(state, position, Buffer.alloc(stop - position), undefined);
       }
       position = stop;
     }

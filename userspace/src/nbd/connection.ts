@@ -9,9 +9,10 @@
  *   closes the connection.
  * - Every request gets exactly one reply (DISC: none), written with one socket write, so
  *   replies of concurrent requests never interleave.
- * - At most REQUESTS_IN_FLIGHT_MAX requests and IN_FLIGHT_BYTES_MAX payload bytes are held at
- *   once; beyond that the socket is not read (backpressure reaches the client through TCP or
- *   the Unix socket).
+ * - At most REQUESTS_IN_FLIGHT_MAX requests (a write stored behind its reply counts until
+ *   stored) and IN_FLIGHT_BYTES_MAX payload bytes are held at once; beyond that the socket is
+ *   not read (backpressure reaches the client through TCP or the Unix socket). A write's
+ *   reply being sent as its store goes on may exceed the count by one per such reply.
  * - The export is released once, after the last request in flight completed.
  */
 import type { Socket } from 'node:net';
@@ -253,17 +254,32 @@ export class NbdConnection {
     return false;
   }
 
-  /** WRITE: the payload buffer goes back to the pool once the export has copied it. */
+  /**
+   * WRITE: replied to once the export has taken the bytes. The payload buffer goes back to
+   * the pool when the export releases it; a store still running behind the reply counts as
+   * one more request in flight, holding the payload's bytes.
+   */
   async #runWrite(target: NbdExport, request: Request, payload: Buffer): Promise<void> {
+    const payloadBytes = request.lengthBytes;
     let outcome: Refusal | undefined;
+    let released: Promise<void> | undefined;
     try {
-      await target.write(request.offsetBytes, payload.subarray(0, request.lengthBytes));
+      ({ released } = await target.write(request.offsetBytes, payload.subarray(0, payloadBytes)));
+      // flush() covers the stores still running behind this write.
       if ((request.flags & NBD_CMD_FLAG_FUA) !== 0) await target.flush();
     } catch (error) {
       outcome = this.#failure(error, request);
     }
+    if (released === undefined) {
+      this.#context.payloads.release(payload);
+      this.#sendStatus(request, outcome, payloadBytes);
+      return;
+    }
+    this.#begin(0);
+    this.#sendStatus(request, outcome, 0);
+    await released;
     this.#context.payloads.release(payload);
-    this.#sendStatus(request, outcome, request.lengthBytes);
+    this.#end(payloadBytes);
   }
 
   /** Serves a request other than WRITE and DISC, and replies. */

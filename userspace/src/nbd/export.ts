@@ -17,12 +17,25 @@ export interface ExportDescription {
   readonly preferredBlockBytes: number;
 }
 
+/** A write the export has taken. */
+export interface WriteAccepted {
+  /** Settles, never rejecting, when the export no longer reads the written buffer. */
+  readonly released: Promise<void>;
+}
+
+/** For exports done with the buffer by the time a write resolves. */
+export const RELEASED: WriteAccepted = { released: Promise.resolve() };
+
 /** An export opened by one connection for its transmission phase. */
 export interface NbdExport extends ExportDescription {
   /** Fills target[0, lengthBytes) with the bytes at offsetBytes. */
   read(offsetBytes: number, lengthBytes: number, target: Buffer): Promise<void>;
-  /** Writes `data` at offsetBytes; `data` may be reused once this resolves. */
-  write(offsetBytes: number, data: Buffer): Promise<void>;
+  /**
+   * Writes `data` at offsetBytes. Resolves once reads and later writes see the bytes; storing
+   * them may go on behind (flush makes them durable). `data` may be reused once `released`
+   * settles (it never rejects); when this rejects, at once.
+   */
+  write(offsetBytes: number, data: Buffer): Promise<WriteAccepted>;
   /** Makes every write, trim and zero completed before this call durable. */
   flush(): Promise<void>;
   /** May discard the range (reads of it are then unspecified until rewritten). */

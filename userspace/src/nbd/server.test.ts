@@ -14,7 +14,7 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExportCatalog, NbdExport } from './export.js';
+import { RELEASED, type ExportCatalog, type NbdExport } from './export.js';
 import {
   NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLAG_REQ_ONE,
   NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_FLAG_READ_ONLY, NBD_FLAG_SEND_DF,
@@ -37,6 +37,10 @@ interface MemoryVolume {
   readonly written: Set<number>;
   flushes: number;
   writes: number;
+  /** When set, writes are released (as if stored behind the reply) once it resolves. */
+  releaseGate?: Promise<void>;
+  /** Payloads the server changed before releasing them (must stay 0). */
+  reusedBeforeRelease: number;
 }
 
 class MemoryCatalog implements ExportCatalog {
@@ -50,7 +54,7 @@ class MemoryCatalog implements ExportCatalog {
     const volume = {
       data: Buffer.alloc(options.sizeBytes ?? VOLUME_BYTES),
       isReadOnly: options.isReadOnly ?? false,
-      written: new Set<number>(), flushes: 0, writes: 0,
+      written: new Set<number>(), flushes: 0, writes: 0, reusedBeforeRelease: 0,
     };
     this.volumes.set(name, volume);
     return volume;
@@ -97,6 +101,13 @@ class MemoryCatalog implements ExportCatalog {
         mark(offset, data.byteLength);
         volume.writes += 1;
         this.unflushedWrites += 1;
+        const gate = volume.releaseGate;
+        if (gate === undefined) return RELEASED;
+        const copy = Buffer.from(data);
+        const released = gate.then(() => {
+          if (!data.equals(copy)) volume.reusedBeforeRelease += 1;
+        });
+        return { released };
       },
       flush: async () => {
         const covered = this.unflushedWrites;
@@ -651,6 +662,43 @@ describe('nbd transmission', () => {
     const replies = await client.replies(10);
     expect([...replies.keys()].sort()).toEqual(writes.sort());
     await client.closed;
+    await waitForIdleServer();
+  });
+
+  it('replies to writes before the export releases their payloads, reusing none early', async () => {
+    const volume = catalog.add('behind');
+    let openGate!: () => void;
+    volume.releaseGate = new Promise((resolve) => {
+      openGate = resolve;
+    });
+    const client = await RawClient.connect(socketPath);
+    await client.open('behind');
+    const chunkBytes = 64 * 1024;
+    const batches = [randomBytes(16 * chunkBytes), randomBytes(16 * chunkBytes)];
+    const batchOffset = (batch: number) => batch * (VOLUME_BYTES / 2);
+    for (const [batch, data] of batches.entries()) {
+      for (let index = 0; index < 16; index++) {
+        const piece = data.subarray(index * chunkBytes, (index + 1) * chunkBytes);
+        client.request(NbdCommand.WRITE, { offset: batchOffset(batch) + index * chunkBytes, data: piece });
+      }
+      // Every reply arrives while all payloads are still held by the export.
+      const replies = await client.replies(16);
+      expect([...replies.values()].map((reply) => reply.error)).toEqual(Array(16).fill(0));
+    }
+    let isClosed = false;
+    void client.closed.then(() => {
+      isClosed = true;
+    });
+    client.request(NbdCommand.DISC);
+    await sleep(50);
+    expect(isClosed).toBe(false);
+    openGate();
+    await client.closed;
+    expect(volume.reusedBeforeRelease).toBe(0);
+    for (const [batch, data] of batches.entries()) {
+      const start = batchOffset(batch);
+      expect(volume.data.subarray(start, start + data.byteLength).equals(data)).toBe(true);
+    }
     await waitForIdleServer();
   });
 

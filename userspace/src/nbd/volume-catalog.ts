@@ -12,7 +12,7 @@
  *   record is a hole (and reads as zeroes), everything else is data.
  */
 import { assert } from '../assert.js';
-import type { ExportCatalog, NbdExport } from './export.js';
+import type { ExportCatalog, NbdExport, WriteAccepted } from './export.js';
 import { NBD_STATE_HOLE, NBD_STATE_ZERO, type Extent } from './protocol.js';
 import { findVolume, listVolumes, type VolumeInfo, type VolumeStore } from './volumes.js';
 
@@ -137,8 +137,14 @@ class VolumeExport implements NbdExport {
     if (bytesRead < lengthBytes) target.fill(0, bytesRead, lengthBytes);
   }
 
-  async write(offsetBytes: number, data: Buffer): Promise<void> {
-    await this.#store.files.write(this.#ino, offsetBytes, data);
+  /**
+   * Whole blocks are stored from `data` behind the reply: the client waits for durability
+   * only at FLUSH and FUA, and a reply held until the store would cap it at its queue depth
+   * divided by the store latency.
+   */
+  async write(offsetBytes: number, data: Buffer): Promise<WriteAccepted> {
+    const { stored } = await this.#store.files.writeBehind(this.#ino, offsetBytes, data);
+    return { released: stored };
   }
 
   flush(): Promise<void> {

@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
-import { BlockCache, type CachedBlock } from '../cache/index.js';
+import { addRange, BlockCache, coversRange, forEachGap, type CachedBlock } from '../cache/index.js';
 import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
 import type { TopologySpec } from '../config/index.js';
 import type { Pool, Pools } from '../pool/index.js';
@@ -31,6 +31,9 @@ import { Mutex } from './mutex.js';
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
+
+/** Numbers in the range list of a partial block beyond which its stored bytes are loaded. */
+const RANGE_BOUNDS_MAX = 128;
 
 /** Blocks stored but not yet fsynced beyond which a background sync pass runs. */
 const UNSYNCED_BLOCKS_MAX = 65536;
@@ -244,8 +247,8 @@ export class FileStore {
     targetOffset: number,
   ): Promise<void> {
     let entry = this.#cache.get(ino, blockIndex);
-    while (entry?.state === 'loading') {
-      await entry.settled;
+    while (entry?.ranges !== undefined && !coversRange(entry.ranges, range.start, range.end)) {
+      await this.#complete(entry);
       entry = this.#cache.get(ino, blockIndex);
     }
     if (entry !== undefined) {
@@ -287,14 +290,16 @@ export class FileStore {
     state.size = Math.max(state.size, end);
     state.mtime = now();
     state.ctime = state.mtime;
-    await this.#relieveMemory();
+    if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
     return data.byteLength;
   }
 
   /**
    * The block loop of write(). A whole block with nothing cached is stored straight from
    * `data` (its store goes into `stores`): no copy into a cache buffer, whose fresh pages
-   * cost more than the copy itself. Other ranges are copied into cached blocks.
+   * cost more than the copy itself. Other ranges are copied into cached blocks, where a range
+   * of a block that is not cached is only noted (a partial entry): the stored bytes around it
+   * are loaded when the block is stored or read, if nothing has written them by then.
    */
   async #writeBlocks(
     state: FileState,
@@ -317,20 +322,22 @@ export class FileStore {
         position = stop;
         continue;
       }
-      const entry = await this.#writableBlock(state, blockIndex, {
-        start: position - blockStart, end: stop - blockStart,
-      });
-      // Another request may have started storing the block between its resolution and now,
-      // or evicted it (a clean entry) and handed its buffer to another block.
-      if (!this.#isWritable(entry)) continue;
-      // From here to the end of the iteration nothing awaits: the copy is atomic.
-      if (position - blockStart > entry.dataBytes) {
-        entry.buffer.fill(0, entry.dataBytes, position - blockStart);
+      const range = { start: position - blockStart, end: stop - blockStart };
+      const entry = this.#writableBlock(state, blockIndex, range);
+      if (entry === undefined) {
+        // Being stored: the buffer must not change until the store ends.
+        await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
+        continue;
       }
-      data.copy(entry.buffer, position - blockStart, position - offset, stop - offset);
-      entry.dataBytes = Math.max(entry.dataBytes, stop - blockStart);
+      // From here to the end of the iteration nothing awaits: the copy is atomic.
+      data.copy(entry.buffer, range.start, position - offset, stop - offset);
+      const isFilled = noteWritten(entry, range.start, range.end);
       this.#cache.markDirty(entry, Date.now());
-      if (stop - blockStart === blockBytes) this.#flushInBackground(state, entry);
+      if (isFilled) this.#flushInBackground(state, entry);
+      else if (entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
+        // Many scattered writes: load the rest now rather than track more ranges.
+        this.#complete(entry)?.catch(() => undefined);
+      }
       position = stop;
     }
   }
@@ -356,41 +363,66 @@ export class FileStore {
   }
 
   /**
-   * The cached entry of a block, loaded from storage when the write does not replace all of
-   * its stored bytes; waits for a flush of that block to end first.
+   * The cached entry of a block to write block bytes `range` into; a new (partial) entry when
+   * none is cached. Undefined while the block is being stored.
    */
-  async #writableBlock(
-    state: FileState,
-    blockIndex: number,
-    range: { start: number; end: number },
-  ): Promise<CachedBlock> {
-    for (;;) {
-      const entry = this.#cache.get(state.ino, blockIndex);
-      if (entry === undefined) break;
-      if (entry.state === 'clean' || entry.state === 'dirty') return entry;
-      await entry.settled?.catch(() => undefined);
-    }
-    const entry = this.#cache.insert(state.ino, blockIndex, state.blockBytes);
+  #writableBlock(state: FileState, blockIndex: number, range: { start: number; end: number }): CachedBlock | undefined {
+    const cached = this.#cache.get(state.ino, blockIndex);
+    if (cached !== undefined) return cached.state === 'flushing' ? undefined : cached;
     const record = this.#meta.getBlock(state.ino, blockIndex);
+    // Stored bytes the write does not cover are needed later; none when it covers them all.
     const isReplacedWhole = record === undefined || (range.start === 0 && range.end >= record.dataBytes);
-    if (isReplacedWhole) {
-      entry.state = 'clean';
-      return entry;
+    return this.#cache.insert(state.ino, blockIndex, state.blockBytes, isReplacedWhole ? 0 : record.dataBytes);
+  }
+
+  /**
+   * Fills the gaps of a partial entry so that its buffer holds the whole block: at once when
+   * they are all zeros, else after loading the stored bytes (into a spare buffer, so writers
+   * never wait for the load: their ranges are copied over when it ends). Undefined when the
+   * entry is complete now; else settles when this attempt ended (the caller checks again).
+   */
+  #complete(entry: CachedBlock): Promise<void> | undefined {
+    const ranges = entry.ranges;
+    if (ranges === undefined) return undefined;
+    if (entry.baseBytes === 0) {
+      forEachGap(ranges, entry.dataBytes, (start, end) => entry.buffer.fill(0, start, end));
+      entry.ranges = undefined;
+      return undefined;
     }
-    const loading = this.#blocks.read(record, { start: 0, end: record.dataBytes }, entry.buffer, 0);
-    entry.settled = loading;
+    entry.completing ??= this.#loadGaps(entry).finally(() => {
+      entry.completing = undefined;
+    });
+    return entry.completing;
+  }
+
+  async #loadGaps(entry: CachedBlock): Promise<void> {
+    const { baseBytes } = entry;
+    const span = gapSpan(entry.ranges ?? [], baseBytes);
+    const record = this.#meta.getBlock(entry.ino, entry.blockIndex);
+    const buffer = this.#cache.spareBuffer(entry.blockBytes);
     try {
-      await loading;
+      if (record === undefined) buffer.fill(0, span.start, span.end);
+      else await this.#blocks.read(record, span, buffer, span.start);
     } catch (error) {
-      entry.state = 'clean';
-      this.#cache.remove(entry);
+      this.#cache.returnSpare(buffer);
+      // A block dropped while loading (truncate, hole, delete): nothing is left to complete.
+      if (!this.#cache.isCached(entry)) return;
       throw error;
-    } finally {
-      entry.settled = undefined;
     }
-    entry.dataBytes = record.dataBytes;
-    entry.state = 'clean';
-    return entry;
+    const ranges = entry.ranges;
+    // Completed or dropped meanwhile, or complete and partial again (then without a base).
+    if (ranges === undefined || entry.baseBytes !== baseBytes || !this.#cache.isCached(entry)) {
+      this.#cache.returnSpare(buffer);
+      return;
+    }
+    // No gap lies below the span's start or between its end and the base; above: zeros.
+    buffer.fill(0, span.end, entry.dataBytes);
+    for (let index = 0; index < ranges.length; index += 2) {
+      entry.buffer.copy(buffer, ranges[index], ranges[index], ranges[index + 1]);
+    }
+    this.#cache.replaceBuffer(entry, buffer);
+    entry.ranges = undefined;
+    entry.baseBytes = 0;
   }
 
   /** True when `entry` is still the cached block and may be changed now (no await until done). */
@@ -408,11 +440,21 @@ export class FileStore {
    * -> metadata commit -> old shards deleted.
    */
   async #flushEntry(state: FileState, entry: CachedBlock, options: { sync: boolean }): Promise<void> {
-    if (entry.state === 'flushing') {
-      await entry.settled;
-      return;
+    for (;;) {
+      if (entry.state === 'flushing') {
+        await entry.settled;
+        return;
+      }
+      if (entry.state !== 'dirty' || !this.#cache.isCached(entry)) return;
+      const completing = this.#complete(entry);
+      if (completing === undefined) break;
+      try {
+        await completing;
+      } catch (error) {
+        state.error = fromSystemError(error, 'load block');
+        throw state.error;
+      }
     }
-    if (entry.state !== 'dirty') return;
     this.#cache.startFlush(entry);
     const work = this.#storeEntry(state, entry, options);
     entry.settled = work;
@@ -577,10 +619,7 @@ export class FileStore {
       }
     }
     if (cutOffset > 0) {
-      let entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
-      while (!this.#isWritable(entry)) {
-        entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
-      }
+      const entry = await this.#completeWritable(state, cutIndex, { start: cutOffset, end: blockBytes });
       if (entry.dataBytes > cutOffset) {
         entry.dataBytes = cutOffset;
         this.#cache.markDirty(entry, Date.now());
@@ -599,7 +638,21 @@ export class FileStore {
     }
   }
 
-  /** Waits until no block of `ino` is loading or being stored. */
+  /** The complete cached entry of a block, ready to be changed without an await. */
+  async #completeWritable(state: FileState, blockIndex: number, range: { start: number; end: number }): Promise<CachedBlock> {
+    for (;;) {
+      const entry = this.#writableBlock(state, blockIndex, range);
+      if (entry === undefined) {
+        await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
+        continue;
+      }
+      const completing = this.#complete(entry);
+      if (completing === undefined && this.#isWritable(entry)) return entry;
+      await completing;
+    }
+  }
+
+  /** Waits until no block of `ino` is being stored. */
   async #settleAll(ino: number): Promise<void> {
     for (;;) {
       const busy = this.#cache.entriesOf(ino).find((entry) => entry.settled !== undefined);
@@ -667,6 +720,42 @@ export class FileStore {
     if (times.mtime !== undefined) state.mtime = times.mtime;
     if (times.ctime !== undefined) state.ctime = times.ctime;
   }
+}
+
+/**
+ * Notes that block bytes [start, end) of `entry` were just written into its buffer. Returns
+ * true when the write completed the block up to its end (a sequential writer is done with it).
+ */
+function noteWritten(entry: CachedBlock, start: number, end: number): boolean {
+  let ranges = entry.ranges;
+  if (ranges === undefined) {
+    if (start <= entry.dataBytes) {
+      entry.dataBytes = Math.max(entry.dataBytes, end);
+      return end === entry.blockBytes;
+    }
+    // A gap past the data: zeros, unless another write (arriving out of order) fills it.
+    ranges = entry.dataBytes > 0 ? [0, entry.dataBytes] : [];
+    entry.ranges = ranges;
+    entry.baseBytes = 0;
+  }
+  addRange(ranges, start, end);
+  entry.dataBytes = Math.max(entry.dataBytes, end);
+  if (ranges.length !== 2 || ranges[0] !== 0 || (ranges[1] as number) < entry.baseBytes) return false;
+  // Written from 0 over all stored bytes: complete without them.
+  entry.ranges = undefined;
+  entry.baseBytes = 0;
+  return entry.dataBytes === entry.blockBytes;
+}
+
+/** The smallest range holding every gap of `ranges` below `baseBytes` (what a load must read). */
+function gapSpan(ranges: readonly number[], baseBytes: number): { start: number; end: number } {
+  let start = baseBytes;
+  let end = 0;
+  forEachGap(ranges, baseBytes, (gapStart, gapEnd) => {
+    start = Math.min(start, gapStart);
+    end = gapEnd;
+  });
+  return start < end ? { start, end } : { start: 0, end: 0 };
 }
 
 function copyFromBlock(entry: CachedBlock, range: { start: number; end: number }, target: Buffer, targetOffset: number): void {

@@ -47,7 +47,12 @@ export interface CachedBlock {
   readonly isBorrowed: boolean;
 }
 
-const FREE_BUFFERS_PER_SIZE_MAX = 16;
+/**
+ * Idle buffers kept per size: enough for the blocks that the kernel's concurrent writeback
+ * requests hold while theirs are stored (a fresh buffer costs a page fault per page).
+ */
+const FREE_BYTES_PER_SIZE_MAX = 64 * 1024 * 1024;
+const FREE_BUFFERS_PER_SIZE_MIN = 2;
 
 export class BlockCache {
   readonly #entries = new Map<string, CachedBlock>();
@@ -232,7 +237,8 @@ export class BlockCache {
       list = [];
       this.#free.set(buffer.byteLength, list);
     }
-    if (list.length < FREE_BUFFERS_PER_SIZE_MAX) list.push(buffer);
+    const countMax = Math.max(FREE_BUFFERS_PER_SIZE_MIN, Math.floor(FREE_BYTES_PER_SIZE_MAX / buffer.byteLength));
+    if (list.length < countMax) list.push(buffer);
   }
 }
 

@@ -333,7 +333,7 @@ export class FileStore {
       data.copy(entry.buffer, range.start, position - offset, stop - offset);
       const isFilled = noteWritten(entry, range.start, range.end);
       this.#cache.markDirty(entry, Date.now());
-      if (isFilled) this.#flushInBackground(state, entry);
+      if (isFilled) stores.push(this.#storeFilled(state, entry));
       else if (entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
         // Many scattered writes: load the rest now rather than track more ranges.
         this.#complete(entry)?.catch(() => undefined);
@@ -431,8 +431,21 @@ export class FileStore {
     return this.#cache.get(entry.ino, entry.blockIndex) === entry;
   }
 
-  #flushInBackground(state: FileState, entry: CachedBlock): void {
-    this.#flushEntry(state, entry, { sync: false }).catch(() => undefined);
+  /**
+   * Stores a block that a write just filled to its end, then lets its buffer go unless it was
+   * written again meanwhile: a sequential writer does not come back, and reusing the buffer
+   * spares the fresh pages of a new one (whole blocks stored from the writer's buffer are not
+   * cached either). The write waits for it, as for a whole block, so that writers cannot run
+   * ahead of the stores; a failure is not the write's (its bytes are cached) but the file's,
+   * reported by the next flush, fsync or write.
+   */
+  async #storeFilled(state: FileState, entry: CachedBlock): Promise<void> {
+    try {
+      await this.#flushEntry(state, entry, { sync: false });
+    } catch {
+      return;
+    }
+    if (entry.state === 'clean' && this.#cache.isCached(entry)) this.#cache.remove(entry);
   }
 
   /**

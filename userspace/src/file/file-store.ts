@@ -269,9 +269,55 @@ export class FileStore {
    * Writes `data` at `offset`; returns the bytes written. `data` must stay unchanged until
    * the returned promise settles: whole blocks are stored straight from it.
    */
-  async write(ino: number, offset: number, data: Buffer): Promise<number> {
+  write(ino: number, offset: number, data: Buffer): number | Promise<number> {
     assert(offset >= 0);
-    return this.#gated(ino, (state) => this.#write(state, offset, data));
+    const state = this.#states.get(ino);
+    if (state !== undefined && state.gate === undefined && state.error === undefined) {
+      const written = this.#writeAtOnce(state, offset, data);
+      if (written !== undefined) return written;
+    }
+    return this.#gated(ino, (held) => this.#write(held, offset, data));
+  }
+
+  /**
+   * write() without an await or a promise, for the common small write (writeback of a few
+   * pages): one block, not a whole one, not being stored. Undefined (nothing done) otherwise.
+   */
+  #writeAtOnce(state: FileState, offset: number, data: Buffer): number | Promise<number> | undefined {
+    const blockBytes = state.blockBytes;
+    const end = offset + data.byteLength;
+    const blockIndex = Math.floor(offset / blockBytes);
+    const blockStart = blockIndex * blockBytes;
+    const isOneBlockPart = end <= blockStart + blockBytes && data.byteLength < blockBytes;
+    if (!isOneBlockPart || data.byteLength === 0 || end > Number.MAX_SAFE_INTEGER) return undefined;
+    const range = { start: offset - blockStart, end: end - blockStart };
+    const entry = this.#writableBlock(state, blockIndex, range);
+    if (entry === undefined) return undefined;
+    const isFilled = this.#copyIn(entry, range, data, 0);
+    state.size = Math.max(state.size, end);
+    state.mtime = now();
+    state.ctime = state.mtime;
+    if (!isFilled && this.#cache.bytes <= this.#options.memoryLimitBytes) return data.byteLength;
+    return this.#gated(state.ino, async (held) => {
+      if (isFilled) await this.#storeFilled(held, entry);
+      if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
+      return data.byteLength;
+    });
+  }
+
+  /**
+   * Copies `data` from `dataOffset` into block bytes `range` of a writable entry; returns true
+   * when the block is filled (to be stored now). Nothing awaits: the copy is atomic.
+   */
+  #copyIn(entry: CachedBlock, range: { start: number; end: number }, data: Buffer, dataOffset: number): boolean {
+    data.copy(entry.buffer, range.start, dataOffset, dataOffset + range.end - range.start);
+    const isFilled = noteWritten(entry, range.start, range.end);
+    this.#cache.markDirty(entry, Date.now());
+    if (!isFilled && entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
+      // Many scattered writes: load the rest now rather than track more ranges.
+      this.#complete(entry)?.catch(() => undefined);
+    }
+    return isFilled;
   }
 
   async #write(state: FileState, offset: number, data: Buffer): Promise<number> {
@@ -329,15 +375,7 @@ export class FileStore {
         await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
         continue;
       }
-      // From here to the end of the iteration nothing awaits: the copy is atomic.
-      data.copy(entry.buffer, range.start, position - offset, stop - offset);
-      const isFilled = noteWritten(entry, range.start, range.end);
-      this.#cache.markDirty(entry, Date.now());
-      if (isFilled) stores.push(this.#storeFilled(state, entry));
-      else if (entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
-        // Many scattered writes: load the rest now rather than track more ranges.
-        this.#complete(entry)?.catch(() => undefined);
-      }
+      if (this.#copyIn(entry, range, data, position - offset)) stores.push(this.#storeFilled(state, entry));
       position = stop;
     }
   }

@@ -98,8 +98,9 @@ typedef struct pending_table {
 /* ---- lent write buffers (write_pool.c) ---- */
 
 /*
- * WRITE payloads are copied out of libfuse's receive buffer (reused for the next request)
- * into buffers lent to JS until the write handler settles, then returned. A fresh buffer
+ * WRITE payloads are received into (see io_read), or else copied out of libfuse's receive
+ * buffer (reused for the next request) into, buffers lent to JS until the write handler
+ * settles, then returned. A fresh buffer
  * per write cost a malloc, 256 page faults and a free per MiB on the JS thread; with 64
  * writeback writes drained per wake-up that stalled every other request for tens of ms.
  * At most WRITE_POOL_MAX buffers exist; beyond that a write gets a plain copy.

@@ -3,8 +3,9 @@
  *
  * Invariants:
  * - A slot is either free (listed once in free_slots) or lent to exactly one write.
- * - A buffer is only written here, while lent to nobody: JS gets it after the copy and
- *   gives it back with releaseWriteBuffer(slot) once the handler's result settled.
+ * - A buffer is only written while lent to nobody (here, or by the receive in io_read into
+ *   the slot write_pool_peek named): JS gets it after that and gives it back with
+ *   releaseWriteBuffer(slot) once the handler's result settled.
  */
 #include <string.h>
 

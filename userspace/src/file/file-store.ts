@@ -2,10 +2,14 @@
  * FileStore: the bytes of regular files, between the byte ranges of read/write and the blocks
  * of the block store. Writes land in cached block buffers (write-back) and are stored as whole
  * blocks: when a block fills, when its file is flushed or fsynced, when it has been dirty for
- * `dirtyAgeMs`, and when cached blocks exceed the memory limit.
+ * `dirtyAgeMs`, and when cached blocks exceed the memory limit. A write to part of a block
+ * that is not cached does not wait for the block to load: the entry notes the written ranges,
+ * and the stored bytes around them are loaded (once) when the block is read or stored.
  *
  * Invariants:
  * - A block buffer is never changed while it is being stored (writers wait for the flush).
+ * - A partial entry is never stored or read as it is: its gaps are filled first (#complete),
+ *   from the block as stored then (only this layer changes a file's stored bytes).
  * - The persisted size of a file never exceeds the bytes its committed blocks and holes
  *   describe: after a crash a file reads back what was stored, never stale bytes.
  * - fsync returns only when the file's shard files, their directories and the metadata are

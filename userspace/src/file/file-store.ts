@@ -300,31 +300,31 @@ export class FileStore {
     const range = { start: offset - blockStart, end: end - blockStart };
     const entry = this.#writableBlock(state, blockIndex, range);
     if (entry === undefined) return undefined;
-    const isFilled = this.#copyIn(entry, range, data, 0);
+    const fill = this.#copyIn(entry, range, data, 0);
     state.size = Math.max(state.size, end);
     state.mtime = now();
     state.ctime = state.mtime;
-    if (!isFilled && this.#cache.bytes <= this.#options.memoryLimitBytes) return data.byteLength;
+    if (fill === 'none' && this.#cache.bytes <= this.#options.memoryLimitBytes) return data.byteLength;
     return this.#gated(state.ino, async (held) => {
-      if (isFilled) await this.#storeFilled(held, entry);
+      if (fill !== 'none') await this.#storeFilled(held, entry, fill);
       if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
       return data.byteLength;
     });
   }
 
   /**
-   * Copies `data` from `dataOffset` into block bytes `range` of a writable entry; returns true
-   * when the block is filled (to be stored now). Nothing awaits: the copy is atomic.
+   * Copies `data` from `dataOffset` into block bytes `range` of a writable entry; says whether
+   * the block is filled (to be stored now). Nothing awaits: the copy is atomic.
    */
-  #copyIn(entry: CachedBlock, range: { start: number; end: number }, data: Buffer, dataOffset: number): boolean {
+  #copyIn(entry: CachedBlock, range: { start: number; end: number }, data: Buffer, dataOffset: number): Fill {
     data.copy(entry.buffer, range.start, dataOffset, dataOffset + range.end - range.start);
-    const isFilled = noteWritten(entry, range.start, range.end);
+    const fill = noteWritten(entry, range.start, range.end);
     this.#cache.markDirty(entry, Date.now());
-    if (!isFilled && entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
+    if (fill === 'none' && entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
       // Many scattered writes: load the rest now rather than track more ranges.
       this.#complete(entry)?.catch(() => undefined);
     }
-    return isFilled;
+    return fill;
   }
 
   async #write(state: FileState, offset: number, data: Buffer): Promise<number> {
@@ -382,7 +382,8 @@ export class FileStore {
         await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
         continue;
       }
-      if (this.#copyIn(entry, range, data, position - offset)) stores.push(this.#storeFilled(state, entry));
+      const fill = this.#copyIn(entry, range, data, position - offset);
+      if (fill !== 'none') stores.push(this.#storeFilled(state, entry, fill));
       position = stop;
     }
   }
@@ -477,20 +478,20 @@ export class FileStore {
   }
 
   /**
-   * Stores a block that a write just filled to its end, then lets its buffer go unless it was
-   * written again meanwhile: a sequential writer does not come back, and reusing the buffer
-   * spares the fresh pages of a new one (whole blocks stored from the writer's buffer are not
-   * cached either). The write waits for it, as for a whole block, so that writers cannot run
-   * ahead of the stores; a failure is not the write's (its bytes are cached) but the file's,
-   * reported by the next flush, fsync or write.
+   * Stores a block that a write filled to its end. One that the write completed is then let go
+   * unless written again meanwhile: a sequential writer does not come back, and reusing the
+   * buffer spares the fresh pages of a new one (whole blocks stored from the writer's buffer
+   * are not cached either). The write waits for the store, as for a whole block, so that
+   * writers cannot run ahead of the stores; a failure is not the write's (its bytes are
+   * cached) but the file's, reported by the next flush, fsync or write.
    */
-  async #storeFilled(state: FileState, entry: CachedBlock): Promise<void> {
+  async #storeFilled(state: FileState, entry: CachedBlock, fill: Fill): Promise<void> {
     try {
       await this.#flushEntry(state, entry, { sync: false });
     } catch {
       return;
     }
-    if (entry.state === 'clean' && this.#cache.isCached(entry)) this.#cache.remove(entry);
+    if (fill === 'completed' && entry.state === 'clean' && this.#cache.isCached(entry)) this.#cache.remove(entry);
   }
 
   /**
@@ -781,15 +782,20 @@ export class FileStore {
 }
 
 /**
- * Notes that block bytes [start, end) of `entry` were just written into its buffer. Returns
- * true when the write completed the block up to its end (a sequential writer is done with it).
+ * What a write did to its block: 'completed' it (all of it is written now, as a sequential
+ * writer leaves a block), wrote 'again' up to the end of a full block, or 'none' of these.
  */
-function noteWritten(entry: CachedBlock, start: number, end: number): boolean {
+type Fill = 'none' | 'again' | 'completed';
+
+/** Notes that block bytes [start, end) of `entry` were just written into its buffer. */
+function noteWritten(entry: CachedBlock, start: number, end: number): Fill {
   let ranges = entry.ranges;
   if (ranges === undefined) {
     if (start <= entry.dataBytes) {
+      const wasFull = entry.dataBytes === entry.blockBytes;
       entry.dataBytes = Math.max(entry.dataBytes, end);
-      return end === entry.blockBytes;
+      if (end !== entry.blockBytes) return 'none';
+      return wasFull ? 'again' : 'completed';
     }
     // A gap past the data: zeros, unless another write (arriving out of order) fills it.
     ranges = entry.dataBytes > 0 ? [0, entry.dataBytes] : [];
@@ -798,11 +804,11 @@ function noteWritten(entry: CachedBlock, start: number, end: number): boolean {
   }
   addRange(ranges, start, end);
   entry.dataBytes = Math.max(entry.dataBytes, end);
-  if (ranges.length !== 2 || ranges[0] !== 0 || (ranges[1] as number) < entry.baseBytes) return false;
+  if (ranges.length !== 2 || ranges[0] !== 0 || (ranges[1] as number) < entry.baseBytes) return 'none';
   // Written from 0 over all stored bytes: complete without them.
   entry.ranges = undefined;
   entry.baseBytes = 0;
-  return entry.dataBytes === entry.blockBytes;
+  return entry.dataBytes === entry.blockBytes ? 'completed' : 'none';
 }
 
 /** The smallest range holding every gap of `ranges` below `baseBytes` (what a load must read). */

@@ -42,6 +42,12 @@ const fsyncAsync = promisify(fsync);
  */
 const RANGE_BOUNDS_MAX = 512;
 
+/**
+ * Blocks of one file stored at once by a flush: enough to keep the thread pool busy, few
+ * enough that the buffers of partial blocks' loads are reused instead of made fresh.
+ */
+const FLUSH_JOBS_MAX = 16;
+
 /** Blocks stored but not yet fsynced beyond which a background sync pass runs. */
 const UNSYNCED_BLOCKS_MAX = 65536;
 
@@ -570,9 +576,8 @@ export class FileStore {
     const state = this.#states.get(ino);
     if (state !== undefined) {
       const entries = this.#cache.entriesOf(ino).filter((entry) => entry.state === 'dirty' || entry.state === 'flushing');
-      const results = await Promise.allSettled(entries.map((entry) => this.#flushEntry(state, entry, options)));
-      const failed = results.find((result) => result.status === 'rejected');
-      if (failed !== undefined || state.error !== undefined) throw takeError(state);
+      const failureCount = await settleEach(entries, FLUSH_JOBS_MAX, (entry) => this.#flushEntry(state, entry, options));
+      if (failureCount > 0 || state.error !== undefined) throw takeError(state);
       this.#persistAttributes(state);
     }
     if (options.sync) {
@@ -829,6 +834,22 @@ function copyFromBlock(entry: CachedBlock, range: { start: number; end: number }
   if (zeroFrom < range.end) {
     target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
   }
+}
+
+/** Runs `job` on every item, at most `jobsMax` at once, each to its end; returns the failures. */
+async function settleEach<T>(items: readonly T[], jobsMax: number, job: (item: T) => Promise<void>): Promise<number> {
+  let next = 0;
+  let failureCount = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await job(item).catch(() => {
+        failureCount += 1;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobsMax, items.length) }, worker));
+  return failureCount;
 }
 
 function takeError(state: FileState): FsError {

@@ -402,7 +402,23 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   c.in[IN_A0 + 2] = fh_of(fi);
   c.in[IN_A0 + 3] = fi->flags;
   c.in[IN_A0 + 5] = (double)size;
-  int slot = write_pool_lend(c.env, &c.s->addon->writes, buf, size, &c.argv[c.argc]);
+  session_t *s = c.s;
+  write_pool_t *w = &s->addon->writes;
+  const char *payload = buf;
+  int slot;
+  if (s->recv_slot >= 0) {
+    /* The payload was received into a lent-buffer slot, not behind the header (io_read). */
+    int received = s->recv_slot;
+    s->recv_slot = -1;
+    if (size > s->recv_bytes || buf != (const char *)s->buf.mem + ABI_WRITE_PAYLOAD_OFFSET) {
+      fail(&c, EIO); /* not the layout io_read split for: never hand on other bytes */
+      return;
+    }
+    payload = w->data[received];
+    slot = write_pool_claim(c.env, w, received, &c.argv[c.argc]);
+  } else {
+    slot = write_pool_lend(c.env, w, buf, size, &c.argv[c.argc]);
+  }
   c.in[IN_A0 + 4] = slot;
   if (slot >= 0) {
     c.argc++;
@@ -413,7 +429,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
       write_pool_return(&c.s->addon->writes, slot);
     }
     finish(&c);
-  } else if (push_copy(&c, buf, size)) {
+  } else if (push_copy(&c, payload, size)) {
     invoke(&c);
   }
 }

@@ -173,6 +173,7 @@ static void drain(session_t *s) {
       break;
     }
     fuse_session_process_buf(s->se, &s->buf);
+    s->recv_slot = -1; /* lent by op_write, or never claimed: free for the next receive */
     if (fuse_session_exited(s->se)) break;
   }
   s->depth--;
@@ -216,9 +217,43 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 struct abi_in_header { uint32_t len, opcode; uint64_t unique; };
 struct abi_out_header { uint32_t len; int32_t error; uint64_t unique; };
 
+/*
+ * Zero-copy WRITE payloads: a mounted session reads each request in two pieces, its first
+ * ABI_WRITE_PAYLOAD_OFFSET bytes (fuse_in_header + fuse_write_in) into libfuse's buffer, the rest
+ * into a free lent-buffer slot, which is exactly where a WRITE's payload starts. op_write then
+ * lends that slot to JS as is; any other request gets its rest copied back behind the header
+ * (small: only WRITE carries a big payload), so libfuse sees the usual contiguous message.
+ * The kernel accepts the split read: both pieces together are as large as a whole buffer.
+ */
+#define ABI_FUSE_WRITE 16
+
+static ssize_t read_split(session_t *s, int fd, char *buf, size_t len) {
+  write_pool_t *w = &s->addon->writes;
+  s->recv_slot = -1;
+  if (s->state != S_MOUNTED || w->bytes != s->cfg.max_write || len < ABI_WRITE_PAYLOAD_OFFSET + w->bytes) {
+    return read(fd, buf, len);
+  }
+  int slot = write_pool_peek(s->env, w);
+  if (slot < 0) return read(fd, buf, len);
+  struct iovec iov[2] = {
+    { .iov_base = buf, .iov_len = ABI_WRITE_PAYLOAD_OFFSET },
+    { .iov_base = w->data[slot], .iov_len = w->bytes },
+  };
+  ssize_t n = readv(fd, iov, 2);
+  if (n <= ABI_WRITE_PAYLOAD_OFFSET) return n;
+  const struct abi_in_header *in = (const struct abi_in_header *)buf;
+  if (in->opcode == ABI_FUSE_WRITE) {
+    s->recv_slot = slot;
+    s->recv_bytes = (size_t)n - ABI_WRITE_PAYLOAD_OFFSET;
+  } else {
+    memcpy(buf + ABI_WRITE_PAYLOAD_OFFSET, w->data[slot], (size_t)n - ABI_WRITE_PAYLOAD_OFFSET);
+  }
+  return n;
+}
+
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
   session_t *s = userdata;
-  ssize_t n = read(fd, buf, len);
+  ssize_t n = read_split(s, fd, buf, len);
   if (!s->got_init && n >= (ssize_t)sizeof(struct abi_in_header)) {
     const struct abi_in_header *in = buf;
     if (in->opcode == ABI_FUSE_INIT) s->init_unique = in->unique;
@@ -527,6 +562,7 @@ static napi_value js_create_session(napi_env env, napi_callback_info info) {
   addon_t *a;
   napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&a);
   session_t *s = calloc(1, sizeof *s);
+  if (s != NULL) s->recv_slot = -1;
   if (s == NULL) return throw_error(env, "out of memory");
   s->env = env;
   s->addon = a;

@@ -98,13 +98,16 @@ typedef struct pending_table {
 /* ---- lent write buffers (write_pool.c) ---- */
 
 /*
- * WRITE payloads are copied out of libfuse's receive buffer (reused for the next request)
- * into buffers lent to JS until the write handler settles, then returned. A fresh buffer
+ * WRITE payloads are received into (see io_read), or else copied out of libfuse's receive
+ * buffer (reused for the next request) into, buffers lent to JS until the write handler
+ * settles, then returned. A fresh buffer
  * per write cost a malloc, 256 page faults and a free per MiB on the JS thread; with 64
  * writeback writes drained per wake-up that stalled every other request for tens of ms.
  * At most WRITE_POOL_MAX buffers exist; beyond that a write gets a plain copy.
  */
 #define WRITE_POOL_MAX 96
+/* Where a WRITE's payload starts: sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in). */
+#define ABI_WRITE_PAYLOAD_OFFSET 80
 typedef struct write_pool {
   napi_ref refs[WRITE_POOL_MAX]; /* ArrayBuffers of `bytes` each; NULL: not created yet */
   void *data[WRITE_POOL_MAX];
@@ -153,6 +156,12 @@ typedef struct session {
   bool got_init;
   bool add_parallel_dirops;      /* see io_writev in shmr_fuse3.c */
   uint64_t init_unique;         /* the INIT request's id until it is answered */
+  /*
+   * A WRITE payload received straight into a free lent-buffer slot (see io_read): its slot
+   * (-1: none) and bytes, until op_write lends that slot or the request is done.
+   */
+  int recv_slot;
+  size_t recv_bytes;
   napi_ref self;                /* the JS handle object: strong while mounted */
   napi_ref fn[OP_COUNT];        /* JS dispatchers; NULL where the filesystem has no handler */
   napi_ref on_closed;
@@ -174,6 +183,8 @@ void pending_free(pending_table_t *t);
 int write_pool_lend(napi_env env, write_pool_t *w, const void *bytes, size_t size,
                     napi_value *out);
 void write_pool_return(write_pool_t *w, int slot);
+int write_pool_peek(napi_env env, write_pool_t *w);
+int write_pool_claim(napi_env env, write_pool_t *w, int slot, napi_value *out);
 napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
 
 /* ops.c */

@@ -3,8 +3,9 @@
  *
  * Invariants:
  * - A slot is either free (listed once in free_slots) or lent to exactly one write.
- * - A buffer is only written here, while lent to nobody: JS gets it after the copy and
- *   gives it back with releaseWriteBuffer(slot) once the handler's result settled.
+ * - A buffer is only written while lent to nobody (here, or by the receive in io_read into
+ *   the slot write_pool_peek named): JS gets it after that and gives it back with
+ *   releaseWriteBuffer(slot) once the handler's result settled.
  */
 #include <string.h>
 
@@ -38,6 +39,28 @@ int write_pool_lend(napi_env env, write_pool_t *w, const void *bytes, size_t siz
     return -1;
   }
   memcpy(w->data[slot], bytes, size);
+  w->lent[slot] = true;
+  return slot;
+}
+
+/*
+ * The slot a receive may read the next WRITE payload into, left free on top of the free
+ * list until write_pool_claim lends it; -1 when every slot is lent. Nothing may take a slot
+ * between the two calls (both run on the JS thread, within one request).
+ */
+int write_pool_peek(napi_env env, write_pool_t *w) {
+  if (w->bytes == 0) return -1;
+  int slot = take_slot(env, w);
+  if (slot < 0) return -1;
+  w->free_slots[w->free_count++] = (uint32_t)slot;
+  return slot;
+}
+
+/* Lends the peeked `slot`, which already holds the payload (no copy); -1 if it cannot. */
+int write_pool_claim(napi_env env, write_pool_t *w, int slot, napi_value *out) {
+  if (w->free_count == 0 || w->free_slots[w->free_count - 1] != (uint32_t)slot) return -1;
+  if (napi_get_reference_value(env, w->refs[slot], out) != napi_ok) return -1;
+  w->free_count--;
   w->lent[slot] = true;
   return slot;
 }

@@ -25,7 +25,7 @@ const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
 const unlinkAsync = promisify(unlink);
 
-/** Largest single write call to a shard file. */
+/** Largest single write call to a shard file, beyond its prefix (a 1 MiB block: one call). */
 const WRITE_PIECE_BYTES = 1024 * 1024;
 /**
  * Shard writes in the thread pool at once. The pool has more threads (bin/shmr.js), so reads
@@ -117,7 +117,8 @@ async function writeAll(fd: number, buffers: Uint8Array[]): Promise<void> {
   let pending = buffers.filter((buffer) => buffer.byteLength > 0);
   let position = 0;
   while (pending.length > 0) {
-    const written = await writeSlots.run(() => writevAsync(fd, firstPiece(pending, WRITE_PIECE_BYTES), position));
+    const pieceBytes = WRITE_PIECE_BYTES + (position === 0 ? buffers[0]?.byteLength ?? 0 : 0);
+    const written = await writeSlots.run(() => writevAsync(fd, firstPiece(pending, pieceBytes), position));
     assert(written > 0);
     position += written;
     pending = advance(pending, written);

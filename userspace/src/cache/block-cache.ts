@@ -11,19 +11,34 @@
  * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
  *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
  *   reaches the free list.
+ * - A partial entry (`ranges` set) holds valid bytes only in `ranges`; the rest of
+ *   [0, dataBytes) is the stored block below `baseBytes` and zeros above. It is never
+ *   'flushing': the file layer completes it (fills the gaps) before storing or reading it.
  */
 import { assert } from '../assert.js';
 
-export type CachedBlockState = 'loading' | 'clean' | 'dirty' | 'flushing';
+export type CachedBlockState = 'clean' | 'dirty' | 'flushing';
 
-/** One cached block. `buffer` holds the block's bytes [0, dataBytes). */
+/**
+ * One cached block. `buffer` holds the block's bytes [0, dataBytes), or for a partial entry
+ * the bytes in `ranges`. Only `replaceBuffer` changes `buffer`.
+ */
 export interface CachedBlock {
   readonly ino: number;
   readonly blockIndex: number;
   readonly blockBytes: number;
-  readonly buffer: Buffer;
+  buffer: Buffer;
   dataBytes: number;
   state: CachedBlockState;
+  /**
+   * Written byte ranges of a partial entry (see byte-ranges.ts); undefined once `buffer`
+   * holds all of [0, dataBytes).
+   */
+  ranges: number[] | undefined;
+  /** Of a partial entry: bytes of the stored block under its gaps (gaps above are zeros). */
+  baseBytes: number;
+  /** Settles when the running completion of a partial entry ends (file layer). */
+  completing: Promise<void> | undefined;
   /** When the entry last went from clean to dirty, for age-based flushing. */
   dirtySinceMs: number;
   /** Settles when the current load or flush ends. */
@@ -32,7 +47,12 @@ export interface CachedBlock {
   readonly isBorrowed: boolean;
 }
 
-const FREE_BUFFERS_PER_SIZE_MAX = 16;
+/**
+ * Idle buffers kept per size: enough for the blocks that the kernel's concurrent writeback
+ * requests hold while theirs are stored (a fresh buffer costs a page fault per page).
+ */
+const FREE_BYTES_PER_SIZE_MAX = 64 * 1024 * 1024;
+const FREE_BUFFERS_PER_SIZE_MIN = 2;
 
 export class BlockCache {
   readonly #entries = new Map<string, CachedBlock>();
@@ -58,13 +78,18 @@ export class BlockCache {
     return entry;
   }
 
-  /** Adds a new entry in state `loading` with a buffer of `blockBytes` + padding. */
-  insert(ino: number, blockIndex: number, blockBytes: number): CachedBlock {
+  /**
+   * Adds a clean partial entry with nothing written yet and a buffer of `blockBytes` +
+   * padding: the block is its first `baseBytes` stored bytes, followed by zeros.
+   */
+  insert(ino: number, blockIndex: number, blockBytes: number, baseBytes: number): CachedBlock {
     const key = keyOf(ino, blockIndex);
     assert(!this.#entries.has(key));
+    assert(baseBytes <= blockBytes);
     const entry: CachedBlock = {
       ino, blockIndex, blockBytes, buffer: this.#allocate(blockBytes + this.#paddingBytes),
-      dataBytes: 0, state: 'loading', dirtySinceMs: 0, settled: undefined, isBorrowed: false,
+      dataBytes: baseBytes, state: 'clean', ranges: [], baseBytes, completing: undefined,
+      dirtySinceMs: 0, settled: undefined, isBorrowed: false,
     };
     this.#add(entry);
     this.bytes += entry.buffer.byteLength;
@@ -81,7 +106,8 @@ export class BlockCache {
     assert(!this.#entries.has(keyOf(ino, blockIndex)));
     const entry: CachedBlock = {
       ino, blockIndex, blockBytes: buffer.byteLength, buffer, dataBytes: buffer.byteLength,
-      state: 'flushing', dirtySinceMs: 0, settled: undefined, isBorrowed: true,
+      state: 'flushing', ranges: undefined, baseBytes: 0, completing: undefined,
+      dirtySinceMs: 0, settled: undefined, isBorrowed: true,
     };
     this.#add(entry);
     return entry;
@@ -112,9 +138,36 @@ export class BlockCache {
     if (this.#byInode.get(entry.ino)?.size === 0) this.#byInode.delete(entry.ino);
   }
 
+  /** True while `entry` is the cached entry of its block (not removed). Leaves the LRU order. */
+  isCached(entry: CachedBlock): boolean {
+    return this.#entries.get(keyOf(entry.ino, entry.blockIndex)) === entry;
+  }
+
+  /**
+   * A buffer for a block of `blockBytes` that no entry owns: it goes to an entry through
+   * `replaceBuffer`, or back through `returnSpare`.
+   */
+  spareBuffer(blockBytes: number): Buffer {
+    return this.#allocate(blockBytes + this.#paddingBytes);
+  }
+
+  returnSpare(buffer: Buffer): void {
+    this.#recycle(buffer);
+  }
+
+  /** Gives a cached, non-flushing entry a spare buffer of the same size; its old one is recycled. */
+  replaceBuffer(entry: CachedBlock, buffer: Buffer): void {
+    assert(!entry.isBorrowed);
+    assert(entry.state !== 'flushing');
+    assert.equal(buffer.byteLength, entry.buffer.byteLength);
+    assert(this.isCached(entry));
+    this.#recycle(entry.buffer);
+    entry.buffer = buffer;
+  }
+
   /** Marks an entry dirty (accounting for dirty bytes once). */
   markDirty(entry: CachedBlock, nowMs: number): void {
-    assert(entry.state === 'clean' || entry.state === 'dirty' || entry.state === 'loading');
+    assert(entry.state === 'clean' || entry.state === 'dirty');
     if (entry.state !== 'dirty') {
       entry.state = 'dirty';
       entry.dirtySinceMs = nowMs;
@@ -125,6 +178,7 @@ export class BlockCache {
   /** Moves a dirty entry to flushing; its buffer must not change until `finishFlush`. */
   startFlush(entry: CachedBlock): void {
     assert.equal(entry.state, 'dirty');
+    assert(entry.ranges === undefined);
     entry.state = 'flushing';
   }
 
@@ -188,7 +242,8 @@ export class BlockCache {
       list = [];
       this.#free.set(buffer.byteLength, list);
     }
-    if (list.length < FREE_BUFFERS_PER_SIZE_MAX) list.push(buffer);
+    const countMax = Math.max(FREE_BUFFERS_PER_SIZE_MIN, Math.floor(FREE_BYTES_PER_SIZE_MAX / buffer.byteLength));
+    if (list.length < countMax) list.push(buffer);
   }
 }
 

@@ -2,10 +2,14 @@
  * FileStore: the bytes of regular files, between the byte ranges of read/write and the blocks
  * of the block store. Writes land in cached block buffers (write-back) and are stored as whole
  * blocks: when a block fills, when its file is flushed or fsynced, when it has been dirty for
- * `dirtyAgeMs`, and when cached blocks exceed the memory limit.
+ * `dirtyAgeMs`, and when cached blocks exceed the memory limit. A write to part of a block
+ * that is not cached does not wait for the block to load: the entry notes the written ranges,
+ * and the stored bytes around them are loaded (once) when the block is read or stored.
  *
  * Invariants:
  * - A block buffer is never changed while it is being stored (writers wait for the flush).
+ * - A partial entry is never stored or read as it is: its gaps are filled first (#complete),
+ *   from the block as stored then (only this layer changes a file's stored bytes).
  * - The persisted size of a file never exceeds the bytes its committed blocks and holes
  *   describe: after a crash a file reads back what was stored, never stale bytes.
  * - fsync returns only when the file's shard files, their directories and the metadata are
@@ -22,7 +26,7 @@ import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
-import { BlockCache, type CachedBlock } from '../cache/index.js';
+import { addRange, BlockCache, coversRange, forEachGap, type CachedBlock } from '../cache/index.js';
 import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
 import type { TopologySpec } from '../config/index.js';
 import type { Pool, Pools } from '../pool/index.js';
@@ -31,6 +35,18 @@ import { Mutex } from './mutex.js';
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
+
+/**
+ * Numbers in the range list of a partial block beyond which its stored bytes are loaded (each
+ * write scans the list). 256 ranges: every other 4 KiB page of a 1 MiB block still fits.
+ */
+const RANGE_BOUNDS_MAX = 512;
+
+/**
+ * Blocks of one file stored at once by a flush: enough to keep the thread pool busy, few
+ * enough that the buffers of partial blocks' loads are reused instead of made fresh.
+ */
+const FLUSH_JOBS_MAX = 16;
 
 /** Blocks stored but not yet fsynced beyond which a background sync pass runs. */
 const UNSYNCED_BLOCKS_MAX = 65536;
@@ -240,7 +256,8 @@ export class FileStore {
       const stop = Math.min(end, blockStart + blockBytes);
       const range = { start: position - blockStart, end: stop - blockStart };
       const entry = hasCached ? this.#cache.get(ino, blockIndex) : undefined;
-      if (entry?.state === 'loading') return undefined;
+      // A partial entry without the requested bytes needs a load: read() does it.
+      if (entry?.ranges !== undefined && !coversRange(entry.ranges, range.start, range.end)) return undefined;
       if (entry !== undefined) {
         copyFromBlock(entry, range, target, position - offset);
         hits += 1;
@@ -283,8 +300,8 @@ export class FileStore {
     targetOffset: number,
   ): Promise<void> {
     let entry = this.#cache.get(ino, blockIndex);
-    while (entry?.state === 'loading') {
-      await entry.settled;
+    while (entry?.ranges !== undefined && !coversRange(entry.ranges, range.start, range.end)) {
+      await this.#complete(entry);
       entry = this.#cache.get(ino, blockIndex);
     }
     if (entry !== undefined) {
@@ -305,9 +322,55 @@ export class FileStore {
    * Writes `data` at `offset`; returns the bytes written. `data` must stay unchanged until
    * the returned promise settles: whole blocks are stored straight from it.
    */
-  async write(ino: number, offset: number, data: Buffer): Promise<number> {
+  write(ino: number, offset: number, data: Buffer): number | Promise<number> {
     assert(offset >= 0);
-    return this.#gated(ino, (state) => this.#write(state, offset, data, undefined));
+    const state = this.#states.get(ino);
+    if (state !== undefined && state.gate === undefined && state.error === undefined) {
+      const written = this.#writeAtOnce(state, offset, data);
+      if (written !== undefined) return written;
+    }
+    return this.#gated(ino, (held) => this.#write(held, offset, data, undefined));
+  }
+
+  /**
+   * write() without an await or a promise, for the common small write (writeback of a few
+   * pages): one block, not a whole one, not being stored. Undefined (nothing done) otherwise.
+   */
+  #writeAtOnce(state: FileState, offset: number, data: Buffer): number | Promise<number> | undefined {
+    const blockBytes = state.blockBytes;
+    const end = offset + data.byteLength;
+    const blockIndex = Math.floor(offset / blockBytes);
+    const blockStart = blockIndex * blockBytes;
+    const isOneBlockPart = end <= blockStart + blockBytes && data.byteLength < blockBytes;
+    if (!isOneBlockPart || data.byteLength === 0 || end > Number.MAX_SAFE_INTEGER) return undefined;
+    const range = { start: offset - blockStart, end: end - blockStart };
+    const entry = this.#writableBlock(state, blockIndex, range);
+    if (entry === undefined) return undefined;
+    const fill = this.#copyIn(entry, range, data, 0);
+    state.size = Math.max(state.size, end);
+    state.mtime = now();
+    state.ctime = state.mtime;
+    if (fill === 'none' && this.#cache.bytes <= this.#options.memoryLimitBytes) return data.byteLength;
+    return this.#gated(state.ino, async (held) => {
+      if (fill !== 'none') await this.#storeFilled(held, entry, fill);
+      if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
+      return data.byteLength;
+    });
+  }
+
+  /**
+   * Copies `data` from `dataOffset` into block bytes `range` of a writable entry; says whether
+   * the block is filled (to be stored now). Nothing awaits: the copy is atomic.
+   */
+  #copyIn(entry: CachedBlock, range: { start: number; end: number }, data: Buffer, dataOffset: number): Fill {
+    data.copy(entry.buffer, range.start, dataOffset, dataOffset + range.end - range.start);
+    const fill = noteWritten(entry, range.start, range.end);
+    this.#cache.markDirty(entry, Date.now());
+    if (fill === 'none' && entry.ranges !== undefined && entry.ranges.length > RANGE_BOUNDS_MAX) {
+      // Many scattered writes: load the rest now rather than track more ranges.
+      this.#complete(entry)?.catch(() => undefined);
+    }
+    return fill;
   }
 
   /**
@@ -350,14 +413,16 @@ export class FileStore {
     state.size = Math.max(state.size, end);
     state.mtime = now();
     state.ctime = state.mtime;
-    await this.#relieveMemory();
+    if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
     return data.byteLength;
   }
 
   /**
    * The block loop of write(). A whole block with nothing cached is stored straight from
    * `data` (its store goes into `stores`): no copy into a cache buffer, whose fresh pages
-   * cost more than the copy itself. Other ranges are copied into cached blocks.
+   * cost more than the copy itself. Other ranges are copied into cached blocks, where a range
+   * of a block that is not cached is only noted (a partial entry): the stored bytes around it
+   * are loaded when the block is stored or read, if nothing has written them by then.
    */
   async #writeBlocks(
     state: FileState,
@@ -381,20 +446,15 @@ export class FileStore {
         position = stop;
         continue;
       }
-      const entry = await this.#writableBlock(state, blockIndex, {
-        start: position - blockStart, end: stop - blockStart,
-      });
-      // Another request may have started storing the block between its resolution and now,
-      // or evicted it (a clean entry) and handed its buffer to another block.
-      if (!this.#isWritable(entry)) continue;
-      // From here to the end of the iteration nothing awaits: the copy is atomic.
-      if (position - blockStart > entry.dataBytes) {
-        entry.buffer.fill(0, entry.dataBytes, position - blockStart);
+      const range = { start: position - blockStart, end: stop - blockStart };
+      const entry = this.#writableBlock(state, blockIndex, range);
+      if (entry === undefined) {
+        // Being stored: the buffer must not change until the store ends.
+        await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
+        continue;
       }
-      data.copy(entry.buffer, position - blockStart, position - offset, stop - offset);
-      entry.dataBytes = Math.max(entry.dataBytes, stop - blockStart);
-      this.#cache.markDirty(entry, Date.now());
-      if (stop - blockStart === blockBytes) this.#flushInBackground(state, entry);
+      const fill = this.#copyIn(entry, range, data, position - offset);
+      if (fill !== 'none') stores.push(this.#storeFilled(state, entry, fill));
       position = stop;
     }
   }
@@ -430,48 +490,74 @@ export class FileStore {
 
   /** Caches a copy of a whole block whose store failed, dirty: nothing acknowledged is lost. */
   #keepDirty(state: FileState, blockIndex: number, block: Buffer): void {
-    const entry = this.#cache.insert(state.ino, blockIndex, state.blockBytes);
+    const entry = this.#cache.insert(state.ino, blockIndex, state.blockBytes, 0);
     block.copy(entry.buffer, 0);
     entry.dataBytes = block.byteLength;
+    entry.ranges = undefined;
     this.#cache.markDirty(entry, Date.now());
   }
 
   /**
-   * The cached entry of a block, loaded from storage when the write does not replace all of
-   * its stored bytes; waits for a flush of that block to end first.
+   * The cached entry of a block to write block bytes `range` into; a new (partial) entry when
+   * none is cached. Undefined while the block is being stored.
    */
-  async #writableBlock(
-    state: FileState,
-    blockIndex: number,
-    range: { start: number; end: number },
-  ): Promise<CachedBlock> {
-    for (;;) {
-      const entry = this.#cache.get(state.ino, blockIndex);
-      if (entry === undefined) break;
-      if (entry.state === 'clean' || entry.state === 'dirty') return entry;
-      await entry.settled?.catch(() => undefined);
-    }
-    const entry = this.#cache.insert(state.ino, blockIndex, state.blockBytes);
+  #writableBlock(state: FileState, blockIndex: number, range: { start: number; end: number }): CachedBlock | undefined {
+    const cached = this.#cache.get(state.ino, blockIndex);
+    if (cached !== undefined) return cached.state === 'flushing' ? undefined : cached;
     const record = this.#meta.getBlock(state.ino, blockIndex);
+    // Stored bytes the write does not cover are needed later; none when it covers them all.
     const isReplacedWhole = record === undefined || (range.start === 0 && range.end >= record.dataBytes);
-    if (isReplacedWhole) {
-      entry.state = 'clean';
-      return entry;
+    return this.#cache.insert(state.ino, blockIndex, state.blockBytes, isReplacedWhole ? 0 : record.dataBytes);
+  }
+
+  /**
+   * Fills the gaps of a partial entry so that its buffer holds the whole block: at once when
+   * they are all zeros, else after loading the stored bytes (into a spare buffer, so writers
+   * never wait for the load: their ranges are copied over when it ends). Undefined when the
+   * entry is complete now; else settles when this attempt ended (the caller checks again).
+   */
+  #complete(entry: CachedBlock): Promise<void> | undefined {
+    const ranges = entry.ranges;
+    if (ranges === undefined) return undefined;
+    if (entry.baseBytes === 0) {
+      forEachGap(ranges, entry.dataBytes, (start, end) => entry.buffer.fill(0, start, end));
+      entry.ranges = undefined;
+      return undefined;
     }
-    const loading = this.#blocks.read(record, { start: 0, end: record.dataBytes }, entry.buffer, 0);
-    entry.settled = loading;
+    entry.completing ??= this.#loadGaps(entry).finally(() => {
+      entry.completing = undefined;
+    });
+    return entry.completing;
+  }
+
+  async #loadGaps(entry: CachedBlock): Promise<void> {
+    const { baseBytes } = entry;
+    const span = gapSpan(entry.ranges ?? [], baseBytes);
+    const record = this.#meta.getBlock(entry.ino, entry.blockIndex);
+    const buffer = this.#cache.spareBuffer(entry.blockBytes);
     try {
-      await loading;
+      if (record === undefined) buffer.fill(0, span.start, span.end);
+      else await this.#blocks.read(record, span, buffer, span.start);
     } catch (error) {
-      entry.state = 'clean';
-      this.#cache.remove(entry);
+      this.#cache.returnSpare(buffer);
+      // A block dropped while loading (truncate, hole, delete): nothing is left to complete.
+      if (!this.#cache.isCached(entry)) return;
       throw error;
-    } finally {
-      entry.settled = undefined;
     }
-    entry.dataBytes = record.dataBytes;
-    entry.state = 'clean';
-    return entry;
+    const ranges = entry.ranges;
+    // Completed or dropped meanwhile, or complete and partial again (then without a base).
+    if (ranges === undefined || entry.baseBytes !== baseBytes || !this.#cache.isCached(entry)) {
+      this.#cache.returnSpare(buffer);
+      return;
+    }
+    // No gap lies below the span's start or between its end and the base; above: zeros.
+    buffer.fill(0, span.end, entry.dataBytes);
+    for (let index = 0; index < ranges.length; index += 2) {
+      entry.buffer.copy(buffer, ranges[index], ranges[index], ranges[index + 1]);
+    }
+    this.#cache.replaceBuffer(entry, buffer);
+    entry.ranges = undefined;
+    entry.baseBytes = 0;
   }
 
   /** True when `entry` is still the cached block and may be changed now (no await until done). */
@@ -480,8 +566,21 @@ export class FileStore {
     return this.#cache.get(entry.ino, entry.blockIndex) === entry;
   }
 
-  #flushInBackground(state: FileState, entry: CachedBlock): void {
-    this.#flushEntry(state, entry, { sync: false }).catch(() => undefined);
+  /**
+   * Stores a block that a write filled to its end. One that the write completed is then let go
+   * unless written again meanwhile: a sequential writer does not come back, and reusing the
+   * buffer spares the fresh pages of a new one (whole blocks stored from the writer's buffer
+   * are not cached either). The write waits for the store, as for a whole block, so that
+   * writers cannot run ahead of the stores; a failure is not the write's (its bytes are
+   * cached) but the file's, reported by the next flush, fsync or write.
+   */
+  async #storeFilled(state: FileState, entry: CachedBlock, fill: Fill): Promise<void> {
+    try {
+      await this.#flushEntry(state, entry, { sync: false });
+    } catch {
+      return;
+    }
+    if (fill === 'completed' && entry.state === 'clean' && this.#cache.isCached(entry)) this.#cache.remove(entry);
   }
 
   /**
@@ -489,11 +588,21 @@ export class FileStore {
    * -> metadata commit -> old shards deleted.
    */
   async #flushEntry(state: FileState, entry: CachedBlock, options: { sync: boolean }): Promise<void> {
-    if (entry.state === 'flushing') {
-      await entry.settled;
-      return;
+    for (;;) {
+      if (entry.state === 'flushing') {
+        await entry.settled;
+        return;
+      }
+      if (entry.state !== 'dirty' || !this.#cache.isCached(entry)) return;
+      const completing = this.#complete(entry);
+      if (completing === undefined) break;
+      try {
+        await completing;
+      } catch (error) {
+        state.error = fromSystemError(error, 'load block');
+        throw state.error;
+      }
     }
-    if (entry.state !== 'dirty') return;
     this.#cache.startFlush(entry);
     const work = this.#storeEntry(state, entry, options);
     entry.settled = work;
@@ -550,9 +659,8 @@ export class FileStore {
     const state = this.#states.get(ino);
     if (state !== undefined) {
       const entries = this.#cache.entriesOf(ino).filter((entry) => entry.state === 'dirty' || entry.state === 'flushing');
-      const results = await Promise.allSettled(entries.map((entry) => this.#flushEntry(state, entry, options)));
-      const failed = results.find((result) => result.status === 'rejected');
-      if (failed !== undefined || state.error !== undefined) throw takeError(state);
+      const failureCount = await settleEach(entries, FLUSH_JOBS_MAX, (entry) => this.#flushEntry(state, entry, options));
+      if (failureCount > 0 || state.error !== undefined) throw takeError(state);
       this.#persistAttributes(state);
     }
     if (options.sync) {
@@ -658,10 +766,7 @@ export class FileStore {
       }
     }
     if (cutOffset > 0) {
-      let entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
-      while (!this.#isWritable(entry)) {
-        entry = await this.#writableBlock(state, cutIndex, { start: cutOffset, end: blockBytes });
-      }
+      const entry = await this.#completeWritable(state, cutIndex, { start: cutOffset, end: blockBytes });
       if (entry.dataBytes > cutOffset) {
         entry.dataBytes = cutOffset;
         this.#cache.markDirty(entry, Date.now());
@@ -680,7 +785,21 @@ export class FileStore {
     }
   }
 
-  /** Waits until no block of `ino` is loading or being stored. */
+  /** The complete cached entry of a block, ready to be changed without an await. */
+  async #completeWritable(state: FileState, blockIndex: number, range: { start: number; end: number }): Promise<CachedBlock> {
+    for (;;) {
+      const entry = this.#writableBlock(state, blockIndex, range);
+      if (entry === undefined) {
+        await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
+        continue;
+      }
+      const completing = this.#complete(entry);
+      if (completing === undefined && this.#isWritable(entry)) return entry;
+      await completing;
+    }
+  }
+
+  /** Waits until no block of `ino` is being stored. */
   async #settleAll(ino: number): Promise<void> {
     for (;;) {
       const busy = this.#cache.entriesOf(ino).find((entry) => entry.settled !== undefined);
@@ -750,6 +869,47 @@ export class FileStore {
   }
 }
 
+/**
+ * What a write did to its block: 'completed' it (all of it is written now, as a sequential
+ * writer leaves a block), wrote 'again' up to the end of a full block, or 'none' of these.
+ */
+type Fill = 'none' | 'again' | 'completed';
+
+/** Notes that block bytes [start, end) of `entry` were just written into its buffer. */
+function noteWritten(entry: CachedBlock, start: number, end: number): Fill {
+  let ranges = entry.ranges;
+  if (ranges === undefined) {
+    if (start <= entry.dataBytes) {
+      const wasFull = entry.dataBytes === entry.blockBytes;
+      entry.dataBytes = Math.max(entry.dataBytes, end);
+      if (end !== entry.blockBytes) return 'none';
+      return wasFull ? 'again' : 'completed';
+    }
+    // A gap past the data: zeros, unless another write (arriving out of order) fills it.
+    ranges = entry.dataBytes > 0 ? [0, entry.dataBytes] : [];
+    entry.ranges = ranges;
+    entry.baseBytes = 0;
+  }
+  addRange(ranges, start, end);
+  entry.dataBytes = Math.max(entry.dataBytes, end);
+  if (ranges.length !== 2 || ranges[0] !== 0 || (ranges[1] as number) < entry.baseBytes) return 'none';
+  // Written from 0 over all stored bytes: complete without them.
+  entry.ranges = undefined;
+  entry.baseBytes = 0;
+  return entry.dataBytes === entry.blockBytes ? 'completed' : 'none';
+}
+
+/** The smallest range holding every gap of `ranges` below `baseBytes` (what a load must read). */
+function gapSpan(ranges: readonly number[], baseBytes: number): { start: number; end: number } {
+  let start = baseBytes;
+  let end = 0;
+  forEachGap(ranges, baseBytes, (gapStart, gapEnd) => {
+    start = Math.min(start, gapStart);
+    end = gapEnd;
+  });
+  return start < end ? { start, end } : { start: 0, end: 0 };
+}
+
 function copyFromBlock(entry: CachedBlock, range: { start: number; end: number }, target: Buffer, targetOffset: number): void {
   const dataEnd = Math.min(range.end, entry.dataBytes);
   if (dataEnd > range.start) entry.buffer.copy(target, targetOffset, range.start, dataEnd);
@@ -757,6 +917,22 @@ function copyFromBlock(entry: CachedBlock, range: { start: number; end: number }
   if (zeroFrom < range.end) {
     target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
   }
+}
+
+/** Runs `job` on every item, at most `jobsMax` at once, each to its end; returns the failures. */
+async function settleEach<T>(items: readonly T[], jobsMax: number, job: (item: T) => Promise<void>): Promise<number> {
+  let next = 0;
+  let failureCount = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await job(item).catch(() => {
+        failureCount += 1;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobsMax, items.length) }, worker));
+  return failureCount;
 }
 
 function takeError(state: FileState): FsError {

@@ -319,7 +319,7 @@ export class ShmrFilesystem implements LowLevelOps {
     if (isStale) this.#meta.setAccessTime(ino, time);
   }
 
-  async write(_req: RequestContext, ino: number, data: Buffer, offset: number): Promise<number> {
+  write(_req: RequestContext, ino: number, data: Buffer, offset: number): number | Promise<number> {
     return this.#files.write(ino, offset, data);
   }
 

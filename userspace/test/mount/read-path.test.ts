@@ -39,6 +39,8 @@ function deviceOf(mountpoint: string): string | undefined {
 describe('read path', () => {
   it('raises the readahead and returns exactly the written bytes, warm or cold', async () => {
     await withMount({}, async (mount) => {
+      // The mount shows up before the daemon raises the readahead; a request it answers does not.
+      statSync(mount.mountpoint);
       const device = deviceOf(mount.mountpoint);
       expect(device).toBeDefined();
       const readaheadKib = Number(readFileSync(`/sys/class/bdi/${device ?? ''}/read_ahead_kb`, 'utf8'));

@@ -54,6 +54,11 @@ export interface SetattrChanges {
 export interface DirEntry { name: string; ino: number; mode: number; nextOffset: number }
 export interface Statfs { bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number }
 export type Result<T> = T | Promise<T>;
+/**
+ * A getxattr answer meaning "no such attribute" (ENODATA). The kernel asks for
+ * security.capability before writes; a thrown error there costs V8 a stack walk per request.
+ */
+export const XATTR_ABSENT: unique symbol = Symbol('xattr absent');
 export interface ConnInfo { protoMajor: number; protoMinor: number; capable: number; want: number }
 
 export interface LowLevelOps {
@@ -89,7 +94,8 @@ export interface LowLevelOps {
   fsyncdir?(req: RequestContext, ino: number, datasync: boolean, fh: number): Result<void>;
   statfs?(req: RequestContext, ino: number): Result<Statfs>;
   setxattr?(req: RequestContext, ino: number, name: string, value: Buffer, flags: number): Result<void>;
-  getxattr?(req: RequestContext, ino: number, name: string): Result<Buffer>;
+  /** XATTR_ABSENT answers ENODATA without a throw (the hot security.capability probe). */
+  getxattr?(req: RequestContext, ino: number, name: string): Result<Buffer | typeof XATTR_ABSENT>;
   listxattr?(req: RequestContext, ino: number): Result<string[]>;
   removexattr?(req: RequestContext, ino: number, name: string): Result<void>;
   access?(req: RequestContext, ino: number, mask: number): Result<void>;
@@ -187,7 +193,7 @@ const EXPECTED_LAYOUT: Record<string, number> = {
 const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3;
 const SET_ATIME = 1 << 4, SET_MTIME = 1 << 5, SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8, SET_CTIME = 1 << 10;
 
-const EIO = 5, ENOENT = 2, MAX_ERRNO = 511;
+const EIO = 5, ENOENT = 2, ENODATA = 61, MAX_ERRNO = 511;
 
 let addon: NativeAddon | undefined;
 
@@ -362,7 +368,10 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   };
   const writeOk: Ok<number> = (h, count) => { n.replyWrite(h, count); };
   const readlinkOk: Ok<string | Buffer> = (h, target) => { n.replyReadlink(h, target); };
-  const xattrOk: Ok<Buffer> = (h, value) => { n.replyXattr(h, value); };
+  const xattrOrAbsent: Ok<Buffer | typeof XATTR_ABSENT> = (h, value) => {
+    if (value === XATTR_ABSENT) n.replyErr(h, ENODATA);
+    else n.replyXattr(h, value);
+  };
   const listxattrOk: Ok<string[]> = (h, names) => {
     n.replyXattr(h, names.length === 0 ? Buffer.alloc(0) : Buffer.from(`${names.join('\0')}\0`));
   };
@@ -590,9 +599,9 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   }
   if (getxattr) {
     d.getxattr = (h: number, name: string) => {
-      let r: Result<Buffer>;
+      let r: Result<Buffer | typeof XATTR_ABSENT>;
       try { r = getxattr.call(ops, context(), arg(0), name); } catch (e) { fail(h, 'getxattr', e); return; }
-      settle(h, 'getxattr', r, xattrOk);
+      settle(h, 'getxattr', r, xattrOrAbsent);
     };
   }
   if (listxattr) {

@@ -22,6 +22,7 @@ import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result, SetattrChanges,
   Statfs,
 } from './binding.js';
+import { XATTR_ABSENT } from './binding.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -40,8 +41,6 @@ const READDIR_BATCH_MAX = 512;
 const RELATIME_SEC = 24 * 3600;
 const DIRECTORY_BYTES = 4096;
 const SECURITY_CAPABILITY = 'security.capability';
-/** Shared answer of the hot security.capability probe (only its errno is read). */
-const NO_CAPABILITY = new FsError(Errno.ENODATA, 'getxattr', SECURITY_CAPABILITY);
 /** Shared answer of a lookup of a name that does not exist (only its errno is read). */
 const NO_ENTRY = new FsError(Errno.ENOENT, 'lookup', 'no such name');
 
@@ -426,15 +425,15 @@ export class ShmrFilesystem implements LowLevelOps {
     this.#meta.setXattr(ino, name, value, flags);
   }
 
-  getxattr(_req: RequestContext, ino: number, name: string): Buffer {
+  getxattr(_req: RequestContext, ino: number, name: string): Buffer | typeof XATTR_ABSENT {
     // The kernel asks for security.capability before every write (to drop privileges);
-    // while no file has one, answer at once: no SQL, no new error object.
-    if (name === SECURITY_CAPABILITY && !this.#meta.hasXattrNamed(SECURITY_CAPABILITY)) throw NO_CAPABILITY;
+    // while no file has one, answer at once: no SQL, no error object, no throw.
+    if (name === SECURITY_CAPABILITY && !this.#meta.hasXattrNamed(SECURITY_CAPABILITY)) return XATTR_ABSENT;
     checkXattrName(name);
     const value = this.#meta.getXattr(ino, name);
     if (value !== undefined) return value;
     this.#meta.requireInode(ino, 'getxattr');
-    throw new FsError(Errno.ENODATA, 'getxattr', name);
+    return XATTR_ABSENT;
   }
 
   listxattr(_req: RequestContext, ino: number): string[] {

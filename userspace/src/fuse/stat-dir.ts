@@ -21,6 +21,7 @@ import { ROOT_INO } from '../meta/index.js';
 import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result,
 } from './binding.js';
+import { XATTR_ABSENT } from './binding.js';
 
 /** First reserved inode: the directory; its files follow. */
 export const STAT_INO_BASE = 2 ** 53 - 2 ** 20;
@@ -174,7 +175,7 @@ export class StatDirectory {
         (isMine(ino) ? this.#readOnly('setxattr') : ops.setxattr(req, ino, name, value, flags)),
       removexattr: (req, ino, name) => (isMine(ino) ? this.#readOnly('removexattr') : ops.removexattr(req, ino, name)),
       getxattr: (req, ino, name) => {
-        if (isMine(ino)) throw new FsError(Errno.ENODATA, 'getxattr', name);
+        if (isMine(ino)) return XATTR_ABSENT;
         return ops.getxattr(req, ino, name);
       },
       listxattr: (req, ino) => (isMine(ino) ? [] : ops.listxattr(req, ino)),

@@ -159,9 +159,11 @@ r.append(os.getxattr(p, 'user.a'))
 os.removexattr(p, 'user.a')
 try: os.getxattr(p, 'user.a')
 except OSError as e: r.append(e.errno)
+try: os.getxattr(p, 'security.capability')
+except OSError as e: r.append(e.errno)
 print(r)
 `).trim();
-      expect(out).toBe("[17, 61, ['user.a', 'user.b'], b'1', 61]");
+      expect(out).toBe("[17, 61, ['user.a', 'user.b'], b'1', 61, 61]");
     });
   });
 

@@ -8,7 +8,7 @@
  *
  * Method: both pools' buckets are folders under one work folder on the disk under test. The
  * file is written through the mount and made durable; caches are dropped; `shmr`'s rewrite
- * (copy, fsync, read-back verify, commit) is timed from the request to the task's end. Then a
+ * (copy, checksum recheck, fsync, commit) is timed from the request to the task's end. Then a
  * plain file of the same size in the write pool's folder is copied with `cp` into an archive
  * folder and fsynced (`sync FILE`), caches dropped first as well.
  */

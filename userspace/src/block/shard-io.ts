@@ -144,6 +144,22 @@ function advance(buffers: Uint8Array[], bytes: number): Uint8Array[] {
   return rest;
 }
 
+/**
+ * Checks a shard just written from `prefix` and `payload` (the very buffers handed to the
+ * write) as a read-back would: the prefix decodes and names `location`, and every payload chunk
+ * matches its checksum. Nothing is read: after the write the page cache holds these bytes, so
+ * what a read-back catches is a buffer that changed between checksumming and writing, and this
+ * catches it at the cost of one checksum pass. Throws ShardError.
+ */
+export async function checkWrittenShard(location: ShardLocation, prefix: Buffer, payload: Uint8Array): Promise<void> {
+  const decoded = decodeShardPrefix(prefix);
+  if (!decoded.ok) throw corrupt(location, `written header ${decoded.kind} (${decoded.field}: ${decoded.detail})`);
+  checkIdentity(location, decoded.value);
+  if (decoded.value.header.payload_bytes !== payload.byteLength) throw corrupt(location, 'written header has another payload length');
+  const bad = await findBadChunkAsync(decoded.value, payload, 0);
+  if (bad >= 0) throw corrupt(location, `written chunk ${bad} does not match its checksum`);
+}
+
 /** Removes a shard file; a file already gone is fine. */
 export async function deleteShardFile(path: string): Promise<void> {
   try {

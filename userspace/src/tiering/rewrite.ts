@@ -2,7 +2,8 @@
  * Rewrite: moves a file (or one block) to another pool, topology and block size.
  *
  * Method: plan the new block map from the committed one, copy every new block (read the old
- * blocks' bytes, write new shards under fresh generations, read them back and verify), then
+ * blocks' bytes, verified; write new shards under fresh generations and check the written
+ * buffers against the checksums in their headers, BlockWrite.recheck), then
  * hold the file (FileStore.exclusive: no read or write runs, dirty blocks are stored) and
  * commit the new map in ONE metadata transaction if the plan is still what was copied; the
  * old blocks become tombstones. Writes that landed during the copy change the plan: their new
@@ -143,29 +144,51 @@ export interface RewriteOptions {
 /** Buffers of one copy worker, reused from block to block. */
 interface WorkerBuffers {
   readonly data: Buffer;
-  readonly scratch: Buffer;
+  /** Room for the parity shards of the new blocks (none when no target topology is erasure). */
+  readonly parity: readonly Buffer[];
+}
+
+function workerBuffers(target: LayoutTarget): WorkerBuffers {
+  const topologies = [target.topology, target.head?.topology];
+  let parityCount = 0;
+  let shardBytes = 0;
+  for (const topology of topologies) {
+    if (topology?.kind !== 'erasure') continue;
+    parityCount = Math.max(parityCount, topology.parity);
+    shardBytes = Math.max(shardBytes, Math.ceil(target.blockBytes / topology.data));
+  }
+  return {
+    data: Buffer.allocUnsafeSlow(target.blockBytes + BLOCK_PADDING_BYTES),
+    parity: Array.from({ length: parityCount }, () => Buffer.allocUnsafeSlow(shardBytes)),
+  };
 }
 
 async function copyBlock(parts: RewriteParts, ino: number, planned: PlannedBlock, context: {
   target: LayoutTarget; buffers: WorkerBuffers;
 }): Promise<BlockRecord> {
-  const { data, scratch } = context.buffers;
+  const { data } = context.buffers;
   assert(planned.dataBytes > 0);
   assert(planned.dataBytes <= context.target.blockBytes);
-  data.fill(0, 0, planned.dataBytes);
+  zeroGaps(data, planned);
   await Promise.all(planned.sources.map((source) =>
     parts.blocks.read(source.record, { start: source.start, end: source.end }, data, source.targetOffset)));
   const record = await parts.blocks.write({
     ino, blockIndex: planned.blockIndex, blockBytes: context.target.blockBytes, dataBytes: planned.dataBytes,
     data, pool: planned.pool, topology: planned.topology, compression: context.target.compression, sync: false,
+    recheck: true, parity: context.buffers.parity,
   });
-  const failures = await parts.blocks.verify(record, scratch);
-  if (failures.length > 0) {
-    await parts.blocks.delete(record);
-    throw new FsError(Errno.EIO, 'rewrite', `block ${planned.blockIndex} of inode ${ino} failed its read-back: ` +
-      `${failures[0]?.message ?? ''}`);
-  }
   return record;
+}
+
+/** Zeros the bytes of the new block that no source covers (holes); sources fill the rest. */
+function zeroGaps(data: Buffer, planned: PlannedBlock): void {
+  const sources = [...planned.sources].sort((a, b) => a.targetOffset - b.targetOffset);
+  let covered = 0;
+  for (const source of sources) {
+    if (source.targetOffset > covered) data.fill(0, covered, source.targetOffset);
+    covered = Math.max(covered, source.targetOffset + source.end - source.start);
+  }
+  if (covered < planned.dataBytes) data.fill(0, covered, planned.dataBytes);
 }
 
 /** Runs `body` over `items` with at most `parallel` at once; each worker has its own buffers. */
@@ -202,11 +225,7 @@ class FileRewrite {
     this.#target = target;
     this.#context = options.context;
     this.#beforeBlock = options.beforeBlock;
-    const scratchBytes = target.blockBytes;
-    this.#workers = Array.from({ length: options.parallel }, () => ({
-      data: Buffer.allocUnsafeSlow(target.blockBytes + BLOCK_PADDING_BYTES),
-      scratch: Buffer.allocUnsafeSlow(scratchBytes),
-    }));
+    this.#workers = Array.from({ length: options.parallel }, () => workerBuffers(target));
     this.report = { ino, blocksWritten: 0, blocksKept: 0, bytesWritten: 0, rounds: 0 };
   }
 
@@ -369,7 +388,7 @@ async function rewriteBlockRounds(
       blockIndex, dataBytes: record.dataBytes, pool: request.pool, topology: request.topology, kept: undefined,
       sources: [{ record, start: 0, end: record.dataBytes, targetOffset: 0 }], signature: '',
     };
-    const buffers = { data: Buffer.allocUnsafeSlow(inode.blockBytes + BLOCK_PADDING_BYTES), scratch: Buffer.allocUnsafeSlow(inode.blockBytes) };
+    const buffers = workerBuffers(target);
     context.addTotal({ bytes: record.dataBytes, blocks: 1 });
     const next = await copyBlock(parts, ino, planned, { target, buffers });
     await parts.blocks.syncBlocks([next]);

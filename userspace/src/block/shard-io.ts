@@ -12,11 +12,12 @@ import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { crc32c } from '../erasure/index.js';
-import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
+import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX, SECTOR_BYTES } from '../limits.js';
 import {
   decodeShardPrefix, findBadChunk, findBadChunkAsync, ShardHeader, type ShardPrefix, u64ToNumber,
 } from '../layout/index.js';
 import type { FdCache, ShardName } from '../pool/index.js';
+import { directBytes } from './aligned.js';
 import { ScratchPool } from './scratch.js';
 import { ShardError } from './shard-error.js';
 
@@ -85,14 +86,24 @@ function readAsync(fd: number, buffer: Buffer, offset: number, length: number, p
   });
 }
 
-/** Writes a whole shard file; removes it again if any step fails. */
+/**
+ * Writes a whole shard file; removes it again if any step fails. A payload in a buffer from
+ * allocAligned goes past the page cache (O_DIRECT) but for its unaligned tail.
+ */
 export async function writeShardFile(
   path: string,
   parts: { prefix: Buffer; payload: Uint8Array; sync: boolean },
 ): Promise<void> {
   const fd = await openAsync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
-    await writeAll(fd, [parts.prefix, parts.payload]);
+    const { prefix, payload } = parts;
+    const direct = prefix.byteLength % SECTOR_BYTES === 0 ? directBytes(payload) : 0;
+    if (direct > 0 && await writeDirect(path, payload.subarray(0, direct), prefix.byteLength)) {
+      await writeAll(fd, [prefix], 0);
+      await writeAll(fd, [payload.subarray(direct)], prefix.byteLength + direct);
+    } else {
+      await writeAll(fd, [prefix, payload], 0);
+    }
     if (parts.sync) await fsyncAsync(fd);
   } catch (error) {
     await closeAsync(fd).catch(() => undefined);
@@ -106,14 +117,39 @@ export async function writeShardFile(
  * Writes in pieces of at most WRITE_PIECE_BYTES: one thread-pool job per piece, so that a big
  * shard does not hold a pool thread for long while small reads wait behind it.
  */
-async function writeAll(fd: number, buffers: Uint8Array[]): Promise<void> {
+async function writeAll(fd: number, buffers: Uint8Array[], start: number): Promise<void> {
   let pending = buffers.filter((buffer) => buffer.byteLength > 0);
-  let position = 0;
+  let position = start;
   while (pending.length > 0) {
     const written = await writeSlots.run(() => writevAsync(fd, firstPiece(pending, WRITE_PIECE_BYTES), position));
     assert(written > 0);
     position += written;
     pending = advance(pending, written);
+  }
+}
+
+/**
+ * Writes `view` (aligned: see allocAligned) at `position` of the file through a second, O_DIRECT
+ * descriptor. False when the filesystem refuses O_DIRECT (EINVAL): the caller then writes the
+ * whole file through the page cache.
+ */
+async function writeDirect(path: string, view: Uint8Array, position: number): Promise<boolean> {
+  let fd: number;
+  try {
+    fd = await openAsync(path, constants.O_WRONLY | constants.O_DIRECT);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'EINVAL') return false;
+    throw error;
+  }
+  try {
+    await writeAll(fd, [view], position);
+    return true;
+  } catch (error) {
+    // Refused before any byte moved (alignment the filesystem does not accept): buffered instead.
+    if ((error as { code?: string }).code === 'EINVAL') return false;
+    throw error;
+  } finally {
+    await closeAsync(fd);
   }
 }
 

@@ -20,7 +20,7 @@
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
 import { formatTopology, type TopologySpec } from '../config/index.js';
-import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
+import { allocAligned, BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
 import type { FileStore } from '../file/index.js';
 import { isRegular, isDirectory, type BlockRecord, type MetaStore } from '../meta/index.js';
 import type { Pool } from '../pool/index.js';
@@ -157,9 +157,10 @@ function workerBuffers(target: LayoutTarget): WorkerBuffers {
     parityCount = Math.max(parityCount, topology.parity);
     shardBytes = Math.max(shardBytes, Math.ceil(target.blockBytes / topology.data));
   }
+  // Aligned: the new shards are written past the page cache (see allocAligned).
   return {
-    data: Buffer.allocUnsafeSlow(target.blockBytes + BLOCK_PADDING_BYTES),
-    parity: Array.from({ length: parityCount }, () => Buffer.allocUnsafeSlow(shardBytes)),
+    data: allocAligned(target.blockBytes + BLOCK_PADDING_BYTES),
+    parity: Array.from({ length: parityCount }, () => allocAligned(shardBytes)),
   };
 }
 

@@ -153,6 +153,36 @@ async function writeDirect(path: string, view: Uint8Array, position: number): Pr
   }
 }
 
+/**
+ * Reads into `view` (aligned: see allocAligned) from `position` of the shard past the page cache
+ * (a rewrite reads data it moves away: caching it only costs a copy). Returns the bytes read:
+ * fewer at the end of the file, 0 when the filesystem refuses O_DIRECT. Throws ShardError.
+ */
+async function readDirect(location: ShardLocation, view: Buffer, position: number): Promise<number> {
+  let fd: number;
+  try {
+    fd = await openAsync(location.path, constants.O_RDONLY | constants.O_DIRECT);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'EINVAL') return 0;
+    throw new ShardError({ kind: code === 'ENOENT' ? 'missing' : 'io', bucket: location.bucket, path: location.path, detail: String(code) });
+  }
+  let done = 0;
+  try {
+    while (done < view.byteLength) {
+      const bytesRead = await readAsync(fd, view, done, view.byteLength - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  } catch (error) {
+    if ((error as { code?: string }).code === 'EINVAL' && done === 0) return 0;
+    throw new ShardError({ kind: 'io', bucket: location.bucket, path: location.path, detail: (error as Error).message });
+  } finally {
+    await closeAsync(fd);
+  }
+}
+
 /** The leading buffers of `buffers` up to `bytesMax` bytes (views, no copies). */
 function firstPiece(buffers: Uint8Array[], bytesMax: number): Uint8Array[] {
   const piece: Uint8Array[] = [];
@@ -304,7 +334,8 @@ export class ShardReader {
   }
 
   async #readExactly(location: ShardLocation, fd: number, view: Buffer, position: number): Promise<void> {
-    let done = 0;
+    const direct = position % SECTOR_BYTES === 0 ? directBytes(view) : 0;
+    let done = direct > 0 ? await readDirect(location, view.subarray(0, direct), position) : 0;
     while (done < view.byteLength) {
       let bytesRead: number;
       try {

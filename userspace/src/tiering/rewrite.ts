@@ -10,7 +10,7 @@
  * blocks are copied again in the next round; the last round copies with the file held.
  *
  * Invariants:
- * - A crash at any point leaves the old or the new layout complete: new shards are verified,
+ * - A crash at any point leaves the old or the new layout complete: new shards are rechecked,
  *   then fsynced (each round's copies in one batch) before the commit; old shards are only
  *   tombstoned by it.
  * - Before copying, each new block is marked 'pending' in the tombstones table, so the shards of
@@ -244,7 +244,6 @@ class FileRewrite {
       for (const index of unnoted) this.#noted.add(index);
     }
     this.#context.addTotal({ bytes: stale.reduce((sum, planned) => sum + planned.dataBytes, 0), blocks: stale.length });
-    const earlyFlushes: Promise<void>[] = [];
     await forEachParallel(stale, this.#workers, async (planned, buffers) => {
       if (!options.isHeld && this.#beforeBlock !== undefined) await this.#beforeBlock();
       if (this.#context.signal.aborted) throw new FsError(Errno.ECANCELED, 'rewrite', `inode ${this.#ino}: cancelled`);
@@ -257,11 +256,6 @@ class FileRewrite {
         if (this.#isStale(planned)) return;
         throw error;
       }
-      // Start this block's way to the disk now, while later blocks are copied: the kernel
-      // would otherwise begin writeback only at its dirty-memory threshold (gigabytes), and
-      // the whole round would reach the disk after copying ends. The round's syncBlocks below
-      // is what makes the copies durable and reports failures.
-      earlyFlushes.push(this.#parts.blocks.syncBlocks([record]).catch(() => undefined));
       const superseded = this.copies.get(planned.blockIndex);
       this.copies.set(planned.blockIndex, { signature: planned.signature, record });
       if (superseded !== undefined) await this.#parts.blocks.delete(superseded.record);
@@ -269,8 +263,10 @@ class FileRewrite {
       this.report.bytesWritten += planned.dataBytes;
       this.#context.addDone({ bytes: planned.dataBytes, blocks: 1 });
     });
-    await Promise.all(earlyFlushes);
-    // Copies are written without fsync; they become durable together, before any commit.
+    // Copies are written without fsync; they become durable together, before any commit. Their
+    // payloads went to the drives as they were written (O_DIRECT from the aligned worker
+    // buffers), so this batch commits metadata and flushes drive caches once: an fsync per
+    // block would flush the drive cache each time, and reads of the next sources wait behind.
     await this.#parts.blocks.syncBlocks([...this.copies.values()].map((copy) => copy.record));
   }
 

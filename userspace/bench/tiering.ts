@@ -8,18 +8,24 @@
  *
  * Method: both pools' buckets are folders under one work folder on the disk under test. The
  * file is written through the mount and made durable; caches are dropped; `shmr`'s rewrite
- * (copy, fsync, read-back verify, commit) is timed from the request to the task's end. Then a
+ * (copy, checksum recheck, fsync, commit) is timed from the request to the task's end. Then a
  * plain file of the same size in the write pool's folder is copied with `cp` into an archive
  * folder and fsynced (`sync FILE`), caches dropped first as well.
+ *
+ * Throughput on a shared machine swings with everyone else's load, and the rewrite needs far
+ * more CPU than cp (checksums, parity): the table also gives the CPU seconds each used (the
+ * daemon's threads; cp and sync as children of the bench) and how busy the machine was.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync, fsyncSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { promisify } from 'node:util';
+import { assert } from '../src/assert.js';
 import { callControl } from '../src/daemon/control.js';
 import type { TaskInfo } from '../src/tasks/task-manager.js';
+import { MachineCpu, processCpuSeconds } from './host.js';
 import { startShmrAt, stopShmrAt } from './systems.js';
 
 const execFileAsync = promisify(execFile);
@@ -54,26 +60,49 @@ function dropCaches(): void {
   writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
-async function timeRewrite(root: string): Promise<number> {
-  const metadataDir = join(root, 'meta');
-  const startedMs = performance.now();
-  const { taskId } = (await callControl(metadataDir, 'rewriteFile', {
-    path: join(root, 'mnt', 'big'), pool: 'archive', topology: 'erasure:4+2', blockSize: 32 * MiB, parallel: 4,
-  })) as { taskId: number };
-  const info = (await callControl(metadataDir, 'waitTask', { id: taskId })) as TaskInfo;
-  if (info.state !== 'done') throw new Error(`tiering bench: rewrite ${info.state}: ${info.errors.join('; ')}`);
-  return (performance.now() - startedMs) / 1000;
+/** Wall seconds, CPU seconds of the work, and machine CPU use (percent of one core). */
+interface Timing {
+  readonly seconds: number;
+  readonly cpuSeconds: number;
+  readonly machineCorePercent: number;
 }
 
-async function timeCopy(root: string, bytes: number): Promise<number> {
+/** CPU seconds of the bench's waited-for children (cutime + cstime of /proc/self/stat). */
+function childrenCpuSeconds(): number {
+  const text = readFileSync('/proc/self/stat', 'utf8');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+async function timed(cpuSeconds: () => number, body: () => Promise<void>): Promise<Timing> {
+  const machine = await MachineCpu.start();
+  const cpuStart = cpuSeconds();
+  const startedMs = performance.now();
+  await body();
+  const seconds = (performance.now() - startedMs) / 1000;
+  return { seconds, cpuSeconds: cpuSeconds() - cpuStart, machineCorePercent: await machine.busyCorePercent() };
+}
+
+async function timeRewrite(root: string, daemonPid: number): Promise<Timing> {
+  const metadataDir = join(root, 'meta');
+  return timed(() => processCpuSeconds(daemonPid) ?? Number.NaN, async () => {
+    const { taskId } = (await callControl(metadataDir, 'rewriteFile', {
+      path: join(root, 'mnt', 'big'), pool: 'archive', topology: 'erasure:4+2', blockSize: 32 * MiB, parallel: 4,
+    })) as { taskId: number };
+    const info = (await callControl(metadataDir, 'waitTask', { id: taskId })) as TaskInfo;
+    if (info.state !== 'done') throw new Error(`tiering bench: rewrite ${info.state}: ${info.errors.join('; ')}`);
+  });
+}
+
+async function timeCopy(root: string, bytes: number): Promise<Timing> {
   const source = join(root, 'ssd0', 'plain');
   const target = join(root, 'hdd0', 'plain');
   writeFile(source, bytes);
   dropCaches();
-  const startedMs = performance.now();
-  await execFileAsync('cp', [source, target]);
-  await execFileAsync('sync', [target]);
-  return (performance.now() - startedMs) / 1000;
+  return timed(childrenCpuSeconds, async () => {
+    await execFileAsync('cp', [source, target]);
+    await execFileAsync('sync', [target]);
+  });
 }
 
 /** Runs the section and prints its table. */
@@ -86,24 +115,28 @@ export async function runTieringBench(options: { quick: boolean; workDir?: strin
     daemon = await mountShmr(root);
     writeFile(join(mountpoint, 'big'), bytes);
     dropCaches();
-    const rewriteSec = await timeRewrite(root);
-    const copySec = await timeCopy(root, bytes);
-    printTable(bytes, rewriteSec, copySec);
+    assert(daemon.pid !== undefined);
+    const rewrite = await timeRewrite(root, daemon.pid);
+    const copy = await timeCopy(root, bytes);
+    printTable(bytes, rewrite, copy);
   } finally {
     await stopShmrAt(root, daemon);
   }
 }
 
-function printTable(bytes: number, rewriteSec: number, copySec: number): void {
-  const rewriteMbPerSec = bytes / MiB / rewriteSec;
-  const copyMbPerSec = bytes / MiB / copySec;
+function printTable(bytes: number, rewrite: Timing, copy: Timing): void {
+  const rewriteMbPerSec = bytes / MiB / rewrite.seconds;
+  const copyMbPerSec = bytes / MiB / copy.seconds;
   const ratio = rewriteMbPerSec / copyMbPerSec;
+  const row = (what: string, timing: Timing, mbPerSec: number) => `  ${what.padEnd(9)} ` +
+    `${timing.seconds.toFixed(2).padStart(10)} ${mbPerSec.toFixed(1).padStart(9)} ` +
+    `${timing.cpuSeconds.toFixed(2).padStart(9)} ${timing.machineCorePercent.toFixed(0).padStart(13)}`;
   process.stdout.write([
     '',
     `tiering: rewrite of a ${bytes / MiB} MiB file, Single 1 MiB -> Erasure(4+2) 32 MiB, vs cp + sync`,
-    '  what         seconds     MiB/s',
-    `  rewrite   ${rewriteSec.toFixed(2).padStart(10)} ${rewriteMbPerSec.toFixed(1).padStart(9)}`,
-    `  cp        ${copySec.toFixed(2).padStart(10)} ${copyMbPerSec.toFixed(1).padStart(9)}`,
+    '  what         seconds     MiB/s     CPU s  machine CPU %',
+    row('rewrite', rewrite, rewriteMbPerSec),
+    row('cp', copy, copyMbPerSec),
     `  ratio ${ratio.toFixed(2)} (target >= ${TARGET_RATIO}) ${ratio >= TARGET_RATIO ? 'PASS' : 'MISS'}`, '',
   ].join('\n'));
 }

@@ -36,7 +36,9 @@ import { ReedSolomon } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
 import { DecompressedCache } from './decompressed-cache.js';
-import { deleteShardFile, writeShardFile, type ShardLocation, type ShardReader } from './shard-io.js';
+import {
+  checkWrittenShard, deleteShardFile, writeShardFile, type ShardLocation, type ShardReader,
+} from './shard-io.js';
 import { ShardError } from './shard-error.js';
 import { NO_BLOCK_OBSERVER, type BlockObserver } from './observer.js';
 
@@ -59,6 +61,17 @@ export interface BlockWrite {
   readonly topology?: TopologySpec | undefined;
   /** fsync shard files and their directories before returning. */
   readonly sync: boolean;
+  /**
+   * Check each shard's written buffers against its header again after the write (a read-back
+   * without the read: see checkWrittenShard); a mismatch is EIO and leaves no files.
+   */
+  readonly recheck?: boolean | undefined;
+  /**
+   * Room for the parity shards of an erasure block, each at least a shard long, that the caller
+   * reuses from block to block (a rewrite): fresh 16 MiB buffers per block make the garbage
+   * collector run often. Untouched by the caller until the write settles.
+   */
+  readonly parity?: readonly Buffer[] | undefined;
   /**
    * Compression of this block ("zstd:3", "lz4", "none"), as a per-file policy gives it;
    * the pool's setting when absent. A setting that does not parse is EINVAL.
@@ -130,7 +143,7 @@ export class BlockStore {
     const topology = input.topology ?? input.pool.topology;
     const startMs = performance.now();
     const stream = await this.#compress(input);
-    const payloads = await this.#payloads(stream, topology, input.pool.name);
+    const payloads = await this.#payloads(stream, topology, { pool: input.pool.name, parity: input.parity });
     for (let attempt = 0; ; attempt++) {
       const generation = this.#generation++;
       try {
@@ -165,7 +178,11 @@ export class BlockStore {
     return parsed;
   }
 
-  async #payloads(stream: { data: Buffer; bytes: number }, topology: TopologySpec, pool: string): Promise<Buffer[]> {
+  async #payloads(
+    stream: { data: Buffer; bytes: number },
+    topology: TopologySpec,
+    context: { pool: string; parity?: readonly Buffer[] | undefined },
+  ): Promise<Buffer[]> {
     const data = stream.data.subarray(0, stream.bytes);
     if (topology.kind === 'single') return [data];
     if (topology.kind === 'mirror') return Array.from({ length: topology.copies }, () => data);
@@ -175,13 +192,16 @@ export class BlockStore {
     stream.data.fill(0, stream.bytes, paddedBytes);
     const dataShards = Array.from({ length: topology.data }, (_, index) =>
       stream.data.subarray(index * shardBytes, (index + 1) * shardBytes));
-    // Parity buffers are per block: they live until the shard files are written.
-    const parityShards = Array.from({ length: topology.parity }, () => Buffer.allocUnsafeSlow(shardBytes));
+    // Parity buffers are the caller's or per block: they live until the shard files are written.
+    const parityShards = Array.from({ length: topology.parity }, (_, index) => {
+      const room = context.parity?.[index];
+      return room !== undefined && room.byteLength >= shardBytes ? room.subarray(0, shardBytes) : Buffer.allocUnsafeSlow(shardBytes);
+    });
     const codec = this.#codec(topology.data, topology.parity);
     const startMs = performance.now();
     if (paddedBytes >= OFF_THREAD_BYTES_MIN) await codec.encodeAsync(dataShards, parityShards);
     else codec.encode(dataShards, parityShards);
-    this.observer.encoded(pool, (performance.now() - startMs) / 1000);
+    this.observer.encoded(context.pool, (performance.now() - startMs) / 1000);
     return [...dataShards, ...parityShards];
   }
 
@@ -195,12 +215,17 @@ export class BlockStore {
     if (placement.isDoubledUp) this.onDoubledUp(input.pool.name);
     const chosen = [...placement.buckets];
     const written: string[] = [];
+    const prefixes = await Promise.all(payloads.map((payload, shardIndex) =>
+      shardPrefix({ ...input, stream }, { topology, generation, shardIndex, payload })));
     try {
       await Promise.all(payloads.map(async (payload, shardIndex) => {
+        const prefix = prefixes[shardIndex];
+        assert(prefix !== undefined);
         chosen[shardIndex] = await this.#writeOneShard(input, {
-          topology, generation, shardIndex, payload, chosen, written, stream,
+          generation, shardIndex, prefix, payload, chosen, written,
         });
       }));
+      if (input.recheck === true) await this.#recheck(input, { generation, prefixes, payloads, chosen });
       if (input.sync) await syncDirectories(written);
     } catch (error) {
       await Promise.all(written.map((path) => deleteShardFile(path).catch(() => undefined)));
@@ -213,19 +238,38 @@ export class BlockStore {
     };
   }
 
+  /** BlockWrite.recheck: every written shard against its header, as a read-back would. */
+  async #recheck(
+    input: BlockWrite,
+    shards: { generation: number; prefixes: Buffer[]; payloads: Buffer[]; chosen: Bucket[] },
+  ): Promise<void> {
+    await Promise.all(shards.payloads.map(async (payload, shardIndex) => {
+      const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shards.generation, shardIndex };
+      const bucket = shards.chosen[shardIndex];
+      const prefix = shards.prefixes[shardIndex];
+      assert(bucket !== undefined && prefix !== undefined);
+      const location = { bucket: bucket.name, path: bucket.shardPath(name), name };
+      try {
+        await checkWrittenShard(location, prefix, payload);
+      } catch (error) {
+        if (!(error instanceof ShardError)) throw error;
+        throw new FsError(Errno.EIO, 'write block', `block ${input.blockIndex} of inode ${input.ino}: ${error.message}`);
+      }
+    }));
+  }
+
   /** Writes one shard, moving to another bucket when one is full or failing. */
   async #writeOneShard(
     input: BlockWrite,
     shard: {
-      topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer;
-      chosen: Bucket[]; written: string[]; stream: StoredStream;
+      generation: number; shardIndex: number; prefix: Buffer; payload: Buffer; chosen: Bucket[]; written: string[];
     },
   ): Promise<Bucket> {
     const excluded = new Set<string>();
     let bucket = shard.chosen[shard.shardIndex];
     assert(bucket !== undefined);
     const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shard.generation, shardIndex: shard.shardIndex };
-    const prefix = await shardPrefix({ ...input, stream: shard.stream }, shard);
+    const { prefix } = shard;
     let hasRetriedDirectory = false;
     for (;;) {
       const path = bucket.shardPath(name);
@@ -591,7 +635,7 @@ export class BlockStore {
     const isCompressed = block.storedBytes < block.dataBytes;
     const compression = isCompressed ? Compression[await this.#algorithmOf(block)] : Compression.none;
     const stream = { data, bytes: block.storedBytes, compression };
-    const payloads = await this.#payloads(stream, topology, block.pool);
+    const payloads = await this.#payloads(stream, topology, { pool: block.pool });
     const payload = payloads[shardIndex];
     assert(payload !== undefined);
     const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };

@@ -12,11 +12,12 @@ import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { crc32c, preadVerifyChunksNow } from '../erasure/index.js';
-import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX } from '../limits.js';
+import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX, SECTOR_BYTES } from '../limits.js';
 import {
   decodeShardPrefix, findBadChunk, findBadChunkAsync, ShardHeader, type ShardPrefix, u64ToNumber,
 } from '../layout/index.js';
 import type { FdCache, ShardName } from '../pool/index.js';
+import { directBytes } from './aligned.js';
 import { ScratchPool } from './scratch.js';
 import { ShardError } from './shard-error.js';
 
@@ -25,8 +26,17 @@ const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
 const unlinkAsync = promisify(unlink);
 
-/** Largest single write call to a shard file, beyond its prefix (a 1 MiB block: one call). */
+/**
+ * Largest single write call to a shard file through the page cache, beyond its prefix (a 1 MiB
+ * block: one call).
+ */
 const WRITE_PIECE_BYTES = 1024 * 1024;
+/**
+ * Largest single O_DIRECT write: a whole shard of a 32 MiB erasure block in one call. Such a
+ * write holds its thread until the drive has the bytes, a few milliseconds; fewer, bigger calls
+ * keep more bytes in flight per write slot and cost less CPU per byte.
+ */
+const DIRECT_PIECE_BYTES = 8 * 1024 * 1024;
 /**
  * Shard writes in the thread pool at once. The pool has more threads (bin/shmr.js), so reads
  * always find one free instead of queueing behind writes that the kernel is throttling.
@@ -92,14 +102,24 @@ function readAsync(fd: number, buffer: Buffer, offset: number, length: number, p
   });
 }
 
-/** Writes a whole shard file; removes it again if any step fails. */
+/**
+ * Writes a whole shard file; removes it again if any step fails. A payload in a buffer from
+ * allocAligned goes past the page cache (O_DIRECT) but for its unaligned tail.
+ */
 export async function writeShardFile(
   path: string,
   parts: { prefix: Buffer; payload: Uint8Array; sync: boolean },
 ): Promise<void> {
   const fd = await openAsync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
-    await writeAll(fd, [parts.prefix, parts.payload]);
+    const { prefix, payload } = parts;
+    const direct = prefix.byteLength % SECTOR_BYTES === 0 ? directBytes(payload) : 0;
+    if (direct > 0 && await writeDirect(path, payload.subarray(0, direct), prefix.byteLength)) {
+      await writeAll(fd, [prefix], 0);
+      await writeAll(fd, [payload.subarray(direct)], prefix.byteLength + direct);
+    } else {
+      await writeAll(fd, [prefix, payload], 0);
+    }
     if (parts.sync) await fsyncAsync(fd);
   } catch (error) {
     await closeAsync(fd).catch(() => undefined);
@@ -110,18 +130,74 @@ export async function writeShardFile(
 }
 
 /**
- * Writes in pieces of at most WRITE_PIECE_BYTES: one thread-pool job per piece, so that a big
- * shard does not hold a pool thread for long while small reads wait behind it.
+ * Writes from file offset `start` in pieces of at most `pieceBytes`: one thread-pool job per
+ * piece, so that a big shard does not hold a pool thread for long while small reads wait.
  */
-async function writeAll(fd: number, buffers: Uint8Array[]): Promise<void> {
+async function writeAll(fd: number, buffers: Uint8Array[], start: number, pieceBytes = WRITE_PIECE_BYTES): Promise<void> {
   let pending = buffers.filter((buffer) => buffer.byteLength > 0);
-  let position = 0;
+  let position = start;
   while (pending.length > 0) {
-    const pieceBytes = WRITE_PIECE_BYTES + (position === 0 ? buffers[0]?.byteLength ?? 0 : 0);
-    const written = await writeSlots.run(() => writevAsync(fd, firstPiece(pending, pieceBytes), position));
+    // The prefix rides along with the first piece: a 1 MiB block's shard is one call.
+    const limit = pieceBytes + (position === 0 ? buffers[0]?.byteLength ?? 0 : 0);
+    const written = await writeSlots.run(() => writevAsync(fd, firstPiece(pending, limit), position));
     assert(written > 0);
     position += written;
     pending = advance(pending, written);
+  }
+}
+
+/**
+ * Writes `view` (aligned: see allocAligned) at `position` of the file through a second, O_DIRECT
+ * descriptor. False when the filesystem refuses O_DIRECT (EINVAL): the caller then writes the
+ * whole file through the page cache.
+ */
+async function writeDirect(path: string, view: Uint8Array, position: number): Promise<boolean> {
+  let fd: number;
+  try {
+    fd = await openAsync(path, constants.O_WRONLY | constants.O_DIRECT);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'EINVAL') return false;
+    throw error;
+  }
+  try {
+    await writeAll(fd, [view], position, DIRECT_PIECE_BYTES);
+    return true;
+  } catch (error) {
+    // An alignment the filesystem does not accept: the caller writes the whole file buffered.
+    if ((error as { code?: string }).code === 'EINVAL') return false;
+    throw error;
+  } finally {
+    await closeAsync(fd);
+  }
+}
+
+/**
+ * Reads into `view` (aligned: see allocAligned) from `position` of the shard past the page cache
+ * (a rewrite reads data it moves away: caching it only costs a copy). Returns the bytes read:
+ * fewer at the end of the file, 0 when the filesystem refuses O_DIRECT. Throws ShardError.
+ */
+async function readDirect(location: ShardLocation, view: Buffer, position: number): Promise<number> {
+  let fd: number;
+  try {
+    fd = await openAsync(location.path, constants.O_RDONLY | constants.O_DIRECT);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'EINVAL') return 0;
+    throw new ShardError({ kind: code === 'ENOENT' ? 'missing' : 'io', bucket: location.bucket, path: location.path, detail: String(code) });
+  }
+  let done = 0;
+  try {
+    while (done < view.byteLength) {
+      const bytesRead = await readAsync(fd, view, done, view.byteLength - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  } catch (error) {
+    if ((error as { code?: string }).code === 'EINVAL' && done === 0) return 0;
+    throw new ShardError({ kind: 'io', bucket: location.bucket, path: location.path, detail: (error as Error).message });
+  } finally {
+    await closeAsync(fd);
   }
 }
 
@@ -150,6 +226,22 @@ function advance(buffers: Uint8Array[], bytes: number): Uint8Array[] {
     skip = 0;
   }
   return rest;
+}
+
+/**
+ * Checks a shard just written from `prefix` and `payload` (the very buffers handed to the
+ * write) as a read-back would: the prefix decodes and names `location`, and every payload chunk
+ * matches its checksum. Nothing is read: after the write the page cache holds these bytes, so
+ * what a read-back catches is a buffer that changed between checksumming and writing, and this
+ * catches it at the cost of one checksum pass. Throws ShardError.
+ */
+export async function checkWrittenShard(location: ShardLocation, prefix: Buffer, payload: Uint8Array): Promise<void> {
+  const decoded = decodeShardPrefix(prefix);
+  if (!decoded.ok) throw corrupt(location, `written header ${decoded.kind} (${decoded.field}: ${decoded.detail})`);
+  checkIdentity(location, decoded.value);
+  if (decoded.value.header.payload_bytes !== payload.byteLength) throw corrupt(location, 'written header has another payload length');
+  const bad = await findBadChunkAsync(decoded.value, payload, 0);
+  if (bad >= 0) throw corrupt(location, `written chunk ${bad} does not match its checksum`);
 }
 
 /** Removes a shard file; a file already gone is fine. */
@@ -291,7 +383,8 @@ export class ShardReader {
   }
 
   async #readExactly(location: ShardLocation, fd: number, view: Buffer, position: number): Promise<void> {
-    let done = 0;
+    const direct = position % SECTOR_BYTES === 0 ? directBytes(view) : 0;
+    let done = direct > 0 ? await readDirect(location, view.subarray(0, direct), position) : 0;
     while (done < view.byteLength) {
       let bytesRead: number;
       try {

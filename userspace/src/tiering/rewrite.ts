@@ -2,14 +2,15 @@
  * Rewrite: moves a file (or one block) to another pool, topology and block size.
  *
  * Method: plan the new block map from the committed one, copy every new block (read the old
- * blocks' bytes, write new shards under fresh generations, read them back and verify), then
+ * blocks' bytes, verified; write new shards under fresh generations and check the written
+ * buffers against the checksums in their headers, BlockWrite.recheck), then
  * hold the file (FileStore.exclusive: no read or write runs, dirty blocks are stored) and
  * commit the new map in ONE metadata transaction if the plan is still what was copied; the
  * old blocks become tombstones. Writes that landed during the copy change the plan: their new
  * blocks are copied again in the next round; the last round copies with the file held.
  *
  * Invariants:
- * - A crash at any point leaves the old or the new layout complete: new shards are verified,
+ * - A crash at any point leaves the old or the new layout complete: new shards are rechecked,
  *   then fsynced (each round's copies in one batch) before the commit; old shards are only
  *   tombstoned by it.
  * - Before copying, each new block is marked 'pending' in the tombstones table, so the shards of
@@ -19,7 +20,7 @@
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
 import { formatTopology, type TopologySpec } from '../config/index.js';
-import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
+import { allocAligned, BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
 import type { FileStore } from '../file/index.js';
 import { isRegular, isDirectory, type BlockRecord, type MetaStore } from '../meta/index.js';
 import type { Pool } from '../pool/index.js';
@@ -28,7 +29,7 @@ import type { Tombstones } from './tombstones.js';
 
 /** Copy rounds before the file is held for the whole copy. */
 const ROUNDS_MAX = 3;
-/** Largest parallelism of one rewrite (buffers: 2 blocks per worker). */
+/** Largest parallelism of one rewrite (buffers: 2 blocks and their parity per worker). */
 export const REWRITE_PARALLEL_MAX = 16;
 
 /** Where a rewrite puts a file. */
@@ -142,45 +143,68 @@ export interface RewriteOptions {
 
 /** Buffers of one copy worker, reused from block to block. */
 interface WorkerBuffers {
-  readonly data: Buffer;
-  readonly scratch: Buffer;
+  /**
+   * Block buffers; with two, the next block's sources are read into one while the block in
+   * the other is written, so the drives always have reads and writes to do.
+   */
+  readonly data: readonly Buffer[];
+  /** Room for the parity shards of the new blocks (none when no target topology is erasure). */
+  readonly parity: readonly Buffer[];
 }
 
-async function copyBlock(parts: RewriteParts, ino: number, planned: PlannedBlock, context: {
-  target: LayoutTarget; buffers: WorkerBuffers;
-}): Promise<BlockRecord> {
-  const { data, scratch } = context.buffers;
+function workerBuffers(target: LayoutTarget, blockBuffers: 1 | 2): WorkerBuffers {
+  const topologies = [target.topology, target.head?.topology];
+  let parityCount = 0;
+  let shardBytes = 0;
+  for (const topology of topologies) {
+    if (topology?.kind !== 'erasure') continue;
+    parityCount = Math.max(parityCount, topology.parity);
+    shardBytes = Math.max(shardBytes, Math.ceil(target.blockBytes / topology.data));
+  }
+  // Aligned: the new shards are written past the page cache (see allocAligned).
+  return {
+    data: Array.from({ length: blockBuffers }, () => allocAligned(target.blockBytes + BLOCK_PADDING_BYTES)),
+    parity: Array.from({ length: parityCount }, () => allocAligned(shardBytes)),
+  };
+}
+
+/** Reads the new block's bytes from its (verified) sources into `data`; holes read as zeros. */
+async function readSources(parts: RewriteParts, planned: PlannedBlock, data: Buffer): Promise<void> {
   assert(planned.dataBytes > 0);
-  assert(planned.dataBytes <= context.target.blockBytes);
-  data.fill(0, 0, planned.dataBytes);
+  assert(planned.dataBytes <= data.byteLength);
+  zeroGaps(data, planned);
   await Promise.all(planned.sources.map((source) =>
     parts.blocks.read(source.record, { start: source.start, end: source.end }, data, source.targetOffset)));
-  const record = await parts.blocks.write({
-    ino, blockIndex: planned.blockIndex, blockBytes: context.target.blockBytes, dataBytes: planned.dataBytes,
-    data, pool: planned.pool, topology: planned.topology, compression: context.target.compression, sync: false,
-  });
-  const failures = await parts.blocks.verify(record, scratch);
-  if (failures.length > 0) {
-    await parts.blocks.delete(record);
-    throw new FsError(Errno.EIO, 'rewrite', `block ${planned.blockIndex} of inode ${ino} failed its read-back: ` +
-      `${failures[0]?.message ?? ''}`);
-  }
-  return record;
 }
 
-/** Runs `body` over `items` with at most `parallel` at once; each worker has its own buffers. */
-async function forEachParallel<T>(
-  items: readonly T[],
-  workers: readonly WorkerBuffers[],
-  body: (item: T, buffers: WorkerBuffers) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(workers.map(async (buffers) => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await body(item, buffers);
-    }
-  }));
+/** Writes the new block from `data` as uncommitted shards, rechecked against their headers. */
+function writeCopy(parts: RewriteParts, ino: number, planned: PlannedBlock, context: {
+  target: LayoutTarget; data: Buffer; parity: readonly Buffer[];
+}): Promise<BlockRecord> {
+  assert(planned.dataBytes <= context.target.blockBytes);
+  return parts.blocks.write({
+    ino, blockIndex: planned.blockIndex, blockBytes: context.target.blockBytes, dataBytes: planned.dataBytes,
+    data: context.data, pool: planned.pool, topology: planned.topology, compression: context.target.compression,
+    sync: false, recheck: true, parity: context.parity,
+  });
+}
+
+/** Zeros the bytes of the new block that no source covers (holes); sources fill the rest. */
+function zeroGaps(data: Buffer, planned: PlannedBlock): void {
+  const sources = [...planned.sources].sort((a, b) => a.targetOffset - b.targetOffset);
+  let covered = 0;
+  for (const source of sources) {
+    if (source.targetOffset > covered) data.fill(0, covered, source.targetOffset);
+    covered = Math.max(covered, source.targetOffset + source.end - source.start);
+  }
+  if (covered < planned.dataBytes) data.fill(0, covered, planned.dataBytes);
+}
+
+/** A block whose sources are being read: `read` settles with the failure, or undefined. */
+interface Reading {
+  readonly planned: PlannedBlock;
+  readonly data: Buffer;
+  readonly read: Promise<unknown>;
 }
 
 /** The state of one file rewrite across its rounds. */
@@ -202,11 +226,7 @@ class FileRewrite {
     this.#target = target;
     this.#context = options.context;
     this.#beforeBlock = options.beforeBlock;
-    const scratchBytes = target.blockBytes;
-    this.#workers = Array.from({ length: options.parallel }, () => ({
-      data: Buffer.allocUnsafeSlow(target.blockBytes + BLOCK_PADDING_BYTES),
-      scratch: Buffer.allocUnsafeSlow(scratchBytes),
-    }));
+    this.#workers = Array.from({ length: options.parallel }, () => workerBuffers(target, 2));
     this.report = { ino, blocksWritten: 0, blocksKept: 0, bytesWritten: 0, rounds: 0 };
   }
 
@@ -224,34 +244,52 @@ class FileRewrite {
       for (const index of unnoted) this.#noted.add(index);
     }
     this.#context.addTotal({ bytes: stale.reduce((sum, planned) => sum + planned.dataBytes, 0), blocks: stale.length });
-    const earlyFlushes: Promise<void>[] = [];
-    await forEachParallel(stale, this.#workers, async (planned, buffers) => {
+    let next = 0;
+    const startNext = async (data: Buffer): Promise<Reading | undefined> => {
+      const planned = stale[next++];
+      if (planned === undefined) return undefined;
       if (!options.isHeld && this.#beforeBlock !== undefined) await this.#beforeBlock();
       if (this.#context.signal.aborted) throw new FsError(Errno.ECANCELED, 'rewrite', `inode ${this.#ino}: cancelled`);
-      let record: BlockRecord;
-      try {
-        record = await copyBlock(this.#parts, this.#ino, planned, { target: this.#target, buffers });
-      } catch (error) {
-        // A write replaced a source block (and deleted its shards) under the copy: the next
-        // round copies the new content.
-        if (this.#isStale(planned)) return;
-        throw error;
+      const read = readSources(this.#parts, planned, data).then(() => undefined, (error: unknown) => error);
+      return { planned, data, read };
+    };
+    await Promise.all(this.#workers.map(async (buffers) => {
+      let turn = 0;
+      let reading = await startNext(buffers.data[0] as Buffer);
+      while (reading !== undefined) {
+        const current = reading;
+        const failure = await current.read;
+        turn += 1;
+        // The next block is read into the other buffer while this one is written.
+        reading = await startNext(buffers.data[turn % buffers.data.length] as Buffer);
+        await this.#store(current.planned, failure, { data: current.data, parity: buffers.parity });
       }
-      // Start this block's way to the disk now, while later blocks are copied: the kernel
-      // would otherwise begin writeback only at its dirty-memory threshold (gigabytes), and
-      // the whole round would reach the disk after copying ends. The round's syncBlocks below
-      // is what makes the copies durable and reports failures.
-      earlyFlushes.push(this.#parts.blocks.syncBlocks([record]).catch(() => undefined));
-      const superseded = this.copies.get(planned.blockIndex);
-      this.copies.set(planned.blockIndex, { signature: planned.signature, record });
-      if (superseded !== undefined) await this.#parts.blocks.delete(superseded.record);
-      this.report.blocksWritten += 1;
-      this.report.bytesWritten += planned.dataBytes;
-      this.#context.addDone({ bytes: planned.dataBytes, blocks: 1 });
-    });
-    await Promise.all(earlyFlushes);
-    // Copies are written without fsync; they become durable together, before any commit.
+    }));
+    // Copies are written without fsync; they become durable together, before any commit. Their
+    // payloads went to the drives as they were written (O_DIRECT from the aligned worker
+    // buffers), so this batch commits metadata and flushes drive caches once: an fsync per
+    // block would flush the drive cache each time, and reads of the next sources wait behind.
     await this.#parts.blocks.syncBlocks([...this.copies.values()].map((copy) => copy.record));
+  }
+
+  /** Writes a block whose sources were read (or failed to), and keeps it as a copy. */
+  async #store(planned: PlannedBlock, readFailure: unknown, buffers: { data: Buffer; parity: readonly Buffer[] }): Promise<void> {
+    let record: BlockRecord;
+    try {
+      if (readFailure !== undefined) throw readFailure;
+      record = await writeCopy(this.#parts, this.#ino, planned, { target: this.#target, ...buffers });
+    } catch (error) {
+      // A write replaced a source block (and deleted its shards) under the copy: the next
+      // round copies the new content.
+      if (this.#isStale(planned)) return;
+      throw error;
+    }
+    const superseded = this.copies.get(planned.blockIndex);
+    this.copies.set(planned.blockIndex, { signature: planned.signature, record });
+    if (superseded !== undefined) await this.#parts.blocks.delete(superseded.record);
+    this.report.blocksWritten += 1;
+    this.report.bytesWritten += planned.dataBytes;
+    this.#context.addDone({ bytes: planned.dataBytes, blocks: 1 });
   }
 
   #isStale(planned: PlannedBlock): boolean {
@@ -369,9 +407,11 @@ async function rewriteBlockRounds(
       blockIndex, dataBytes: record.dataBytes, pool: request.pool, topology: request.topology, kept: undefined,
       sources: [{ record, start: 0, end: record.dataBytes, targetOffset: 0 }], signature: '',
     };
-    const buffers = { data: Buffer.allocUnsafeSlow(inode.blockBytes + BLOCK_PADDING_BYTES), scratch: Buffer.allocUnsafeSlow(inode.blockBytes) };
+    const buffers = workerBuffers(target, 1);
+    const data = buffers.data[0] as Buffer;
     context.addTotal({ bytes: record.dataBytes, blocks: 1 });
-    const next = await copyBlock(parts, ino, planned, { target, buffers });
+    await readSources(parts, planned, data);
+    const next = await writeCopy(parts, ino, planned, { target, data, parity: buffers.parity });
     await parts.blocks.syncBlocks([next]);
     if (parts.meta.replaceBlock(record, next, { tombstone: true })) {
       parts.meta.syncDurable();

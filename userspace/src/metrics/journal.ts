@@ -149,6 +149,9 @@ async function rotatedFiles(directory: string): Promise<{ sequence: number; path
   }).sort((a, b) => a.sequence - b.sequence);
 }
 
+/** How much earlier than its newest record a file's mtime may read (FAT keeps 2 s steps). */
+const MTIME_SLACK_MS = 2000;
+
 /**
  * Reads every interval that ended at or after `sinceMs`, oldest first. Works without the
  * daemon (the files are only ever appended to or renamed). Bad lines are reported, not fatal.
@@ -161,7 +164,9 @@ export async function readJournal(
   const records: JournalRecord[] = [];
   for (const path of files) {
     const info = await stat(path).catch(() => undefined);
-    if (info === undefined || info.mtimeMs < options.sinceMs) continue;
+    // A file's mtime comes from the kernel's coarse clock (and some filesystems keep only
+    // seconds): it may be earlier than the last record in it. Records are filtered by time below.
+    if (info === undefined || info.mtimeMs < options.sinceMs - MTIME_SLACK_MS) continue;
     const text = await readFile(path, 'utf8');
     text.split('\n').forEach((line, index) => {
       if (line.trim() === '') return;

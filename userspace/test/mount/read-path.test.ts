@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SERVING_THREAD_NICE } from '../../src/daemon/mount.js';
 import { FUSE_READAHEAD_BYTES } from '../../src/limits.js';
 import { shardFilesOf } from '../../src/tasks/fsck.js';
 import { withMount } from '../helpers/mount.js';
@@ -45,6 +46,9 @@ describe('read path', () => {
       expect(device).toBeDefined();
       const readaheadKib = Number(readFileSync(`/sys/class/bdi/${device ?? ''}/read_ahead_kb`, 'utf8'));
       expect(readaheadKib).toBe(FUSE_READAHEAD_BYTES / 1024);
+      // The request thread (the main thread: its id is the pid) runs at a raised priority.
+      const stat = readFileSync(`/proc/${mount.daemon.pid ?? 0}/task/${mount.daemon.pid ?? 0}/stat`, 'utf8');
+      expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])).toBe(SERVING_THREAD_NICE);
       const path = join(mount.mountpoint, 'data');
       const data = randomBytes(3 * MIB + 1234);
       writeFileSync(path, data);

@@ -155,8 +155,9 @@ function mountOptions(config: Config): MountOptions {
 /**
  * Nice value of the daemon's main thread, which receives and answers every FUSE request. During
  * a large write the writer, the kernel's writeback and the encoder keep every core busy, and a
- * small read then waits for a CPU rather than for a disk: on 2 cores, p99 of 4 KiB reads during
- * a 2 GiB erasure write fell from 6-15 ms to 3-6 ms at -5 (the bench's latency section).
+ * small read then waits for a CPU rather than for a disk: on 2 cores, the median over runs of
+ * the p99 of 4 KiB reads during a 2 GiB erasure write fell from 9.1 ms (6 runs) to 5.9 ms
+ * (9 runs) at -5 (the bench's latency section; single runs spread from 3 to 15 ms).
  * Linux nice values are per thread: this is the calling thread's; threads started later
  * inherit it, those already running keep theirs.
  */

@@ -11,6 +11,7 @@
 import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
+import { Slots } from '../slots.js';
 import { crc32c, preadVerifyChunksNow } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX, SECTOR_BYTES } from '../limits.js';
 import {
@@ -42,25 +43,6 @@ const DIRECT_PIECE_BYTES = 8 * 1024 * 1024;
  * always find one free instead of queueing behind writes that the kernel is throttling.
  */
 const WRITE_JOBS_MAX = 6;
-
-/** A counting semaphore: at most `countMax` bodies run at once, the rest wait in order. */
-class Slots {
-  #running = 0;
-  readonly #waiting: (() => void)[] = [];
-  constructor(readonly countMax: number) {}
-
-  async run<T>(body: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.countMax) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    else this.#running += 1;
-    try {
-      return await body();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next === undefined) this.#running -= 1;
-      else next();
-    }
-  }
-}
 
 const writeSlots = new Slots(WRITE_JOBS_MAX);
 

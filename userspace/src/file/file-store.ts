@@ -24,6 +24,7 @@ import { close, constants, fsync, open } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
+import { Slots } from '../slots.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
 import { addRange, BlockCache, coversRange, forEachGap, type CachedBlock } from '../cache/index.js';
@@ -347,9 +348,7 @@ export class FileStore {
     const entry = this.#writableBlock(state, blockIndex, range);
     if (entry === undefined) return undefined;
     const fill = this.#copyIn(entry, range, data, 0);
-    state.size = Math.max(state.size, end);
-    state.mtime = now();
-    state.ctime = state.mtime;
+    noteWrittenUpTo(state, end);
     if (fill === 'none' && this.#cache.bytes <= this.#options.memoryLimitBytes) return data.byteLength;
     return this.#gated(state.ino, async (held) => {
       if (fill !== 'none') await this.#storeFilled(held, entry, fill);
@@ -410,9 +409,7 @@ export class FileStore {
         if (failed !== undefined) throw fromSystemError(failed.reason, 'store block');
       }
     }
-    state.size = Math.max(state.size, end);
-    state.mtime = now();
-    state.ctime = state.mtime;
+    noteWrittenUpTo(state, end);
     if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
     return data.byteLength;
   }
@@ -438,9 +435,7 @@ export class FileStore {
       const isWhole = position === blockStart && stop === blockStart + blockBytes;
       if (isWhole && this.#mayStoreDirectly(state, blockIndex)) {
         // The committed size and times include this block (see #storeEntry).
-        state.size = Math.max(state.size, stop);
-        state.mtime = now();
-        state.ctime = state.mtime;
+        noteWrittenUpTo(state, stop);
         const block = data.subarray(position - offset, stop - offset);
         stores.push(this.#storeWhole(state, blockIndex, block, { keepOnFailure: isBehind }));
         position = stop;
@@ -450,13 +445,18 @@ export class FileStore {
       const entry = this.#writableBlock(state, blockIndex, range);
       if (entry === undefined) {
         // Being stored: the buffer must not change until the store ends.
-        await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
+        await this.#storeOf(state.ino, blockIndex);
         continue;
       }
       const fill = this.#copyIn(entry, range, data, position - offset);
       if (fill !== 'none') stores.push(this.#storeFilled(state, entry, fill));
       position = stop;
     }
+  }
+
+  /** Settles when the store of a block that is being stored ends (however it ends). */
+  async #storeOf(ino: number, blockIndex: number): Promise<void> {
+    await this.#cache.get(ino, blockIndex)?.settled?.catch(() => undefined);
   }
 
   /** A whole block may skip the cache: nothing of it is cached and it needs no padding room. */
@@ -659,8 +659,10 @@ export class FileStore {
     const state = this.#states.get(ino);
     if (state !== undefined) {
       const entries = this.#cache.entriesOf(ino).filter((entry) => entry.state === 'dirty' || entry.state === 'flushing');
-      const failureCount = await settleEach(entries, FLUSH_JOBS_MAX, (entry) => this.#flushEntry(state, entry, options));
-      if (failureCount > 0 || state.error !== undefined) throw takeError(state);
+      const slots = new Slots(FLUSH_JOBS_MAX);
+      const results = await Promise.allSettled(entries.map((entry) => slots.run(() => this.#flushEntry(state, entry, options))));
+      const failed = results.some((result) => result.status === 'rejected');
+      if (failed || state.error !== undefined) throw takeError(state);
       this.#persistAttributes(state);
     }
     if (options.sync) {
@@ -790,7 +792,7 @@ export class FileStore {
     for (;;) {
       const entry = this.#writableBlock(state, blockIndex, range);
       if (entry === undefined) {
-        await this.#cache.get(state.ino, blockIndex)?.settled?.catch(() => undefined);
+        await this.#storeOf(state.ino, blockIndex);
         continue;
       }
       const completing = this.#complete(entry);
@@ -875,6 +877,13 @@ export class FileStore {
  */
 type Fill = 'none' | 'again' | 'completed';
 
+/** A write reached byte `end` of the file: its size and times follow. */
+function noteWrittenUpTo(state: FileState, end: number): void {
+  state.size = Math.max(state.size, end);
+  state.mtime = now();
+  state.ctime = state.mtime;
+}
+
 /** Notes that block bytes [start, end) of `entry` were just written into its buffer. */
 function noteWritten(entry: CachedBlock, start: number, end: number): Fill {
   let ranges = entry.ranges;
@@ -917,22 +926,6 @@ function copyFromBlock(entry: CachedBlock, range: { start: number; end: number }
   if (zeroFrom < range.end) {
     target.fill(0, targetOffset + zeroFrom - range.start, targetOffset + range.end - range.start);
   }
-}
-
-/** Runs `job` on every item, at most `jobsMax` at once, each to its end; returns the failures. */
-async function settleEach<T>(items: readonly T[], jobsMax: number, job: (item: T) => Promise<void>): Promise<number> {
-  let next = 0;
-  let failureCount = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await job(item).catch(() => {
-        failureCount += 1;
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(jobsMax, items.length) }, worker));
-  return failureCount;
 }
 
 function takeError(state: FileState): FsError {

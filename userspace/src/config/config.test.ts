@@ -3,11 +3,12 @@
  * nothing is created on disk for an invalid config.
  */
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SSD_POOL_YAML, useConfigRoot } from '../../test/helpers/config.js';
 import { ConfigError, loadConfigFile, parseConfig } from './config.js';
-import { parseSize, parseDuration, formatSize } from './units.js';
+import { parseSize, parseDuration, parsePercent, formatSize } from './units.js';
 import { parseTopology } from './topology.js';
 import { formatCompression, parseCompression } from './compression.js';
 
@@ -43,7 +44,17 @@ describe('config', () => {
     expect(archive?.topology).toEqual({ kind: 'erasure', data: 2, parity: 1 });
     expect(archive?.blockBytes).toBe(32 * 1024 * 1024);
     expect(archive?.buckets.map((bucket) => bucket.priority)).toEqual(['prioritize', 'normal', 'evacuate']);
-    expect(config.cache.memoryLimitBytes).toBe(512 * 1024 * 1024);
+    expect(config.cache.memoryLimitBytes).toBe(Math.max(256 * 1024 ** 2, Math.floor(totalmem() / 8)));
+  });
+
+  it('sizes the cache by bytes or by a share of memory, and names a bad share', () => {
+    const limitOf = (value: string) =>
+      parseConfig(`${GOOD}cache: { memory_limit: "${value}" }\n`, { source: 'test', baseDir: rootOf() }).cache.memoryLimitBytes;
+    expect(limitOf('2GiB')).toBe(2 * 1024 ** 3);
+    expect(limitOf('25%')).toBe(Math.floor(totalmem() / 4));
+    expect(problemsOf(`${GOOD}cache: { memory_limit: 95% }\n`))
+      .toEqual(['cache.memory_limit: "95%" must be a share above 0% and at most 90% of memory']);
+    expect(problemsOf(`${GOOD}cache: { memory_limit: lots }\n`)).toEqual(['cache.memory_limit: "lots" is neither a size (2GiB) nor a share of memory (25%)']);
   });
 
   it('names the key of every problem, all at once', () => {
@@ -133,6 +144,8 @@ describe('config', () => {
     expect(parseSize('1.5 KiB')).toBe(1536);
     expect(parseSize('4096')).toBe(4096);
     expect(parseSize('10 parsecs')).toBeUndefined();
+    expect(parsePercent(' 12.5 %')).toBe(12.5);
+    expect(parsePercent('12.5')).toBeUndefined();
     expect(parseDuration('5s')).toBe(5000);
     expect(parseDuration('1h')).toBe(3_600_000);
     expect(parseDuration('soon')).toBeUndefined();

@@ -10,6 +10,7 @@
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
@@ -17,7 +18,7 @@ import { BLOCK_BYTES_MAX, BLOCK_BYTES_MIN } from '../limits.js';
 import { compressionSpec, COMPRESSION_NONE, type CompressionSpec } from './compression.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { parseTopology, shardCount, type TopologySpec } from './topology.js';
-import { formatSize, parseDuration, parseSize } from './units.js';
+import { formatSize, parseDuration, parsePercent, parseSize } from './units.js';
 import {
   buildHousekeeping, buildMover, buildTombstoneGrace, type HousekeepingConfig, type MoverConfig,
   type RawMover,
@@ -264,7 +265,7 @@ function buildConfig(raw: RawConfig, options: { baseDir: string }, problems: str
     pools,
     warnings: [],
     cache: Object.freeze({
-      memoryLimitBytes: sizeOr(raw.cache?.memory_limit, 512 * 1024 ** 2, 'cache.memory_limit', problems),
+      memoryLimitBytes: memoryLimitOf(raw.cache?.memory_limit, problems),
       flushIntervalMs: durationOr(raw.cache?.flush_interval, 5000, 'cache.flush_interval', problems),
       dirtyAgeMs: durationOr(raw.cache?.dirty_age, 5000, 'cache.dirty_age', problems),
     }),
@@ -466,6 +467,35 @@ function sizeOr(value: string | number | undefined, fallback: number, key: strin
   const bytes = parseSize(value);
   if (bytes === undefined) problems.push(`${key}: "${value}" is not a size (e.g. 512MiB)`);
   return bytes ?? fallback;
+}
+
+/**
+ * Default share of the machine's memory for cached blocks. Like the kernel's dirty limits and
+ * ZFS's ARC, the cache scales with RAM: a fixed 512 MiB held half the blocks of a 1 GiB file
+ * written at random and stored the others block by block (read, merge, write) while the
+ * kernel's page cache, the baseline, holds it all.
+ */
+const CACHE_MEMORY_SHARE_DEFAULT = '12.5%';
+/** The default share never leaves less than this (small machines, containers). */
+const CACHE_MEMORY_DEFAULT_MIN_BYTES = 256 * 1024 ** 2;
+/** An explicit share above this would leave the system too little to run. */
+const CACHE_MEMORY_SHARE_MAX_PERCENT = 90;
+
+/** cache.memory_limit: a size ("2GiB") or a share of the machine's memory ("25%"). */
+function memoryLimitOf(value: string | number | undefined, problems: string[]): number {
+  const key = 'cache.memory_limit';
+  const percent = parsePercent(value ?? CACHE_MEMORY_SHARE_DEFAULT);
+  if (percent === undefined) {
+    const bytes = parseSize(value ?? '');
+    if (bytes === undefined) problems.push(`${key}: "${value}" is neither a size (2GiB) nor a share of memory (25%)`);
+    return bytes ?? 0;
+  }
+  if (percent <= 0 || percent > CACHE_MEMORY_SHARE_MAX_PERCENT) {
+    problems.push(`${key}: "${value}" must be a share above 0% and at most ${CACHE_MEMORY_SHARE_MAX_PERCENT}% of memory`);
+    return 0;
+  }
+  const bytes = Math.floor((totalmem() * percent) / 100);
+  return value === undefined ? Math.max(CACHE_MEMORY_DEFAULT_MIN_BYTES, bytes) : bytes;
 }
 
 function durationOr(value: string | number | undefined, fallback: number, key: string, problems: string[]): number {

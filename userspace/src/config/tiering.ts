@@ -4,7 +4,7 @@
  * wires them in; every message names the key and what is wrong.
  */
 import { parseTopology, shardCount, type TopologySpec } from './topology.js';
-import { parseDuration, parseSize } from './units.js';
+import { parseDuration, parsePercent, parseSize } from './units.js';
 
 /** A watermark of the mover's source pool: a fraction of its capacity, or live bytes. */
 export type Watermark = { readonly kind: 'fraction'; readonly value: number } | { readonly kind: 'bytes'; readonly value: number };
@@ -54,9 +54,9 @@ export interface RawTiering {
 export const TOMBSTONE_GRACE_MS_DEFAULT = 10 * 60_000;
 
 function parseWatermark(text: string | number, key: string, problems: string[]): Watermark | undefined {
-  const percent = typeof text === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text) : null;
-  if (percent !== null) {
-    const value = Number(percent[1]) / 100;
+  const percent = parsePercent(text);
+  if (percent !== undefined) {
+    const value = percent / 100;
     if (value <= 1) return { kind: 'fraction', value };
     problems.push(`${key}: ${text} is above 100%`);
     return undefined;

@@ -1,6 +1,6 @@
 /**
  * Parsing and formatting of the human units used in config files and on the command line:
- * sizes ("32MiB") and durations ("5s").
+ * sizes ("32MiB"), shares ("12.5%") and durations ("5s").
  */
 
 const SIZE_UNITS: Readonly<Record<string, number>> = {
@@ -22,6 +22,13 @@ export function parseSize(text: string | number): number | undefined {
   if (factor === undefined) return undefined;
   const bytes = Number(match[1]) * factor;
   return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** 12.5 for "12.5%"; undefined when `text` is not a percentage. */
+export function parsePercent(text: string | number): number | undefined {
+  if (typeof text === 'number') return undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text);
+  return match === null ? undefined : Number(match[1]);
 }
 
 /** Milliseconds of "5s", "100ms", "1h" or a number of seconds; undefined when not a duration. */

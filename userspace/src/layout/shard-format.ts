@@ -83,14 +83,19 @@ export async function encodeShardPrefixAsync(
   return finishShardPrefix(input, prefix, { geometry, payloadChecksum });
 }
 
-/** Where a prefix made by encodeShardHeader gets its checksums (see writeShardFileAsync). */
-export const SHARD_PREFIX_CHECKSUMS = {
+/**
+ * Where a prefix made by encodeShardHeader gets its checksums (see writeShardFileAsync). Not
+ * `as const`: codegen reads those as enums of the layout.
+ */
+export const SHARD_PREFIX_CHECKSUMS: Readonly<Record<
+  'chunkBytes' | 'tableStart' | 'payloadChecksumAt' | 'tableChecksumAt' | 'headerChecksumAt', number
+>> = {
   chunkBytes: CHUNK_BYTES,
   tableStart: ShardHeader.sizeBytes,
   payloadChecksumAt: ShardHeader.fields.payload_checksum.offset,
   tableChecksumAt: ShardHeader.fields.chunk_table_checksum.offset,
   headerChecksumAt: ShardHeader.fields.header_checksum.offset,
-} as const;
+};
 
 /**
  * encodeShardPrefix without computing anything from the payload: header fields and padding

@@ -12,6 +12,12 @@ export const CHUNK_BYTES = 4096;
 export const BLOCK_BYTES_MIN = 64 * 1024;
 /** Largest block size a pool may use; also bounds one dirty block buffer. */
 export const BLOCK_BYTES_MAX = 256 * 1024 * 1024;
+/**
+ * Consecutive blocks of a file whose shard files share a directory of a bucket, in filesystems
+ * made since (older ones record 1: see MetaStore.shardDirectoryBlocks). A new directory costs
+ * a mkdir and, at fsync, a directory fsync: once per 64 blocks instead of per block.
+ */
+export const SHARD_DIRECTORY_BLOCKS = 64;
 /** Largest data + parity shard count of one block (Reed-Solomon over GF(2^8) allows 255). */
 export const STRIPE_SHARDS_MAX = 32;
 /** Largest mirror copy count. */

@@ -17,6 +17,8 @@
  *   rsEncodeAsync(k, p, data[], parity[])        -> Promise<undefined>
  *   rsReconstruct(k, p, shards[], present[])     -> undefined
  *   rsReconstructAsync(k, p, shards[], present[])-> Promise<undefined>
+ *   writeShardFileAsync(path, prefix, payload, chunkBytes, offsets, flags)
+ *                                                -> Promise<undefined> (see "Shard files")
  *
  * Invariants, and why:
  * - No call may reach ISA-L's gf_mul. The node binary exports OpenSSL's gf_mul (a GF(2^m)
@@ -44,6 +46,8 @@
 #include <isa-l/crc.h>
 #include <isa-l/erasure_code.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -52,7 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 /* Largest k + p. Keeps every per-call array on the stack and a pattern in a uint32_t mask. */
 #define SHARDS_MAX 32
@@ -934,6 +940,159 @@ static bool prepare_crc_chunks(napi_env env, const napi_value *arguments, bool h
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Shard files                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * writeShardFileAsync(path, prefix, payload, chunkBytes, tableStart, payloadChecksumAt,
+ * tableChecksumAt, headerChecksumAt, flags): one pool job that stores a whole shard file, in
+ * place of one job per step (checksums, mkdir, open, write, fsync, close), each a round trip
+ * through the event loop. With SHARD_WRITE_CHECKSUM it first fills the prefix's chunk table
+ * (4 bytes per chunk from tableStart) and its three u32 checksums: the payload's, the table's,
+ * and the CRC32C of prefix bytes [0, headerChecksumAt) (the header's, computed last). Then it
+ * creates the file with O_EXCL (with SHARD_WRITE_MAKE_DIRECTORIES, a missing parent and
+ * grandparent directory are created on the way), writes prefix + payload, fsyncs with
+ * SHARD_WRITE_SYNC, and closes. Any failure after the create removes the file again. Rejects
+ * with an Error whose `errno` (negative, as Node's) and `syscall` name the failed call.
+ */
+#define SHARD_WRITE_SYNC 1
+#define SHARD_WRITE_CHECKSUM 2
+#define SHARD_WRITE_MAKE_DIRECTORIES 4
+#define SHARD_WRITE_FLAGS_ALL 7
+/* Directory levels above a shard file that a write may create (<bucket>/<xx>/<yy>). */
+#define SHARD_DIRECTORY_LEVELS 2
+
+typedef struct shard_write {
+  uint8_t *prefix;
+  size_t prefix_bytes;
+  const uint8_t *payload;
+  size_t payload_bytes;
+  size_t chunk_bytes;
+  size_t table_start;
+  size_t payload_checksum_at;
+  size_t table_checksum_at;
+  size_t header_checksum_at;
+  int flags;
+  int error_number; /* 0, or the errno of the failed call. */
+  const char *error_syscall;
+  char path[]; /* NUL-terminated. */
+} shard_write_t;
+
+/* Fills the chunk table and the three checksums of the prefix. */
+static void shard_write_checksum(shard_write_t *write) {
+  size_t table_bytes = 4 * crc_chunk_count(write->payload_bytes, write->chunk_bytes);
+  uint8_t *table = write->prefix + write->table_start;
+  crc_chunks_operation_t chunks = {
+      .data = write->payload,
+      .data_bytes = write->payload_bytes,
+      .chunk_bytes = write->chunk_bytes,
+      .table = table,
+  };
+  store_le32(write->prefix + write->payload_checksum_at, crc_chunks_run(&chunks));
+  store_le32(write->prefix + write->table_checksum_at, crc32c_compute(table, table_bytes, 0));
+  store_le32(write->prefix + write->header_checksum_at,
+             crc32c_compute(write->prefix, write->header_checksum_at, 0));
+}
+
+/* mkdir of the directory holding `path`, and of up to `levels - 1` missing ones above it. */
+static int make_parent_directories(const char *path, int levels) {
+  char directory[PATH_MAX];
+  size_t length = strlen(path);
+  if (length >= sizeof directory) return ENAMETOOLONG;
+  memcpy(directory, path, length + 1);
+  char *slash = strrchr(directory, '/');
+  if (slash == NULL || slash == directory) return ENOENT;
+  *slash = '\0';
+  if (mkdir(directory, 0755) == 0 || errno == EEXIST) return 0;
+  if (errno != ENOENT || levels <= 1) return errno;
+  int failure = make_parent_directories(directory, levels - 1);
+  if (failure != 0) return failure;
+  if (mkdir(directory, 0755) == 0 || errno == EEXIST) return 0;
+  return errno;
+}
+
+static int open_new_file(shard_write_t *write) {
+  int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+  int fd = open(write->path, flags, 0644);
+  if (fd >= 0 || errno != ENOENT || (write->flags & SHARD_WRITE_MAKE_DIRECTORIES) == 0) return fd;
+  int failure = make_parent_directories(write->path, SHARD_DIRECTORY_LEVELS);
+  if (failure != 0) {
+    errno = failure;
+    write->error_syscall = "mkdir";
+    return -1;
+  }
+  return open(write->path, flags, 0644);
+}
+
+/* Writes prefix then payload from offset 0; returns 0 or an errno. */
+static int write_prefix_and_payload(int fd, const shard_write_t *write) {
+  struct iovec parts[2] = {
+      {.iov_base = write->prefix, .iov_len = write->prefix_bytes},
+      {.iov_base = (void *)write->payload, .iov_len = write->payload_bytes},
+  };
+  struct iovec *pending = parts;
+  int count = write->payload_bytes > 0 ? 2 : 1;
+  off_t position = 0;
+  while (count > 0) {
+    ssize_t written = pwritev(fd, pending, count, position);
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0) return errno;
+    if (written == 0) return EIO;
+    position += written;
+    size_t left = (size_t)written;
+    while (count > 0 && left >= pending->iov_len) {
+      left -= pending->iov_len;
+      pending++;
+      count--;
+    }
+    if (count > 0) {
+      pending->iov_base = (uint8_t *)pending->iov_base + left;
+      pending->iov_len -= left;
+    }
+  }
+  return 0;
+}
+
+/* On a pool thread: the whole store of one shard file; sets error_number on failure. */
+static void shard_write_run(shard_write_t *write) {
+  if ((write->flags & SHARD_WRITE_CHECKSUM) != 0) shard_write_checksum(write);
+  write->error_syscall = "open";
+  int fd = open_new_file(write);
+  if (fd < 0) {
+    write->error_number = errno;
+    return;
+  }
+  int failure = write_prefix_and_payload(fd, write);
+  write->error_syscall = "write";
+  if (failure == 0 && (write->flags & SHARD_WRITE_SYNC) != 0 && fsync(fd) != 0) {
+    failure = errno;
+    write->error_syscall = "fsync";
+  }
+  /* close can report a failed write-back (NFS, quota): the file is then not trusted either. */
+  if (close(fd) != 0 && failure == 0) {
+    failure = errno;
+    write->error_syscall = "close";
+  }
+  if (failure != 0) {
+    unlink(write->path);
+    write->error_number = failure;
+  }
+}
+
+/* The rejection of a failed shard write: Error(syscall) with errno = -errno and syscall. */
+static void shard_write_error(napi_env env, const shard_write_t *write, napi_value *result) {
+  napi_value message = NULL;
+  napi_value number = NULL;
+  napi_value syscall = NULL;
+  napi_create_string_utf8(env, write->error_syscall, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, NULL, message, result);
+  napi_create_int32(env, -write->error_number, &number);
+  napi_create_string_utf8(env, write->error_syscall, NAPI_AUTO_LENGTH, &syscall);
+  napi_set_named_property(env, *result, "errno", number);
+  napi_set_named_property(env, *result, "syscall", syscall);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Async jobs                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -942,6 +1101,7 @@ typedef enum job_kind {
   JOB_CRC32C_CHUNKS,
   JOB_CRC32C_VERIFY_CHUNKS,
   JOB_REED_SOLOMON,
+  JOB_WRITE_SHARD,
 } job_kind_t;
 
 typedef struct async_job {
@@ -956,6 +1116,7 @@ typedef struct async_job {
   uint32_t crc_value; /* The seed, then the result; JOB_CRC32C_CHUNKS: the whole CRC. */
   crc_chunks_operation_t crc_chunks; /* JOB_CRC32C_CHUNKS and JOB_CRC32C_VERIFY_CHUNKS. */
   int64_t mismatch_index;            /* JOB_CRC32C_VERIFY_CHUNKS: the result. */
+  shard_write_t *shard_write;        /* JOB_WRITE_SHARD; owned by the job. */
 } async_job_t;
 
 /* Releases everything a job holds; on the JS thread. */
@@ -965,6 +1126,7 @@ static void job_free(napi_env env, async_job_t *job) {
   }
   plan_release(job->operation.plan);
   if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job->shard_write);
   free(job);
 }
 
@@ -1004,6 +1166,9 @@ static void job_execute(napi_env env, void *data) {
     case JOB_REED_SOLOMON:
       rs_operation_run(&job->operation);
       break;
+    case JOB_WRITE_SHARD:
+      shard_write_run(job->shard_write);
+      break;
   }
 }
 
@@ -1026,6 +1191,15 @@ static void job_complete(napi_env env, napi_status status, void *data) {
         napi_create_int64(env, job->mismatch_index, &result);
         break;
       case JOB_REED_SOLOMON:
+        napi_get_undefined(env, &result);
+        break;
+      case JOB_WRITE_SHARD:
+        if (job->shard_write->error_number != 0) {
+          shard_write_error(env, job->shard_write, &result);
+          napi_reject_deferred(env, job->deferred, result);
+          job_free(env, job);
+          return;
+        }
         napi_get_undefined(env, &result);
         break;
     }
@@ -1252,6 +1426,92 @@ static napi_value export_rs_reconstruct_async(napi_env env, napi_callback_info i
   return queue_rs_job(env, &set, &operation, shard_count, "shmr_isal.rsReconstruct");
 }
 
+/* An offset argument of writeShardFileAsync: 4 bytes at it lie inside the prefix. */
+static bool read_prefix_offset(napi_env env, napi_value value, const char *name,
+                               size_t prefix_bytes, size_t *result) {
+  if (!read_safe_index(env, value, name, result)) return false;
+  if (*result + 4 > prefix_bytes) {
+    throw_range_error(env, "%s %zu leaves no 4 bytes in a prefix of %zu", name, *result,
+                      prefix_bytes);
+    return false;
+  }
+  return true;
+}
+
+/* Validates the arguments of writeShardFileAsync into `write` (whose path is not set). */
+static bool prepare_shard_write(napi_env env, const napi_value *arguments, shard_write_t *write) {
+  int chunk_bytes = 0;
+  if (!read_bytes(env, arguments[1], "prefix", &write->prefix, &write->prefix_bytes)) return false;
+  uint8_t *payload = NULL;
+  if (!read_bytes(env, arguments[2], "payload", &payload, &write->payload_bytes)) return false;
+  write->payload = payload;
+  if (!read_integer(env, arguments[3], "chunkBytes", 1, INT_MAX, &chunk_bytes)) return false;
+  write->chunk_bytes = (size_t)chunk_bytes;
+  size_t prefix_bytes = write->prefix_bytes;
+  if (!read_prefix_offset(env, arguments[4], "tableStart", prefix_bytes, &write->table_start) ||
+      !read_prefix_offset(env, arguments[5], "payloadChecksumAt", prefix_bytes,
+                          &write->payload_checksum_at) ||
+      !read_prefix_offset(env, arguments[6], "tableChecksumAt", prefix_bytes,
+                          &write->table_checksum_at) ||
+      !read_prefix_offset(env, arguments[7], "headerChecksumAt", prefix_bytes,
+                          &write->header_checksum_at) ||
+      !read_integer(env, arguments[8], "flags", 0, SHARD_WRITE_FLAGS_ALL, &write->flags)) {
+    return false;
+  }
+  size_t table_end = write->table_start + 4 * crc_chunk_count(write->payload_bytes,
+                                                              write->chunk_bytes);
+  if (table_end > prefix_bytes) {
+    throw_range_error(env, "prefix has %zu bytes, the chunk table ends at %zu", prefix_bytes,
+                      table_end);
+    return false;
+  }
+  /* The header checksum covers the other two, and none lies in the table it is computed of. */
+  bool is_header_last = write->payload_checksum_at + 4 <= write->header_checksum_at &&
+                        write->table_checksum_at + 4 <= write->header_checksum_at;
+  if (!is_header_last || write->header_checksum_at + 4 > write->table_start) {
+    throw_range_error(env, "checksum fields must lie before the chunk table, the header "
+                           "checksum after the other two");
+    return false;
+  }
+  if (spans_overlap(write->prefix, prefix_bytes, write->payload, write->payload_bytes)) {
+    throw_range_error(env, "prefix overlaps payload");
+    return false;
+  }
+  return true;
+}
+
+static napi_value export_write_shard_file_async(napi_env env, napi_callback_info info) {
+  napi_value arguments[9];
+  if (!get_arguments(env, info, 9, arguments)) return NULL;
+  size_t path_bytes = 0;
+  if (napi_get_value_string_utf8(env, arguments[0], NULL, 0, &path_bytes) != napi_ok) {
+    throw_type_error(env, "path must be a string");
+    return NULL;
+  }
+  if (path_bytes == 0 || path_bytes >= PATH_MAX) {
+    throw_range_error(env, "path must have 1 to %d bytes, got %zu", PATH_MAX - 1, path_bytes);
+    return NULL;
+  }
+  shard_write_t prepared = {0};
+  if (!prepare_shard_write(env, arguments, &prepared)) return NULL;
+  async_job_t *job = job_create(env, JOB_WRITE_SHARD);
+  if (job == NULL) return NULL;
+  job->shard_write = malloc(sizeof(shard_write_t) + path_bytes + 1);
+  if (job->shard_write == NULL) {
+    job_free(env, job);
+    napi_throw_error(env, NULL, "out of memory creating a shard write");
+    return NULL;
+  }
+  *job->shard_write = prepared;
+  napi_get_value_string_utf8(env, arguments[0], job->shard_write->path, path_bytes + 1, NULL);
+  napi_value objects[2] = {arguments[1], arguments[2]};
+  if (!job_hold(env, job, objects, 2)) {
+    job_free(env, job);
+    return NULL;
+  }
+  return job_queue(env, job, "shmr_isal.writeShardFile");
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Load-time self-test and registration                                                      */
 /* ---------------------------------------------------------------------------------------- */
@@ -1344,6 +1604,8 @@ NAPI_MODULE_INIT() {
       {"rsEncodeAsync", NULL, export_rs_encode_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsReconstruct", NULL, export_rs_reconstruct, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsReconstructAsync", NULL, export_rs_reconstruct_async, NULL, NULL, NULL,
+       napi_enumerable, NULL},
+      {"writeShardFileAsync", NULL, export_write_shard_file_async, NULL, NULL, NULL,
        napi_enumerable, NULL},
   };
   NAPI_CHECK(env,

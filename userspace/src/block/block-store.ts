@@ -30,14 +30,16 @@ import {
 } from '../config/index.js';
 import { compressBlock, decompressBlock, type CompressedAlgorithm } from '../compress/index.js';
 import {
-  Compression, encodeShardPrefix, encodeShardPrefixAsync, shardGeometry, Topology, type ShardPrefix,
+  Compression, encodeShardHeader, encodeShardPrefix, encodeShardPrefixAsync, shardGeometry, Topology,
+  type ShardHeaderInput, type ShardPrefix,
 } from '../layout/index.js';
 import { ReedSolomon } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
 import { DecompressedCache } from './decompressed-cache.js';
 import {
-  checkWrittenShard, deleteShardFile, writeShardFile, type ShardLocation, type ShardReader,
+  canWriteAtOnce, checkWrittenShard, deleteShardFile, writeShardFile, writeShardFileAtOnce, type ShardLocation,
+  type ShardReader,
 } from './shard-io.js';
 import { ShardError } from './shard-error.js';
 import { NO_BLOCK_OBSERVER, type BlockObserver } from './observer.js';
@@ -215,14 +217,19 @@ export class BlockStore {
     if (placement.isDoubledUp) this.onDoubledUp(input.pool.name);
     const chosen = [...placement.buckets];
     const written: string[] = [];
-    const prefixes = await Promise.all(payloads.map((payload, shardIndex) =>
-      shardPrefix({ ...input, stream }, { topology, generation, shardIndex, payload })));
+    // At once: each shard's checksums are computed by the job that writes its file.
+    const isAtOnce = payloads.every((payload) => canWriteAtOnce(payload));
+    const block = { ...input, stream };
+    const prefixes = isAtOnce
+      ? payloads.map((payload, shardIndex) => shardHeader(block, { topology, generation, shardIndex, payload }))
+      : await Promise.all(payloads.map((payload, shardIndex) =>
+        shardPrefix(block, { topology, generation, shardIndex, payload })));
     try {
       await Promise.all(payloads.map(async (payload, shardIndex) => {
         const prefix = prefixes[shardIndex];
         assert(prefix !== undefined);
         chosen[shardIndex] = await this.#writeOneShard(input, {
-          generation, shardIndex, prefix, payload, chosen, written,
+          generation, shardIndex, prefix, payload, chosen, written, isAtOnce,
         });
       }));
       if (input.recheck === true) await this.#recheck(input, { generation, prefixes, payloads, chosen });
@@ -258,11 +265,15 @@ export class BlockStore {
     }));
   }
 
-  /** Writes one shard, moving to another bucket when one is full or failing. */
+  /**
+   * Writes one shard, moving to another bucket when one is full or failing. `isAtOnce`: the
+   * prefix is encodeShardHeader's, completed by the first writeShardFileAtOnce that runs.
+   */
   async #writeOneShard(
     input: BlockWrite,
     shard: {
       generation: number; shardIndex: number; prefix: Buffer; payload: Buffer; chosen: Bucket[]; written: string[];
+      isAtOnce: boolean;
     },
   ): Promise<Bucket> {
     const excluded = new Set<string>();
@@ -271,19 +282,28 @@ export class BlockStore {
     const name = { ino: input.ino, blockIndex: input.blockIndex, generation: shard.generation, shardIndex: shard.shardIndex };
     const { prefix } = shard;
     let hasRetriedDirectory = false;
+    let needsChecksum = shard.isAtOnce;
     for (;;) {
       const path = bucket.shardPath(name);
       try {
-        await bucket.ensureDirectory(name);
         const startMs = performance.now();
-        await writeShardFile(path, { prefix, payload: shard.payload, sync: input.sync });
+        if (shard.isAtOnce) {
+          const parts = { prefix, payload: shard.payload, sync: input.sync, checksum: needsChecksum };
+          needsChecksum = false;
+          await writeShardFileAtOnce(path, parts);
+        } else {
+          await bucket.ensureDirectory(name);
+          await writeShardFile(path, { prefix, payload: shard.payload, sync: input.sync });
+        }
         this.observer.shardWritten(bucket.name, prefix.byteLength + shard.payload.byteLength, (performance.now() - startMs) / 1000);
         shard.written.push(path);
         bucket.consume(prefix.byteLength + shard.payload.byteLength);
         return bucket;
       } catch (error) {
         const code = (error as { code?: string }).code;
-        if (code === 'EEXIST') throw error;
+        // Not a system call's failure (a bug, or a job that never ran): no bucket's fault, and
+        // an at-once prefix may be left without its checksums.
+        if (code === undefined || code === 'EEXIST') throw error;
         if (code === 'ENOENT' && !hasRetriedDirectory) {
           // The hashed directory was removed under us: create it again, once.
           hasRetriedDirectory = true;
@@ -778,15 +798,15 @@ function zeroPastData(block: BlockRecord, range: { start: number; end: number },
   return dataEnd;
 }
 
-/** Header, chunk table and padding of one shard file; big payloads are summed off-thread. */
-async function shardPrefix(
-  block: { ino: number; blockIndex: number; blockBytes: number; dataBytes: number; stream: StoredStream },
-  shard: { topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer },
-): Promise<Buffer> {
+/** What a shard's header says. */
+interface ShardOfBlock {
+  readonly block: { ino: number; blockIndex: number; blockBytes: number; dataBytes: number; stream: StoredStream };
+  readonly shard: { topology: TopologySpec; generation: number; shardIndex: number; payload: Buffer };
+}
+
+function shardHeaderInput({ block, shard }: ShardOfBlock): ShardHeaderInput {
   const isCompressed = block.stream.compression !== Compression.none;
-  const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
-  const encode = shard.payload.byteLength >= OFF_THREAD_BYTES_MIN ? encodeShardPrefixAsync : encodeShardPrefix;
-  await encode({
+  return {
     topology: topologyCode(shard.topology), shard_index: shard.shardIndex,
     data_shards: shard.topology.kind === 'erasure' ? shard.topology.data : shardCount(shard.topology),
     parity_shards: shard.topology.kind === 'erasure' ? shard.topology.parity : 0,
@@ -794,7 +814,21 @@ async function shardPrefix(
     generation: BigInt(shard.generation), block_bytes: block.blockBytes,
     data_bytes: block.dataBytes, payload_bytes: shard.payload.byteLength,
     compression: block.stream.compression, compressed_bytes: isCompressed ? block.stream.bytes : 0,
-  }, shard.payload, prefix);
+  };
+}
+
+/** Header, chunk table and padding of one shard file; big payloads are summed off-thread. */
+async function shardPrefix(block: ShardOfBlock['block'], shard: ShardOfBlock['shard']): Promise<Buffer> {
+  const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
+  const encode = shard.payload.byteLength >= OFF_THREAD_BYTES_MIN ? encodeShardPrefixAsync : encodeShardPrefix;
+  await encode(shardHeaderInput({ block, shard }), shard.payload, prefix);
+  return prefix;
+}
+
+/** shardPrefix without the chunk table and checksums, which writeShardFileAtOnce fills. */
+function shardHeader(block: ShardOfBlock['block'], shard: ShardOfBlock['shard']): Buffer {
+  const prefix = Buffer.allocUnsafe(shardGeometry(shard.payload.byteLength).payloadOffset);
+  encodeShardHeader(shardHeaderInput({ block, shard }), shard.payload.byteLength, prefix);
   return prefix;
 }
 

@@ -12,10 +12,11 @@ import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Slots } from '../slots.js';
-import { crc32c, preadVerifyChunksNow } from '../erasure/index.js';
+import { crc32c, preadVerifyChunksNow, writeShardFileAsync } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX, SECTOR_BYTES } from '../limits.js';
 import {
-  decodeShardPrefix, findBadChunk, findBadChunkAsync, ShardHeader, type ShardPrefix, u64ToNumber,
+  decodeShardPrefix, findBadChunk, findBadChunkAsync, SHARD_PREFIX_CHECKSUMS, ShardHeader, type ShardPrefix,
+  u64ToNumber,
 } from '../layout/index.js';
 import type { FdCache, ShardName } from '../pool/index.js';
 import { directBytes } from './aligned.js';
@@ -109,6 +110,28 @@ export async function writeShardFile(
     throw error;
   }
   await closeAsync(fd);
+}
+
+/**
+ * True when a shard with this payload can be stored by writeShardFileAtOnce: it goes through
+ * the page cache (no aligned part for O_DIRECT) in one write call.
+ */
+export function canWriteAtOnce(payload: Uint8Array): boolean {
+  return payload.byteLength <= WRITE_PIECE_BYTES && directBytes(payload) === 0;
+}
+
+/**
+ * writeShardFile in one thread-pool job (see canWriteAtOnce): with `checksum`, the job also
+ * fills the chunk table and checksums of a prefix from encodeShardHeader (and does so before
+ * anything can fail, so a retry elsewhere passes `checksum: false`). The file's directory and
+ * the one above it are created when missing.
+ */
+export async function writeShardFileAtOnce(
+  path: string,
+  parts: { prefix: Buffer; payload: Uint8Array; sync: boolean; checksum: boolean },
+): Promise<void> {
+  assert(canWriteAtOnce(parts.payload));
+  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true }));
 }
 
 /**

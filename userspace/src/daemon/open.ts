@@ -36,7 +36,7 @@ export function openFilesystem(config: Config): OpenFilesystem {
   const meta = MetaStore.open(config.metadataDir, owner);
   try {
     const pools = new Pools(config);
-    pools.open(meta.filesystemUuid);
+    pools.open(meta.filesystemUuid, meta.shardDirectoryBlocks);
     const fds = new FdCache(SHARD_FDS_MAX);
     const blocks = new BlockStore(pools, new ShardReader(fds), meta.maxGeneration());
     const warned = new Set<string>();

@@ -1,6 +1,7 @@
 /**
  * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
- * is verified as it is made (preadVerifyChunksNow, the read fast path: it shares the addon).
+ * is verified as it is made (preadVerifyChunksNow, the read fast path) and the one write that
+ * is checksummed as it is made (writeShardFileAsync): they share the addon.
  *
  * The public surface of the module; nothing outside erasure/ imports its other files.
  */
@@ -16,3 +17,4 @@ export {
   ReedSolomon,
   SHARD_COUNT_MAX,
 } from './codec.js';
+export { writeShardFileAsync, type PrefixChecksumOffsets, type ShardFileWrite } from './shard-file.js';

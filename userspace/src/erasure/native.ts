@@ -69,7 +69,27 @@ export interface IsalAddon {
     shards: readonly Uint8Array[],
     present: readonly boolean[],
   ): Promise<void>;
+  /**
+   * Stores a whole shard file in one pool job (see "Shard files" in shmr_isal.c); `flags`
+   * combines SHARD_WRITE_*. Rejects with an Error carrying `errno` (negative) and `syscall`.
+   */
+  writeShardFileAsync(
+    path: string,
+    prefix: Uint8Array,
+    payload: Uint8Array,
+    chunkBytes: number,
+    tableStart: number,
+    payloadChecksumAt: number,
+    tableChecksumAt: number,
+    headerChecksumAt: number,
+    flags: number,
+  ): Promise<void>;
 }
+
+/** Flags of writeShardFileAsync, as shmr_isal.c defines them. */
+export const SHARD_WRITE_SYNC = 1;
+export const SHARD_WRITE_CHECKSUM = 2;
+export const SHARD_WRITE_MAKE_DIRECTORIES = 4;
 
 /** The addon's absolute path: the first match walking up from this file's folder. */
 function findAddonPath(): string {

@@ -636,11 +636,12 @@ export class FileStore {
       blockBytes: state.blockBytes, size, mtime: state.mtime, ctime: state.ctime,
     });
     state.persistedSize = size;
-    if (!options.sync) this.#noteUnsynced(record);
-    if (previous !== undefined) {
-      this.#unsynced.get(state.ino)?.delete(previous.blockIndex);
-      await this.#blocks.delete(previous);
+    // The replaced record leaves the unsynced set before the new one enters it (same index).
+    if (previous !== undefined && this.#unsynced.get(state.ino)?.delete(previous.blockIndex) === true) {
+      this.#unsyncedCount -= 1;
     }
+    if (!options.sync) this.#noteUnsynced(record);
+    if (previous !== undefined) await this.#blocks.delete(previous);
   }
 
   #noteUnsynced(record: BlockRecord): void {

@@ -83,6 +83,33 @@ export async function encodeShardPrefixAsync(
   return finishShardPrefix(input, prefix, { geometry, payloadChecksum });
 }
 
+/**
+ * Where a prefix made by encodeShardHeader gets its checksums (see writeShardFileAsync). Not
+ * `as const`: codegen reads those as enums of the layout.
+ */
+export const SHARD_PREFIX_CHECKSUMS: Readonly<Record<
+  'chunkBytes' | 'tableStart' | 'payloadChecksumAt' | 'tableChecksumAt' | 'headerChecksumAt', number
+>> = {
+  chunkBytes: CHUNK_BYTES,
+  tableStart: ShardHeader.sizeBytes,
+  payloadChecksumAt: ShardHeader.fields.payload_checksum.offset,
+  tableChecksumAt: ShardHeader.fields.chunk_table_checksum.offset,
+  headerChecksumAt: ShardHeader.fields.header_checksum.offset,
+};
+
+/**
+ * encodeShardPrefix without computing anything from the payload: header fields and padding
+ * only. The chunk table and the three checksums are left for whoever writes the file
+ * (writeShardFileAsync with SHARD_PREFIX_CHECKSUMS): until then the prefix does not verify.
+ * Returns the prefix length (= payload offset).
+ */
+export function encodeShardHeader(input: ShardHeaderInput, payloadBytes: number, prefix: Buffer): number {
+  assert(input.payload_bytes === payloadBytes);
+  const geometry = shardGeometry(payloadBytes);
+  assert(prefix.byteLength >= geometry.payloadOffset);
+  return finishShardPrefix(input, prefix, { geometry, payloadChecksum: 0 });
+}
+
 function finishShardPrefix(
   input: ShardHeaderInput,
   prefix: Buffer,

@@ -20,7 +20,7 @@ import { SCHEMA_SQL, SCHEMA_VERSION, SCHEMA_VERSIONS_UPGRADABLE } from './schema
 import { RecordCache } from './record-cache.js';
 import { renameInTransaction } from './rename.js';
 import { InodeCache } from './inode-cache.js';
-import { INODE_CACHE_ENTRIES_MAX } from '../limits.js';
+import { INODE_CACHE_ENTRIES_MAX, SHARD_DIRECTORY_BLOCKS } from '../limits.js';
 import { isDirectory, now, ROOT_INO, S_IFDIR, type Timespec } from './attributes.js';
 
 /** One inode as stored. */
@@ -157,6 +157,11 @@ export class MetaStore {
   readonly #records = new RecordCache();
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
+  /**
+   * Consecutive blocks whose shards share a bucket directory (see Bucket.shardPath): what the
+   * filesystem was made with, 1 when it predates the setting.
+   */
+  readonly shardDirectoryBlocks: number;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -164,6 +169,8 @@ export class MetaStore {
     this.#runInTransaction = db.transaction((body: () => unknown) => body());
     this.filesystemUuid = this.#setting('filesystem_uuid') ?? '';
     assert(this.filesystemUuid !== '');
+    this.shardDirectoryBlocks = Number(this.#setting('shard_directory_blocks') ?? '1');
+    assert(Number.isSafeInteger(this.shardDirectoryBlocks) && this.shardDirectoryBlocks >= 1);
   }
 
   /**
@@ -864,6 +871,7 @@ function initialize(db: Database.Database, owner: { uid: number; gid: number }):
     put.run('schema_version', String(SCHEMA_VERSION));
     put.run('filesystem_uuid', randomUUID());
     put.run('sync_marker', '0');
+    put.run('shard_directory_blocks', String(SHARD_DIRECTORY_BLOCKS));
     db.prepare(
       `INSERT INTO inodes (ino, mode, nlink, uid, gid, atime_sec, atime_nsec, mtime_sec,
          mtime_nsec, ctime_sec, ctime_nsec) VALUES (?, ?, 2, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -1,6 +1,8 @@
 /**
  * Bucket: one directory (normally one drive) of a pool, holding shard files under a two-level
- * hashed directory tree: <bucket>/<xx>/<yy>/<ino>-<block>-<generation>-<shard>.
+ * hashed directory tree: <bucket>/<xx>/<yy>/<ino>-<block>-<generation>-<shard>, where xx/yy is
+ * a hash of the inode and of the block index divided by the filesystem's shard directory
+ * blocks (MetaStore.shardDirectoryBlocks): a run of consecutive blocks shares a directory.
  *
  * Invariants:
  * - A bucket is written to only when its label (`shmr-bucket`) names this filesystem; an
@@ -54,6 +56,8 @@ export class Bucket {
   /** Why the bucket failed, for logs and status. */
   failure = '';
   readonly #knownDirectories = new Set<string>();
+  /** Consecutive blocks per shard directory, as the filesystem was made (set by open). */
+  #directoryBlocks = 1;
   #freeBytes = 0;
   #totalBytes = 0;
   #freeCheckedMs = 0;
@@ -72,9 +76,12 @@ export class Bucket {
 
   /**
    * Checks the label (writing it on an empty directory) and reads free space. Throws FsError
-   * naming the bucket when the directory is someone else's.
+   * naming the bucket when the directory is someone else's. `directoryBlocks`: see
+   * MetaStore.shardDirectoryBlocks.
    */
-  open(filesystemUuid: string): void {
+  open(filesystemUuid: string, directoryBlocks: number): void {
+    assert(Number.isSafeInteger(directoryBlocks) && directoryBlocks >= 1);
+    this.#directoryBlocks = directoryBlocks;
     const labelPath = join(this.path, LABEL_FILE);
     if (directoryProblem(this.path) !== undefined) {
       // Accepted by the config only within the pool's redundancy: start failed, read degraded.
@@ -103,12 +110,12 @@ export class Bucket {
 
   /** Path of a shard file. */
   shardPath(shard: ShardName): string {
-    return join(this.path, shardDirectory(shard), shardFileName(shard));
+    return join(this.path, shardDirectory(shard, this.#directoryBlocks), shardFileName(shard));
   }
 
   /** Creates the hashed directory of `shard` if this process has not seen it yet. */
   async ensureDirectory(shard: ShardName): Promise<string> {
-    const relative = shardDirectory(shard);
+    const relative = shardDirectory(shard, this.#directoryBlocks);
     const absolute = join(this.path, relative);
     if (!this.#knownDirectories.has(relative)) {
       await mkdir(absolute, { recursive: true });
@@ -129,7 +136,7 @@ export class Bucket {
 
   /** Forgets that the directory of `shard` exists (someone removed it under us). */
   forgetDirectory(shard: ShardName): void {
-    this.#knownDirectories.delete(shardDirectory(shard));
+    this.#knownDirectories.delete(shardDirectory(shard, this.#directoryBlocks));
   }
 
   /** Free bytes, refreshed from statfs at most every FREE_SPACE_REFRESH_MS unless forced. */
@@ -252,9 +259,13 @@ function uuidBytes(uuid: string): Buffer {
   return bytes;
 }
 
-/** Two hex levels from a hash of (inode, block), spreading a file's blocks over 65536 dirs. */
-function shardDirectory(shard: ShardName): string {
-  let hash = Math.imul(shard.ino ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(shard.blockIndex + 1, 0xc2b2ae35);
+/**
+ * Two hex levels from a hash of (inode, run of `directoryBlocks` blocks), spreading a file's
+ * runs over 65536 dirs. With 1 it is the hash of (inode, block) of older filesystems.
+ */
+function shardDirectory(shard: ShardName, directoryBlocks: number): string {
+  const run = Math.floor(shard.blockIndex / directoryBlocks);
+  let hash = Math.imul(shard.ino ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(run + 1, 0xc2b2ae35);
   hash ^= hash >>> 16;
   hash = Math.imul(hash, 0x27d4eb2f);
   hash ^= hash >>> 15;

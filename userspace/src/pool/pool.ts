@@ -58,9 +58,12 @@ export class Pools {
     this.writePool = writePool;
   }
 
-  /** Opens every bucket: checks or writes labels. Throws on a bucket that is not ours. */
-  open(filesystemUuid: string): void {
-    for (const bucket of this.#buckets.values()) bucket.open(filesystemUuid);
+  /**
+   * Opens every bucket: checks or writes labels. Throws on a bucket that is not ours.
+   * `directoryBlocks`: see MetaStore.shardDirectoryBlocks.
+   */
+  open(filesystemUuid: string, directoryBlocks: number): void {
+    for (const bucket of this.#buckets.values()) bucket.open(filesystemUuid, directoryBlocks);
   }
 
   /** Tries to bring failed buckets back; returns those that came back. */

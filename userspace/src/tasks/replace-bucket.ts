@@ -34,7 +34,7 @@ export async function replaceBucket(
   const newPath = resolve(options.newPath);
   checkNewDirectory(newPath);
   const staging = new Bucket({ name: bucket.name, pool: bucket.pool, path: newPath, priority: bucket.priority });
-  staging.open(target.meta.filesystemUuid);
+  staging.open(target.meta.filesystemUuid, target.meta.shardDirectoryBlocks);
   const report: ReplaceReport = {
     bucket: bucket.name, oldPath: bucket.path, newPath, shardsRebuilt: 0, shardsFailed: 0, problems: [],
     configUpdated: false,

@@ -1,0 +1,141 @@
+/**
+ * writeShardFileAtOnce: a whole shard file (checksums, directories, create, write, fsync,
+ * close) in one thread-pool job of the shmr_isal addon.
+ *
+ * Method: real files in a fresh temp folder. The file written from an encodeShardHeader
+ * prefix must equal, byte for byte, the one writeShardFile writes from encodeShardPrefix (the
+ * JS checksums), and verify as a reader checks it. Failures are real ones: a name that
+ * exists (EEXIST, the old file untouched), a bucket root that is gone (ENOENT from mkdir:
+ * only the two shard directory levels are created), and a write past RLIMIT_FSIZE in a
+ * child process running the addon (EFBIG after the create: the partial file is removed).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { crc32c, writeShardFileAsync } from '../erasure/index.js';
+import {
+  decodeShardPrefix, encodeShardHeader, encodeShardPrefix, findBadChunk, SHARD_PREFIX_CHECKSUMS, shardGeometry,
+  Topology, type ShardHeaderInput,
+} from '../layout/index.js';
+import { canWriteAtOnce, writeShardFile, writeShardFileAtOnce } from './shard-io.js';
+
+const PAYLOAD_BYTES = 1024 * 1024 - 4096 + 5;
+const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'isal', 'build', 'Release', 'shmr_isal.node');
+
+function headerInput(payloadBytes: number): ShardHeaderInput {
+  return {
+    topology: Topology.single, shard_index: 0, data_shards: 1, parity_shards: 0, ino: 7n, block_index: 3n,
+    generation: 11n, block_bytes: 1 << 20, data_bytes: payloadBytes, payload_bytes: payloadBytes,
+    compression: 0, compressed_bytes: 0,
+  };
+}
+
+function randomPayload(bytes: number): Buffer {
+  return randomFillSync(Buffer.allocUnsafe(bytes));
+}
+
+function headerOnly(payload: Buffer): Buffer {
+  const prefix = Buffer.allocUnsafe(shardGeometry(payload.byteLength).payloadOffset);
+  encodeShardHeader(headerInput(payload.byteLength), payload.byteLength, prefix);
+  return prefix;
+}
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'shmr-shard-write-'));
+});
+afterEach(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('writeShardFileAtOnce', () => {
+  it('writes the same file as the JS checksums and writeShardFile, and it verifies', async () => {
+    const payload = randomPayload(PAYLOAD_BYTES);
+    expect(canWriteAtOnce(payload)).toBe(true);
+    const atOnce = join(root, 'ab', 'cd', 'at-once');
+    await writeShardFileAtOnce(atOnce, { prefix: headerOnly(payload), payload, sync: true, checksum: true });
+    const reference = join(root, 'reference');
+    const prefix = Buffer.allocUnsafe(shardGeometry(payload.byteLength).payloadOffset);
+    encodeShardPrefix(headerInput(payload.byteLength), payload, prefix);
+    await writeShardFile(reference, { prefix, payload, sync: false });
+    const written = readFileSync(atOnce);
+    expect(written.equals(readFileSync(reference))).toBe(true);
+    const decoded = decodeShardPrefix(written);
+    if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
+    const body = written.subarray(decoded.value.header.payload_offset);
+    expect(body.equals(payload)).toBe(true);
+    expect(findBadChunk(decoded.value, body, 0)).toBe(-1);
+    expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
+  });
+
+  it('writes a prefix as given without checksum (a retry after the first attempt filled it)', async () => {
+    const payload = randomPayload(5000);
+    const prefix = headerOnly(payload);
+    const first = join(root, 'first');
+    await writeShardFileAtOnce(first, { prefix, payload, sync: false, checksum: true });
+    const again = join(root, 'again');
+    await writeShardFileAtOnce(again, { prefix, payload, sync: false, checksum: false });
+    expect(readFileSync(again).equals(readFileSync(first))).toBe(true);
+  });
+
+  it('refuses a name that exists (EEXIST) and leaves that file alone', async () => {
+    const path = join(root, 'taken');
+    writeFileSync(path, 'old');
+    const payload = randomPayload(100);
+    const failure = writeShardFileAtOnce(path, { prefix: headerOnly(payload), payload, sync: false, checksum: true });
+    await expect(failure).rejects.toMatchObject({ code: 'EEXIST', syscall: 'open', path });
+    expect(readFileSync(path, 'utf8')).toBe('old');
+  });
+
+  it('creates the two shard directory levels but not a bucket root that is gone', async () => {
+    const payload = randomPayload(100);
+    const path = join(root, 'gone', 'ab', 'cd', 'shard');
+    const failure = writeShardFileAtOnce(path, { prefix: headerOnly(payload), payload, sync: false, checksum: true });
+    await expect(failure).rejects.toMatchObject({ code: 'ENOENT', syscall: 'mkdir' });
+    expect(existsSync(join(root, 'gone'))).toBe(false);
+  });
+
+  it('removes the file when the write fails after the create (EFBIG past RLIMIT_FSIZE)', async () => {
+    const path = join(root, 'ab', 'cd', 'too-big');
+    const payload = randomPayload(256 * 1024);
+    const prefix = headerOnly(payload);
+    await writeShardFileAtOnce(join(root, 'ab', 'cd', 'fits'), { prefix, payload, sync: false, checksum: true });
+    // The addon itself in a child whose file size limit is 64 KiB, SIGXFSZ ignored (inherited
+    // through exec), so the write gets EFBIG once the file exists.
+    const script = `
+      const isal = require(${JSON.stringify(ADDON_PATH)});
+      const [path, prefix, payload] = [process.argv[1], Buffer.from(process.argv[2], 'base64'), Buffer.alloc(${payload.byteLength})];
+      isal.writeShardFileAsync(path, prefix, payload, ${SHARD_PREFIX_CHECKSUMS.chunkBytes}, ${SHARD_PREFIX_CHECKSUMS.tableStart},
+        ${SHARD_PREFIX_CHECKSUMS.payloadChecksumAt}, ${SHARD_PREFIX_CHECKSUMS.tableChecksumAt},
+        ${SHARD_PREFIX_CHECKSUMS.headerChecksumAt}, 2).then(() => console.log('written'),
+        (error) => console.log(error.errno + ' ' + error.syscall));`;
+    const output = execFileSync('bash', [
+      '-c', 'ulimit -f 64; trap "" XFSZ; exec "$0" -e "$1" "$2" "$3"', process.execPath, script, path,
+      prefix.toString('base64'),
+    ], { encoding: 'utf8' });
+    const [errno, syscall] = output.trim().split(' ');
+    expect(getSystemErrorName(Number(errno))).toBe('EFBIG');
+    expect(syscall).toBe('write');
+    expect(existsSync(path)).toBe(false);
+    expect(existsSync(join(root, 'ab', 'cd', 'fits'))).toBe(true);
+  });
+
+  it('rejects bad arguments with errors that name them', async () => {
+    const payload = randomPayload(100);
+    const prefix = headerOnly(payload);
+    await expect(writeShardFileAsync(join(root, 'x'), {
+      prefix, payload, sync: false, makeDirectories: false, checksum: true,
+      offsets: { chunkBytes: 4096, tableStart: 128, payloadChecksumAt: 124, tableChecksumAt: 64, headerChecksumAt: 60 },
+    })).rejects.toThrow(/header checksum after the other two/);
+    await expect(writeShardFileAsync(join(root, 'x'), {
+      prefix: prefix.subarray(0, 100), payload, sync: false, makeDirectories: false, checksum: true,
+      offsets: { chunkBytes: 4096, tableStart: 128, payloadChecksumAt: 60, tableChecksumAt: 64, headerChecksumAt: 124 },
+    })).rejects.toThrow(/tableStart 128 leaves no 4 bytes in a prefix of 100/);
+    expect(existsSync(join(root, 'x'))).toBe(false);
+  });
+});

@@ -1,0 +1,100 @@
+/**
+ * fsync after overwriting stored blocks: the new shard files are written back before fsync
+ * returns, like those of blocks stored for the first time; concurrent stores of a file's
+ * blocks, finishing in any order, leave its size and blocks right.
+ *
+ * Method: a real filesystem on a temporary bucket folder (no mount). Whether a shard file was
+ * written back is read from its extents (`filefrag -v`): a filesystem with delayed allocation
+ * (ext4, xfs) keeps freshly written data in "delalloc" extents until writeback. The test
+ * first checks that a just-stored shard shows them, so a filesystem without delayed
+ * allocation fails it loudly instead of passing it vacuously.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/index.js';
+import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
+
+const BLOCK_BYTES = 1024 * 1024;
+
+let root: string;
+let filesystem: OpenFilesystem | undefined;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'shmr-fsync-'));
+  mkdirSync(join(root, 'b0'));
+});
+
+afterEach(() => {
+  filesystem?.close();
+  filesystem = undefined;
+  rmSync(root, { recursive: true, force: true });
+});
+
+function open(): OpenFilesystem {
+  filesystem?.close();
+  filesystem = openFilesystem(parseConfig(`
+mount_dir: ./mnt
+metadata_dir: ./meta
+write_pool: plain
+cache: { memory_limit: 64MiB, dirty_age: 1h }
+pools:
+  plain:
+    topology: single
+    block_size: 1MiB
+    buckets:
+      b0: { path: ./b0 }
+`, { source: 'test', baseDir: root }));
+  return filesystem;
+}
+
+/** True while some of the file's data waits for writeback (delayed allocation). */
+function isWaitingForWriteback(path: string): boolean {
+  return /delalloc/.test(execFileSync('filefrag', ['-v', path], { encoding: 'utf8' }));
+}
+
+function shardPath(fs: OpenFilesystem, ino: number, blockIndex: number): string {
+  const record = fs.meta.getBlock(ino, blockIndex);
+  if (record === undefined) throw new Error(`block ${blockIndex} of ${ino} is not stored`);
+  return fs.blocks.location(record, 0).path;
+}
+
+describe('fsync', () => {
+  it('writes back the shard files of blocks that replaced stored ones', async () => {
+    const fs = open();
+    const { ino } = fs.meta.createInode({ parent: 1, name: 'f', mode: 0o100644, uid: 0, gid: 0 });
+    await fs.files.write(ino, 0, randomBytes(2 * BLOCK_BYTES));
+    await fs.files.flush(ino, { sync: true });
+    const model = randomBytes(2 * BLOCK_BYTES);
+    // Whole blocks are stored by the write itself (without sync), replacing the first ones.
+    await fs.files.write(ino, 0, model);
+    const replaced = [shardPath(fs, ino, 0), shardPath(fs, ino, 1)];
+    expect(replaced.map(isWaitingForWriteback), 'this test needs a filesystem with delayed allocation (ext4, xfs)')
+      .toEqual([true, true]);
+    await fs.files.flush(ino, { sync: true });
+    expect(replaced.map(isWaitingForWriteback)).toEqual([false, false]);
+    const target = Buffer.alloc(model.byteLength);
+    expect(await fs.files.read(ino, 0, model.byteLength, target)).toBe(model.byteLength);
+    expect(target.equals(model)).toBe(true);
+  });
+
+  it('keeps the size and every block of concurrent stores that finish in any order', async () => {
+    const first = open();
+    const { ino } = first.meta.createInode({ parent: 1, name: 'g', mode: 0o100644, uid: 0, gid: 0 });
+    const model = randomBytes(8 * BLOCK_BYTES + 1000);
+    // Concurrent stores of whole blocks, last block first.
+    await Promise.all([8, 7, 6, 5, 4, 3, 2, 1, 0].map((blockIndex) => {
+      const start = blockIndex * BLOCK_BYTES;
+      return first.files.write(ino, start, model.subarray(start, Math.min(start + BLOCK_BYTES, model.byteLength)));
+    }));
+    await first.files.flush(ino, { sync: true });
+    const reopened = open();
+    expect(reopened.meta.requireInode(ino, 'test').size).toBe(model.byteLength);
+    const target = Buffer.alloc(model.byteLength);
+    expect(await reopened.files.read(ino, 0, model.byteLength, target)).toBe(model.byteLength);
+    expect(target.equals(model)).toBe(true);
+  });
+});

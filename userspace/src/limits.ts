@@ -37,6 +37,13 @@ export const IO_REQUEST_BYTES_MAX = 1024 * 1024;
  * arrive as IO_REQUEST_BYTES_MAX requests, this many bytes of them in flight.
  */
 export const FUSE_READAHEAD_BYTES = 8 * 1024 * 1024;
+/**
+ * Dirty and under-writeback bytes the kernel may hold for the mount (its bdi's max_bytes; the
+ * kernel's default for FUSE is 1 % of the dirty limit, 44 MB on a 24 GB machine): with the
+ * write-back cache these become up to that many 1 MiB WRITE requests queued ahead of any READ.
+ * See fuse/writeback-limit.ts.
+ */
+export const FUSE_WRITEBACK_BYTES_MAX = 8 * 1024 * 1024;
 /** Shard file descriptors kept open at once (LRU); the rest are reopened on demand. */
 export const SHARD_FDS_MAX = 1024;
 /** Cached shard chunk tables (LRU); each costs 4 bytes per CHUNK_BYTES of shard. */
@@ -58,6 +65,7 @@ export const LINKS_MAX = 65000;
 
 assert(CHUNK_BYTES % 512 === 0);
 assert(FUSE_READAHEAD_BYTES % IO_REQUEST_BYTES_MAX === 0);
+assert(FUSE_WRITEBACK_BYTES_MAX % IO_REQUEST_BYTES_MAX === 0);
 assert(SECTOR_BYTES % CHUNK_BYTES === 0 || CHUNK_BYTES % SECTOR_BYTES === 0);
 assert(BLOCK_BYTES_MAX % BLOCK_BYTES_MIN === 0);
 assert(STRIPE_SHARDS_MAX <= 255);

@@ -24,6 +24,7 @@ import { readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
+import { BufferShelf } from '../buffer-shelf.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import {
   formatTopology, parseCompression, parseTopology, shardCount, type CompressionSpec, type TopologySpec,
@@ -50,6 +51,12 @@ const fsyncAsync = promisify(fsync);
 
 /** Encoding and checksumming at least this many bytes run on the libuv thread pool. */
 const OFF_THREAD_BYTES_MIN = 256 * 1024;
+
+/**
+ * Idle parity buffers kept for the next blocks (see BufferShelf): the parity of two 32 MiB
+ * 4+2 blocks, as many as a sequential write through the mount has stored at once.
+ */
+const PARITY_IDLE_BYTES_MAX = 32 * 1024 * 1024;
 
 /** A block to write. `data` holds the block's bytes [0, dataBytes) and room for padding. */
 export interface BlockWrite {
@@ -118,6 +125,7 @@ export class BlockStore {
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
   readonly #decompressed = new DecompressedCache();
+  readonly #parityShelf = new BufferShelf(PARITY_IDLE_BYTES_MAX);
   /** Shard locations of records read through the fast path (see #knownLocation). */
   readonly #locations = new WeakMap<BlockRecord, ({ bucketPath: string; location: ShardLocation } | undefined)[]>();
   #generation: number;
@@ -145,12 +153,15 @@ export class BlockStore {
     const topology = input.topology ?? input.pool.topology;
     const startMs = performance.now();
     const stream = await this.#compress(input);
-    const payloads = await this.#payloads(stream, topology, { pool: input.pool.name, parity: input.parity });
+    const shelved: Buffer[] = [];
+    const payloads = await this.#payloads(stream, topology, { pool: input.pool.name, parity: input.parity, shelved });
     for (let attempt = 0; ; attempt++) {
       const generation = this.#generation++;
       try {
         const record = await this.#writeShards(input, { payloads, topology, generation, stream });
         this.observer.blockWritten(input.pool.name, input.dataBytes, (performance.now() - startMs) / 1000);
+        // Only after a success: a failed write may leave shard writes reading them.
+        for (const buffer of shelved) this.#parityShelf.put(buffer);
         return record;
       } catch (error) {
         // A name taken by a stray file of an earlier process: retry under a new generation.
@@ -183,7 +194,7 @@ export class BlockStore {
   async #payloads(
     stream: { data: Buffer; bytes: number },
     topology: TopologySpec,
-    context: { pool: string; parity?: readonly Buffer[] | undefined },
+    context: { pool: string; parity?: readonly Buffer[] | undefined; shelved: Buffer[] },
   ): Promise<Buffer[]> {
     const data = stream.data.subarray(0, stream.bytes);
     if (topology.kind === 'single') return [data];
@@ -194,10 +205,13 @@ export class BlockStore {
     stream.data.fill(0, stream.bytes, paddedBytes);
     const dataShards = Array.from({ length: topology.data }, (_, index) =>
       stream.data.subarray(index * shardBytes, (index + 1) * shardBytes));
-    // Parity buffers are the caller's or per block: they live until the shard files are written.
+    // Parity buffers are the caller's or from the shelf (back in `shelved` once written).
     const parityShards = Array.from({ length: topology.parity }, (_, index) => {
       const room = context.parity?.[index];
-      return room !== undefined && room.byteLength >= shardBytes ? room.subarray(0, shardBytes) : Buffer.allocUnsafeSlow(shardBytes);
+      if (room !== undefined && room.byteLength >= shardBytes) return room.subarray(0, shardBytes);
+      const buffer = this.#parityShelf.take(shardBytes);
+      context.shelved.push(buffer);
+      return buffer;
     });
     const codec = this.#codec(topology.data, topology.parity);
     const startMs = performance.now();
@@ -655,7 +669,7 @@ export class BlockStore {
     const isCompressed = block.storedBytes < block.dataBytes;
     const compression = isCompressed ? Compression[await this.#algorithmOf(block)] : Compression.none;
     const stream = { data, bytes: block.storedBytes, compression };
-    const payloads = await this.#payloads(stream, topology, { pool: block.pool });
+    const payloads = await this.#payloads(stream, topology, { pool: block.pool, shelved: [] });
     const payload = payloads[shardIndex];
     assert(payload !== undefined);
     const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };

@@ -6,16 +6,18 @@
  * Invariants:
  * - `bytes` is the sum of the buffer sizes of all entries.
  * - Only clean, idle entries are evicted; a dirty or flushing entry stays until stored.
- * - A buffer is owned by exactly one entry; buffers of evicted entries go back to a free list
- *   per size, so steady-state writing does not allocate.
+ * - A buffer is owned by exactly one entry or idle on the shelf. Buffers of removed entries
+ *   stay on the shelf while entries and idle buffers together fit `memoryLimitBytes`, so
+ *   steady-state writing does not allocate (see BufferShelf for what a fresh buffer costs).
  * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
  *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
- *   reaches the free list.
+ *   reaches the shelf.
  * - A partial entry (`ranges` set) holds valid bytes only in `ranges`; the rest of
  *   [0, dataBytes) is the stored block below `baseBytes` and zeros above. It is never
  *   'flushing': the file layer completes it (fills the gaps) before storing or reading it.
  */
 import { assert } from '../assert.js';
+import { BufferShelf } from '../buffer-shelf.js';
 
 export type CachedBlockState = 'clean' | 'dirty' | 'flushing';
 
@@ -47,25 +49,22 @@ export interface CachedBlock {
   readonly isBorrowed: boolean;
 }
 
-/**
- * Idle buffers kept per size: enough for the blocks that the kernel's concurrent writeback
- * requests hold while theirs are stored (a fresh buffer costs a page fault per page).
- */
-const FREE_BYTES_PER_SIZE_MAX = 64 * 1024 * 1024;
-const FREE_BUFFERS_PER_SIZE_MIN = 2;
-
 export class BlockCache {
   readonly #entries = new Map<string, CachedBlock>();
   readonly #byInode = new Map<number, Set<CachedBlock>>();
-  readonly #free = new Map<number, Buffer[]>();
+  readonly #shelf: BufferShelf;
   readonly #paddingBytes: number;
+  readonly #memoryLimitBytes: number;
   bytes = 0;
   dirtyBytes = 0;
   /** Lookups by readers that found their block or not, and clean blocks evicted (metrics). */
   readonly stats = { hits: 0, misses: 0, evictions: 0 };
 
-  constructor(options: { paddingBytes: number }) {
+  /** `memoryLimitBytes`: what the buffers of entries and idle ones may hold together. */
+  constructor(options: { paddingBytes: number; memoryLimitBytes: number }) {
     this.#paddingBytes = options.paddingBytes;
+    this.#memoryLimitBytes = options.memoryLimitBytes;
+    this.#shelf = new BufferShelf(options.memoryLimitBytes);
   }
 
   get(ino: number, blockIndex: number): CachedBlock | undefined {
@@ -231,19 +230,11 @@ export class BlockCache {
   }
 
   #allocate(bufferBytes: number): Buffer {
-    const recycled = this.#free.get(bufferBytes)?.pop();
-    // allocUnsafeSlow: never carved from Node's shared pool, so it aliases nothing.
-    return recycled ?? Buffer.allocUnsafeSlow(bufferBytes);
+    return this.#shelf.take(bufferBytes);
   }
 
   #recycle(buffer: Buffer): void {
-    let list = this.#free.get(buffer.byteLength);
-    if (list === undefined) {
-      list = [];
-      this.#free.set(buffer.byteLength, list);
-    }
-    const countMax = Math.max(FREE_BUFFERS_PER_SIZE_MIN, Math.floor(FREE_BYTES_PER_SIZE_MAX / buffer.byteLength));
-    if (list.length < countMax) list.push(buffer);
+    this.#shelf.put(buffer, Math.max(0, this.#memoryLimitBytes - this.bytes));
   }
 }
 

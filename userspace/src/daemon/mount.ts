@@ -9,6 +9,7 @@ import { FuseSession, type MountOptions } from '../fuse/binding.js';
 import { ShmrFilesystem } from '../fuse/filesystem.js';
 import { FUSE_READAHEAD_BYTES, IO_REQUEST_BYTES_MAX } from '../limits.js';
 import { setMountReadahead } from '../fuse/readahead.js';
+import { setMountWritebackLimit, writebackLimitFor } from '../fuse/writeback-limit.js';
 import { log } from '../log.js';
 import { checkMountPoint } from './mountpoint.js';
 import { openFilesystem, removeOrphans } from './open.js';
@@ -78,6 +79,9 @@ export async function runMount(config: Config): Promise<number> {
   if (priorityProblem !== undefined) log.info(`request thread left at its priority: ${priorityProblem}`);
   const readaheadProblem = setMountReadahead(config.mountDir, FUSE_READAHEAD_BYTES);
   if (readaheadProblem !== undefined) log.info(`kernel readahead left at its default: ${readaheadProblem}`);
+  const writebackBytes = writebackLimitFor(fs.pools.writePool.blockBytes);
+  const writebackProblem = writebackBytes === undefined ? undefined : setMountWritebackLimit(config.mountDir, writebackBytes);
+  if (writebackProblem !== undefined) log.info(`kernel write-back limit left at its default: ${writebackProblem}`);
   fs.tiering.isOpenForWriting = (ino) => filesystem.handles.isOpenForWriting(ino);
   fs.tiering.foregroundWriteLoad = metrics?.poolWriteRate;
   recordDaemon(config.mountDir);

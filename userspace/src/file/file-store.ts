@@ -94,7 +94,7 @@ export class FileStore {
   readonly #meta: MetaStore;
   readonly #blocks: BlockStore;
   readonly #pools: Pools;
-  readonly #cache = new BlockCache({ paddingBytes: BLOCK_PADDING_BYTES });
+  readonly #cache: BlockCache;
   readonly #states = new Map<number, FileState>();
   /** Committed blocks whose shard files are not known to be durable yet, per inode. */
   readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
@@ -106,6 +106,7 @@ export class FileStore {
     this.#blocks = parts.blocks;
     this.#pools = parts.pools;
     this.#options = parts.options;
+    this.#cache = new BlockCache({ paddingBytes: BLOCK_PADDING_BYTES, memoryLimitBytes: parts.options.memoryLimitBytes });
   }
 
   /** Size and times of a file as the store sees them now (cached writes included). */

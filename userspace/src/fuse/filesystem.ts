@@ -26,6 +26,7 @@ import { XATTR_ABSENT } from './binding.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
+import { WriteTurns } from './write-turns.js';
 
 const O_ACCMODE = 0o3;
 const O_WRONLY = 0o1;
@@ -57,6 +58,7 @@ export class ShmrFilesystem implements LowLevelOps {
   readonly #options: FilesystemOptions;
   readonly handles: Handles;
   readonly #readBuffers = new ReadBuffers();
+  readonly #writeTurns = new WriteTurns();
   /**
    * Inodes deleted at their unlink (last link, nothing open) that the kernel still knows: it
    * sends a SETATTR of the times it kept and a FORGET when it evicts them. Answered from
@@ -318,8 +320,10 @@ export class ShmrFilesystem implements LowLevelOps {
     if (isStale) this.#meta.setAccessTime(ino, time);
   }
 
+  /** Large writes wait for their own event-loop turn, so small reads are not queued behind them. */
   write(_req: RequestContext, ino: number, data: Buffer, offset: number): number | Promise<number> {
-    return this.#files.write(ino, offset, data);
+    if (!this.#writeTurns.mustWait(data.byteLength)) return this.#files.write(ino, offset, data);
+    return this.#writeTurns.run(() => this.#files.write(ino, offset, data));
   }
 
   flush(_req: RequestContext, ino: number): Result<void> {

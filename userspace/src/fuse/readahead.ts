@@ -28,8 +28,8 @@ export function setMountReadahead(mountDir: string, bytes: number): string | und
   }
 }
 
-/** "major:minor" of the last mount at `mountPoint` (the one on top). */
-function mountDevice(mountPoint: string): string | undefined {
+/** "major:minor" of the last mount at `mountPoint` (the one on top): its bdi's name in sysfs. */
+export function mountDevice(mountPoint: string): string | undefined {
   let device: string | undefined;
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     // id parent major:minor root mount-point options ...

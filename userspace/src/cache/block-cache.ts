@@ -7,7 +7,8 @@
  * - `bytes` is the sum of the buffer sizes of all entries.
  * - Only clean, idle entries are evicted; a dirty or flushing entry stays until stored.
  * - A buffer is owned by exactly one entry or idle on the shelf. Buffers of removed entries
- *   stay on the shelf while entries and idle buffers together fit `memoryLimitBytes`, so
+ *   stay on the shelf while entries and idle buffers together fit `memoryLimitBytes` (and idle
+ *   ones IDLE_BYTES_MAX), so
  *   steady-state writing does not allocate (see BufferShelf for what a fresh buffer costs).
  * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
  *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
@@ -49,6 +50,13 @@ export interface CachedBlock {
   readonly isBorrowed: boolean;
 }
 
+/**
+ * Idle buffers kept at most, whatever the memory limit: enough for the blocks a large write
+ * cycles through (a 256 MiB cache of 32 MiB blocks), without a daemon whose cache may take an
+ * eighth of RAM holding gigabytes of idle buffers after one burst.
+ */
+const IDLE_BYTES_MAX = 256 * 1024 * 1024;
+
 export class BlockCache {
   readonly #entries = new Map<string, CachedBlock>();
   readonly #byInode = new Map<number, Set<CachedBlock>>();
@@ -64,7 +72,7 @@ export class BlockCache {
   constructor(options: { paddingBytes: number; memoryLimitBytes: number }) {
     this.#paddingBytes = options.paddingBytes;
     this.#memoryLimitBytes = options.memoryLimitBytes;
-    this.#shelf = new BufferShelf(options.memoryLimitBytes);
+    this.#shelf = new BufferShelf(Math.min(options.memoryLimitBytes, IDLE_BYTES_MAX));
   }
 
   get(ino: number, blockIndex: number): CachedBlock | undefined {
@@ -234,7 +242,7 @@ export class BlockCache {
   }
 
   #recycle(buffer: Buffer): void {
-    this.#shelf.put(buffer, Math.max(0, this.#memoryLimitBytes - this.bytes));
+    this.#shelf.put(buffer, Math.min(this.#shelf.idleBytesMax, Math.max(0, this.#memoryLimitBytes - this.bytes)));
   }
 }
 

@@ -60,7 +60,8 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
 describe('D-Bus API on a private session bus', () => {
   it('serves properties, introspection, flush, stat and rejects bad arguments without changing anything', async () => {
     await withBus('session', async (bus) => {
-      await withMount({ pools: POOLS, extraYaml: 'dbus: { bus: session }\n', env: bus.env }, async (mount) => {
+      const extraYaml = 'dbus: { bus: session }\ncache: { memory_limit: 384MiB }\n';
+      await withMount({ pools: POOLS, extraYaml, env: bus.env }, async (mount) => {
         const file = join(mount.mountpoint, 'data.bin');
         const content = Buffer.alloc(200 * 1024, 7);
         writeFileSync(file, content);
@@ -76,7 +77,7 @@ describe('D-Bus API on a private session bus', () => {
           const pools = properties['Pools'] as { name: string; topology: string; buckets: { name: string; state: string }[] }[];
           expect(pools.map((pool) => [pool.name, pool.topology, pool.buckets.length])).toEqual([['fast', 'erasure:2+1', 3], ['arc', 'single', 1]]);
           expect(pools[0]?.buckets.every((bucket) => bucket.state === 'ok')).toBe(true);
-          expect(properties['CacheLimitBytes']).toBe(512 * 1024 ** 2);
+          expect(properties['CacheLimitBytes']).toBe(384 * 1024 ** 2);
           expect(typeof properties['CacheBytes']).toBe('number');
           expect(typeof properties['DirtyBytes']).toBe('number');
           const { open } = await import('node:fs/promises');

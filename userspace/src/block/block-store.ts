@@ -493,20 +493,20 @@ export class BlockStore {
     const shardBytes = Math.ceil(block.storedBytes / topology.data);
     const first = Math.floor(range.start / shardBytes);
     const last = Math.floor((range.end - 1) / shardBytes);
-    try {
-      await Promise.all(Array.from({ length: last - first + 1 }, (_, offset) => {
-        const shardIndex = first + offset;
-        const shardStart = shardIndex * shardBytes;
-        const start = Math.max(range.start, shardStart) - shardStart;
-        const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
-        const targetAt = output.targetOffset + shardStart + start - range.start;
-        return this.#readShard(block, shardIndex, { start, end }, output.target, targetAt);
-      }));
-      return;
-    } catch (error) {
-      // The rebuild below reads every shard again and reports each failure once.
-      if (!(error instanceof ShardError)) throw error;
-    }
+    // Settled, not all: no read of the first try may still write into the target afterwards.
+    const results = await Promise.allSettled(Array.from({ length: last - first + 1 }, (_, offset) => {
+      const shardIndex = first + offset;
+      const shardStart = shardIndex * shardBytes;
+      const start = Math.max(range.start, shardStart) - shardStart;
+      const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
+      const targetAt = output.targetOffset + shardStart + start - range.start;
+      return this.#readShard(block, shardIndex, { start, end }, output.target, targetAt);
+    }));
+    const failures = results.flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []));
+    if (failures.length === 0) return;
+    // The rebuild below reads every shard again and reports each failure once.
+    const other = failures.find((error) => !(error instanceof ShardError));
+    if (other !== undefined) throw other;
     const whole = await this.#reconstruct(block, topology, shardBytes);
     whole.copy(output.target, output.targetOffset, range.start, range.end);
   }
@@ -611,7 +611,7 @@ export class BlockStore {
     }
     const startMs = performance.now();
     try {
-      await this.#reader.readRange(location, range, target, targetOffset);
+      await this.#reader.readRange(location, range, target, targetOffset, this.shardBytesOf(block));
       this.observer.shardRead(location.bucket, range.end - range.start, (performance.now() - startMs) / 1000);
     } catch (error) {
       if (error instanceof ShardError && error.kind !== 'corrupt') {

@@ -13,6 +13,8 @@ export {
   crc32cVerifyChunksAsync,
   PREAD_NOT_CACHED,
   preadVerifyChunksNow,
+  READ_SHORT,
+  readShardVerify,
   ReedSolomon,
   SHARD_COUNT_MAX,
 } from './codec.js';

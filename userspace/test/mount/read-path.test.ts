@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsyncSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SERVING_THREAD_NICE } from '../../src/daemon/mount.js';
@@ -92,6 +92,9 @@ describe('read path', () => {
       // The request thread (the main thread: its id is the pid) runs at a raised priority.
       const stat = readFileSync(`/proc/${mount.daemon.pid ?? 0}/task/${mount.daemon.pid ?? 0}/stat`, 'utf8');
       expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])).toBe(SERVING_THREAD_NICE);
+      // bin/shmr.js sizes libuv's thread pool (16) before Node starts it: more threads than the
+      // default pool of 4 plus Node's own, so cold reads and shard writes find free threads.
+      expect(readdirSync(`/proc/${mount.daemon.pid ?? 0}/task`).length).toBeGreaterThan(16);
       const path = join(mount.mountpoint, 'data');
       const data = randomBytes(3 * MIB + 1234);
       writeFileSync(path, data);

@@ -33,22 +33,23 @@ export class ReadBuffers {
   readonly #free = new Map<number, ArrayBuffer[]>();
   readonly #ours = new WeakSet<ArrayBuffer>();
   #freeBytes = 0;
-  /** Made on the first read that needs it (a daemon that never reads big keeps no slab). */
-  #slab: ArrayBufferLike | undefined;
-  readonly #freeSlots: number[] = [];
+  /**
+   * Made with the pool, not on the first big read: its pages are only touched when used, but
+   * V8 counts it as external memory at once and starts a full GC to make room, which the
+   * first read of a cold file paid for.
+   */
+  readonly #slab: ArrayBufferLike = allocAligned(SLOT_COUNT * SLOT_BYTES).buffer;
+  readonly #freeSlots = Array.from({ length: SLOT_COUNT }, (_, index) => SLOT_COUNT - 1 - index);
   readonly #isSlotOut = new Uint8Array(SLOT_COUNT);
 
   /** A buffer of exactly `bytes` bytes (contents undefined). */
   acquire(bytes: number): Buffer {
     assert(bytes >= 0);
     if (bytes <= SMALL_BYTES_MAX) return Buffer.allocUnsafe(bytes);
-    if (bytes <= SLOT_BYTES) {
-      const slab = this.#slab ?? this.#makeSlab();
-      const slot = this.#freeSlots.pop();
-      if (slot !== undefined) {
-        this.#isSlotOut[slot] = 1;
-        return Buffer.from(slab, slot * SLOT_BYTES, bytes);
-      }
+    const slot = bytes <= SLOT_BYTES ? this.#freeSlots.pop() : undefined;
+    if (slot !== undefined) {
+      this.#isSlotOut[slot] = 1;
+      return Buffer.from(this.#slab, slot * SLOT_BYTES, bytes);
     }
     const classBytes = 2 ** Math.ceil(Math.log2(bytes));
     let arrayBuffer = this.#free.get(classBytes)?.pop();
@@ -82,12 +83,5 @@ export class ReadBuffers {
     assert(!list.includes(arrayBuffer), 'read buffer released twice');
     list.push(arrayBuffer);
     this.#freeBytes += classBytes;
-  }
-
-  #makeSlab(): ArrayBufferLike {
-    const slab = allocAligned(SLOT_COUNT * SLOT_BYTES).buffer;
-    this.#slab = slab;
-    for (let slot = SLOT_COUNT - 1; slot >= 0; slot--) this.#freeSlots.push(slot);
-    return slab;
   }
 }

@@ -14,11 +14,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OpenFilesystem } from '../daemon/open.js';
 import { Errno, FsError } from '../errno.js';
-import { crc32cChunks, READ_SHORT, readShardVerify } from '../erasure/index.js';
+import { allocHugePages, crc32cChunks, READ_SHORT, readShardVerify } from '../erasure/index.js';
 import { shardGeometry } from '../layout/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
-import { allocAligned, BLOCK_PADDING_BYTES, type ShardEvent } from './index.js';
+import { allocAligned, allocAlignedSlab, BLOCK_PADDING_BYTES, directBytes, type ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 
@@ -182,5 +182,22 @@ describe('readShardVerify', () => {
       .catch((error: unknown) => error);
     expect((missing as { code?: string }).code).toBe('ENOENT');
     await expect(readShardVerify(path, { prefix: data.subarray(0, 4096), data, position: 4096 }, check)).rejects.toThrow(/overlaps/);
+  });
+});
+
+describe('allocHugePages', () => {
+  it('maps zeroed memory of whole huge pages that O_DIRECT may use, and refuses other sizes', async () => {
+    const memory = allocHugePages(4 * 1024 * 1024);
+    expect(memory.byteLength).toBe(4 * 1024 * 1024);
+    expect(new Uint8Array(memory).every((byte) => byte === 0)).toBe(true);
+    expect(() => allocHugePages(4096)).toThrow(RangeError);
+    expect(() => allocHugePages(0)).toThrow(RangeError);
+    const slab = allocAlignedSlab(2 * 1024 * 1024);
+    expect(directBytes(slab.subarray(BLOCK_BYTES))).toBe(BLOCK_BYTES);
+    const data = randomBytes(BLOCK_BYTES);
+    const block = await writeBlock('plain', data);
+    dropPages(shardPath(block, 0));
+    expect((await readInto(slab.subarray(BLOCK_BYTES), block, { start: 0, end: BLOCK_BYTES })).equals(data)).toBe(true);
+    expect(cachedPages(shardPath(block, 0))).toBe(0);
   });
 });

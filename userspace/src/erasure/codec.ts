@@ -149,6 +149,16 @@ export function readShardVerify(
 }
 
 /**
+ * `bytes` (a multiple of 2 MiB) of zeroed memory starting on a 2 MiB boundary and advised for
+ * transparent huge pages: long-lived I/O buffers whose pages O_DIRECT reads and FUSE replies
+ * pin one by one (a huge page is pinned once). Freed when collected. Throws RangeError for a
+ * size that is not a positive multiple of 2 MiB, an Error when the memory cannot be mapped.
+ */
+export function allocHugePages(bytes: number): ArrayBuffer {
+  return isal.allocHugePages(bytes);
+}
+
+/**
  * Systematic Reed-Solomon over GF(2^8) with a Cauchy encode matrix: any dataCount of the
  * dataCount + parityCount shards recover the rest.
  *

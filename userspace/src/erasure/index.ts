@@ -1,10 +1,12 @@
 /**
  * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
- * is verified as it is made (preadVerifyChunksNow, the read fast path: it shares the addon).
+ * is verified as it is made (preadVerifyChunksNow, the read fast path, and readShardVerify, the
+ * cold read; with allocHugePages for their buffers: they share the addon).
  *
  * The public surface of the module; nothing outside erasure/ imports its other files.
  */
 export {
+  allocHugePages,
   crc32c,
   crc32cAsync,
   crc32cChunks,

@@ -3,9 +3,10 @@
  * (`releaseReadBuffer`). A fresh 128 KiB-1 MiB buffer per read cost a malloc and its page
  * faults on every request of a sequential read.
  *
- * Replies of up to IO_REQUEST_BYTES_MAX come first from slots of one page-aligned slab (see
- * block/aligned.ts): a cold read of a shard goes straight from the drive into such a buffer
- * with O_DIRECT (block/shard-io.ts), skipping the backing file's page cache and its copy.
+ * Replies of up to IO_REQUEST_BYTES_MAX come first from slots of one page-aligned slab on huge
+ * pages where the kernel grants them (block/aligned.ts): a cold read of a shard goes straight
+ * from the drive into such a buffer with O_DIRECT (block/shard-io.ts), skipping the backing
+ * file's page cache and its copy.
  *
  * Invariants:
  * - Only buffers made here come back (slab slots by offset, others tracked by their
@@ -18,7 +19,7 @@
  *   is lost.
  */
 import { assert } from '../assert.js';
-import { allocAligned } from '../block/index.js';
+import { allocAlignedSlab } from '../block/index.js';
 import { IO_REQUEST_BYTES_MAX } from '../limits.js';
 
 /** Reads up to this size take Buffer.allocUnsafe (Node's pooled slab). */
@@ -38,7 +39,7 @@ export class ReadBuffers {
    * V8 counts it as external memory at once and starts a full GC to make room, which the
    * first read of a cold file paid for.
    */
-  readonly #slab: ArrayBufferLike = allocAligned(SLOT_COUNT * SLOT_BYTES).buffer;
+  readonly #slab: ArrayBufferLike = allocAlignedSlab(SLOT_COUNT * SLOT_BYTES).buffer;
   readonly #freeSlots = Array.from({ length: SLOT_COUNT }, (_, index) => SLOT_COUNT - 1 - index);
   readonly #isSlotOut = new Uint8Array(SLOT_COUNT);
 

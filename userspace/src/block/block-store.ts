@@ -604,11 +604,14 @@ export class BlockStore {
    * failures that point at the bucket rather than at one file.
    */
   async #readShard(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
-    const location = this.location(block, shardIndex);
-    const bucket = this.#pools.bucket(location.bucket);
+    const bucketName = block.buckets[shardIndex];
+    assert(bucketName !== undefined);
+    const bucket = this.#pools.bucket(bucketName);
     if (bucket === undefined || bucket.state === 'failed') {
-      throw new ShardError({ kind: 'missing', bucket: location.bucket, path: location.path, detail: 'bucket is failed or unknown' });
+      const { path } = this.location(block, shardIndex);
+      throw new ShardError({ kind: 'missing', bucket: bucketName, path, detail: 'bucket is failed or unknown' });
     }
+    const location = this.#knownLocation(block, shardIndex, bucket);
     const startMs = performance.now();
     try {
       await this.#reader.readRange(location, range, target, targetOffset, this.shardBytesOf(block));

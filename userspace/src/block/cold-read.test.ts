@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OpenFilesystem } from '../daemon/open.js';
@@ -17,8 +17,8 @@ import { Errno, FsError } from '../errno.js';
 import { allocHugePages, crc32cChunks, READ_SHORT, readShardVerify } from '../erasure/index.js';
 import { shardGeometry } from '../layout/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
-import { allocAligned, allocAlignedSlab, BLOCK_PADDING_BYTES, directBytes, type ShardEvent } from './index.js';
+import { dropPages, flipByte, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture } from '../../test/helpers/block-fixture.js';
+import { allocAligned, allocAlignedSlab, directBytes, type ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 
@@ -27,35 +27,19 @@ let filesystem: OpenFilesystem;
 let nextBlock = 0;
 
 beforeEach(() => {
-  fixture = openBlockFixture('cold-read', {
-    plain: { topology: 'single', buckets: 1 },
-    mirrored: { topology: 'mirror:2', buckets: 2 },
-    archive: { topology: 'erasure:4+2', buckets: 6 },
-  });
+  fixture = openBlockFixture('cold-read', TOPOLOGY_POOLS);
   filesystem = fixture.filesystem;
 });
 
 afterEach(() => fixture.close());
 
 /** Writes a new block (a new shard file name each time: nothing of it is cached). */
-async function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
-  const buffer = Buffer.concat([data, Buffer.alloc(BLOCK_BYTES + BLOCK_PADDING_BYTES - data.byteLength)]);
-  return filesystem.blocks.write({
-    ino: 9, blockIndex: nextBlock++, blockBytes: BLOCK_BYTES, dataBytes: data.byteLength, data: buffer,
-    pool: filesystem.pools.pool(pool), sync: false,
-  });
+function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
+  return writeTestBlock(filesystem, pool, data, { ino: 9, blockIndex: nextBlock++ });
 }
 
 function shardPath(block: BlockRecord, shardIndex: number): string {
   return filesystem.blocks.location(block, shardIndex).path;
-}
-
-/** Makes a file's pages clean, then drops them from the page cache. */
-function dropPages(path: string): void {
-  const fd = openSync(path, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
 }
 
 function cachedPages(path: string): number {
@@ -64,12 +48,7 @@ function cachedPages(path: string): number {
 
 /** Flips one byte of a shard file at `fileOffset`, on disk, and drops the file's pages. */
 function damage(path: string, fileOffset: number): void {
-  const fd = openSync(path, 'r+');
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, fileOffset);
-  byte[0] = (byte[0] ?? 0) ^ 0x40;
-  writeSync(fd, byte, 0, 1, fileOffset);
-  closeSync(fd);
+  flipByte(path, fileOffset, 0x40);
   dropPages(path);
 }
 

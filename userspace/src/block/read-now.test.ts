@@ -9,17 +9,16 @@
  * Method: a real filesystem opened on temporary bucket folders (no mount); shard files are
  * damaged in place and their pages dropped with dd iflag=nocache (posix_fadvise DONTNEED).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OpenFilesystem } from '../daemon/open.js';
 import { Errno, FsError } from '../errno.js';
 import { crc32cChunks, PREAD_NOT_CACHED, preadVerifyChunksNow } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
-import { BLOCK_PADDING_BYTES, type ShardEvent } from './index.js';
+import { dropPages, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture } from '../../test/helpers/block-fixture.js';
+import type { ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 /** Not a multiple of the chunk size nor of the erasure data count: padding and a short chunk. */
@@ -29,22 +28,14 @@ let fixture: BlockFixture;
 let filesystem: OpenFilesystem;
 
 beforeEach(() => {
-  fixture = openBlockFixture('read-now', {
-    plain: { topology: 'single', buckets: 1 },
-    mirrored: { topology: 'mirror:2', buckets: 2 },
-    archive: { topology: 'erasure:4+2', buckets: 6 },
-  });
+  fixture = openBlockFixture('read-now', TOPOLOGY_POOLS);
   filesystem = fixture.filesystem;
 });
 
 afterEach(() => fixture.close());
 
-async function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
-  const buffer = Buffer.concat([data, Buffer.alloc(BLOCK_BYTES + BLOCK_PADDING_BYTES - data.byteLength)]);
-  return filesystem.blocks.write({
-    ino: 7, blockIndex: 3, blockBytes: BLOCK_BYTES, dataBytes: data.byteLength, data: buffer,
-    pool: filesystem.pools.pool(pool), sync: false,
-  });
+function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
+  return writeTestBlock(filesystem, pool, data, { ino: 7, blockIndex: 3 });
 }
 
 /** readNow into a fresh buffer: the bytes, or undefined when it declined. */
@@ -69,14 +60,6 @@ async function read(block: BlockRecord, start: number, end: number): Promise<Buf
   const target = Buffer.alloc(end - start, 0xee);
   await filesystem.blocks.read(block, { start, end }, target, 0);
   return target;
-}
-
-/** Makes a shard file's pages clean, then drops them from the page cache. */
-function dropPages(path: string): void {
-  const fd = openSync(path, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
 }
 
 /** Flips one payload byte of a shard file in place (through the page cache). */
@@ -179,8 +162,7 @@ describe('preadVerifyChunksNow', () => {
       expect(preadVerifyChunksNow(target, check, fd, 512 + 4096 + 1)).toBe(1);
       // Past the end of the file: not all bytes could be read.
       expect(preadVerifyChunksNow(target, check, fd, 512 + 4 * 4096)).toBe(PREAD_NOT_CACHED);
-      fsyncSync(fd);
-      execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+      dropPages(path);
       expect(preadVerifyChunksNow(target, check, fd, 512 + 4096)).toBe(PREAD_NOT_CACHED);
       expect(() => preadVerifyChunksNow(target, check, -1, 0)).toThrow(RangeError);
     } finally {

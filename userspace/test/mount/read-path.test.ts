@@ -10,15 +10,15 @@
  * damaged in place (through the page cache) while the daemon runs, or on disk with its pages
  * dropped (dd iflag=nocache) before a remount.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsyncSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SERVING_THREAD_NICE } from '../../src/daemon/mount.js';
 import { shardGeometry } from '../../src/layout/index.js';
 import { FUSE_READAHEAD_BYTES } from '../../src/limits.js';
 import { shardFilesOf } from '../../src/tasks/fsck.js';
+import { dropPages, flipByte } from '../helpers/block-fixture.js';
 import { withMount } from '../helpers/mount.js';
 
 const MIB = 1024 * 1024;
@@ -41,24 +41,6 @@ function readDirect(path: string, offset: number, length: number): Buffer | stri
 function deviceOf(mountpoint: string): string | undefined {
   const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((entry) => entry.split(' ')[4] === mountpoint);
   return line?.split(' ')[2];
-}
-
-/** Flips one byte of a file at `offset` (through the page cache). */
-function flipByte(path: string, offset: number): void {
-  const fd = openSync(path, 'r+');
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, offset);
-  byte[0] = (byte[0] ?? 0) ^ 0x01;
-  writeSync(fd, byte, 0, 1, offset);
-  closeSync(fd);
-}
-
-/** Writes a file's dirty pages, then drops its pages from the page cache. */
-function dropPages(path: string): void {
-  const fd = openSync(path, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
 }
 
 /** Reads a file in 1 MiB requests through the page cache, as fio does: each answer or error code. */
@@ -126,13 +108,7 @@ describe('read path', () => {
       const shard = shardFilesOf(Object.values(mount.buckets)[0] ?? '').find((file) => file.includes(`/${ino}-1-`));
       expect(shard).toBeDefined();
       // In place, through the page cache: the daemon's cached header and descriptor stay valid.
-      const fd = openSync(shard ?? '', 'r+');
-      const size = statSync(shard ?? '').size;
-      const byte = Buffer.alloc(1);
-      readSync(fd, byte, 0, 1, size - 10);
-      byte[0] = (byte[0] ?? 0) ^ 0x01;
-      writeSync(fd, byte, 0, 1, size - 10);
-      closeSync(fd);
+      flipByte(shard ?? '', statSync(shard ?? '').size - 10);
       expect(readDirect(path, lastPage, 4096)).toBe('EIO');
       expect(readDirect(path, lastPage - 4096, 4096)).toEqual(data.subarray(lastPage - 4096, lastPage));
       expect(readDirect(path, 0, 4096)).toEqual(data.subarray(0, 4096));

@@ -17,7 +17,9 @@ import { Errno, FsError } from '../errno.js';
 import { allocHugePages, crc32cChunks, READ_SHORT, readShardVerify } from '../erasure/index.js';
 import { shardGeometry } from '../layout/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { dropPages, flipByte, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture } from '../../test/helpers/block-fixture.js';
+import {
+  dropPages, flipByte, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture,
+} from '../../test/helpers/block-fixture.js';
 import { allocAligned, allocAlignedSlab, directBytes, type ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
@@ -74,7 +76,8 @@ describe('cold big reads', () => {
         // Now with the header cached, into a plain buffer, and ranges that are not chunk aligned.
         expect((await readInto(Buffer.alloc(BLOCK_BYTES), block, whole)).equals(data), label).toBe(true);
         const part = { start: 4096 + 17, end: Math.min(dataBytes, 4096 + 17 + 200_000) };
-        expect((await readInto(Buffer.alloc(BLOCK_BYTES), block, part)).equals(data.subarray(part.start, part.end)), label).toBe(true);
+        const partRead = await readInto(Buffer.alloc(BLOCK_BYTES), block, part);
+        expect(partRead.equals(data.subarray(part.start, part.end)), label).toBe(true);
       }
     }
   });
@@ -156,11 +159,13 @@ describe('readShardVerify', () => {
     expect(await readShardVerify(path, { prefix: Buffer.alloc(0), data: part, position: 4 * 4096 }, known)).toBe(-1);
     expect(part.equals(payload.subarray(3 * 4096, 5 * 4096))).toBe(true);
     expect(await readShardVerify(path, { prefix: Buffer.alloc(0), data: part, position: 4 * 4096 + 1 }, known)).toBe(3);
-    expect(await readShardVerify(path, { prefix: Buffer.alloc(0), data: part, position: 64 * 4096 }, known)).toBe(READ_SHORT);
+    const pastEnd = { prefix: Buffer.alloc(0), data: part, position: 64 * 4096 };
+    expect(await readShardVerify(path, pastEnd, known)).toBe(READ_SHORT);
     const missing = await readShardVerify(join(fixture.root, 'none'), { prefix: gotPrefix, data, position: 4096 }, check)
       .catch((error: unknown) => error);
     expect((missing as { code?: string }).code).toBe('ENOENT');
-    await expect(readShardVerify(path, { prefix: data.subarray(0, 4096), data, position: 4096 }, check)).rejects.toThrow(/overlaps/);
+    const overlapping = { prefix: data.subarray(0, 4096), data, position: 4096 };
+    await expect(readShardVerify(path, overlapping, check)).rejects.toThrow(/overlaps/);
   });
 });
 

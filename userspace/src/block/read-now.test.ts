@@ -17,7 +17,9 @@ import type { OpenFilesystem } from '../daemon/open.js';
 import { Errno, FsError } from '../errno.js';
 import { crc32cChunks, PREAD_NOT_CACHED, preadVerifyChunksNow } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { dropPages, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture } from '../../test/helpers/block-fixture.js';
+import {
+  dropPages, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture,
+} from '../../test/helpers/block-fixture.js';
 import type { ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;

@@ -359,7 +359,8 @@ export class ShardReader {
     const { view, scratch } = this.#spanView(span, output.target, output.targetOffset);
     try {
       const parts = { prefix: NO_PREFIX, data: view, position: header.payload_offset + span.start };
-      const outcome = await this.#job(location, parts, { chunkBytes: header.chunk_bytes, table: prefix.chunkTable, firstChunk: span.firstChunk });
+      const check = { chunkBytes: header.chunk_bytes, table: prefix.chunkTable, firstChunk: span.firstChunk };
+      const outcome = await this.#job(location, parts, check);
       if (outcome === READ_SHORT) throw corrupt(location, `file ends before payload byte ${span.end}`);
       if (outcome >= 0) throw corrupt(location, `chunk ${outcome} does not match its checksum`);
       scratch?.copy(output.target, output.targetOffset, range.start - span.start, range.end - span.start);
@@ -395,7 +396,9 @@ export class ShardReader {
       if (!decoded.ok && decoded.kind === 'short') return false;
       const prefix = this.#accept(location, decoded);
       const { header } = prefix;
-      if (header.payload_bytes !== payloadBytes || header.chunk_bytes !== CHUNK_BYTES || header.payload_offset !== geometry.payloadOffset) {
+      const isAsGuessed = header.payload_bytes === payloadBytes && header.chunk_bytes === CHUNK_BYTES &&
+        header.payload_offset === geometry.payloadOffset;
+      if (!isAsGuessed) {
         // Read from where the header says (it was checked; the guess was not).
         await this.#readKnown(location, prefix, range, output);
         return true;
@@ -418,9 +421,8 @@ export class ShardReader {
       return await readShardVerify(location.path, parts, check);
     } catch (error) {
       const code = (error as { code?: string }).code;
-      throw new ShardError({
-        kind: code === 'ENOENT' ? 'missing' : 'io', bucket: location.bucket, path: location.path, detail: (error as Error).message,
-      });
+      const kind = code === 'ENOENT' ? 'missing' : 'io';
+      throw new ShardError({ kind, bucket: location.bucket, path: location.path, detail: (error as Error).message });
     }
   }
 

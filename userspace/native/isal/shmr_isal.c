@@ -12,6 +12,9 @@
  *   crc32cVerifyChunksAsync(data, chunkBytes, table, firstChunk) -> Promise<number>
  *   preadVerifyChunksNow(data, chunkBytes, table, firstChunk, fd, position)
  *                                                -> number (-1 ok, chunk index, -2 not cached)
+ *   readShardVerifyAsync(path, prefix, data, position, chunkBytes, table, firstChunk)
+ *                                                -> Promise<number> (-1 ok, chunk index, -2 short)
+ *   allocHugePages(bytes)                        -> ArrayBuffer (2 MiB aligned, MADV_HUGEPAGE)
  *   rsPrepare(k, p)                              -> undefined (validates, warms the cache)
  *   rsEncode(k, p, data[], parity[])             -> undefined
  *   rsEncodeAsync(k, p, data[], parity[])        -> Promise<undefined>
@@ -58,6 +61,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Largest k + p. Keeps every per-call array on the stack and a pattern in a uint32_t mask. */
@@ -1333,6 +1339,323 @@ static napi_value export_pread_verify_chunks_now(napi_env env, napi_callback_inf
   return result;
 }
 
+/*
+ * readShardVerifyAsync(path, prefix, data, position, chunkBytes, table, firstChunk): a shard
+ * read that must wait for the disk, as one pool job: open, read the prefix (when `prefix` is not
+ * empty: file bytes [0, prefix.length)) and `data` (file bytes from `position`), close, verify
+ * `data` like crc32cVerifyChunks. `table` may lie in `prefix` (a prefix read by this very job:
+ * the caller then checks the prefix's own checksums before it trusts the answer). Resolves to -1
+ * when everything was read and matched, the index of the first bad chunk, or READ_SHORT when
+ * the file ended early; rejects with an Error whose `code` is the errno name when open or read
+ * failed.
+ *
+ * Why one job: a cold read through the descriptor cache took four pool round trips per shard
+ * (open, prefix, payload, checksum), each waking the JS thread. And why O_DIRECT: a cold
+ * sequential read otherwise pays the page cache twice (the backing file's and the mount's), so
+ * when `data` and `position` are page aligned and the range is not all in the page cache
+ * (cachestat), the payload is read past it, straight into `data`. A range that is cached, or a
+ * filesystem that refuses O_DIRECT, is read through the page cache as before.
+ */
+#define READ_SHORT (-2)
+#define DIRECT_ALIGN_BYTES 4096
+#ifndef SYS_cachestat
+#define SYS_cachestat 451 /* The same number on every architecture (Linux 6.5). */
+#endif
+
+/* struct cachestat_range and struct cachestat of <linux/mman.h>, absent from older headers. */
+typedef struct {
+  uint64_t offset;
+  uint64_t length;
+} cache_range_t;
+typedef struct {
+  uint64_t cached;
+  uint64_t dirty;
+  uint64_t writeback;
+  uint64_t evicted;
+  uint64_t recently_evicted;
+} cache_state_t;
+
+/* Set once cachestat answered ENOSYS (kernel before 6.5): then every read may go direct. */
+static atomic_bool has_no_cachestat = false;
+
+typedef struct read_job {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref refs[3]; /* prefix, data and table, pinned until complete. */
+  int ref_count;
+  char *path;
+  uint8_t *prefix;
+  size_t prefix_bytes;
+  size_t position;
+  crc_chunks_operation_t verify; /* .data and .data_bytes: where the payload range goes. */
+  int64_t outcome;
+  int error_number; /* 0, or the errno of `failed_call`. */
+  const char *failed_call;
+} read_job_t;
+
+static bool is_direct_aligned(const uint8_t *data, size_t bytes, size_t position) {
+  return (uintptr_t)data % DIRECT_ALIGN_BYTES == 0 && bytes % DIRECT_ALIGN_BYTES == 0 &&
+         position % DIRECT_ALIGN_BYTES == 0 && bytes > 0;
+}
+
+/* Whether every page of [position, position + bytes) of fd is in the page cache. */
+static bool is_range_cached(int fd, size_t position, size_t bytes) {
+  if (atomic_load(&has_no_cachestat)) return false;
+  cache_range_t range = {.offset = position, .length = bytes};
+  cache_state_t state;
+  if (syscall(SYS_cachestat, fd, &range, &state, 0) != 0) {
+    if (errno == ENOSYS) atomic_store(&has_no_cachestat, true);
+    return false;
+  }
+  size_t page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+  return state.cached >= (bytes + page_bytes - 1) / page_bytes;
+}
+
+/* Reads all of `vectors` from `position` on; the bytes read (fewer at end of file) or -1. */
+static ssize_t read_vectors(int fd, struct iovec *vectors, int count, size_t position) {
+  size_t done = 0;
+  while (count > 0) {
+    ssize_t bytes = preadv(fd, vectors, count, (off_t)(position + done));
+    if (bytes < 0 && errno == EINTR) continue;
+    if (bytes < 0) return -1;
+    if (bytes == 0) break;
+    done += (size_t)bytes;
+    size_t left = (size_t)bytes;
+    while (count > 0 && left >= vectors->iov_len) {
+      left -= vectors->iov_len;
+      vectors++;
+      count--;
+    }
+    if (count > 0) {
+      vectors->iov_base = (uint8_t *)vectors->iov_base + left;
+      vectors->iov_len -= left;
+    }
+  }
+  return (ssize_t)done;
+}
+
+/* Reads `bytes` at `position` into `target`; false with errno set, or with errno 0 if short. */
+static bool read_exactly(int fd, uint8_t *target, size_t bytes, size_t position) {
+  if (bytes == 0) return true;
+  struct iovec vector = {.iov_base = target, .iov_len = bytes};
+  ssize_t done = read_vectors(fd, &vector, 1, position);
+  if (done >= 0 && (size_t)done < bytes) errno = 0;
+  return done >= 0 && (size_t)done == bytes;
+}
+
+/*
+ * Prefix and payload through O_DIRECT: the prefix through an aligned bounce buffer (the
+ * caller's is not aligned; it is a few KiB), both in one call when they are adjacent.
+ */
+static bool read_direct(read_job_t *job, int fd) {
+  uint8_t *bounce = NULL;
+  if (job->prefix_bytes > 0 &&
+      posix_memalign((void **)&bounce, DIRECT_ALIGN_BYTES, job->prefix_bytes) != 0) {
+    errno = ENOMEM;
+    return false;
+  }
+  bool is_read;
+  if (bounce != NULL && job->position == job->prefix_bytes) {
+    struct iovec vectors[2] = {{.iov_base = bounce, .iov_len = job->prefix_bytes},
+                               {.iov_base = (void *)job->verify.data, .iov_len = job->verify.data_bytes}};
+    size_t wanted = job->prefix_bytes + job->verify.data_bytes;
+    ssize_t done = read_vectors(fd, vectors, 2, 0);
+    if (done >= 0 && (size_t)done < wanted) errno = 0;
+    is_read = done >= 0 && (size_t)done == wanted;
+  } else {
+    is_read = (bounce == NULL || read_exactly(fd, bounce, job->prefix_bytes, 0)) &&
+              read_exactly(fd, (uint8_t *)job->verify.data, job->verify.data_bytes, job->position);
+  }
+  if (is_read && bounce != NULL) memcpy(job->prefix, bounce, job->prefix_bytes);
+  int saved = errno;
+  free(bounce);
+  errno = saved;
+  return is_read;
+}
+
+/* On a pool thread: touches only the pinned buffers and the job's own copy of the path. */
+static void read_job_execute(napi_env env, void *data) {
+  (void)env;
+  read_job_t *job = data;
+  int fd = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job->error_number = errno;
+    job->failed_call = "open";
+    return;
+  }
+  bool is_direct = is_direct_aligned(job->verify.data, job->verify.data_bytes, job->position) &&
+                   !is_range_cached(fd, job->position, job->verify.data_bytes) &&
+                   fcntl(fd, F_SETFL, O_DIRECT) == 0;
+  bool is_read = is_direct && read_direct(job, fd);
+  /* EINVAL: the filesystem takes O_DIRECT at open but not for this read; read it buffered. */
+  if (is_direct && !is_read && errno == EINVAL && fcntl(fd, F_SETFL, 0) == 0) is_direct = false;
+  if (!is_direct) {
+    is_read = read_exactly(fd, job->prefix, job->prefix_bytes, 0) &&
+              read_exactly(fd, (uint8_t *)job->verify.data, job->verify.data_bytes, job->position);
+  }
+  int read_error = is_read ? 0 : errno;
+  close(fd);
+  if (is_read) {
+    job->outcome = crc_verify_run(&job->verify);
+  } else if (read_error == 0) {
+    job->outcome = READ_SHORT;
+  } else {
+    job->error_number = read_error;
+    job->failed_call = "read";
+  }
+}
+
+static void read_job_free(napi_env env, read_job_t *job) {
+  for (int index = 0; index < job->ref_count; index++) napi_delete_reference(env, job->refs[index]);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
+}
+
+/* Back on the JS thread: -1, a chunk index or READ_SHORT; or an Error with the errno's code. */
+static void read_job_complete(napi_env env, napi_status status, void *data) {
+  read_job_t *job = data;
+  napi_value result = NULL;
+  if (status != napi_ok || job->error_number != 0) {
+    char message[MESSAGE_BYTES_MAX];
+    const char *code = status != napi_ok ? "EIO" : strerrorname_np(job->error_number);
+    if (status != napi_ok) {
+      snprintf(message, sizeof message, "shmr_isal: read job did not run");
+    } else {
+      snprintf(message, sizeof message, "%s %s: %s", job->failed_call, job->path,
+               strerror(job->error_number));
+    }
+    napi_value code_value = NULL;
+    napi_value message_value = NULL;
+    napi_create_string_utf8(env, code != NULL ? code : "EIO", NAPI_AUTO_LENGTH, &code_value);
+    napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
+    napi_create_error(env, code_value, message_value, &result);
+    napi_reject_deferred(env, job->deferred, result);
+  } else {
+    napi_create_int64(env, job->outcome, &result);
+    napi_resolve_deferred(env, job->deferred, result);
+  }
+  read_job_free(env, job);
+}
+
+/* The path argument, copied for the pool thread (malloc'd; the caller frees it). */
+static char *read_path(napi_env env, napi_value value) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) {
+    throw_type_error(env, "path must be a string");
+    return NULL;
+  }
+  char *path = malloc(length + 1);
+  if (path == NULL) {
+    napi_throw_error(env, NULL, "out of memory copying a path");
+    return NULL;
+  }
+  if (napi_get_value_string_utf8(env, value, path, length + 1, &length) != napi_ok) {
+    free(path);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return path;
+}
+
+static napi_value export_read_shard_verify_async(napi_env env, napi_callback_info info) {
+  napi_value arguments[7];
+  if (!get_arguments(env, info, 7, arguments)) return NULL;
+  /* [data, chunkBytes, table, firstChunk] in the order prepare_crc_chunks reads them. */
+  napi_value check_arguments[4] = {arguments[2], arguments[4], arguments[5], arguments[6]};
+  napi_value objects[2];
+  crc_chunks_operation_t verify;
+  uint8_t *prefix = NULL;
+  size_t prefix_bytes = 0;
+  size_t position = 0;
+  if (!prepare_crc_chunks(env, check_arguments, true, &verify, objects)) return NULL;
+  if (!read_bytes(env, arguments[1], "prefix", &prefix, &prefix_bytes)) return NULL;
+  if (!read_safe_index(env, arguments[3], "position", &position)) return NULL;
+  if (prefix_bytes > 0 && spans_overlap(prefix, prefix_bytes, verify.data, verify.data_bytes)) {
+    throw_range_error(env, "prefix overlaps data: they are read from different file offsets");
+    return NULL;
+  }
+  read_job_t *job = calloc(1, sizeof(read_job_t));
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "out of memory creating a read job");
+    return NULL;
+  }
+  job->path = read_path(env, arguments[0]);
+  job->prefix = prefix;
+  job->prefix_bytes = prefix_bytes;
+  job->position = position;
+  job->verify = verify;
+  napi_value pinned[3] = {arguments[1], objects[0], objects[1]};
+  for (int index = 0; job->path != NULL && index < 3; index++) {
+    if (napi_create_reference(env, pinned[index], 1, &job->refs[index]) != napi_ok) break;
+    job->ref_count++;
+  }
+  napi_value name = NULL;
+  napi_value promise = NULL;
+  if (job->path == NULL || job->ref_count < 3 ||
+      napi_create_string_utf8(env, "shmr_isal.readShardVerify", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, read_job_execute, read_job_complete, job, &job->work) !=
+          napi_ok ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
+    if (job->path != NULL) throw_napi_failure(env);
+    read_job_free(env, job);
+    return NULL;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    throw_napi_failure(env);
+    napi_value undefined = undefined_value(env);
+    napi_reject_deferred(env, job->deferred, undefined);
+    read_job_free(env, job);
+    return NULL;
+  }
+  return promise;
+}
+
+/*
+ * allocHugePages(bytes) -> ArrayBuffer: `bytes` of zeroed memory that starts on a 2 MiB
+ * boundary, advised for transparent huge pages (madvise MADV_HUGEPAGE; the kernel may still
+ * use small pages). For long-lived I/O buffers such as the READ reply slab: each O_DIRECT read
+ * and each FUSE reply pins the pages it touches, one small page at a time (gup: about a tenth
+ * of a cold sequential read's CPU), a huge page once. Freed when the ArrayBuffer is collected.
+ */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+static void huge_pages_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info) {
+  napi_value arguments[1];
+  size_t bytes = 0;
+  if (!get_arguments(env, info, 1, arguments)) return NULL;
+  if (!read_safe_index(env, arguments[0], "bytes", &bytes)) return NULL;
+  if (bytes == 0 || bytes % HUGE_PAGE_BYTES != 0) {
+    throw_range_error(env, "bytes must be a positive multiple of %zu, got %zu", HUGE_PAGE_BYTES, bytes);
+    return NULL;
+  }
+  /* Map one huge page more, then trim to a 2 MiB-aligned start. */
+  size_t mapped_bytes = bytes + HUGE_PAGE_BYTES;
+  uint8_t *mapped = mmap(NULL, mapped_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) {
+    napi_throw_error(env, "ENOMEM", "allocHugePages: mmap failed");
+    return NULL;
+  }
+  uint8_t *start = (uint8_t *)(((uintptr_t)mapped + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+  if (start > mapped) munmap(mapped, (size_t)(start - mapped));
+  size_t tail_bytes = (size_t)(mapped + mapped_bytes - (start + bytes));
+  if (tail_bytes > 0) munmap(start + bytes, tail_bytes);
+  madvise(start, bytes, MADV_HUGEPAGE); /* Advice only: small pages work as well, slower. */
+  napi_value result = NULL;
+  if (napi_create_external_arraybuffer(env, start, bytes, huge_pages_free, (void *)(uintptr_t)bytes, &result) !=
+      napi_ok) {
+    munmap(start, bytes);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
+}
+
 /* The async half of crc32cChunksAsync/crc32cVerifyChunksAsync: pin data and table, queue. */
 static napi_value queue_crc_chunks_job(napi_env env, job_kind_t kind,
                                        const crc_chunks_operation_t *operation,
@@ -1599,6 +1922,9 @@ NAPI_MODULE_INIT() {
        napi_enumerable, NULL},
       {"preadVerifyChunksNow", NULL, export_pread_verify_chunks_now, NULL, NULL, NULL,
        napi_enumerable, NULL},
+      {"readShardVerifyAsync", NULL, export_read_shard_verify_async, NULL, NULL, NULL,
+       napi_enumerable, NULL},
+      {"allocHugePages", NULL, export_alloc_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsPrepare", NULL, export_rs_prepare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncode", NULL, export_rs_encode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncodeAsync", NULL, export_rs_encode_async, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -527,20 +527,20 @@ export class BlockStore {
     const shardBytes = Math.ceil(block.storedBytes / topology.data);
     const first = Math.floor(range.start / shardBytes);
     const last = Math.floor((range.end - 1) / shardBytes);
-    try {
-      await Promise.all(Array.from({ length: last - first + 1 }, (_, offset) => {
-        const shardIndex = first + offset;
-        const shardStart = shardIndex * shardBytes;
-        const start = Math.max(range.start, shardStart) - shardStart;
-        const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
-        const targetAt = output.targetOffset + shardStart + start - range.start;
-        return this.#readShard(block, shardIndex, { start, end }, output.target, targetAt);
-      }));
-      return;
-    } catch (error) {
-      // The rebuild below reads every shard again and reports each failure once.
-      if (!(error instanceof ShardError)) throw error;
-    }
+    // Settled, not all: no read of the first try may still write into the target afterwards.
+    const results = await Promise.allSettled(Array.from({ length: last - first + 1 }, (_, offset) => {
+      const shardIndex = first + offset;
+      const shardStart = shardIndex * shardBytes;
+      const start = Math.max(range.start, shardStart) - shardStart;
+      const end = Math.min(range.end, shardStart + shardBytes) - shardStart;
+      const targetAt = output.targetOffset + shardStart + start - range.start;
+      return this.#readShard(block, shardIndex, { start, end }, output.target, targetAt);
+    }));
+    const failures = results.flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []));
+    if (failures.length === 0) return;
+    // The rebuild below reads every shard again and reports each failure once.
+    const other = failures.find((error) => !(error instanceof ShardError));
+    if (other !== undefined) throw other;
     const whole = await this.#reconstruct(block, topology, shardBytes);
     whole.copy(output.target, output.targetOffset, range.start, range.end);
   }
@@ -638,14 +638,17 @@ export class BlockStore {
    * failures that point at the bucket rather than at one file.
    */
   async #readShard(block: BlockRecord, shardIndex: number, range: { start: number; end: number }, target: Buffer, targetOffset: number): Promise<void> {
-    const location = this.location(block, shardIndex);
-    const bucket = this.#pools.bucket(location.bucket);
+    const bucketName = block.buckets[shardIndex];
+    assert(bucketName !== undefined);
+    const bucket = this.#pools.bucket(bucketName);
     if (bucket === undefined || bucket.state === 'failed') {
-      throw new ShardError({ kind: 'missing', bucket: location.bucket, path: location.path, detail: 'bucket is failed or unknown' });
+      const { path } = this.location(block, shardIndex);
+      throw new ShardError({ kind: 'missing', bucket: bucketName, path, detail: 'bucket is failed or unknown' });
     }
+    const location = this.#knownLocation(block, shardIndex, bucket);
     const startMs = performance.now();
     try {
-      await this.#reader.readRange(location, range, target, targetOffset);
+      await this.#reader.readRange(location, range, target, targetOffset, this.shardBytesOf(block));
       this.observer.shardRead(location.bucket, range.end - range.start, (performance.now() - startMs) / 1000);
     } catch (error) {
       if (error instanceof ShardError && error.kind !== 'corrupt') {

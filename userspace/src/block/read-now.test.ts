@@ -3,21 +3,24 @@
  * exactly the bytes read() returns, for every topology and for ranges that are not chunk
  * aligned (up to 256 KiB of one shard; more is left to the thread pool); it refuses a shard
  * whose bytes no longer match their checksums (read() then answers EIO) and shards that are
- * not in the page cache (read() then reads them from disk).
+ * not in the page cache (read() then reads them from disk). A shard read in full by read() (one
+ * thread-pool job that opens and closes it) leaves no descriptor behind: the first small read()
+ * of each shard opens the one the fast path uses.
  * Method: a real filesystem opened on temporary bucket folders (no mount); shard files are
  * damaged in place and their pages dropped with dd iflag=nocache (posix_fadvise DONTNEED).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OpenFilesystem } from '../daemon/open.js';
 import { Errno, FsError } from '../errno.js';
 import { crc32cChunks, PREAD_NOT_CACHED, preadVerifyChunksNow } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
-import { BLOCK_PADDING_BYTES, type ShardEvent } from './index.js';
+import {
+  dropPages, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture,
+} from '../../test/helpers/block-fixture.js';
+import type { ShardEvent } from './index.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 /** Not a multiple of the chunk size nor of the erasure data count: padding and a short chunk. */
@@ -27,22 +30,14 @@ let fixture: BlockFixture;
 let filesystem: OpenFilesystem;
 
 beforeEach(() => {
-  fixture = openBlockFixture('read-now', {
-    plain: { topology: 'single', buckets: 1 },
-    mirrored: { topology: 'mirror:2', buckets: 2 },
-    archive: { topology: 'erasure:4+2', buckets: 6 },
-  });
+  fixture = openBlockFixture('read-now', TOPOLOGY_POOLS);
   filesystem = fixture.filesystem;
 });
 
 afterEach(() => fixture.close());
 
-async function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
-  const buffer = Buffer.concat([data, Buffer.alloc(BLOCK_BYTES + BLOCK_PADDING_BYTES - data.byteLength)]);
-  return filesystem.blocks.write({
-    ino: 7, blockIndex: 3, blockBytes: BLOCK_BYTES, dataBytes: data.byteLength, data: buffer,
-    pool: filesystem.pools.pool(pool), sync: false,
-  });
+function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
+  return writeTestBlock(filesystem, pool, data, { ino: 7, blockIndex: 3 });
 }
 
 /** readNow into a fresh buffer: the bytes, or undefined when it declined. */
@@ -51,18 +46,22 @@ function readNow(block: BlockRecord, start: number, end: number): Buffer | undef
   return filesystem.blocks.readNow(block, { start, end }, target, 0) ? target : undefined;
 }
 
+/** The whole block by read(), then a small read() of each shard: descriptors for the fast path. */
+async function readAndWarm(block: BlockRecord): Promise<Buffer> {
+  const whole = await read(block, 0, block.dataBytes);
+  const shardBytes = filesystem.blocks.shardBytesOf(block);
+  const dataShards = block.topology.startsWith('erasure') ? Math.ceil(block.storedBytes / shardBytes) : 1;
+  for (let shardIndex = 0; shardIndex < dataShards; shardIndex++) {
+    const start = shardIndex * shardBytes;
+    await read(block, start, Math.min(start + 4096, block.dataBytes));
+  }
+  return whole;
+}
+
 async function read(block: BlockRecord, start: number, end: number): Promise<Buffer> {
   const target = Buffer.alloc(end - start, 0xee);
   await filesystem.blocks.read(block, { start, end }, target, 0);
   return target;
-}
-
-/** Makes a shard file's pages clean, then drops them from the page cache. */
-function dropPages(path: string): void {
-  const fd = openSync(path, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
 }
 
 /** Flips one payload byte of a shard file in place (through the page cache). */
@@ -89,7 +88,7 @@ describe('read fast path', () => {
       const block = await writeBlock(pool, data);
       // Nothing of the shard is known yet (descriptor, verified header): the fast path declines.
       expect(readNow(block, 0, 4096)).toBeUndefined();
-      expect((await read(block, 0, DATA_BYTES)).equals(data)).toBe(true);
+      expect((await readAndWarm(block)).equals(data)).toBe(true);
       for (const [start, end] of ranges) {
         const expected = await read(block, start, end);
         const fast = readNow(block, start, end);
@@ -104,7 +103,7 @@ describe('read fast path', () => {
   it('declines a shard whose bytes no longer match; read() then answers EIO', async () => {
     const data = randomBytes(DATA_BYTES);
     const block = await writeBlock('plain', data);
-    expect((await read(block, 0, DATA_BYTES)).equals(data)).toBe(true);
+    expect((await readAndWarm(block)).equals(data)).toBe(true);
     expect(readNow(block, 8192, 12_288)).toBeDefined();
     const events: ShardEvent[] = [];
     filesystem.blocks.onShardError = (event) => events.push(event);
@@ -122,7 +121,7 @@ describe('read fast path', () => {
   it('declines a damaged first mirror copy; read() then serves the other copy', async () => {
     const data = randomBytes(DATA_BYTES);
     const block = await writeBlock('mirrored', data);
-    expect((await read(block, 0, DATA_BYTES)).equals(data)).toBe(true);
+    expect((await readAndWarm(block)).equals(data)).toBe(true);
     await damage(filesystem.blocks.location(block, 0).path, 100, block, 0);
     expect(readNow(block, 0, 4096)).toBeUndefined();
     filesystem.blocks.onShardError = () => undefined;
@@ -133,7 +132,7 @@ describe('read fast path', () => {
     const data = randomBytes(DATA_BYTES);
     for (const pool of ['plain', 'archive']) {
       const block = await writeBlock(pool, data);
-      expect((await read(block, 0, DATA_BYTES)).equals(data)).toBe(true);
+      expect((await readAndWarm(block)).equals(data)).toBe(true);
       expect(readNow(block, 0, 4096)?.equals(data.subarray(0, 4096))).toBe(true);
       for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
         dropPages(filesystem.blocks.location(block, shardIndex).path);
@@ -165,8 +164,7 @@ describe('preadVerifyChunksNow', () => {
       expect(preadVerifyChunksNow(target, check, fd, 512 + 4096 + 1)).toBe(1);
       // Past the end of the file: not all bytes could be read.
       expect(preadVerifyChunksNow(target, check, fd, 512 + 4 * 4096)).toBe(PREAD_NOT_CACHED);
-      fsyncSync(fd);
-      execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+      dropPages(path);
       expect(preadVerifyChunksNow(target, check, fd, 512 + 4096)).toBe(PREAD_NOT_CACHED);
       expect(() => preadVerifyChunksNow(target, check, -1, 0)).toThrow(RangeError);
     } finally {

@@ -12,11 +12,11 @@ import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Slots } from '../slots.js';
-import { crc32c, preadVerifyChunksNow, writeShardFileAsync } from '../erasure/index.js';
+import { crc32c, preadVerifyChunksNow, READ_SHORT, readShardVerify, writeShardFileAsync } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX, SECTOR_BYTES } from '../limits.js';
 import {
-  decodeShardPrefix, findBadChunk, findBadChunkAsync, SHARD_PREFIX_CHECKSUMS, ShardHeader, type ShardPrefix,
-  u64ToNumber,
+  decodeShardPrefix, findBadChunk, findBadChunkAsync, SHARD_PREFIX_CHECKSUMS, ShardHeader, shardGeometry,
+  type ShardPrefix, u64ToNumber,
 } from '../layout/index.js';
 import type { FdCache, ShardName } from '../pool/index.js';
 import { directBytes } from './aligned.js';
@@ -56,6 +56,17 @@ const VERIFY_OFF_THREAD_BYTES_MIN = 512 * 1024;
  * uncached one would make the JS thread start the disk readahead before giving up.
  */
 const READ_NOW_BYTES_MAX = 256 * 1024;
+
+/**
+ * Reads of at least this many bytes are one thread-pool job each (readShardVerify: open, read,
+ * close, verify), past the page cache when the target is page aligned (fuse/read-buffers hands
+ * out such buffers) and the bytes are not cached. The descriptor cache's way took up to four
+ * round trips for a shard not read before (open, prefix, payload, checksums). Smaller reads
+ * (random 4 KiB ones) keep the cached descriptor: an open per read would cost them more.
+ */
+const ONE_JOB_BYTES_MIN = 128 * 1024;
+
+const NO_PREFIX = Buffer.alloc(0);
 
 /** Bytes read for a prefix on first access; a longer chunk table is read in a second call. */
 const PREFIX_PROBE_BYTES = 4096;
@@ -286,20 +297,29 @@ export class ShardReader {
 
   /**
    * Copies payload bytes [start, end) of the shard into `target` at `targetOffset`, after
-   * verifying every chunk they lie in. Throws ShardError.
+   * verifying every chunk they lie in. `payloadBytes`, the payload length the block record
+   * implies, lets a big read of a shard whose prefix is not cached fetch prefix and payload in
+   * one go. Throws ShardError.
    */
   async readRange(
     location: ShardLocation,
     range: { start: number; end: number },
     target: Buffer,
     targetOffset: number,
+    payloadBytes?: number,
   ): Promise<void> {
     assert(range.start >= 0);
     assert(range.end > range.start);
+    if (range.end - range.start >= ONE_JOB_BYTES_MIN) {
+      const output = { target, targetOffset };
+      const prefix = this.#prefixes.get(location.path);
+      if (prefix !== undefined) return this.#readKnown(location, prefix, range, output);
+      if (payloadBytes !== undefined && await this.#readUnknown(location, payloadBytes, range, output)) return;
+    }
     const held = await this.#acquire(location);
     try {
       const prefix = await this.#prefixOf(location, held.fd);
-      const span = chunkSpan(prefix, range);
+      const span = chunkSpan(prefix.header, range);
       if (span === undefined) throw corrupt(location, `payload has ${prefix.header.payload_bytes} bytes, ${range.end} needed`);
       const { view, scratch } = this.#spanView(span, target, targetOffset);
       try {
@@ -336,7 +356,7 @@ export class ShardReader {
     if (prefix === undefined) return false;
     const fd = this.#fds.peek(location.path);
     if (fd === undefined) return false;
-    const span = chunkSpan(prefix, range);
+    const span = chunkSpan(prefix.header, range);
     if (span === undefined) return false;
     const { view, scratch } = this.#spanView(span, target, targetOffset);
     try {
@@ -346,6 +366,86 @@ export class ShardReader {
       return true;
     } finally {
       if (scratch !== undefined) this.#scratch.release(scratch);
+    }
+  }
+
+  /** readRange in one job, for a shard whose verified prefix is cached. */
+  async #readKnown(
+    location: ShardLocation,
+    prefix: ShardPrefix,
+    range: { start: number; end: number },
+    output: { target: Buffer; targetOffset: number },
+  ): Promise<void> {
+    const { header } = prefix;
+    const span = chunkSpan(header, range);
+    if (span === undefined) throw corrupt(location, `payload has ${header.payload_bytes} bytes, ${range.end} needed`);
+    const { view, scratch } = this.#spanView(span, output.target, output.targetOffset);
+    try {
+      const parts = { prefix: NO_PREFIX, data: view, position: header.payload_offset + span.start };
+      const check = { chunkBytes: header.chunk_bytes, table: prefix.chunkTable, firstChunk: span.firstChunk };
+      const outcome = await this.#job(location, parts, check);
+      if (outcome === READ_SHORT) throw corrupt(location, `file ends before payload byte ${span.end}`);
+      if (outcome >= 0) throw corrupt(location, `chunk ${outcome} does not match its checksum`);
+      scratch?.copy(output.target, output.targetOffset, range.start - span.start, range.end - span.start);
+    } finally {
+      if (scratch !== undefined) this.#scratch.release(scratch);
+    }
+  }
+
+  /**
+   * readRange in one job for a shard whose prefix is not cached: reads the prefix where a
+   * payload of `payloadBytes` puts it, together with the payload range, and checks the chunks
+   * against the table just read; the answer counts only once the prefix itself verifies. False
+   * when the file is not laid out as guessed (shorter, another length in its header): the
+   * caller then reads it the general way, which reports precisely.
+   */
+  async #readUnknown(
+    location: ShardLocation,
+    payloadBytes: number,
+    range: { start: number; end: number },
+    output: { target: Buffer; targetOffset: number },
+  ): Promise<boolean> {
+    const geometry = shardGeometry(payloadBytes);
+    const span = chunkSpan({ payload_bytes: payloadBytes, chunk_bytes: CHUNK_BYTES }, range);
+    if (span === undefined) return false;
+    const prefixBytes = Buffer.allocUnsafeSlow(geometry.payloadOffset);
+    const table = prefixBytes.subarray(ShardHeader.sizeBytes, ShardHeader.sizeBytes + geometry.tableBytes);
+    const { view, scratch } = this.#spanView(span, output.target, output.targetOffset);
+    try {
+      const parts = { prefix: prefixBytes, data: view, position: geometry.payloadOffset + span.start };
+      const outcome = await this.#job(location, parts, { chunkBytes: CHUNK_BYTES, table, firstChunk: span.firstChunk });
+      if (outcome === READ_SHORT) return false;
+      const decoded = decodeShardPrefix(prefixBytes);
+      if (!decoded.ok && decoded.kind === 'short') return false;
+      const prefix = this.#accept(location, decoded);
+      const { header } = prefix;
+      const isAsGuessed = header.payload_bytes === payloadBytes && header.chunk_bytes === CHUNK_BYTES &&
+        header.payload_offset === geometry.payloadOffset;
+      if (!isAsGuessed) {
+        // Read from where the header says (it was checked; the guess was not).
+        await this.#readKnown(location, prefix, range, output);
+        return true;
+      }
+      if (outcome >= 0) throw corrupt(location, `chunk ${outcome} does not match its checksum`);
+      scratch?.copy(output.target, output.targetOffset, range.start - span.start, range.end - span.start);
+      return true;
+    } finally {
+      if (scratch !== undefined) this.#scratch.release(scratch);
+    }
+  }
+
+  /** readShardVerify with its failures as ShardErrors. */
+  async #job(
+    location: ShardLocation,
+    parts: { prefix: Buffer; data: Buffer; position: number },
+    check: { chunkBytes: number; table: Buffer; firstChunk: number },
+  ): Promise<number> {
+    try {
+      return await readShardVerify(location.path, parts, check);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const kind = code === 'ENOENT' ? 'missing' : 'io';
+      throw new ShardError({ kind, bucket: location.bucket, path: location.path, detail: (error as Error).message });
     }
   }
 
@@ -415,6 +515,11 @@ export class ShardReader {
       bytesRead = await this.#readPrefixBytes(location, fd, probe);
       decoded = decodeShardPrefix(probe.subarray(0, bytesRead));
     }
+    return this.#accept(location, decoded);
+  }
+
+  /** A decoded prefix that names `location`, now cached; else throws ShardError 'corrupt'. */
+  #accept(location: ShardLocation, decoded: ReturnType<typeof decodeShardPrefix>): ShardPrefix {
     if (!decoded.ok) {
       throw corrupt(location, `header ${decoded.kind} (${decoded.field}: ${decoded.detail})`);
     }
@@ -456,8 +561,11 @@ interface ChunkSpan {
   readonly isAligned: boolean;
 }
 
-function chunkSpan(prefix: ShardPrefix, range: { start: number; end: number }): ChunkSpan | undefined {
-  const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = prefix.header;
+function chunkSpan(
+  header: { readonly payload_bytes: number; readonly chunk_bytes: number },
+  range: { start: number; end: number },
+): ChunkSpan | undefined {
+  const { payload_bytes: payloadBytes, chunk_bytes: chunkBytes } = header;
   if (range.end > payloadBytes) return undefined;
   const start = Math.floor(range.start / chunkBytes) * chunkBytes;
   const end = Math.min(Math.ceil(range.end / chunkBytes) * chunkBytes, payloadBytes);

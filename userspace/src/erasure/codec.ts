@@ -122,6 +122,42 @@ export function preadVerifyChunksNow(
   return isal.preadVerifyChunksNow(data, check.chunkBytes, check.table, check.firstChunk, fd, position);
 }
 
+/** readShardVerify's answer when the file ended before the bytes asked for. */
+export const READ_SHORT = -2;
+
+/**
+ * A shard read that waits for the disk, as one thread-pool job: opens `path`, reads file bytes
+ * [0, prefix.length) into `prefix` (none when empty) and `data` from byte `position`, closes,
+ * then verifies `data` as crc32cVerifyChunks does with `check` (whose table may lie in `prefix`:
+ * then the caller must check the prefix's own checksums before trusting the answer). A page
+ * aligned `data` and `position` whose range is not in the page cache is read with O_DIRECT.
+ * Resolves to -1 when all was read and matched, the first bad chunk's index, or READ_SHORT;
+ * rejects with an Error whose `code` is the errno name (ENOENT, EIO, ...) when open or read fails.
+ */
+export function readShardVerify(
+  path: string,
+  parts: { prefix: Uint8Array; data: Uint8Array; position: number },
+  check: { chunkBytes: number; table: Uint8Array; firstChunk: number },
+): Promise<number> {
+  try {
+    return isal.readShardVerifyAsync(
+      path, parts.prefix, parts.data, parts.position, check.chunkBytes, check.table, check.firstChunk,
+    );
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * `bytes` (a multiple of 2 MiB) of zeroed memory starting on a 2 MiB boundary and advised for
+ * transparent huge pages: long-lived I/O buffers whose pages O_DIRECT reads and FUSE replies
+ * pin one by one (a huge page is pinned once). Freed when collected. Throws RangeError for a
+ * size that is not a positive multiple of 2 MiB, an Error when the memory cannot be mapped.
+ */
+export function allocHugePages(bytes: number): ArrayBuffer {
+  return isal.allocHugePages(bytes);
+}
+
 /**
  * Systematic Reed-Solomon over GF(2^8) with a Cauchy encode matrix: any dataCount of the
  * dataCount + parityCount shards recover the rest.

@@ -1,11 +1,13 @@
 /**
  * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
- * is verified as it is made (preadVerifyChunksNow, the read fast path) and the one write that
- * is checksummed as it is made (writeShardFileAsync): they share the addon.
+ * is verified as it is made (preadVerifyChunksNow, the read fast path, and readShardVerify, the
+ * cold read), the one write that is checksummed as it is made (writeShardFileAsync), and
+ * allocHugePages for their buffers: they share the addon.
  *
  * The public surface of the module; nothing outside erasure/ imports its other files.
  */
 export {
+  allocHugePages,
   crc32c,
   crc32cAsync,
   crc32cChunks,
@@ -14,6 +16,8 @@ export {
   crc32cVerifyChunksAsync,
   PREAD_NOT_CACHED,
   preadVerifyChunksNow,
+  READ_SHORT,
+  readShardVerify,
   ReedSolomon,
   SHARD_COUNT_MAX,
 } from './codec.js';

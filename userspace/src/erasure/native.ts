@@ -48,6 +48,18 @@ export interface IsalAddon {
     fd: number,
     position: number,
   ): number;
+  /** -1: read (O_DIRECT when it can) and verified; >= 0: bad chunk; -2: the file is short. */
+  readShardVerifyAsync(
+    path: string,
+    prefix: Uint8Array,
+    data: Uint8Array,
+    position: number,
+    chunkBytes: number,
+    table: Uint8Array,
+    firstChunk: number,
+  ): Promise<number>;
+  /** Zeroed memory on a 2 MiB boundary, advised for transparent huge pages. */
+  allocHugePages(bytes: number): ArrayBuffer;
   /** Validates (k, p) and builds the encode tables into the addon's cache. */
   rsPrepare(k: number, p: number): void;
   rsEncode(k: number, p: number, data: readonly Uint8Array[], parity: readonly Uint8Array[]): void;

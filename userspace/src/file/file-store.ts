@@ -290,7 +290,7 @@ export class FileStore {
       reads.push(this.#readBlock(ino, blockIndex, range, target, position - offset));
       position = stop;
     }
-    await Promise.all(reads);
+    await settleAll(reads);
     return end - offset;
   }
 
@@ -908,6 +908,17 @@ function noteWritten(entry: CachedBlock, start: number, end: number): Fill {
   entry.ranges = undefined;
   entry.baseBytes = 0;
   return entry.dataBytes === entry.blockBytes ? 'completed' : 'none';
+}
+
+/**
+ * Waits for every read and then throws the first failure: the caller reuses the target of a
+ * read that failed (fuse/read-buffers), so no read may still be writing into it.
+ */
+async function settleAll(reads: readonly Promise<void>[]): Promise<void> {
+  if (reads.length === 1) return reads[0];
+  const results = await Promise.allSettled(reads);
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }
 
 /** The smallest range holding every gap of `ranges` below `baseBytes` (what a load must read). */

@@ -295,6 +295,7 @@ export class ShmrFilesystem implements LowLevelOps {
     try {
       bytesRead = await this.#files.read(ino, offset, size, target);
     } catch (error) {
+      this.#readBuffers.release(target);
       if (error instanceof FsError && error.errno === Errno.EIO) {
         log.error(`read of ${this.#meta.pathOf(ino)} at ${offset} failed: ${error.message}`);
       }

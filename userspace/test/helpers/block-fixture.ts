@@ -2,11 +2,14 @@
  * A filesystem opened without a mount, on bucket folders in a fresh temporary root: for tests
  * of the block and file layers that inspect or damage shard files directly.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../../src/daemon/open.js';
+import { BLOCK_PADDING_BYTES } from '../../src/block/index.js';
+import type { BlockRecord } from '../../src/meta/index.js';
 
 /** One pool of the fixture: 1 MiB blocks on `buckets` folders named after the pool. */
 export interface FixturePool {
@@ -44,4 +47,47 @@ export function openBlockFixture(name: string, pools: Readonly<Record<string, Fi
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** One pool of each topology, for tests of the read paths. */
+export const TOPOLOGY_POOLS: Readonly<Record<string, FixturePool>> = {
+  plain: { topology: 'single', buckets: 1 },
+  mirrored: { topology: 'mirror:2', buckets: 2 },
+  archive: { topology: 'erasure:4+2', buckets: 6 },
+};
+
+const BLOCK_BYTES = 1024 * 1024;
+
+/** Writes `data` as block `at.blockIndex` of inode `at.ino` in `pool` (1 MiB blocks, no fsync). */
+export function writeTestBlock(
+  filesystem: OpenFilesystem,
+  pool: string,
+  data: Buffer,
+  at: { ino: number; blockIndex: number },
+): Promise<BlockRecord> {
+  const buffer = Buffer.concat([data, Buffer.alloc(BLOCK_BYTES + BLOCK_PADDING_BYTES - data.byteLength)]);
+  return filesystem.blocks.write({
+    ...at, blockBytes: BLOCK_BYTES, dataBytes: data.byteLength, data: buffer, pool: filesystem.pools.pool(pool), sync: false,
+  });
+}
+
+/** Writes a file's dirty pages, then drops its pages from the page cache (dd iflag=nocache). */
+export function dropPages(path: string): void {
+  const fd = openSync(path, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+}
+
+/** Flips bits `mask` of the byte at `offset` of a file, in place (through the page cache). */
+export function flipByte(path: string, offset: number, mask = 0x01): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, offset);
+    byte[0] = (byte[0] ?? 0) ^ mask;
+    writeSync(fd, byte, 0, 1, offset);
+  } finally {
+    closeSync(fd);
+  }
 }

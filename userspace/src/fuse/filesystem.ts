@@ -266,7 +266,12 @@ export class ShmrFilesystem implements LowLevelOps {
   ): Entry & OpenReply {
     const inode = this.#create(req, parent, name, mode, {});
     const entry = this.#entry(inode);
-    return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
+    // A literal, not a spread of `entry`: a spread that adds keys is a slow clone and gave the
+    // reply's property loads a new shape each time.
+    return {
+      ino: entry.ino, generation: entry.generation, attr: entry.attr, entryTimeoutSec: entry.entryTimeoutSec,
+      attrTimeoutSec: entry.attrTimeoutSec, fh: this.handles.open(inode.ino, flags), keepCache: true,
+    };
   }
 
   /** Answered synchronously when the data is in memory (FileStore.readNow), else later. */

@@ -22,7 +22,7 @@ import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result, SetattrChanges,
   Statfs,
 } from './binding.js';
-import { XATTR_ABSENT } from './binding.js';
+import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -41,8 +41,6 @@ const READDIR_BATCH_MAX = 512;
 const RELATIME_SEC = 24 * 3600;
 const DIRECTORY_BYTES = 4096;
 const SECURITY_CAPABILITY = 'security.capability';
-/** Shared answer of a lookup of a name that does not exist (only its errno is read). */
-const NO_ENTRY = new FsError(Errno.ENOENT, 'lookup', 'no such name');
 
 /** Settings of the FUSE front end. */
 export interface FilesystemOptions {
@@ -102,11 +100,11 @@ export class ShmrFilesystem implements LowLevelOps {
 
   // ---- names ----
 
-  lookup(_req: RequestContext, parent: number, name: string): Entry {
+  lookup(_req: RequestContext, parent: number, name: string): Entry | typeof ENTRY_ABSENT {
     checkName(name, 'lookup');
     const ino = this.#meta.lookup(parent, name);
-    // A shared error: a miss precedes every create, and only the errno is read.
-    if (ino === undefined) throw NO_ENTRY;
+    // No throw: a miss precedes every create.
+    if (ino === undefined) return ENTRY_ABSENT;
     return this.#entry(this.#meta.requireInode(ino, 'lookup'));
   }
 

@@ -21,7 +21,7 @@ import { ROOT_INO } from '../meta/index.js';
 import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result,
 } from './binding.js';
-import { XATTR_ABSENT } from './binding.js';
+import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
 
 /** First reserved inode: the directory; its files follow. */
 export const STAT_INO_BASE = 2 ** 53 - 2 ** 20;
@@ -329,9 +329,10 @@ function boundOps(inner: Ops): Ops {
 }
 
 /** A real entry must never carry a reserved number (the invariant above). */
-function checked(entry: Result<Entry>): Result<Entry> {
-  const check = (value: Entry): Entry => {
-    assert(!StatDirectory.isReserved(value.ino), `inode ${value.ino} is in the reserved range`);
+function checked(entry: Result<Entry | typeof ENTRY_ABSENT>): Result<Entry | typeof ENTRY_ABSENT> {
+  const check = (value: Entry | typeof ENTRY_ABSENT): Entry | typeof ENTRY_ABSENT => {
+    // The message is built only on failure: this runs on every lookup.
+    if (value !== ENTRY_ABSENT && StatDirectory.isReserved(value.ino)) assert.fail(`inode ${value.ino} is in the reserved range`);
     return value;
   };
   return entry instanceof Promise ? entry.then(check) : check(entry);

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Errno, FsError } from '../errno.js';
 import {
-  FuseSession, type Attr, type AttrReply, type DirEntry, type Entry, type LowLevelOps, type MountOptions,
+  ENTRY_ABSENT, FuseSession, type Attr, type AttrReply, type DirEntry, type Entry, type LowLevelOps, type MountOptions,
   type OpenReply, type RequestContext, type Result, type SetattrChanges, type Statfs, type Timespec,
 } from './binding.js';
 
@@ -809,6 +809,27 @@ out("ok")`;
       expect(await errnoOf(fsp.stat(path('denied')))).toBe('EACCES');
       expect(await errnoOf(fsp.stat(path('later')))).toBe('ENOTDIR');
       expect(await errnoOf(fsp.stat(path('plain')))).toBe('EROFS');
+      expect(session.stats().exceptions).toBe(0);
+    }, {}, fs);
+  }, 15_000);
+
+  it('a lookup answering ENTRY_ABSENT, now or later, is ENOENT without an exception', async () => {
+    const fs = new MemFs();
+    // Handlers are bound when the session is created, so the override comes first.
+    fs.add(1, 'there', S_IFREG | 0o644);
+    const real = fs.lookup.bind(fs);
+    const lookups: string[] = [];
+    fs.lookup = (req, parent, name) => {
+      lookups.push(name);
+      if (name === 'absent') return ENTRY_ABSENT;
+      if (name === 'absent-later') return sleep(10).then(() => ENTRY_ABSENT);
+      return real(req, parent, name);
+    };
+    await withMount(async ({ session, path }) => {
+      expect(await errnoOf(fsp.stat(path('absent')))).toBe('ENOENT');
+      expect(await errnoOf(fsp.stat(path('absent-later')))).toBe('ENOENT');
+      expect((await fsp.stat(path('there'))).isFile()).toBe(true);
+      expect(lookups).toEqual(expect.arrayContaining(['absent', 'absent-later', 'there']));
       expect(session.stats().exceptions).toBe(0);
     }, {}, fs);
   }, 15_000);

@@ -22,7 +22,7 @@ import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result, SetattrChanges,
   Statfs,
 } from './binding.js';
-import { XATTR_ABSENT } from './binding.js';
+import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -42,8 +42,6 @@ const READDIR_BATCH_MAX = 512;
 const RELATIME_SEC = 24 * 3600;
 const DIRECTORY_BYTES = 4096;
 const SECURITY_CAPABILITY = 'security.capability';
-/** Shared answer of a lookup of a name that does not exist (only its errno is read). */
-const NO_ENTRY = new FsError(Errno.ENOENT, 'lookup', 'no such name');
 
 /** Settings of the FUSE front end. */
 export interface FilesystemOptions {
@@ -104,11 +102,11 @@ export class ShmrFilesystem implements LowLevelOps {
 
   // ---- names ----
 
-  lookup(_req: RequestContext, parent: number, name: string): Entry {
+  lookup(_req: RequestContext, parent: number, name: string): Entry | typeof ENTRY_ABSENT {
     checkName(name, 'lookup');
     const ino = this.#meta.lookup(parent, name);
-    // A shared error: a miss precedes every create, and only the errno is read.
-    if (ino === undefined) throw NO_ENTRY;
+    // No throw: a miss precedes every create.
+    if (ino === undefined) return ENTRY_ABSENT;
     return this.#entry(this.#meta.requireInode(ino, 'lookup'));
   }
 
@@ -268,7 +266,12 @@ export class ShmrFilesystem implements LowLevelOps {
   ): Entry & OpenReply {
     const inode = this.#create(req, parent, name, mode, {});
     const entry = this.#entry(inode);
-    return { ...entry, fh: this.handles.open(inode.ino, flags), keepCache: true };
+    // A literal, not a spread of `entry`: a spread that adds keys is a slow clone and gave the
+    // reply's property loads a new shape each time.
+    return {
+      ino: entry.ino, generation: entry.generation, attr: entry.attr, entryTimeoutSec: entry.entryTimeoutSec,
+      attrTimeoutSec: entry.attrTimeoutSec, fh: this.handles.open(inode.ino, flags), keepCache: true,
+    };
   }
 
   /** Answered synchronously when the data is in memory (FileStore.readNow), else later. */

@@ -40,7 +40,8 @@ export class Handles {
   /** Closes a handle; returns how many handles remain open on its inode. */
   close(fh: number): number {
     const handle = this.#handles.get(fh);
-    assert(handle !== undefined, `close of unknown handle ${fh}`);
+    // Messages are built only on failure: close and forget run on every release and FORGET.
+    if (handle === undefined) assert.fail(`close of unknown handle ${fh}`);
     this.#handles.delete(fh);
     const count = (this.#openCounts.get(handle.ino) ?? 0) - 1;
     assert(count >= 0);
@@ -74,7 +75,7 @@ export class Handles {
   /** The kernel dropped `count` references; returns what remains. */
   forget(ino: number, count: number): number {
     const remaining = (this.#lookupCounts.get(ino) ?? 0) - count;
-    assert(remaining >= 0, `negative lookup count for inode ${ino}`);
+    if (remaining < 0) assert.fail(`negative lookup count for inode ${ino}`);
     if (remaining === 0) this.#lookupCounts.delete(ino);
     else this.#lookupCounts.set(ino, remaining);
     return remaining;

@@ -21,7 +21,7 @@ import { ROOT_INO } from '../meta/index.js';
 import type {
   Attr, AttrReply, DirEntry, Entry, LowLevelOps, OpenReply, RequestContext, Result,
 } from './binding.js';
-import { XATTR_ABSENT } from './binding.js';
+import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
 
 /** First reserved inode: the directory; its files follow. */
 export const STAT_INO_BASE = 2 ** 53 - 2 ** 20;
@@ -68,7 +68,7 @@ export class StatDirectory {
    * wrapper answers all of them and passes the rest on).
    */
   wrap(inner: LowLevelOps): LowLevelOps {
-    const ops = inner as Ops;
+    const ops = boundOps(inner as Ops);
     const wrapped: LowLevelOps = { ...bindAll(inner), ...this.#nameOps(ops), ...this.#dataOps(ops) };
     for (const [key, op] of Object.entries(wrapped)) {
       assert(typeof op === 'function' && typeof (inner as Record<string, unknown>)[key] === 'function', `inner lacks ${key}`);
@@ -305,10 +305,34 @@ function bindAll(inner: LowLevelOps): LowLevelOps {
   return out as LowLevelOps;
 }
 
+/**
+ * The ops of `inner` bound to it, in an object of one fixed shape (a literal). `inner` may be
+ * in dictionary mode (instrumentOps adds its ops key by key), where every `ops.x` load of the
+ * wrappers here was a hash lookup on each request.
+ */
+function boundOps(inner: Ops): Ops {
+  // An op `inner` lacks stays undefined here: wrap() asserts on the ones it passes on.
+  const b = <K extends keyof Ops>(key: K): Ops[K] => {
+    const op = inner[key] as ((...args: never[]) => unknown) | undefined;
+    return (typeof op === 'function' ? op.bind(inner) : op) as Ops[K];
+  };
+  return {
+    lookup: b('lookup'), forget: b('forget'), getattr: b('getattr'), setattr: b('setattr'),
+    readlink: b('readlink'), mknod: b('mknod'), mkdir: b('mkdir'), unlink: b('unlink'), rmdir: b('rmdir'),
+    symlink: b('symlink'), rename: b('rename'), link: b('link'), open: b('open'), read: b('read'),
+    releaseReadBuffer: b('releaseReadBuffer'), write: b('write'), flush: b('flush'), release: b('release'),
+    fsync: b('fsync'), opendir: b('opendir'), readdir: b('readdir'), releasedir: b('releasedir'),
+    fsyncdir: b('fsyncdir'), statfs: b('statfs'), setxattr: b('setxattr'), getxattr: b('getxattr'),
+    listxattr: b('listxattr'), removexattr: b('removexattr'), access: b('access'), create: b('create'),
+    fallocate: b('fallocate'),
+  };
+}
+
 /** A real entry must never carry a reserved number (the invariant above). */
-function checked(entry: Result<Entry>): Result<Entry> {
-  const check = (value: Entry): Entry => {
-    assert(!StatDirectory.isReserved(value.ino), `inode ${value.ino} is in the reserved range`);
+function checked(entry: Result<Entry | typeof ENTRY_ABSENT>): Result<Entry | typeof ENTRY_ABSENT> {
+  const check = (value: Entry | typeof ENTRY_ABSENT): Entry | typeof ENTRY_ABSENT => {
+    // The message is built only on failure: this runs on every lookup.
+    if (value !== ENTRY_ABSENT && StatDirectory.isReserved(value.ino)) assert.fail(`inode ${value.ino} is in the reserved range`);
     return value;
   };
   return entry instanceof Promise ? entry.then(check) : check(entry);

@@ -13,6 +13,8 @@ interface FdEntry {
   fd: number;
   users: number;
   path: string;
+  /** Used by peek since eviction last passed it: eviction moves it to the recent end instead. */
+  isPeeked: boolean;
 }
 
 /** A shard file opened for reading, held until released. */
@@ -69,9 +71,9 @@ export class FdCache {
   peek(path: string): number | undefined {
     const entry = this.#entries.get(path);
     if (entry === undefined) return undefined;
-    // Move to the most recently used end.
-    this.#entries.delete(path);
-    this.#entries.set(path, entry);
+    // A mark instead of a move to the recent end (a delete and an insert per warm read, and the
+    // map's rehashing): eviction gives a marked entry a second chance (see #evict).
+    entry.isPeeked = true;
     return entry.fd;
   }
 
@@ -110,6 +112,12 @@ export class FdCache {
       if (this.#entries.size <= this.#countMax) return;
       if (entry.users > 0) continue;
       this.#entries.delete(path);
+      if (entry.isPeeked) {
+        // Second chance: to the recent end, unmarked (the loop meets it again at most once).
+        entry.isPeeked = false;
+        this.#entries.set(path, entry);
+        continue;
+      }
       close(entry.fd, () => undefined);
     }
   }
@@ -119,7 +127,7 @@ function openEntry(path: string): Promise<FdEntry> {
   return new Promise((resolve, reject) => {
     open(path, constants.O_RDONLY, (error, fd) => {
       if (error !== null) reject(error);
-      else resolve({ fd, users: 0, path });
+      else resolve({ fd, users: 0, path, isPeeked: false });
     });
   });
 }

@@ -819,7 +819,7 @@ out("ok")`;
     fs.add(1, 'there', S_IFREG | 0o644);
     const real = fs.lookup.bind(fs);
     const lookups: string[] = [];
-    fs.lookup = (req, parent, name) => {
+    (fs as LowLevelOps).lookup = (req, parent, name) => {
       lookups.push(name);
       if (name === 'absent') return ENTRY_ABSENT;
       if (name === 'absent-later') return sleep(10).then(() => ENTRY_ABSENT);

@@ -1,3 +1,4 @@
+import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { WRITE_TURN_BYTES_MIN, WriteTurns } from './write-turns.js';
 

@@ -195,16 +195,18 @@ class RawClient {
   readonly #reads = new Map<bigint, number>();
   isStructured = false;
 
-  private constructor(socket: Socket) {
+  private constructor(socket: Socket, queue: ReceiveQueue) {
     this.socket = socket;
-    this.#queue = new ReceiveQueue(socket);
+    this.#queue = queue;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
   static connect(path: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = createConnection(path);
-      socket.once('connect', () => resolve(new RawClient(socket)));
+      const queue = new ReceiveQueue();
+      const socket = createConnection({ path, onread: queue.onread });
+      queue.attach(socket);
+      socket.once('connect', () => resolve(new RawClient(socket, queue)));
       socket.once('error', reject);
     });
   }

@@ -616,6 +616,35 @@ describe('nbd transmission', () => {
     await waitForIdleServer();
   });
 
+  it('takes a write sent in many small pieces; one cut off mid-payload writes nothing', async () => {
+    const client = await RawClient.connect(socketPath);
+    await client.open('vm');
+    const offset = 3_000_000;
+    const data = randomBytes(1_000_000);
+    const write = client.request(NbdCommand.WRITE, { offset, length: data.byteLength });
+    for (let at = 0; at < data.byteLength; at += 9_999) {
+      client.write(data.subarray(at, at + 9_999));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await client.reply()).toMatchObject({ cookie: write, error: 0 });
+    client.request(NbdCommand.READ, { offset, length: data.byteLength });
+    expect((await client.reply()).data.equals(data)).toBe(true);
+    const reportsBefore = reports.length;
+    client.request(NbdCommand.WRITE, { offset, length: data.byteLength });
+    client.write(randomBytes(data.byteLength / 2));
+    client.socket.end();
+    await client.closed;
+    await waitForIdleServer();
+    expect(reports.slice(reportsBefore)).toEqual([]);
+    const reader = await RawClient.connect(socketPath);
+    await reader.open('vm');
+    reader.request(NbdCommand.READ, { offset, length: data.byteLength });
+    expect((await reader.reply()).data.equals(data)).toBe(true);
+    reader.request(NbdCommand.DISC);
+    await reader.closed;
+    await waitForIdleServer();
+  });
+
   it('serves many requests in flight, replying out of order, each to its cookie', async () => {
     const client = await RawClient.connect(socketPath);
     await client.open('vm', { structured: true });

@@ -30,7 +30,7 @@ import {
   encodeBlockStatusChunk, encodeErrorChunk, nbdErrorOf, writeChunkHeader, writeSimpleReply,
   type Request,
 } from './protocol.js';
-import { ClosedError, ReceiveQueue } from './receive-queue.js';
+import { ClosedError, type ReceiveQueue } from './receive-queue.js';
 
 /** What a connection needs from its server. */
 export interface ConnectionContext {
@@ -132,9 +132,10 @@ export class NbdConnection {
   /** Structured replies were negotiated: errors go out as error chunks. */
   #isStructured = false;
 
-  constructor(socket: Socket, context: ConnectionContext, peer: string) {
+  /** `queue` takes the socket's bytes (ReceiveQueue.adopt). */
+  constructor(socket: Socket, queue: ReceiveQueue, context: ConnectionContext, peer: string) {
     this.#socket = socket;
-    this.#queue = new ReceiveQueue(socket);
+    this.#queue = queue;
     this.#context = context;
     this.#peer = peer;
   }

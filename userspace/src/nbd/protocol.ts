@@ -199,7 +199,7 @@ export const IN_FLIGHT_BYTES_MAX = 48 * 1024 * 1024;
 /** Connections served at once; more are closed at accept. */
 export const CONNECTIONS_MAX = 32;
 /** Received bytes buffered beyond what the parser asked for before the socket is paused. */
-export const RECEIVE_QUEUE_BYTES_MAX = 1024 * 1024;
+export const RECEIVE_QUEUE_BYTES_MAX = 256 * 1024;
 /** Block status descriptors in one reply (the protocol asks for at most 2^20). */
 export const BLOCK_STATUS_EXTENTS_MAX = 65536;
 

@@ -1,18 +1,32 @@
 /**
  * ReceiveQueue: the bytes a socket delivered that the parser has not consumed yet, read out in
- * exact amounts straight into the caller's buffer (a request header, a write payload), so a
- * payload is copied once, from the socket's chunks into its pooled buffer.
+ * exact amounts straight into the caller's buffer (a request header, a write payload).
+ *
+ * The socket reads into buffers this queue picks (Node's `onread` socket option), not into a
+ * fresh Buffer per 64 KiB chunk behind a 'data' event: while a read waits with nothing queued,
+ * the kernel copies straight into the waiting buffer (a write payload lands in its pooled
+ * buffer with one kernel copy and reads as large as the socket holds); otherwise bytes land in
+ * a per-connection staging buffer and are copied out from there.
  *
  * Invariants:
  * - At most one read is waiting at a time (the parser is a single sequential loop).
+ * - The buffer handed to the socket for its next read never holds queued bytes, and a direct
+ *   one is the waiting read's unfilled rest, so a read can neither overwrite nor overshoot.
  * - Bytes buffered beyond what the waiting read needs never exceed RECEIVE_QUEUE_BYTES_MAX
- *   plus one socket chunk: past that the socket is paused until the parser catches up.
+ *   plus one socket read: past that the socket is paused until the parser catches up.
  * - Once the socket ends or fails, a read that the bytes already queued cannot satisfy
  *   rejects with `ClosedError`.
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { assert } from '../assert.js';
 import { RECEIVE_QUEUE_BYTES_MAX } from './protocol.js';
+
+/** Largest read into the staging buffer. */
+const STAGE_READ_BYTES = RECEIVE_QUEUE_BYTES_MAX;
+/** Queued bytes are below RECEIVE_QUEUE_BYTES_MAX plus one read, so compacted they leave room. */
+const STAGE_BYTES = RECEIVE_QUEUE_BYTES_MAX + 2 * STAGE_READ_BYTES;
+/** A waiting read at least this large is read into directly; smaller ones go through the stage. */
+const DIRECT_READ_BYTES_MIN = 4096;
 
 /** The peer closed the connection (or it failed) before the bytes asked for arrived. */
 export class ClosedError extends Error {
@@ -20,6 +34,12 @@ export class ClosedError extends Error {
     super('connection closed');
     this.name = 'ClosedError';
   }
+}
+
+/** Node's `onread` socket option (net.connect, new Socket). */
+export interface OnRead {
+  readonly buffer: () => Buffer;
+  readonly callback: (bytes: number, buffer: Buffer) => boolean;
 }
 
 interface Waiter {
@@ -31,18 +51,51 @@ interface Waiter {
 }
 
 export class ReceiveQueue {
-  readonly #socket: Socket;
-  readonly #chunks: Buffer[] = [];
-  /** Bytes of `#chunks[0]` already consumed. */
+  /** Pass as the `onread` option of the socket, then attach() it. */
+  readonly onread: OnRead;
+  #socket: Socket | undefined;
+  readonly #stage = Buffer.allocUnsafeSlow(STAGE_BYTES);
+  /** Queued bytes are `#stage[#head, #tail)`. */
   #head = 0;
-  #queuedBytes = 0;
+  #tail = 0;
+  /** Where the socket's next read lands: `#stage` past `#tail`, or the waiter's target. */
+  #next: Buffer;
+  #isNextDirect = false;
   #isPaused = false;
   #isClosed = false;
   #waiter: Waiter | undefined;
 
-  constructor(socket: Socket) {
+  constructor() {
+    this.#next = this.#stage.subarray(0, STAGE_READ_BYTES);
+    this.onread = {
+      buffer: () => this.#next,
+      callback: (bytes) => this.#receive(bytes),
+    };
+  }
+
+  /**
+   * A server's accepted socket (from a server with `pauseOnConnect`, so nothing was read yet)
+   * re-made as a socket whose reads this queue directs. Node offers `onread` only when a
+   * socket is made, so the accepted one gives up its handle.
+   */
+  static adopt(accepted: Socket): { socket: Socket; queue: ReceiveQueue } {
+    const holder = accepted as unknown as { _handle: object | null };
+    const handle = holder._handle;
+    assert(handle !== null, 'accepted socket without a handle');
+    holder._handle = null;
+    // Without a handle destroy() closes nothing; it lets the server count the connection gone.
+    accepted.destroy();
+    const queue = new ReceiveQueue();
+    const options = { handle, onread: queue.onread, readable: true, writable: true };
+    const socket = new Socket(options as ConstructorParameters<typeof Socket>[0]);
+    queue.attach(socket);
+    return { socket, queue };
+  }
+
+  /** Starts taking the socket's bytes; its `onread` must be this queue's. */
+  attach(socket: Socket): void {
+    assert(this.#socket === undefined);
     this.#socket = socket;
-    socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('end', () => this.#close());
     socket.on('close', () => this.#close());
     socket.on('error', () => this.#close());
@@ -50,7 +103,7 @@ export class ReceiveQueue {
 
   /** Bytes received and not consumed yet. */
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#tail - this.#head;
   }
 
   /** Copies exactly `bytes` received bytes into `target` at `offset`. */
@@ -78,58 +131,71 @@ export class ReceiveQueue {
       waiter.resolve = resolve;
       waiter.reject = reject;
       this.#waiter = waiter;
-      this.#updateFlow();
+      if (this.#isPaused) {
+        this.#isPaused = false;
+        this.#socket?.resume();
+      }
     });
   }
 
-  #receive(chunk: Buffer): void {
-    if (this.#isClosed) return;
-    this.#chunks.push(chunk);
-    this.#queuedBytes += chunk.byteLength;
+  /** The socket read `bytes` into `#next`. Returns false to pause the socket. */
+  #receive(bytes: number): boolean {
+    if (this.#isClosed) return false;
     const waiter = this.#waiter;
-    if (waiter !== undefined) {
-      this.#drainInto(waiter);
-      if (waiter.remaining === 0) {
-        this.#waiter = undefined;
-        waiter.resolve();
-      }
+    if (this.#isNextDirect) {
+      assert(waiter !== undefined && bytes <= waiter.remaining);
+      waiter.offset += bytes;
+      waiter.remaining -= bytes;
+    } else {
+      this.#tail += bytes;
+      assert(this.#tail <= STAGE_BYTES);
+      if (waiter !== undefined) this.#drainInto(waiter);
     }
-    this.#updateFlow();
+    if (waiter !== undefined && waiter.remaining === 0) {
+      this.#waiter = undefined;
+      waiter.resolve();
+    }
+    this.#planNextRead();
+    return !this.#isPaused;
+  }
+
+  /** Picks where the next read lands, and pauses while enough is queued and nobody waits. */
+  #planNextRead(): void {
+    const waiter = this.#waiter;
+    const queued = this.#tail - this.#head;
+    if (queued === 0) {
+      this.#head = 0;
+      this.#tail = 0;
+    }
+    if (waiter?.target !== undefined && queued === 0 && waiter.remaining >= DIRECT_READ_BYTES_MIN) {
+      this.#next = waiter.target.subarray(waiter.offset, waiter.offset + waiter.remaining);
+      this.#isNextDirect = true;
+      this.#isPaused = false;
+      return;
+    }
+    if (STAGE_BYTES - this.#tail < STAGE_READ_BYTES) {
+      this.#stage.copyWithin(0, this.#head, this.#tail);
+      this.#head = 0;
+      this.#tail = queued;
+    }
+    const end = Math.min(STAGE_BYTES, this.#tail + STAGE_READ_BYTES);
+    assert(end > this.#tail);
+    this.#next = this.#stage.subarray(this.#tail, end);
+    this.#isNextDirect = false;
+    this.#isPaused = waiter === undefined && queued >= RECEIVE_QUEUE_BYTES_MAX;
   }
 
   /** Moves queued bytes into the waiter as far as both go. */
   #drainInto(waiter: Waiter): void {
-    while (waiter.remaining > 0 && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0];
-      assert(chunk !== undefined);
-      const available = chunk.byteLength - this.#head;
-      const taken = Math.min(available, waiter.remaining);
-      if (waiter.target !== undefined) {
-        chunk.copy(waiter.target, waiter.offset, this.#head, this.#head + taken);
-      }
-      waiter.offset += taken;
-      waiter.remaining -= taken;
-      this.#queuedBytes -= taken;
-      this.#head += taken;
-      if (this.#head === chunk.byteLength) {
-        this.#chunks.shift();
-        this.#head = 0;
-      }
+    const taken = Math.min(this.#tail - this.#head, waiter.remaining);
+    if (taken === 0) return;
+    if (waiter.target !== undefined) {
+      this.#stage.copy(waiter.target, waiter.offset, this.#head, this.#head + taken);
     }
-    assert(this.#queuedBytes >= 0);
-  }
-
-  /** Pauses the socket while enough is buffered and nobody waits; resumes otherwise. */
-  #updateFlow(): void {
-    if (this.#isClosed) return;
-    const shouldPause = this.#waiter === undefined && this.#queuedBytes >= RECEIVE_QUEUE_BYTES_MAX;
-    if (shouldPause && !this.#isPaused) {
-      this.#socket.pause();
-      this.#isPaused = true;
-    } else if (!shouldPause && this.#isPaused) {
-      this.#socket.resume();
-      this.#isPaused = false;
-    }
+    waiter.offset += taken;
+    waiter.remaining -= taken;
+    this.#head += taken;
+    assert(this.#head <= this.#tail);
   }
 
   /** No more bytes will come: bytes already queued stay readable, a read wanting more fails. */

@@ -195,16 +195,18 @@ class RawClient {
   readonly #reads = new Map<bigint, number>();
   isStructured = false;
 
-  private constructor(socket: Socket) {
+  private constructor(socket: Socket, queue: ReceiveQueue) {
     this.socket = socket;
-    this.#queue = new ReceiveQueue(socket);
+    this.#queue = queue;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
   static connect(path: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = createConnection(path);
-      socket.once('connect', () => resolve(new RawClient(socket)));
+      const queue = new ReceiveQueue();
+      const socket = createConnection({ path, onread: queue.onread });
+      queue.attach(socket);
+      socket.once('connect', () => resolve(new RawClient(socket, queue)));
       socket.once('error', reject);
     });
   }
@@ -611,6 +613,35 @@ describe('nbd transmission', () => {
     await other.open('vm');
     other.write(Buffer.alloc(28, 0x55));
     await other.closed;
+    await waitForIdleServer();
+  });
+
+  it('takes a write sent in many small pieces; one cut off mid-payload writes nothing', async () => {
+    const client = await RawClient.connect(socketPath);
+    await client.open('vm');
+    const offset = 3_000_000;
+    const data = randomBytes(1_000_000);
+    const write = client.request(NbdCommand.WRITE, { offset, length: data.byteLength });
+    for (let at = 0; at < data.byteLength; at += 9_999) {
+      client.write(data.subarray(at, at + 9_999));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await client.reply()).toMatchObject({ cookie: write, error: 0 });
+    client.request(NbdCommand.READ, { offset, length: data.byteLength });
+    expect((await client.reply()).data.equals(data)).toBe(true);
+    const reportsBefore = reports.length;
+    client.request(NbdCommand.WRITE, { offset, length: data.byteLength });
+    client.write(randomBytes(data.byteLength / 2));
+    client.socket.end();
+    await client.closed;
+    await waitForIdleServer();
+    expect(reports.slice(reportsBefore)).toEqual([]);
+    const reader = await RawClient.connect(socketPath);
+    await reader.open('vm');
+    reader.request(NbdCommand.READ, { offset, length: data.byteLength });
+    expect((await reader.reply()).data.equals(data)).toBe(true);
+    reader.request(NbdCommand.DISC);
+    await reader.closed;
     await waitForIdleServer();
   });
 

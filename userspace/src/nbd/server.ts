@@ -16,6 +16,7 @@ import { NbdConnection } from './connection.js';
 import type { ExportCatalog } from './export.js';
 import { PayloadPool } from './payload-pool.js';
 import { CONNECTIONS_MAX } from './protocol.js';
+import { ReceiveQueue } from './receive-queue.js';
 
 /** Free payload buffers kept for reuse across all connections. */
 const POOL_RETAINED_BYTES_MAX = 64 * 1024 * 1024;
@@ -92,7 +93,8 @@ export class NbdServer {
   }
 
   async #listen(start: (listener: Server) => void, label: string): Promise<void> {
-    const listener = createServer((socket) => this.#accept(socket));
+    // Paused: ReceiveQueue.adopt() re-makes the socket before anything is read.
+    const listener = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
     await new Promise<void>((resolve, reject) => {
       listener.once('error', (error: NodeJS.ErrnoException) => {
         reject(new FsError(Errno.EINVAL, 'nbd listen', `${label}: ${error.code ?? error.message}`));
@@ -104,24 +106,26 @@ export class NbdServer {
     this.#listeners.push(listener);
   }
 
-  #accept(socket: Socket): void {
-    const peer = socket.remoteAddress === undefined
+  #accept(accepted: Socket): void {
+    const peer = accepted.remoteAddress === undefined
       ? `#${this.#nextId}`
-      : `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
+      : `${accepted.remoteAddress}:${accepted.remotePort ?? 0}`;
     this.#nextId += 1;
-    socket.on('error', () => undefined);
+    accepted.on('error', () => undefined);
     if (this.#isClosing || this.#connections.size >= CONNECTIONS_MAX) {
       if (!this.#hasReportedFull && !this.#isClosing) {
         this.#report(`nbd: ${CONNECTIONS_MAX} clients connected, refusing more`);
       }
       this.#hasReportedFull = true;
-      socket.destroy();
+      accepted.destroy();
       return;
     }
     this.#hasReportedFull = false;
+    const { socket, queue } = ReceiveQueue.adopt(accepted);
+    socket.on('error', () => undefined);
     socket.setNoDelay(true);
     const context = { catalog: this.#catalog, payloads: this.#payloads, report: this.#report };
-    const connection = new NbdConnection(socket, context, peer);
+    const connection = new NbdConnection(socket, queue, context, peer);
     this.#connections.add(connection);
     void connection.serve().finally(() => this.#connections.delete(connection));
   }

@@ -3,8 +3,9 @@
  * serving a plain file on the same disk, both driven by nbdcopy, in the same run.
  *
  * Method: one random source file of VOLUME_BYTES (quick: QUICK_VOLUME_BYTES) in the temp
- * folder; for each server, `nbdcopy SOURCE URI` into an empty target (a new volume; a freshly
- * truncated file) (in), then `nbdcopy URI OUT` (out), checked by SHA-256 against the source.
+ * folder; for each server, `nbdcopy SOURCE URI` into an empty target (a new volume, after the
+ * last round's was removed and its tombstones purged; a freshly truncated file: neither server
+ * keeps the previous round's data or its page cache) (in), then `nbdcopy URI OUT` (out), checked by SHA-256 against the source.
  * shmr runs as `shmr mount` (its NBD server lives in the daemon) with one single-topology
  * pool, 1 MiB blocks, its bucket in the same temp folder; nbdkit serves a sparse file there.
  * The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so neither always runs on a
@@ -201,6 +202,7 @@ async function startShmr(
   await volume(['create', 'bench', '--size', String(bytes)]);
   const reset = async () => {
     await volume(['rm', 'bench']);
+    await execFileAsync(process.execPath, [CLI, 'tombstones', '--purge', '--older-than', '0s', '--config', config]);
     await volume(['create', 'bench', '--size', String(bytes)]);
   };
   const pid = daemon.pid;

@@ -1030,6 +1030,19 @@ static int open_new_file(shard_write_t *write) {
   return open(write->path, flags, 0644);
 }
 
+/* Moves `*vectors`/`*count` past `bytes` already transferred by a short preadv/pwritev. */
+static void skip_vectors(struct iovec **vectors, int *count, size_t bytes) {
+  while (*count > 0 && bytes >= (*vectors)->iov_len) {
+    bytes -= (*vectors)->iov_len;
+    (*vectors)++;
+    (*count)--;
+  }
+  if (*count > 0) {
+    (*vectors)->iov_base = (uint8_t *)(*vectors)->iov_base + bytes;
+    (*vectors)->iov_len -= bytes;
+  }
+}
+
 /* Writes prefix then payload from offset 0; returns 0 or an errno. */
 static int write_prefix_and_payload(int fd, const shard_write_t *write) {
   struct iovec parts[2] = {
@@ -1045,16 +1058,7 @@ static int write_prefix_and_payload(int fd, const shard_write_t *write) {
     if (written < 0) return errno;
     if (written == 0) return EIO;
     position += written;
-    size_t left = (size_t)written;
-    while (count > 0 && left >= pending->iov_len) {
-      left -= pending->iov_len;
-      pending++;
-      count--;
-    }
-    if (count > 0) {
-      pending->iov_base = (uint8_t *)pending->iov_base + left;
-      pending->iov_len -= left;
-    }
+    skip_vectors(&pending, &count, (size_t)written);
   }
   return 0;
 }
@@ -1420,16 +1424,7 @@ static ssize_t read_vectors(int fd, struct iovec *vectors, int count, size_t pos
     if (bytes < 0) return -1;
     if (bytes == 0) break;
     done += (size_t)bytes;
-    size_t left = (size_t)bytes;
-    while (count > 0 && left >= vectors->iov_len) {
-      left -= vectors->iov_len;
-      vectors++;
-      count--;
-    }
-    if (count > 0) {
-      vectors->iov_base = (uint8_t *)vectors->iov_base + left;
-      vectors->iov_len -= left;
-    }
+    skip_vectors(&vectors, &count, (size_t)bytes);
   }
   return (ssize_t)done;
 }

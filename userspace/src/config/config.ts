@@ -484,9 +484,10 @@ const CACHE_MEMORY_SHARE_MAX_PERCENT = 90;
 /** cache.memory_limit: a size ("2GiB") or a share of the machine's memory ("25%"). */
 function memoryLimitOf(value: string | number | undefined, problems: string[]): number {
   const key = 'cache.memory_limit';
-  const percent = parsePercent(value ?? CACHE_MEMORY_SHARE_DEFAULT);
+  const text = value ?? CACHE_MEMORY_SHARE_DEFAULT;
+  const percent = parsePercent(text);
   if (percent === undefined) {
-    const bytes = parseSize(value ?? '');
+    const bytes = parseSize(text);
     if (bytes === undefined) problems.push(`${key}: "${value}" is neither a size (2GiB) nor a share of memory (25%)`);
     return bytes ?? 0;
   }

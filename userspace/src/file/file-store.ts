@@ -405,9 +405,9 @@ export class FileStore {
     } finally {
       if (behind === undefined) {
         // Every store is waited for, so none can fail unobserved after an earlier error.
-        const results = await Promise.allSettled(stores);
-        const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-        if (failed !== undefined) throw fromSystemError(failed.reason, 'store block');
+        await settleAll(stores).catch((error: unknown) => {
+          throw fromSystemError(error, 'store block');
+        });
       }
     }
     noteWrittenUpTo(state, end);
@@ -911,12 +911,13 @@ function noteWritten(entry: CachedBlock, start: number, end: number): Fill {
 }
 
 /**
- * Waits for every read and then throws the first failure: the caller reuses the target of a
- * read that failed (fuse/read-buffers), so no read may still be writing into it.
+ * Waits for every promise and then throws the first failure. Reads: the caller reuses the
+ * target of a read that failed (fuse/read-buffers), so no read may still be writing into it.
+ * Stores: none may fail unobserved after an earlier one failed.
  */
-async function settleAll(reads: readonly Promise<void>[]): Promise<void> {
-  if (reads.length === 1) return reads[0];
-  const results = await Promise.allSettled(reads);
+async function settleAll(promises: readonly Promise<void>[]): Promise<void> {
+  if (promises.length === 1) return promises[0];
+  const results = await Promise.allSettled(promises);
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
 }

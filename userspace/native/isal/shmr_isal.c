@@ -1,6 +1,8 @@
 /*
  * shmr_isal: Intel ISA-L for shmr, through N-API. CRC32C (Castagnoli) and systematic
- * Reed-Solomon erasure coding over GF(2^8), each synchronous or on the libuv thread pool.
+ * Reed-Solomon erasure coding over GF(2^8), each synchronous or off the JS thread: the write
+ * path's jobs (rsEncodeAsync, crc32cChunksAsync, writeShardFileAsync) on the addon's own niced
+ * "bulk pool" (see there), the rest on the libuv thread pool.
  *
  * Exports (loaded only by userspace/src/erasure/native.ts, which documents the JS side; the
  * crc32c*Chunks ones are typed in codec.ts until native.ts lists them):
@@ -63,6 +65,7 @@
 #include <sys/uio.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -349,6 +352,7 @@ static void plan_release(coding_plan_t *plan) {
 typedef struct addon_state {
   coding_plan_t *plans[PLAN_CACHE_ENTRIES_MAX];
   int plan_count;
+  struct bulk_pool *bulk; /* Started by the first bulk job; owned by its cleanup hook. */
 } addon_state_t;
 
 static void cache_move_to_front(addon_state_t *state, int index) {
@@ -1116,6 +1120,8 @@ typedef enum job_kind {
 
 typedef struct async_job {
   job_kind_t kind;
+  bool is_bulk;           /* Runs on the bulk pool, not on the libuv pool. */
+  struct async_job *next; /* Bulk pool: the queue or the finished list it is on. */
   napi_async_work work;
   napi_deferred deferred;
   napi_ref buffer_refs[SHARDS_MAX]; /* Pins every JS buffer until complete. */
@@ -1218,10 +1224,202 @@ static void job_complete(napi_env env, napi_status status, void *data) {
   job_free(env, job);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* The bulk pool: the write path's jobs, on threads of their own at a lower CPU priority     */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * Encoding a block, the chunk tables of its shards and the stores of shard files (the jobs
+ * marked is_bulk) run here, not on the libuv pool. Why: a large write queues dozens of them per
+ * block, each milliseconds of CPU or of waiting for the drive. On the libuv pool they took the
+ * threads and the cores that a small read's work needs, and on a 2-core machine a read then
+ * waited for a core behind them. Here they run niced BULK_NICE_DELTA above the process (the
+ * scheduler gives the JS thread, the libuv pool and other processes the CPU first, and the
+ * bulk jobs what is left), and the libuv pool stays free for reads.
+ *
+ * Invariants:
+ * - One pool per Node environment (per JS thread), started by its first bulk job; its threads
+ *   touch only their job's pinned buffers and plan, never napi (as libuv pool jobs).
+ * - A finished job is settled on the JS thread: the threads wake it through one thread-safe
+ *   function (once per batch: only when the finished list was empty), and it settles every
+ *   finished job in the order they finished.
+ * - The thread-safe function keeps the loop alive while jobs are in flight, as queued libuv
+ *   work does, and not otherwise.
+ * - Teardown (the environment's cleanup hook, registered after the thread-safe function so it
+ *   runs before that one's): stop taking jobs, wait for the running ones, free the rest
+ *   without settling them (nothing can observe their promises any more).
+ */
+#define BULK_THREADS 8
+#define BULK_NICE_DELTA 10
+#define BULK_NICE_MAX 19
+
+static napi_value undefined_value(napi_env env);
+
+typedef struct bulk_pool {
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  async_job_t *queue_head; /* Waiting, oldest first. */
+  async_job_t *queue_tail;
+  async_job_t *done_head; /* Finished, not settled yet, oldest first. */
+  async_job_t *done_tail;
+  bool is_stopping;
+  napi_threadsafe_function notify;
+  int in_flight; /* Queued and not settled yet; JS thread only. */
+  int thread_count;
+  int nice;
+  pthread_t threads[BULK_THREADS];
+} bulk_pool_t;
+
+static void job_list_push(async_job_t **head, async_job_t **tail, async_job_t *job) {
+  job->next = NULL;
+  if (*tail != NULL) (*tail)->next = job;
+  else *head = job;
+  *tail = job;
+}
+
+/* Frees a job that will never be settled: the environment is going away (no napi calls). */
+static void job_discard(async_job_t *job) {
+  plan_release(job->operation.plan);
+  free(job->shard_write);
+  free(job);
+}
+
+static void *bulk_thread_main(void *argument) {
+  bulk_pool_t *pool = argument;
+  /* Linux nice values are per thread; raising one's own needs no privilege. */
+  pthread_setname_np(pthread_self(), "shmr-bulk");
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), pool->nice);
+  pthread_mutex_lock(&pool->lock);
+  for (;;) {
+    while (!pool->is_stopping && pool->queue_head == NULL) pthread_cond_wait(&pool->wake, &pool->lock);
+    if (pool->is_stopping) break;
+    async_job_t *job = pool->queue_head;
+    pool->queue_head = job->next;
+    if (pool->queue_head == NULL) pool->queue_tail = NULL;
+    pthread_mutex_unlock(&pool->lock);
+    job_execute(NULL, job);
+    pthread_mutex_lock(&pool->lock);
+    bool is_first_done = pool->done_head == NULL;
+    job_list_push(&pool->done_head, &pool->done_tail, job);
+    /* Under the lock: after teardown set is_stopping, no thread calls the function again. */
+    if (is_first_done) napi_call_threadsafe_function(pool->notify, NULL, napi_tsfn_nonblocking);
+  }
+  pthread_mutex_unlock(&pool->lock);
+  return NULL;
+}
+
+/* On the JS thread: settles every finished job. */
+static void bulk_settle(napi_env env, napi_value callback, void *context, void *data) {
+  (void)callback;
+  (void)data;
+  bulk_pool_t *pool = context;
+  if (env == NULL) return; /* The function is being torn down; the cleanup hook frees jobs. */
+  pthread_mutex_lock(&pool->lock);
+  async_job_t *job = pool->done_head;
+  pool->done_head = NULL;
+  pool->done_tail = NULL;
+  pthread_mutex_unlock(&pool->lock);
+  while (job != NULL) {
+    async_job_t *next = job->next;
+    pool->in_flight--;
+    job_complete(env, napi_ok, job);
+    job = next;
+  }
+  if (pool->in_flight == 0) napi_unref_threadsafe_function(env, pool->notify);
+}
+
+/* The environment's cleanup hook: stops the threads, frees what they did not finish. */
+static void bulk_pool_stop(void *argument) {
+  bulk_pool_t *pool = argument;
+  pthread_mutex_lock(&pool->lock);
+  pool->is_stopping = true;
+  pthread_cond_broadcast(&pool->wake);
+  pthread_mutex_unlock(&pool->lock);
+  for (int index = 0; index < pool->thread_count; index++) pthread_join(pool->threads[index], NULL);
+  for (async_job_t *lists[2] = {pool->queue_head, pool->done_head}, **list = lists; list < lists + 2; list++) {
+    while (*list != NULL) {
+      async_job_t *next = (*list)->next;
+      job_discard(*list);
+      *list = next;
+    }
+  }
+  napi_release_threadsafe_function(pool->notify, napi_tsfn_abort);
+  pthread_cond_destroy(&pool->wake);
+  pthread_mutex_destroy(&pool->lock);
+  free(pool);
+}
+
+/* Creates the environment's pool and its threads; NULL with an exception set. */
+static bulk_pool_t *bulk_pool_start(napi_env env) {
+  bulk_pool_t *pool = calloc(1, sizeof(bulk_pool_t));
+  if (pool == NULL) {
+    napi_throw_error(env, NULL, "shmr_isal: out of memory creating the bulk pool");
+    return NULL;
+  }
+  pthread_mutex_init(&pool->lock, NULL);
+  pthread_cond_init(&pool->wake, NULL);
+  errno = 0;
+  int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+  if (nice == -1 && errno != 0) nice = 0;
+  pool->nice = nice + BULK_NICE_DELTA > BULK_NICE_MAX ? BULK_NICE_MAX : nice + BULK_NICE_DELTA;
+  napi_value name = NULL;
+  if (napi_create_string_utf8(env, "shmr_isal.bulkPool", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, pool, bulk_settle,
+                                      &pool->notify) != napi_ok) {
+    throw_napi_failure(env);
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+    return NULL;
+  }
+  napi_unref_threadsafe_function(env, pool->notify);
+  /* After the function's own hook: hooks run last registered first, so this one first. */
+  if (napi_add_env_cleanup_hook(env, bulk_pool_stop, pool) != napi_ok) {
+    throw_napi_failure(env);
+    napi_release_threadsafe_function(pool->notify, napi_tsfn_abort);
+    return NULL; /* The pool leaks with the function: an environment that cannot add a hook. */
+  }
+  /* Fewer threads than asked (a thread limit) still serve; none is bulk_queue's to report. */
+  for (int index = 0; index < BULK_THREADS; index++) {
+    if (pthread_create(&pool->threads[index], NULL, bulk_thread_main, pool) != 0) break;
+    pool->thread_count++;
+  }
+  return pool;
+}
+
+/* Queues a prepared bulk job and returns its promise; on failure frees it and returns NULL. */
+static napi_value bulk_queue(napi_env env, async_job_t *job) {
+  addon_state_t *state = NULL;
+  napi_value promise = NULL;
+  if (napi_get_instance_data(env, (void **)&state) != napi_ok ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
+    throw_napi_failure(env);
+    job_free(env, job);
+    return NULL;
+  }
+  if (state->bulk == NULL) state->bulk = bulk_pool_start(env);
+  bulk_pool_t *pool = state->bulk;
+  if (pool == NULL || pool->thread_count == 0) {
+    bool is_pending = false; /* bulk_pool_start threw when it returned NULL. */
+    napi_is_exception_pending(env, &is_pending);
+    if (!is_pending) napi_throw_error(env, NULL, "shmr_isal: cannot create any bulk pool thread");
+    napi_reject_deferred(env, job->deferred, undefined_value(env)); /* Frees the deferred. */
+    job_free(env, job);
+    return NULL;
+  }
+  if (pool->in_flight++ == 0) napi_ref_threadsafe_function(env, pool->notify);
+  pthread_mutex_lock(&pool->lock);
+  job_list_push(&pool->queue_head, &pool->queue_tail, job);
+  pthread_cond_signal(&pool->wake);
+  pthread_mutex_unlock(&pool->lock);
+  return promise;
+}
+
 /* Queues a prepared job and returns its promise; on failure frees it and returns NULL. */
 static napi_value job_queue(napi_env env, async_job_t *job, const char *resource_name) {
   napi_value name;
   napi_value promise;
+  if (job->is_bulk) return bulk_queue(env, job);
   if (napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, job_execute, job_complete, job, &job->work) !=
           napi_ok ||
@@ -1657,6 +1855,8 @@ static napi_value queue_crc_chunks_job(napi_env env, job_kind_t kind,
                                        const napi_value *objects, const char *resource_name) {
   async_job_t *job = job_create(env, kind);
   if (job == NULL) return NULL;
+  /* Chunk tables are made for shards being written; verifying is a reader waiting. */
+  job->is_bulk = kind == JOB_CRC32C_CHUNKS;
   job->crc_chunks = *operation;
   if (!job_hold(env, job, objects, 2)) {
     job_free(env, job);
@@ -1719,6 +1919,8 @@ static napi_value queue_rs_job(napi_env env, const shard_set_t *set,
                                const char *resource_name) {
   async_job_t *job = job_create(env, JOB_REED_SOLOMON);
   if (job == NULL) return NULL;
+  /* Encoding is the write path's; a reconstruct is a reader waiting: the libuv pool. */
+  job->is_bulk = strcmp(resource_name, "shmr_isal.rsEncode") == 0;
   job->operation = *operation;
   if (job->operation.plan != NULL) job->operation.plan->reference_count++;
   if (!job_hold(env, job, set->objects, shard_count)) {
@@ -1814,6 +2016,7 @@ static napi_value export_write_shard_file_async(napi_env env, napi_callback_info
   if (!prepare_shard_write(env, arguments, &prepared)) return NULL;
   async_job_t *job = job_create(env, JOB_WRITE_SHARD);
   if (job == NULL) return NULL;
+  job->is_bulk = true;
   job->shard_write = malloc(sizeof(shard_write_t) + path_bytes + 1);
   if (job->shard_write == NULL) {
     job_free(env, job);

@@ -11,8 +11,10 @@
  *   0x11d. Parity already on disk depends on it, so codec.test.ts checks it against an
  *   independent reference.
  * - Every shard of one call has the same length (at least 1 byte), checked by the addon.
- * - Async calls run on the libuv pool; the addon pins the buffers until the promise settles,
- *   and the caller must not read or write them before that.
+ * - Async calls run off the JS thread: encodeAsync and crc32cChunksAsync (the write path's) on
+ *   the addon's bulk pool, niced below the JS thread so that reads go first; the others on the
+ *   libuv pool. The addon pins the buffers until the promise settles, and the caller must not
+ *   read or write them before that.
  * - Async calls report bad arguments as a rejected promise, never by throwing.
  */
 import { assert } from '../assert.js';
@@ -55,7 +57,7 @@ export function crc32cChunks(data: Uint8Array, chunkBytes: number, table: Uint8A
   return chunkedCrc.crc32cChunks(data, chunkBytes, table);
 }
 
-/** crc32cChunks on the libuv thread pool; do not touch data or table until it resolves. */
+/** crc32cChunks on the addon's bulk pool; do not touch data or table until it resolves. */
 export function crc32cChunksAsync(
   data: Uint8Array,
   chunkBytes: number,
@@ -185,7 +187,7 @@ export class ReedSolomon {
     isal.rsEncode(this.dataCount, this.parityCount, data, parity);
   }
 
-  /** encode on the libuv thread pool; do not touch the buffers until it resolves. */
+  /** encode on the addon's bulk pool; do not touch the buffers until it resolves. */
   encodeAsync(data: readonly Uint8Array[], parity: readonly Uint8Array[]): Promise<void> {
     try {
       return isal.rsEncodeAsync(this.dataCount, this.parityCount, data, parity);

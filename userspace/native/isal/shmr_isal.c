@@ -17,6 +17,7 @@
  *   readShardVerifyAsync(path, prefix, data, position, chunkBytes, table, firstChunk)
  *                                                -> Promise<number> (-1 ok, chunk index, -2 short)
  *   allocHugePages(bytes)                        -> ArrayBuffer (2 MiB aligned, MADV_HUGEPAGE)
+ *   setThreadSlice(nanoseconds)                  -> boolean (the calling thread's EEVDF slice)
  *   rsPrepare(k, p)                              -> undefined (validates, warms the cache)
  *   rsEncode(k, p, data[], parity[])             -> undefined
  *   rsEncodeAsync(k, p, data[], parity[])        -> Promise<undefined>
@@ -66,6 +67,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -2034,6 +2036,76 @@ static napi_value export_write_shard_file_async(napi_env env, napi_callback_info
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* The calling thread's scheduler slice                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * setThreadSlice(nanoseconds) -> boolean: asks the kernel for this (the calling) thread's
+ * time slice under the fair scheduler (sched_setattr's sched_runtime, honoured from Linux 6.12
+ * on: EEVDF). A task with a shorter slice than the one running gets an earlier deadline when it
+ * wakes, and preempts it (PREEMPT_SHORT), so a thread that runs in short bursts, such as one
+ * answering requests, does not wait for the end of a busy thread's slice. Its share of the CPU
+ * is its weight's (nice), as before. Needs no privilege. True when the kernel took the slice;
+ * false when it ignores slices (older kernels) or the thread is not under the fair scheduler.
+ * Throws a RangeError outside [SLICE_NS_MIN, SLICE_NS_MAX] (the kernel's clamp), an Error
+ * naming the call and errno when a call fails.
+ */
+#define SLICE_NS_MIN 100000
+#define SLICE_NS_MAX 100000000
+
+/* The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER1), under our own name: newer C
+ * libraries declare theirs in <sched.h>. */
+typedef struct shmr_sched_attr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+  uint32_t sched_util_min;
+  uint32_t sched_util_max;
+} shmr_sched_attr_t;
+
+static bool get_thread_sched_attr(napi_env env, shmr_sched_attr_t *attr) {
+  memset(attr, 0, sizeof *attr);
+  if (syscall(SYS_sched_getattr, 0, attr, (unsigned)sizeof *attr, 0) == 0) return true;
+  char message[MESSAGE_BYTES_MAX];
+  snprintf(message, sizeof message, "sched_getattr: %s", strerror(errno));
+  napi_throw_error(env, NULL, message);
+  return false;
+}
+
+static napi_value export_set_thread_slice(napi_env env, napi_callback_info info) {
+  napi_value arguments[1];
+  int slice_ns = 0;
+  if (!get_arguments(env, info, 1, arguments)) return NULL;
+  if (!read_integer(env, arguments[0], "nanoseconds", SLICE_NS_MIN, SLICE_NS_MAX, &slice_ns)) return NULL;
+  shmr_sched_attr_t attr;
+  if (!get_thread_sched_attr(env, &attr)) return NULL;
+  bool is_fair = attr.sched_policy == SCHED_OTHER || attr.sched_policy == SCHED_BATCH;
+  napi_value result = NULL;
+  if (!is_fair) {
+    NAPI_CHECK(env, napi_get_boolean(env, false, &result), NULL);
+    return result;
+  }
+  /* The policy and nice value sched_getattr gave, with the slice. */
+  attr.size = sizeof attr;
+  attr.sched_flags = 0;
+  attr.sched_runtime = (uint64_t)slice_ns;
+  if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
+    char message[MESSAGE_BYTES_MAX];
+    snprintf(message, sizeof message, "sched_setattr: %s", strerror(errno));
+    napi_throw_error(env, NULL, message);
+    return NULL;
+  }
+  if (!get_thread_sched_attr(env, &attr)) return NULL;
+  NAPI_CHECK(env, napi_get_boolean(env, attr.sched_runtime == (uint64_t)slice_ns, &result), NULL);
+  return result;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Load-time self-test and registration                                                      */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -2123,6 +2195,7 @@ NAPI_MODULE_INIT() {
       {"readShardVerifyAsync", NULL, export_read_shard_verify_async, NULL, NULL, NULL,
        napi_enumerable, NULL},
       {"allocHugePages", NULL, export_alloc_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setThreadSlice", NULL, export_set_thread_slice, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsPrepare", NULL, export_rs_prepare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncode", NULL, export_rs_encode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncodeAsync", NULL, export_rs_encode_async, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -161,6 +161,17 @@ export function allocHugePages(bytes: number): ArrayBuffer {
 }
 
 /**
+ * Sets the calling thread's time slice under the fair scheduler to `nanoseconds` (100 us to
+ * 100 ms): a thread with a short slice preempts a busy one when it wakes (Linux 6.12+), its CPU
+ * share unchanged. True when the kernel took it; false when it ignores slices (older kernels)
+ * or the thread is not under the fair scheduler. Throws RangeError outside the range, an Error
+ * naming the system call when one fails.
+ */
+export function setThreadSlice(nanoseconds: number): boolean {
+  return isal.setThreadSlice(nanoseconds);
+}
+
+/**
  * Systematic Reed-Solomon over GF(2^8) with a Cauchy encode matrix: any dataCount of the
  * dataCount + parityCount shards recover the rest.
  *

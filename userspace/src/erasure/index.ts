@@ -1,8 +1,9 @@
 /**
  * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
  * is verified as it is made (preadVerifyChunksNow, the read fast path, and readShardVerify, the
- * cold read), the one write that is checksummed as it is made (writeShardFileAsync), and
- * allocHugePages for their buffers: they share the addon.
+ * cold read), the one write that is checksummed as it is made (writeShardFileAsync),
+ * allocHugePages for their buffers, and setThreadSlice for the thread that waits for them: they
+ * share the addon.
  *
  * The public surface of the module; nothing outside erasure/ imports its other files.
  */
@@ -19,6 +20,7 @@ export {
   READ_SHORT,
   readShardVerify,
   ReedSolomon,
+  setThreadSlice,
   SHARD_COUNT_MAX,
 } from './codec.js';
 export { writeShardFileAsync, type PrefixChecksumOffsets, type ShardFileWrite } from './shard-file.js';

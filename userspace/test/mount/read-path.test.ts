@@ -11,10 +11,11 @@
  * dropped (dd iflag=nocache) before a remount.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SERVING_THREAD_NICE } from '../../src/daemon/mount.js';
+import { SERVING_THREAD_NICE, SERVING_THREAD_SLICE_NS } from '../../src/daemon/mount.js';
+import { setThreadSlice } from '../../src/erasure/index.js';
 import { shardGeometry } from '../../src/layout/index.js';
 import { FUSE_READAHEAD_BYTES } from '../../src/limits.js';
 import { shardFilesOf } from '../../src/tasks/fsck.js';
@@ -74,6 +75,10 @@ describe('read path', () => {
       // The request thread (the main thread: its id is the pid) runs at a raised priority.
       const stat = readFileSync(`/proc/${mount.daemon.pid ?? 0}/task/${mount.daemon.pid ?? 0}/stat`, 'utf8');
       expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])).toBe(SERVING_THREAD_NICE);
+      // ... with the short time slice, where the kernel takes slices (6.12+) and shows them.
+      const schedPath = `/proc/${mount.daemon.pid ?? 0}/task/${mount.daemon.pid ?? 0}/sched`;
+      const slice = /^se\.slice\s*:\s*(\d+)/m.exec(existsSync(schedPath) ? readFileSync(schedPath, 'utf8') : '')?.[1];
+      if (setThreadSlice(SERVING_THREAD_SLICE_NS) && slice !== undefined) expect(Number(slice)).toBe(SERVING_THREAD_SLICE_NS);
       // bin/shmr.js sizes libuv's thread pool (16) before Node starts it: more threads than the
       // default pool of 4 plus Node's own, so cold reads and shard writes find free threads.
       expect(readdirSync(`/proc/${mount.daemon.pid ?? 0}/task`).length).toBeGreaterThan(16);

@@ -1235,9 +1235,10 @@ static void job_complete(napi_env env, napi_status status, void *data) {
  * marked is_bulk) run here, not on the libuv pool. Why: a large write queues dozens of them per
  * block, each milliseconds of CPU or of waiting for the drive. On the libuv pool they took the
  * threads and the cores that a small read's work needs, and on a 2-core machine a read then
- * waited for a core behind them. Here they run niced BULK_NICE_DELTA above the process (the
- * scheduler gives the JS thread, the libuv pool and other processes the CPU first, and the
- * bulk jobs what is left), and the libuv pool stays free for reads.
+ * waited for a core behind them. Here they run BULK_NICE_DELTA nice levels below the JS thread
+ * (as it was when the pool started: the daemon's first bulk job comes after it raised its own)
+ * so the scheduler gives the JS thread, the libuv pool and the reader the CPU first and the
+ * bulk jobs what is left, and the libuv pool stays free for reads.
  *
  * Invariants:
  * - One pool per Node environment (per JS thread), started by its first bulk job; its threads
@@ -1251,7 +1252,11 @@ static void job_complete(napi_env env, napi_status status, void *data) {
  *   runs before that one's): stop taking jobs, wait for the running ones, free the rest
  *   without settling them (nothing can observe their promises any more).
  */
+/* The shard stores the write path runs at once (shard-io.ts WRITE_JOBS_MAX, 6), blocked in
+ * write or fsync, and two more so that encoding and chunk tables never wait behind them. */
 #define BULK_THREADS 8
+/* A tenth of the JS thread's scheduler weight (nice 10: 110 against 1024; in the daemon, whose
+ * JS thread runs at -5, nice 5: 335 against 3121). */
 #define BULK_NICE_DELTA 10
 #define BULK_NICE_MAX 19
 

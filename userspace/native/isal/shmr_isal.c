@@ -1,8 +1,8 @@
 /*
  * shmr_isal: Intel ISA-L for shmr, through N-API. CRC32C (Castagnoli) and systematic
  * Reed-Solomon erasure coding over GF(2^8), each synchronous or off the JS thread: the write
- * path's jobs (rsEncodeAsync, crc32cChunksAsync, writeShardFileAsync) on the addon's own niced
- * "bulk pool" (see there), the rest on the libuv thread pool.
+ * path's computing (rsEncodeAsync, crc32cChunksAsync) on the addon's own niced "bulk pool"
+ * (see there), the rest on the libuv thread pool.
  *
  * Exports (loaded only by userspace/src/erasure/native.ts, which documents the JS side; the
  * crc32c*Chunks ones are typed in codec.ts until native.ts lists them):
@@ -1231,14 +1231,17 @@ static void job_complete(napi_env env, napi_status status, void *data) {
 /* ---------------------------------------------------------------------------------------- */
 
 /*
- * Encoding a block, the chunk tables of its shards and the stores of shard files (the jobs
- * marked is_bulk) run here, not on the libuv pool. Why: a large write queues dozens of them per
- * block, each milliseconds of CPU or of waiting for the drive. On the libuv pool they took the
- * threads and the cores that a small read's work needs, and on a 2-core machine a read then
+ * Encoding a block and the chunk tables of its shards (the jobs marked is_bulk) run here, not
+ * on the libuv pool. Why: a large erasure-coded write queues several per block, each
+ * milliseconds of CPU (a 32 MiB block: one encode, six 8 MiB tables). On the libuv pool they
+ * took threads and cores that a small read's work needs, and on a 2-core machine a read then
  * waited for a core behind them. Here they run BULK_NICE_DELTA nice levels below the JS thread
  * (as it was when the pool started: the daemon's first bulk job comes after it raised its own)
  * so the scheduler gives the JS thread, the libuv pool and the reader the CPU first and the
- * bulk jobs what is left, and the libuv pool stays free for reads.
+ * bulk jobs what is left, and the libuv pool stays free for reads. Shard file stores
+ * (writeShardFileAsync) stay on the libuv pool: mostly waiting for the disk, and niced they
+ * lost CPU to other processes on a busy machine (the bench's 1 MiB sequential write, 5 runs
+ * each under load 9-12: median 203 -> 171 MB/s).
  *
  * Invariants:
  * - One pool per Node environment (per JS thread), started by its first bulk job; its threads
@@ -1252,8 +1255,7 @@ static void job_complete(napi_env env, napi_status status, void *data) {
  *   runs before that one's): stop taking jobs, wait for the running ones, free the rest
  *   without settling them (nothing can observe their promises any more).
  */
-/* The shard stores the write path runs at once (shard-io.ts WRITE_JOBS_MAX, 6), blocked in
- * write or fsync, and two more so that encoding and chunk tables never wait behind them. */
+/* A 32 MiB block's encode and six chunk tables at once, and one more; only 2 cores run them. */
 #define BULK_THREADS 8
 /* A tenth of the JS thread's scheduler weight (nice 10: 110 against 1024; in the daemon, whose
  * JS thread runs at -5, nice 5: 335 against 3121). */
@@ -2023,7 +2025,6 @@ static napi_value export_write_shard_file_async(napi_env env, napi_callback_info
   if (!prepare_shard_write(env, arguments, &prepared)) return NULL;
   async_job_t *job = job_create(env, JOB_WRITE_SHARD);
   if (job == NULL) return NULL;
-  job->is_bulk = true;
   job->shard_write = malloc(sizeof(shard_write_t) + path_bytes + 1);
   if (job->shard_write == NULL) {
     job_free(env, job);

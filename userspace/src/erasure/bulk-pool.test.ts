@@ -1,10 +1,10 @@
 /**
- * The shmr_isal bulk pool: the write path's jobs (rsEncodeAsync, crc32cChunksAsync,
- * writeShardFileAsync) run on the addon's own threads, niced below the JS thread, and settle
- * their promises on the JS thread.
+ * The shmr_isal bulk pool: the write path's computing (rsEncodeAsync, crc32cChunksAsync) runs
+ * on the addon's own threads, niced below the JS thread, and settles its promises on the JS
+ * thread.
  *
  * Method: real jobs, many more than the pool has threads, compared with the synchronous calls;
- * a failing shard write among succeeding ones (each promise gets its own outcome); the threads'
+ * bad arguments among good jobs (each promise gets its own outcome); the threads'
  * nice values read from /proc; and the addon in child processes for what a test process cannot
  * survive if it goes wrong: worker threads terminated with jobs in flight, process.exit() with
  * jobs in flight, and a script whose only pending work is bulk jobs (the loop must wait for
@@ -12,12 +12,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { crc32cChunks, crc32cChunksAsync, ReedSolomon, writeShardFileAsync } from './index.js';
+import { describe, expect, it } from 'vitest';
+import { crc32cChunks, crc32cChunksAsync, ReedSolomon } from './index.js';
 
 const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'isal', 'build', 'Release', 'shmr_isal.node');
 /** As shmr_isal.c: BULK_THREADS, BULK_NICE_DELTA. */
@@ -40,16 +39,6 @@ function runAddonScript(script: string): string {
 }
 
 describe('bulk pool', () => {
-  let root: string;
-
-  beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), 'shmr-bulk-'));
-  });
-
-  afterEach(() => {
-    rmSync(root, { recursive: true, force: true });
-  });
-
   it('settles many more jobs than it has threads, each with the synchronous result', async () => {
     const codec = new ReedSolomon(4, 2);
     const jobs = Array.from({ length: 6 * BULK_THREADS }, (_, index) => {
@@ -73,20 +62,24 @@ describe('bulk pool', () => {
     });
   });
 
-  it('rejects a failing shard write with its errno and path while the others succeed', async () => {
-    const payload = randomFillSync(Buffer.alloc(8192));
-    const write = (path: string) => writeShardFileAsync(path, {
-      prefix: Buffer.alloc(128), payload, sync: false, checksum: false, makeDirectories: false,
-      offsets: { chunkBytes: CHUNK_BYTES, tableStart: 64, payloadChecksumAt: 4, tableChecksumAt: 8, headerChecksumAt: 12 },
-    });
+  it('rejects bad arguments with errors that name them, while the jobs around them settle', async () => {
+    const codec = new ReedSolomon(2, 1);
+    const data = [randomFillSync(Buffer.alloc(8192)), randomFillSync(Buffer.alloc(8192))];
+    const parity = [Buffer.alloc(8192)];
+    const table = Buffer.alloc(8);
     const outcomes = await Promise.allSettled([
-      write(join(root, 'a')), write(join(root, 'missing', 'b')), write(join(root, 'c')),
+      codec.encodeAsync(data, parity),
+      codec.encodeAsync(data, [Buffer.alloc(100)]),
+      crc32cChunksAsync(data[0]!, CHUNK_BYTES, Buffer.alloc(4)),
+      crc32cChunksAsync(data[1]!, CHUNK_BYTES, table),
     ]);
-    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    const failure = (outcomes[1] as PromiseRejectedResult).reason as Error & { code: string; syscall: string };
-    expect(failure).toMatchObject({ code: 'ENOENT', syscall: 'open' });
-    expect(failure.message).toBe(`ENOENT: open '${join(root, 'missing', 'b')}'`);
-    expect(readFileSync(join(root, 'c')).subarray(128).equals(payload)).toBe(true);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/RangeError: .*parity\[0\]/);
+    expect(String((outcomes[2] as PromiseRejectedResult).reason)).toMatch(/RangeError: .*table/);
+    const expected = [Buffer.alloc(8192)];
+    codec.encode(data, expected);
+    expect(parity[0]!.equals(expected[0]!)).toBe(true);
+    expect((outcomes[3] as PromiseFulfilledResult<number>).value).toBe(crc32cChunks(data[1]!, CHUNK_BYTES, Buffer.alloc(8)));
   });
 
   it('runs its threads niced BULK_NICE_DELTA below the JS thread', async () => {

@@ -1,8 +1,7 @@
 /**
  * The shard file writer of the shmr_isal addon: a whole shard file (checksums, directories,
- * create, write, fsync, close) in one job of the addon's bulk pool (see shmr_isal.c). It lives
- * in the addon that computes the checksums, so the job reads the payload once for them and once
- * for the write.
+ * create, write, fsync, close) in one libuv pool job. It lives in the addon that computes the
+ * checksums, so the job reads the payload once for them and once for the write.
  *
  * Invariant: a failure rejects with an Error like Node's own fs errors (`code`, `errno`,
  * `syscall`, `path`), so callers tell EEXIST, ENOENT or ENOSPC apart as they do for fs calls.

@@ -112,8 +112,14 @@ interface TombstoneRow extends BlockRow {
   id: number; reason: TombstoneReason; created_ms: number;
 }
 
-
-
+/**
+ * SQLite page size of stores made from now on. Every metadata change is a transaction that
+ * appends each page it dirtied to the WAL (copy, checksum, two writes per page), and a create
+ * or unlink dirties six or seven pages (inode rows, the dirent row and its three indexes):
+ * 1 KiB pages cut that CPU by a fifth against SQLite's 4 KiB default (MetaStore alone, median
+ * of 9 rounds: create 55 -> 42 us, unlink 45 -> 37 us).
+ */
+const NEW_STORE_PAGE_BYTES = 1024;
 
 function toInode(row: InodeRow): InodeRecord {
   return {
@@ -182,6 +188,8 @@ export class MetaStore {
     const path = join(directory, 'shmr-meta.sqlite');
     const db = new Database(path, { timeout: 0 });
     try {
+      // Only a new, empty database takes it; an existing store keeps the page size it has.
+      db.pragma(`page_size = ${NEW_STORE_PAGE_BYTES}`);
       db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');

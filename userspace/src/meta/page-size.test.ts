@@ -2,11 +2,14 @@
  * SQLite page size of the metadata store: a new store is made with 1 KiB pages (each
  * transaction writes fewer WAL bytes), while a store made before that with SQLite's 4 KiB
  * default keeps its pages and works as before: what it held reads back, and creates, unlinks,
- * renames and block commits go on through a close and reopen.
+ * renames and block commits go on through a close and reopen. Either way the WAL is copied
+ * back (checkpointed) once it holds about 4 MiB, not after a fixed count of pages.
  * Method: real SQLite stores in a temporary folder; the old store's file made by better-sqlite3
- * with 4 KiB pages before MetaStore ever opens it; page sizes read back with PRAGMA page_size.
+ * with 4 KiB pages before MetaStore ever opens it; page sizes read back with PRAGMA page_size;
+ * the WAL's size read from its file while the store is open (a checkpoint rewinds the WAL but
+ * leaves the file as long as it grew).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -33,6 +36,13 @@ function pageSizeOf(folder: string): number {
   }
 }
 
+const MIB = 1024 * 1024;
+
+/** Bytes of the open store's WAL file. */
+function walBytes(folder: string): number {
+  return statSync(join(folder, 'shmr-meta.sqlite-wal')).size;
+}
+
 /** Creates, renames and unlinks enough entries to split and merge B-tree pages. */
 function churn(meta: MetaStore, parent: number, count: number): void {
   for (let index = 0; index < count; index++) {
@@ -50,13 +60,16 @@ describe('metadata page size', () => {
   it('is 1 KiB in a new store', () => {
     const meta = MetaStore.open(directory, OWNER);
     const folder = meta.createInode({ parent: 1, name: 'd', mode: DIR_MODE, uid: 0, gid: 0 });
-    churn(meta, folder.ino, 400);
+    churn(meta, folder.ino, 2000);
+    // Some 20,000 one-KiB frames were written: the WAL grew past 1000 pages, checkpointed at 4 MiB.
+    expect(walBytes(directory)).toBeGreaterThan(2 * MIB);
+    expect(walBytes(directory)).toBeLessThan(4.5 * MIB);
     meta.close();
     expect(pageSizeOf(directory)).toBe(1024);
     const reopened = MetaStore.open(directory, OWNER);
     try {
-      expect(reopened.lookup(folder.ino, 'r398')).toBeDefined();
-      expect(reopened.lookup(folder.ino, 'f399')).toBeUndefined();
+      expect(reopened.lookup(folder.ino, 'r1998')).toBeDefined();
+      expect(reopened.lookup(folder.ino, 'f1999')).toBeUndefined();
     } finally {
       reopened.close();
     }
@@ -79,6 +92,7 @@ describe('metadata page size', () => {
       { ino: kept.ino, blockIndex: 0, pool: 'p', topology: 'single', generation: 1, dataBytes: 100, storedBytes: 100, buckets: ['b0'] },
       { blockBytes: 1 << 20, size: 100, mtime: time, ctime: time },
     );
+    expect(walBytes(directory)).toBeLessThan(4.5 * MIB);
     meta.close();
     expect(pageSizeOf(directory)).toBe(4096);
 

@@ -142,7 +142,7 @@ export async function writeShardFileAtOnce(
   parts: { prefix: Buffer; payload: Uint8Array; sync: boolean; checksum: boolean },
 ): Promise<void> {
   assert(canWriteAtOnce(parts.payload));
-  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true }));
+  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true, direct: true }));
 }
 
 /**

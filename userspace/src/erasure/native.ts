@@ -102,6 +102,7 @@ export interface IsalAddon {
 export const SHARD_WRITE_SYNC = 1;
 export const SHARD_WRITE_CHECKSUM = 2;
 export const SHARD_WRITE_MAKE_DIRECTORIES = 4;
+export const SHARD_WRITE_DIRECT = 8;
 
 /** The addon's absolute path: the first match walking up from this file's folder. */
 function findAddonPath(): string {

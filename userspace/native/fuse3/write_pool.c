@@ -8,19 +8,42 @@
  *   releaseWriteBuffer(slot) once the handler's result settled.
  */
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "shmr_fuse3.h"
+
+static void pages_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/*
+ * A buffer on pages of its own (page-aligned): a whole block written from it goes to its shard
+ * file with O_DIRECT without a copy (writeShardFileAsync). NULL when it cannot be mapped.
+ */
+static napi_value create_buffer(napi_env env, size_t bytes, void **data) {
+  size_t page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+  size_t mapped_bytes = (bytes + page_bytes - 1) / page_bytes * page_bytes;
+  void *mapped = mmap(NULL, mapped_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) return NULL;
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, mapped, bytes, pages_free, (void *)(uintptr_t)mapped_bytes, &ab) !=
+      napi_ok) {
+    munmap(mapped, mapped_bytes);
+    return NULL;
+  }
+  *data = mapped;
+  return ab;
+}
 
 /* A free slot, creating its buffer on first use; -1 when every slot is lent. */
 static int take_slot(napi_env env, write_pool_t *w) {
   if (w->free_count > 0) return (int)w->free_slots[--w->free_count];
   if (w->created >= WRITE_POOL_MAX) return -1;
   uint32_t slot = w->created;
-  napi_value ab;
-  if (napi_create_arraybuffer(env, w->bytes, &w->data[slot], &ab) != napi_ok ||
-      napi_create_reference(env, ab, 1, &w->refs[slot]) != napi_ok) {
-    return -1;
-  }
+  napi_value ab = create_buffer(env, w->bytes, &w->data[slot]);
+  if (ab == NULL || napi_create_reference(env, ab, 1, &w->refs[slot]) != napi_ok) return -1;
   w->created++;
   return (int)slot;
 }

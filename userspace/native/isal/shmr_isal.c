@@ -15,6 +15,7 @@
  *   readShardVerifyAsync(path, prefix, data, position, chunkBytes, table, firstChunk)
  *                                                -> Promise<number> (-1 ok, chunk index, -2 short)
  *   allocHugePages(bytes)                        -> ArrayBuffer (2 MiB aligned, MADV_HUGEPAGE)
+ *   allocPages(bytes)                            -> ArrayBuffer (page aligned, own pages)
  *   rsPrepare(k, p)                              -> undefined (validates, warms the cache)
  *   rsEncode(k, p, data[], parity[])             -> undefined
  *   rsEncodeAsync(k, p, data[], parity[])        -> Promise<undefined>
@@ -1048,15 +1049,8 @@ static void skip_vectors(struct iovec **vectors, int *count, size_t bytes) {
   }
 }
 
-/* Writes prefix then payload from offset 0; returns 0 or an errno. */
-static int write_prefix_and_payload(int fd, const shard_write_t *write) {
-  struct iovec parts[2] = {
-      {.iov_base = write->prefix, .iov_len = write->prefix_bytes},
-      {.iov_base = (void *)write->payload, .iov_len = write->payload_bytes},
-  };
-  struct iovec *pending = parts;
-  int count = write->payload_bytes > 0 ? 2 : 1;
-  off_t position = 0;
+/* Writes `count` vectors from `position` on; returns 0 or an errno. */
+static int write_vectors(int fd, struct iovec *pending, int count, off_t position) {
   while (count > 0) {
     ssize_t written = pwritev(fd, pending, count, position);
     if (written < 0 && errno == EINTR) continue;
@@ -1068,12 +1062,22 @@ static int write_prefix_and_payload(int fd, const shard_write_t *write) {
   return 0;
 }
 
+/* Writes prefix then payload from offset 0; returns 0 or an errno. */
+static int write_prefix_and_payload(int fd, const shard_write_t *write) {
+  struct iovec parts[2] = {
+      {.iov_base = write->prefix, .iov_len = write->prefix_bytes},
+      {.iov_base = (void *)write->payload, .iov_len = write->payload_bytes},
+  };
+  return write_vectors(fd, parts, write->payload_bytes > 0 ? 2 : 1, 0);
+}
+
 /*
  * SHARD_WRITE_DIRECT: prefix + payload go past the page cache through an aligned buffer of
  * the pool thread (kept for its next shard). Why: through the page cache the kernel copies
  * each byte into a fresh page cache page (allocating it, its buffer heads and LRU entry) and
- * writes it back later; a copy into a reused buffer plus O_DIRECT costs about half that CPU.
- * Only whole sectors can go this way: a shard whose sizes are not page multiples, a buffer
+ * writes it back later; a copy into a reused buffer plus O_DIRECT costs about half that CPU,
+ * and a page-aligned payload (allocPages: cache blocks, lent FUSE write buffers) is not copied
+ * at all. Only whole sectors can go this way: a shard whose sizes are not page multiples, a buffer
  * that cannot be had, or a filesystem that refuses O_DIRECT is written buffered instead.
  */
 static __thread uint8_t *direct_buffer;
@@ -1109,38 +1113,35 @@ static bool set_direct(int fd, bool on) {
 static int write_direct(int fd, const shard_write_t *write) {
   size_t total = write->prefix_bytes + write->payload_bytes;
   if (write->prefix_bytes % DIRECT_ALIGN_BYTES != 0 || total % DIRECT_ALIGN_BYTES != 0) return -1;
-  uint8_t *buffer = thread_direct_buffer(total);
+  /* A page-aligned payload (allocPages) is written where it is; else it is copied too. */
+  bool is_payload_aligned = (uintptr_t)write->payload % DIRECT_ALIGN_BYTES == 0;
+  uint8_t *buffer = thread_direct_buffer(is_payload_aligned ? write->prefix_bytes : total);
   if (buffer == NULL || !set_direct(fd, true)) return -1;
   memcpy(buffer, write->prefix, write->prefix_bytes);
-  memcpy(buffer + write->prefix_bytes, write->payload, write->payload_bytes);
+  if (!is_payload_aligned) memcpy(buffer + write->prefix_bytes, write->payload, write->payload_bytes);
+  struct iovec parts[2] = {
+      {.iov_base = buffer, .iov_len = is_payload_aligned ? write->prefix_bytes : total},
+      {.iov_base = (void *)write->payload, .iov_len = is_payload_aligned ? write->payload_bytes : 0},
+  };
+  struct iovec *pending = parts;
+  int count = is_payload_aligned && write->payload_bytes > 0 ? 2 : 1;
   size_t done = 0;
   while (done < total) {
-    ssize_t written = pwrite(fd, buffer + done, total - done, (off_t)done);
+    ssize_t written = pwritev(fd, pending, count, (off_t)done);
     if (written < 0 && errno == EINTR) continue;
     /* EINVAL before anything was written: alignment or O_DIRECT itself refused here. */
     if (written < 0 && errno == EINVAL && done == 0) break;
     if (written < 0) return errno;
     if (written == 0) return EIO;
     done += (size_t)written;
+    skip_vectors(&pending, &count, (size_t)written);
     /* A short write that left an unaligned rest: finish it through the page cache. */
     if (done % DIRECT_ALIGN_BYTES != 0) break;
   }
   if (done == total) return 0;
   if (!set_direct(fd, false)) return errno != 0 ? errno : EIO;
   if (done == 0) return -1;
-  struct iovec rest = {.iov_base = buffer + done, .iov_len = total - done};
-  struct iovec *pending = &rest;
-  int count = 1;
-  off_t position = (off_t)done;
-  while (count > 0) {
-    ssize_t written = pwritev(fd, pending, count, position);
-    if (written < 0 && errno == EINTR) continue;
-    if (written < 0) return errno;
-    if (written == 0) return EIO;
-    position += written;
-    skip_vectors(&pending, &count, (size_t)written);
-  }
-  return 0;
+  return write_vectors(fd, pending, count, (off_t)done);
 }
 
 /* On a pool thread: the whole store of one shard file; sets error_number on failure. */
@@ -1733,6 +1734,38 @@ static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info)
   return result;
 }
 
+static void pages_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/* allocPages(bytes): zeroed memory of its own pages (page-aligned), unmapped when collected. */
+static napi_value export_alloc_pages(napi_env env, napi_callback_info info) {
+  napi_value arguments[1];
+  size_t bytes = 0;
+  if (!get_arguments(env, info, 1, arguments)) return NULL;
+  if (!read_safe_index(env, arguments[0], "bytes", &bytes)) return NULL;
+  if (bytes == 0) {
+    throw_range_error(env, "bytes must be positive, got 0");
+    return NULL;
+  }
+  size_t page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+  size_t mapped_bytes = (bytes + page_bytes - 1) / page_bytes * page_bytes;
+  void *mapped = mmap(NULL, mapped_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) {
+    napi_throw_error(env, "ENOMEM", "allocPages: mmap failed");
+    return NULL;
+  }
+  napi_value result = NULL;
+  if (napi_create_external_arraybuffer(env, mapped, bytes, pages_free, (void *)(uintptr_t)mapped_bytes,
+                                       &result) != napi_ok) {
+    munmap(mapped, mapped_bytes);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
+}
+
 /* The async half of crc32cChunksAsync/crc32cVerifyChunksAsync: pin data and table, queue. */
 static napi_value queue_crc_chunks_job(napi_env env, job_kind_t kind,
                                        const crc_chunks_operation_t *operation,
@@ -2002,6 +2035,7 @@ NAPI_MODULE_INIT() {
       {"readShardVerifyAsync", NULL, export_read_shard_verify_async, NULL, NULL, NULL,
        napi_enumerable, NULL},
       {"allocHugePages", NULL, export_alloc_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"allocPages", NULL, export_alloc_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsPrepare", NULL, export_rs_prepare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncode", NULL, export_rs_encode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncodeAsync", NULL, export_rs_encode_async, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -22,6 +22,7 @@ import {
   decodeShardPrefix, encodeShardHeader, encodeShardPrefix, findBadChunk, SHARD_PREFIX_CHECKSUMS, shardGeometry,
   Topology, type ShardHeaderInput,
 } from '../layout/index.js';
+import { allocPageAligned } from './aligned.js';
 import { canWriteAtOnce, writeShardFile, writeShardFileAtOnce } from './shard-io.js';
 
 const PAYLOAD_BYTES = 1024 * 1024 - 4096 + 5;
@@ -139,8 +140,11 @@ describe('writeShardFileAtOnce', () => {
     expect(existsSync(join(root, 'ab', 'cd', 'fits'))).toBe(true);
   });
 
-  it('writes whole pages past the page cache (O_DIRECT), the same file as buffered, and it verifies', async () => {
-    const payload = randomPayload(1024 * 1024);
+  it.each([
+    ['copied into an aligned buffer first', (bytes: number) => randomPayload(bytes)],
+    ['written where it is (page-aligned)', (bytes: number) => randomFillSync(allocPageAligned(bytes))],
+  ])('writes whole pages past the page cache (O_DIRECT), %s, the same file as buffered, and it verifies', async (_, make) => {
+    const payload = make(1024 * 1024);
     const direct = join(root, 'ab', 'cd', 'direct');
     await writeShardFileAtOnce(direct, { prefix: headerOnly(payload), payload, sync: false, checksum: true });
     const buffered = join(root, 'buffered');

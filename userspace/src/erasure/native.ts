@@ -60,6 +60,8 @@ export interface IsalAddon {
   ): Promise<number>;
   /** Zeroed memory on a 2 MiB boundary, advised for transparent huge pages. */
   allocHugePages(bytes: number): ArrayBuffer;
+  /** Zeroed memory of its own pages (page-aligned). */
+  allocPages(bytes: number): ArrayBuffer;
   /** Validates (k, p) and builds the encode tables into the addon's cache. */
   rsPrepare(k: number, p: number): void;
   rsEncode(k: number, p: number, data: readonly Uint8Array[], parity: readonly Uint8Array[]): void;

@@ -970,7 +970,8 @@ static bool prepare_crc_chunks(napi_env env, const napi_value *arguments, bool h
 #define SHARD_WRITE_FLAGS_ALL 15
 /* O_DIRECT alignment of memory, length and file offset: a page covers every sector size. */
 #define DIRECT_ALIGN_BYTES 4096
-#define DIRECT_HUGE_PAGE_BYTES (2 * 1024 * 1024)
+/* Transparent huge pages are 2 MiB (x86-64, arm64 with 4 KiB pages). */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
 /* Directory levels above a shard file that a write may create (<bucket>/<xx>/<yy>). */
 #define SHARD_DIRECTORY_LEVELS 2
 
@@ -1090,9 +1091,9 @@ static uint8_t *thread_direct_buffer(size_t bytes) {
   direct_buffer = NULL;
   direct_buffer_bytes = 0;
   /* On a transparent huge page when granted: O_DIRECT pins one page, not 257. */
-  size_t rounded = (bytes + DIRECT_HUGE_PAGE_BYTES - 1) / DIRECT_HUGE_PAGE_BYTES * DIRECT_HUGE_PAGE_BYTES;
+  size_t rounded = (bytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
   void *memory = NULL;
-  if (posix_memalign(&memory, DIRECT_HUGE_PAGE_BYTES, rounded) != 0) return NULL;
+  if (posix_memalign(&memory, HUGE_PAGE_BYTES, rounded) != 0) return NULL;
   madvise(memory, rounded, MADV_HUGEPAGE); /* Advice only: small pages work as well. */
   direct_buffer = memory;
   direct_buffer_bytes = rounded;
@@ -1444,7 +1445,6 @@ static napi_value export_pread_verify_chunks_now(napi_env env, napi_callback_inf
  */
 #define READ_SHORT (-2)
 #define DIRECT_ALIGN_BYTES 4096
-#define DIRECT_HUGE_PAGE_BYTES (2 * 1024 * 1024)
 #ifndef SYS_cachestat
 #define SYS_cachestat 451 /* The same number on every architecture (Linux 6.5). */
 #endif
@@ -1696,11 +1696,22 @@ static napi_value export_read_shard_verify_async(napi_env env, napi_callback_inf
  * and each FUSE reply pins the pages it touches, one small page at a time (gup: about a tenth
  * of a cold sequential read's CPU), a huge page once. Freed when the ArrayBuffer is collected.
  */
-#define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
-static void huge_pages_free(napi_env env, void *data, void *hint) {
+static void mapping_free(napi_env env, void *data, void *hint) {
   (void)env;
   munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/* An ArrayBuffer of the first `bytes` of a mapping of `mapped_bytes`, unmapped when collected. */
+static napi_value wrap_mapping(napi_env env, void *start, size_t bytes, size_t mapped_bytes) {
+  napi_value result = NULL;
+  if (napi_create_external_arraybuffer(env, start, bytes, mapping_free, (void *)(uintptr_t)mapped_bytes,
+                                       &result) != napi_ok) {
+    munmap(start, mapped_bytes);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
 }
 
 static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info) {
@@ -1724,19 +1735,7 @@ static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info)
   size_t tail_bytes = (size_t)(mapped + mapped_bytes - (start + bytes));
   if (tail_bytes > 0) munmap(start + bytes, tail_bytes);
   madvise(start, bytes, MADV_HUGEPAGE); /* Advice only: small pages work as well, slower. */
-  napi_value result = NULL;
-  if (napi_create_external_arraybuffer(env, start, bytes, huge_pages_free, (void *)(uintptr_t)bytes, &result) !=
-      napi_ok) {
-    munmap(start, bytes);
-    throw_napi_failure(env);
-    return NULL;
-  }
-  return result;
-}
-
-static void pages_free(napi_env env, void *data, void *hint) {
-  (void)env;
-  munmap(data, (size_t)(uintptr_t)hint);
+  return wrap_mapping(env, start, bytes, bytes);
 }
 
 /* allocPages(bytes): zeroed memory of its own pages (page-aligned), unmapped when collected. */
@@ -1756,14 +1755,7 @@ static napi_value export_alloc_pages(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOMEM", "allocPages: mmap failed");
     return NULL;
   }
-  napi_value result = NULL;
-  if (napi_create_external_arraybuffer(env, mapped, bytes, pages_free, (void *)(uintptr_t)mapped_bytes,
-                                       &result) != napi_ok) {
-    munmap(mapped, mapped_bytes);
-    throw_napi_failure(env);
-    return NULL;
-  }
-  return result;
+  return wrap_mapping(env, mapped, bytes, mapped_bytes);
 }
 
 /* The async half of crc32cChunksAsync/crc32cVerifyChunksAsync: pin data and table, queue. */

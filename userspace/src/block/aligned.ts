@@ -7,8 +7,10 @@
  * the length and the file offset aligned. Node has no aligned allocation, but the memory of a
  * WebAssembly.Memory is mapped by whole pages (V8's page allocator), so a buffer made on it is.
  *
- * Invariant: only buffers made here are written directly (shard-io checks `directBytes`); a
- * filesystem that refuses O_DIRECT gets the same bytes through the page cache instead.
+ * Invariant: of the buffers made here, those of allocAligned and allocAlignedSlab are written and
+ * read directly by shard-io's own calls (`directBytes`); a filesystem that refuses O_DIRECT gets
+ * the same bytes through the page cache instead. Shards of at most 1 MiB of any buffer are
+ * written directly by the addon's at-once job (writeShardFileAtOnce).
  */
 import { assert } from '../assert.js';
 import { allocHugePages, allocPages } from '../erasure/index.js';

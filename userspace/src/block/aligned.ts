@@ -9,8 +9,8 @@
  *
  * Invariant: of the buffers made here, those of allocAligned and allocAlignedSlab are written and
  * read directly by shard-io's own calls (`directBytes`); a filesystem that refuses O_DIRECT gets
- * the same bytes through the page cache instead. Shards of at most 1 MiB of any buffer are
- * written directly by the addon's at-once job (writeShardFileAtOnce).
+ * the same bytes through the page cache instead. Shards of whole pages up to 1 MiB, from any
+ * buffer, are written directly by the addon's at-once job (writeShardFileAtOnce).
  */
 import { assert } from '../assert.js';
 import { allocHugePages, allocPages } from '../erasure/index.js';

@@ -68,11 +68,14 @@ export class BlockCache {
   /** Lookups by readers that found their block or not, and clean blocks evicted (metrics). */
   readonly stats = { hits: 0, misses: 0, evictions: 0 };
 
-  /** `memoryLimitBytes`: what the buffers of entries and idle ones may hold together. */
-  constructor(options: { paddingBytes: number; memoryLimitBytes: number }) {
+  /**
+   * `memoryLimitBytes`: what the buffers of entries and idle ones may hold together.
+   * `allocate`: makes fresh buffers (the file store's are page-aligned, see allocPageAligned).
+   */
+  constructor(options: { paddingBytes: number; memoryLimitBytes: number; allocate?: (bytes: number) => Buffer }) {
     this.#paddingBytes = options.paddingBytes;
     this.#memoryLimitBytes = options.memoryLimitBytes;
-    this.#shelf = new BufferShelf(Math.min(options.memoryLimitBytes, IDLE_BYTES_MAX));
+    this.#shelf = new BufferShelf(Math.min(options.memoryLimitBytes, IDLE_BYTES_MAX), options.allocate);
   }
 
   get(ino: number, blockIndex: number): CachedBlock | undefined {

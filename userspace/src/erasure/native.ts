@@ -60,6 +60,8 @@ export interface IsalAddon {
   ): Promise<number>;
   /** Zeroed memory on a 2 MiB boundary, advised for transparent huge pages. */
   allocHugePages(bytes: number): ArrayBuffer;
+  /** Zeroed memory of its own pages (page-aligned). */
+  allocPages(bytes: number): ArrayBuffer;
   /** Validates (k, p) and builds the encode tables into the addon's cache. */
   rsPrepare(k: number, p: number): void;
   rsEncode(k: number, p: number, data: readonly Uint8Array[], parity: readonly Uint8Array[]): void;
@@ -102,6 +104,7 @@ export interface IsalAddon {
 export const SHARD_WRITE_SYNC = 1;
 export const SHARD_WRITE_CHECKSUM = 2;
 export const SHARD_WRITE_MAKE_DIRECTORIES = 4;
+export const SHARD_WRITE_DIRECT = 8;
 
 /** The addon's absolute path: the first match walking up from this file's folder. */
 function findAddonPath(): string {

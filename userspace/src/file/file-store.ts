@@ -26,7 +26,7 @@ import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Slots } from '../slots.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
-import { BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
+import { allocPageAligned, BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
 import { addRange, BlockCache, coversRange, forEachGap, type CachedBlock } from '../cache/index.js';
 import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
 import type { TopologySpec } from '../config/index.js';
@@ -106,7 +106,10 @@ export class FileStore {
     this.#blocks = parts.blocks;
     this.#pools = parts.pools;
     this.#options = parts.options;
-    this.#cache = new BlockCache({ paddingBytes: BLOCK_PADDING_BYTES, memoryLimitBytes: parts.options.memoryLimitBytes });
+    // Page-aligned block buffers: their shards are written with O_DIRECT without a copy.
+    this.#cache = new BlockCache({
+      paddingBytes: BLOCK_PADDING_BYTES, memoryLimitBytes: parts.options.memoryLimitBytes, allocate: allocPageAligned,
+    });
   }
 
   /** Size and times of a file as the store sees them now (cached writes included). */

@@ -137,6 +137,7 @@ static void session_close(session_t *s) {
   if (was_mounted) mounted_remove(s);
   if (s->poll_open) uv_poll_stop(&s->poll);
   pending_fail_session(&s->addon->table, s, EIO);
+  fast_clear(s);
   if (s->se != NULL) {
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
@@ -643,7 +644,7 @@ NAPI_MODULE_INIT() {
     { "stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, a },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok ||
-      replies_define(env, exports, a) != napi_ok ||
+      replies_define(env, exports, a) != napi_ok || fast_define(env, exports, a) != napi_ok ||
       write_pool_define(env, exports, a) != napi_ok) {
     return throw_error(env, "shmr_fuse3: module initialisation failed");
   }

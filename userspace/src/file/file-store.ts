@@ -53,10 +53,18 @@ const FLUSH_JOBS_MAX = 16;
 
 /**
  * Reads of at most this many bytes served from the page cache load their whole block into the
- * block cache in the background, while it has room: random small reads of a file then copy
+ * block cache, while it has room: random small reads of a file then copy
  * from memory (and fuse/fast-reads.ts answers them without JS) instead of verifying chunks.
  */
 const LOAD_FOR_READS_BYTES_MAX = 64 * 1024;
+/** Pieces in which such a load copies from the page cache at once (BlockStore.readNow's limit). */
+const LOAD_NOW_PIECE_BYTES = 256 * 1024;
+/**
+ * Small reads of an uncached block (counted approximately, in LOAD_TOUCH_SLOTS counters shared
+ * by hash) before it is loaded: a block read once or twice is not worth copying whole.
+ */
+const LOAD_AFTER_TOUCHES = 4;
+const LOAD_TOUCH_SLOTS = 4096;
 /** Such loads in flight at once. */
 const LOAD_FOR_READS_JOBS_MAX = 4;
 
@@ -112,6 +120,7 @@ export class FileStore {
   #unsyncedCount = 0;
   /** Blocks being loaded for reads ("ino:index"), see LOAD_FOR_READS_BYTES_MAX. */
   readonly #loadingForReads = new Set<string>();
+  readonly #loadTouches = new Uint8Array(LOAD_TOUCH_SLOTS);
   readonly #options: FileStoreOptions;
 
   constructor(parts: { meta: MetaStore; blocks: BlockStore; pools: Pools; options: FileStoreOptions }) {
@@ -315,20 +324,32 @@ export class FileStore {
   }
 
   /**
-   * Loads a stored block into the cache, clean, in the background (see
-   * LOAD_FOR_READS_BYTES_MAX), when the cache has room for it without evicting anything. The
-   * load is dropped if the block or file changed meanwhile (another record, an entry, a rewrite).
+   * Loads a stored block into the cache, clean (see LOAD_FOR_READS_BYTES_MAX), once small reads
+   * touched it LOAD_AFTER_TOUCHES times and the cache has room for it without evicting anything:
+   * at once when the page cache holds it all, else in the background, where the load is dropped
+   * if the block or file changed meanwhile (another record, an entry, a rewrite).
    */
   #loadForReads(state: FileState, blockIndex: number, record: BlockRecord): void {
+    const slot = (Math.imul(state.ino, 0x9e3779b1) ^ Math.imul(blockIndex, 0x85ebca6b)) & (LOAD_TOUCH_SLOTS - 1);
+    const touches = (this.#loadTouches[slot] as number) + 1;
+    if (touches < LOAD_AFTER_TOUCHES) {
+      this.#loadTouches[slot] = touches;
+      return;
+    }
+    this.#loadTouches[slot] = 0;
     const bufferBytes = state.blockBytes + BLOCK_PADDING_BYTES;
     const loading = this.#loadingForReads.size;
     if (loading >= LOAD_FOR_READS_JOBS_MAX || state.gate !== undefined) return;
     if (this.#cache.bytes + (loading + 1) * bufferBytes > this.#options.memoryLimitBytes) return;
     const key = `${state.ino}:${blockIndex}`;
     if (this.#loadingForReads.has(key)) return;
-    this.#loadingForReads.add(key);
     const blockBytes = state.blockBytes;
     const buffer = this.#cache.spareBuffer(blockBytes);
+    if (state.activeCount === 0 && this.#readWholeNow(record, buffer)) {
+      this.#cache.insertLoaded(state.ino, blockIndex, blockBytes, buffer, record.dataBytes);
+      return;
+    }
+    this.#loadingForReads.add(key);
     this.#blocks.read(record, { start: 0, end: record.dataBytes }, buffer, 0).then(() => {
       // No truncate, hole punch or write of the file half done: its records are final for now.
       const isSame = this.#states.get(state.ino) === state && state.gate === undefined && state.activeCount === 0 &&
@@ -342,6 +363,15 @@ export class FileStore {
     }).finally(() => {
       this.#loadingForReads.delete(key);
     });
+  }
+
+  /** Copies a whole stored block into `buffer` if every piece of it is in the page cache now. */
+  #readWholeNow(record: BlockRecord, buffer: Buffer): boolean {
+    for (let start = 0; start < record.dataBytes; start += LOAD_NOW_PIECE_BYTES) {
+      const range = { start, end: Math.min(record.dataBytes, start + LOAD_NOW_PIECE_BYTES) };
+      if (!this.#blocks.readNow(record, range, buffer, start)) return false;
+    }
+    return true;
   }
 
   async #read(state: FileState, offset: number, length: number, target: Buffer): Promise<number> {

@@ -196,13 +196,17 @@ bool fast_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t 
 
 /* ---- JS API ---- */
 
-static session_t *session_arg(napi_env env, napi_value v) {
-  session_t *s = NULL;
-  if (napi_unwrap(env, v, (void **)&s) != napi_ok || s == NULL) {
-    throw_type_error(env, "not a fuse3 session handle");
-    return NULL;
-  }
-  return s;
+/* The session named by a call's first argument, its arguments in argv; NULL: TypeError pending. */
+static session_t *session_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return session_unwrap(env, argv[0]);
+}
+
+/* Appends a number to a JS array at *k. */
+static void push_number(napi_env env, napi_value array, uint32_t *k, double value) {
+  napi_value v;
+  napi_create_double(env, value, &v);
+  napi_set_element(env, array, (*k)++, v);
 }
 
 static bool u64_args(napi_env env, const napi_value *argv, size_t n, uint64_t *out) {
@@ -226,11 +230,9 @@ static napi_value boolean(napi_env env, bool v) {
 
 /* fastRegister(session, ino, blockIndex, blockBytes, buffer, validBytes) -> registered */
 static napi_value js_fast_register(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6];
   uint64_t n[3], valid;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = session_arg(env, argv[0]);
+  session_t *s = session_call(env, info, 6, argv);
   if (s == NULL || !u64_args(env, argv + 1, 3, n) || !u64_args(env, argv + 5, 1, &valid)) return NULL;
   napi_typedarray_type type;
   size_t len;
@@ -281,12 +283,10 @@ static napi_value js_fast_register(napi_env env, napi_callback_info info) {
 
 /* fastDrop(session, ino, blockIndex) -> blocks of ino left; blockIndex -1 drops all of them. */
 static napi_value js_fast_drop(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   uint64_t ino;
   double index;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = session_arg(env, argv[0]);
+  session_t *s = session_call(env, info, 3, argv);
   if (s == NULL || !u64_args(env, argv + 1, 1, &ino)) return NULL;
   if (napi_get_value_double(env, argv[2], &index) != napi_ok || !(index >= -1) || index != (double)(int64_t)index) {
     return throw_type_error(env, "fastDrop: the block index must be an integer >= -1");
@@ -303,10 +303,8 @@ static napi_value js_fast_drop(napi_env env, napi_callback_info info) {
 
 /* fastSweep(session) -> [ino, blockIndex, ...] of blocks served here since the last sweep */
 static napi_value js_fast_sweep(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out, v;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = session_arg(env, argv[0]);
+  napi_value argv[1], out;
+  session_t *s = session_call(env, info, 1, argv);
   if (s == NULL) return NULL;
   napi_create_array(env, &out);
   uint32_t k = 0;
@@ -316,27 +314,9 @@ static napi_value js_fast_sweep(napi_env env, napi_callback_info info) {
       fast_block_t *b = (fast_block_t *)n;
       if (!b->hit) continue;
       b->hit = 0;
-      napi_create_double(env, (double)n->k1, &v);
-      napi_set_element(env, out, k++, v);
-      napi_create_double(env, (double)n->k2, &v);
-      napi_set_element(env, out, k++, v);
+      push_number(env, out, &k, (double)n->k1);
+      push_number(env, out, &k, (double)n->k2);
     }
-  }
-  return out;
-}
-
-/* fastStats(session) -> [reads answered here, their bytes, blocks registered] */
-static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out, v;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = session_arg(env, argv[0]);
-  if (s == NULL) return NULL;
-  const double values[3] = { s->fast.reads, s->fast.bytes, (double)s->fast.blocks.count };
-  napi_create_array_with_length(env, 3, &out);
-  for (uint32_t i = 0; i < 3; i++) {
-    napi_create_double(env, values[i], &v);
-    napi_set_element(env, out, i, v);
   }
   return out;
 }
@@ -346,7 +326,6 @@ napi_status fast_define(napi_env env, napi_value exports, addon_t *a) {
     { "fastRegister", NULL, js_fast_register, NULL, NULL, NULL, napi_enumerable, a },
     { "fastDrop", NULL, js_fast_drop, NULL, NULL, NULL, napi_enumerable, a },
     { "fastSweep", NULL, js_fast_sweep, NULL, NULL, NULL, napi_enumerable, a },
-    { "fastStats", NULL, js_fast_stats, NULL, NULL, NULL, napi_enumerable, a },
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

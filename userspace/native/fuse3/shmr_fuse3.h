@@ -207,6 +207,9 @@ int write_pool_peek(napi_env env, write_pool_t *w);
 int write_pool_claim(napi_env env, write_pool_t *w, int slot, napi_value *out);
 napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
 
+/* shmr_fuse3.c: the session of a JS handle object, or NULL with a TypeError pending */
+session_t *session_unwrap(napi_env env, napi_value obj);
+
 /* fast_read.c */
 bool fast_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                const struct fuse_file_info *fi);

@@ -146,12 +146,11 @@ interface NativeAddon {
   unmount(s: Handle): void;
   notifyInvalInode(s: Handle, ino: number, offset: number, length: number): number;
   notifyInvalEntry(s: Handle, parent: number, name: string): number;
-  stats(s: Handle): [number, number];
+  stats(s: Handle): [number, number, number, number, number];
   // Reads answered in C from registered block buffers (fast_read.c, fast-reads.ts).
   fastRegister(s: Handle, ino: number, blockIndex: number, blockBytes: number, buffer: Buffer, validBytes: number): boolean;
   fastDrop(s: Handle, ino: number, blockIndex: number): number;
   fastSweep(s: Handle): number[];
-  fastStats(s: Handle): [number, number, number];
   // Each returns 1 if the handle was stale (nothing sent), else fuse_reply_*'s 0 / -errno.
   replyErr(h: number, errno: number): number;
   replyEntry(h: number): number;
@@ -815,7 +814,7 @@ export class FuseSession implements FastReadTable {
   }
 
   fastReadStats(): FastReadStats {
-    const [reads, bytes, blocks] = this.#native.fastStats(this.#handle);
+    const [, , reads, bytes, blocks] = this.#native.stats(this.#handle);
     return { reads, bytes, blocks };
   }
 

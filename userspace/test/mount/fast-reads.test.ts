@@ -112,12 +112,18 @@ interface DriverResult {
   readonly reads: number;
 }
 
-/** Writes `content` as `name` in the mount and its model beside the mount; runs the driver. */
-async function drive(mount: Mount, name: string, content: Buffer, steps: Step[], seed = 1): Promise<DriverResult> {
+/** Writes `content` as `name` in the mount and as its model beside the mount. */
+async function writeWithModel(mount: Mount, name: string, content: Buffer): Promise<{ path: string; model: string }> {
   const path = join(mount.mountpoint, name);
   const model = join(mount.root, `${name}.model`);
   await writeFile(path, content);
   await writeFile(model, content);
+  return { path, model };
+}
+
+/** writeWithModel, then the driver's steps on it. */
+async function drive(mount: Mount, name: string, content: Buffer, steps: Step[], seed = 1): Promise<DriverResult> {
+  const { path, model } = await writeWithModel(mount, name, content);
   return runDriver(path, model, steps, seed);
 }
 
@@ -192,12 +198,7 @@ describe('reads answered by the binding from cached blocks', () => {
 
   it('stays exact while blocks are evicted under a small cache.memory_limit', async () => {
     await withMount({ extraYaml: `cache: { memory_limit: 6656KiB, flush_interval: 200ms }\n` }, async (mount) => {
-      const size = 16 * MIB;
-      const path = join(mount.mountpoint, 'big');
-      const model = join(mount.root, 'big.model');
-      const content = randomBytes(size);
-      await writeFile(path, content);
-      await writeFile(model, content);
+      const { path, model } = await writeWithModel(mount, 'big', randomBytes(16 * MIB));
       const results: DriverResult[] = [];
       const evictionsBefore = await statValue(mount, 'cache_evictions_total', 'cache_evictions_total');
       // Small writes spread over blocks: each makes a cached 1 MiB entry, whose buffers are
@@ -228,12 +229,7 @@ describe('reads answered by the binding from cached blocks', () => {
 
   it('serves four readers at once, and each sees a writer’s change of the block it reads', async () => {
     await withMount({ extraYaml: FAST_YAML }, async (mount) => {
-      const size = 4 * MIB;
-      const path = join(mount.mountpoint, 'shared');
-      const model = join(mount.root, 'shared.model');
-      const content = randomBytes(size);
-      await writeFile(path, content);
-      await writeFile(model, content);
+      const { path, model } = await writeWithModel(mount, 'shared', randomBytes(4 * MIB));
       const readers = [11, 12, 13, 14].map((seed) => runDriver(path, model, [['warm', 800], ['readall'], ['warm', 800]], seed));
       for (const result of await Promise.all(readers)) expect(result.bad).toEqual([]);
       // One driver changes every block while reading; its model follows (the others are done).

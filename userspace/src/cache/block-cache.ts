@@ -13,6 +13,8 @@
  * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
  *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
  *   reaches the shelf.
+ * - The listener (if any) hears of a change to an entry's bytes, `dataBytes`, buffer or
+ *   presence in the same synchronous turn as the change (markDirty, replaceBuffer, removal).
  * - A partial entry (`ranges` set) holds valid bytes only in `ranges`; the rest of
  *   [0, dataBytes) is the stored block below `baseBytes` and zeros above. It is never
  *   'flushing': the file layer completes it (fills the gaps) before storing or reading it.

@@ -4,7 +4,10 @@
  * blocks: when a block fills, when its file is flushed or fsynced, when it has been dirty for
  * `dirtyAgeMs`, and when cached blocks exceed the memory limit. A write to part of a block
  * that is not cached does not wait for the block to load: the entry notes the written ranges,
- * and the stored bytes around them are loaded (once) when the block is read or stored.
+ * and the stored bytes around them are loaded (once) when the block is read or stored. Blocks
+ * that small reads keep touching are loaded whole, clean, while the cache has room for them
+ * (LOAD_FOR_READS_BYTES_MAX); the cache's listener hears of every change to a cached block and
+ * of every size change (fuse/fast-reads.ts answers reads from those buffers).
  *
  * Invariants:
  * - A block buffer is never changed while it is being stored (writers wait for the flush).

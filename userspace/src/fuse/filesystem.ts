@@ -16,6 +16,7 @@ import {
   isDirectory, isRegular, now, ROOT_INO, S_IFLNK, type InodeChanges, type InodeRecord, type MetaStore,
   type Timespec,
 } from '../meta/index.js';
+import { shardFileBytes } from '../block/index.js';
 import type { FileStore } from '../file/index.js';
 import type { Pools } from '../pool/index.js';
 import type {
@@ -428,7 +429,8 @@ export class ShmrFilesystem implements LowLevelOps {
     const files = STATFS_FILES_MAX;
     const used = this.#meta.countInodes();
     // Tombstoned shards come back at their purge: free for root's view (bfree), not for bavail.
-    const tombstonedBytes = this.#meta.tombstoneUsage().reduce((sum, usage) => sum + usage.dataBytes, 0);
+    const tombstonedBytes = this.#meta.tombstoneFootprint()
+      .reduce((sum, usage) => sum + shardFileBytes(usage.topology, usage.blocks, usage.storedBytes), 0);
     const reclaimableBytes = Math.min(tombstonedBytes, space.totalBytes - space.freeBytes);
     return {
       bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES,

@@ -512,6 +512,11 @@ export class MetaStore {
     return this.#statements.tombstoneUsage.all() as { pool: string; blocks: number; dataBytes: number }[];
   }
 
+  /** Tombstoned blocks and their stored (compressed) bytes per topology: what their shards hold. */
+  tombstoneFootprint(): { topology: string; blocks: number; storedBytes: number }[] {
+    return this.#statements.tombstoneFootprint.all() as { topology: string; blocks: number; storedBytes: number }[];
+  }
+
   /**
    * Replaces the whole block map of a file (a rewrite to another layout) in one transaction, if
    * it still is `expected` (same blocks, same generations); the old blocks become tombstones.
@@ -987,6 +992,10 @@ function prepareStatements(db: Database.Database) {
     deletePending: db.prepare("DELETE FROM tombstones WHERE ino = ? AND reason = 'pending'"),
     tombstoneUsage: db.prepare(
       'SELECT pool, count(*) AS blocks, sum(data_bytes) AS dataBytes FROM tombstones GROUP BY pool',
+    ),
+    tombstoneFootprint: db.prepare(
+      `SELECT topology, count(*) AS blocks, sum(coalesce(stored_bytes, data_bytes)) AS storedBytes
+         FROM tombstones GROUP BY topology`,
     ),
     setLayout: db.prepare('UPDATE inodes SET block_bytes = ?, stored_bytes = ? WHERE ino = ?'),
     idleFilesInPool: db.prepare(

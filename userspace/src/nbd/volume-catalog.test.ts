@@ -44,9 +44,9 @@ afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function openDisk(): NbdExport {
-  const target = catalog.open('disk');
-  if (target === undefined) throw new Error('volume "disk" missing');
+function openDisk(name = 'disk'): NbdExport {
+  const target = catalog.open(name);
+  if (target === undefined) throw new Error(`volume "${name}" missing`);
   return target;
 }
 
@@ -102,8 +102,7 @@ describe('volume exports', () => {
     const made = await createVolume(filesystem, { name: 'big', sizeBytes: 2 * VOLUME_BLOCK_BYTES_DEFAULT });
     expect(made.blockBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
     expect(filesystem.meta.getXattr(made.ino, POLICY_XATTRS.blockSize)?.toString()).toBe('4MiB');
-    const target = catalog.open('big');
-    if (target === undefined) throw new Error('volume "big" missing');
+    const target = openDisk('big');
     expect(target.preferredBlockBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
     const data = randomBytes(VOLUME_BLOCK_BYTES_DEFAULT);
     const { released } = await target.write(VOLUME_BLOCK_BYTES_DEFAULT, data);
@@ -129,14 +128,12 @@ describe('volume exports', () => {
   it('read unaligned ranges larger than a FUSE request from the shards of a 4 MiB block', async () => {
     const made = await createVolume(filesystem, { name: 'big', sizeBytes: 2 * VOLUME_BLOCK_BYTES_DEFAULT });
     const data = randomBytes(VOLUME_BLOCK_BYTES_DEFAULT);
-    const writer = catalog.open('big');
-    if (writer === undefined) throw new Error('volume "big" missing');
+    const writer = openDisk('big');
     await (await writer.write(0, data)).released;
     await writer.flush();
     writer.release();
     expect(filesystem.files.cacheBytes).toBe(0);
-    const reader = catalog.open('big');
-    if (reader === undefined) throw new Error('volume "big" missing');
+    const reader = openDisk('big');
     // Neither end on a chunk boundary: read through a scratch buffer of more than 1 MiB.
     const start = 12_345;
     const length = 3 * BLOCK_BYTES + 777;
@@ -148,8 +145,7 @@ describe('volume exports', () => {
     patch.copy(data, VOLUME_BLOCK_BYTES_DEFAULT - 5000);
     expect(filesystem.meta.getBlock(made.ino, 0)?.dataBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
     reader.release();
-    const again = catalog.open('big');
-    if (again === undefined) throw new Error('volume "big" missing');
+    const again = openDisk('big');
     expect((await readBack(again, 0, VOLUME_BLOCK_BYTES_DEFAULT)).equals(data)).toBe(true);
     again.release();
   });

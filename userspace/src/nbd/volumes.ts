@@ -42,10 +42,10 @@ export const VOLUME_BYTES_MAX =
  * are filled and copied in long sequential runs (nbdcopy, qemu-img, a guest's writeback), and
  * every block costs a shard file per shard, a metadata record and, as NBD clients size their
  * requests by the preferred block size, a request: 4 MiB blocks take a quarter of what 1 MiB
- * ones do (nbdcopy in of 1 GiB, interleaved runs: daemon CPU 1.3-1.7 s -> 1.0-1.4 s; out
- * 0.9-1.3 s -> 0.6-1.0 s). The price: a small write makes a whole block dirty, so small
- * random writes store 4x more than with 1 MiB blocks; `--block-size 1MiB` suits a volume
- * written that way. (Ceph RBD's objects are 4 MiB too.)
+ * ones do (nbdcopy of 1 GiB, 10 interleaved runs, daemon CPU: in 1.1-1.7 s, median 1.5 ->
+ * 0.95-1.4 s, median 1.15; out median 1.0 -> 0.7 s). The price: a small write makes a whole
+ * block dirty, so small random writes store 4x more than with 1 MiB blocks; `--block-size
+ * 1MiB` suits a volume written that way. (Ceph RBD's objects are 4 MiB too.)
  */
 export const VOLUME_BLOCK_BYTES_DEFAULT = 4 * 1024 * 1024;
 /** Largest volume block size: a whole block fits in one NBD request. */

@@ -459,8 +459,7 @@ export class ShardReader {
   #spanView(span: ChunkSpan, target: Buffer, targetOffset: number): { view: Buffer; scratch: Buffer | undefined } {
     const length = span.end - span.start;
     if (span.isAligned) return { view: target.subarray(targetOffset, targetOffset + length), scratch: undefined };
-    assert(length <= this.#scratch.bufferBytes);
-    const scratch = this.#scratch.acquire();
+    const scratch = this.#scratch.acquire(length);
     return { view: scratch.subarray(0, length), scratch };
   }
 

@@ -10,7 +10,7 @@ import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { BlockStore } from '../block/index.js';
-import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
+import { openBlockFixture, withMethod, type BlockFixture } from '../../test/helpers/block-fixture.js';
 import { repairBlock } from './scrub.js';
 import { replaceBucket } from './replace-bucket.js';
 
@@ -51,13 +51,7 @@ function repairingAroundFirstRebuild(ino: number): BlockStore {
     await filesystem.blocks.rebuildShard(block, ...rest);
     await repair(0);
   };
-  return new Proxy(filesystem.blocks, {
-    get: (store, key) => {
-      if (key === 'rebuildShard') return rebuildShard;
-      const value: unknown = Reflect.get(store, key, store);
-      return typeof value === 'function' ? value.bind(store) : value;
-    },
-  });
+  return withMethod(filesystem.blocks, 'rebuildShard', rebuildShard);
 }
 
 it('rebuilds each block from its record at its turn, not from the listing', async () => {

@@ -35,7 +35,7 @@ import {
   type CellRecord, type CoreTest, type WorkloadSummary,
 } from './report.js';
 import {
-  MERGERFS_OPTIONS, startSystem, SYSTEM_NAMES, type BenchSystem, type SystemName,
+  MERGERFS_OPTIONS, startSystem, SYSTEM_NAMES, type BenchSystem, type ShmrSetting, type SystemName,
 } from './systems.js';
 
 export const CORE_TESTS: readonly CoreTest[] = [...FIO_TESTS, 'meta'];
@@ -70,6 +70,7 @@ export interface CoreOptions {
   readonly systems: readonly SystemName[];
   readonly tests: readonly CoreTest[];
   readonly shmrNodeOptions: readonly string[];
+  readonly shmrSettings: readonly ShmrSetting[];
   /** Aborting (SIGINT) stops the running workload; cleanup still runs. */
   readonly signal: AbortSignal;
 }
@@ -302,7 +303,7 @@ export async function runCoreBench(options: CoreOptions): Promise<CoreResult> {
     const systems: BenchSystem[] = [];
     for (const name of SYSTEM_NAMES.filter((system) => options.systems.includes(system))) {
       systems.push(await startSystem(name, {
-        root, shmrNodeOptions: options.shmrNodeOptions, register: (stop) => stops.push(stop),
+        root, shmrNodeOptions: options.shmrNodeOptions, shmrSettings: options.shmrSettings, register: (stop) => stops.push(stop),
       }));
     }
     cells = await runRounds(systems, options);

@@ -16,10 +16,11 @@
  *     [--section core|erasure|latency|nbd|compression|tiering|metrics|all] [--json FILE]
  *     [--rounds N] [--work-dir DIR] [--systems raw,mergerfs,shmr]
  *     [--tests seqwrite,seqread,randread1,randread4,randwrite,meta]
- *     [--gate-wait SEC] [--shmr-node-option OPT]...
+ *     [--gate-wait SEC] [--shmr-node-option OPT]... [--shmr-set KEY=VALUE]...
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import {
   CORE_TESTS, FULL_SETTINGS, QUICK_SETTINGS, runCoreBench, writeJson, type CoreSettings,
 } from './core.js';
@@ -31,7 +32,7 @@ import { runTieringBench } from './tiering.js';
 import { runMetricsBench } from './metrics.js';
 import { findExecutable } from './host.js';
 import type { CoreTest } from './report.js';
-import { SYSTEM_NAMES, type SystemName } from './systems.js';
+import { SYSTEM_NAMES, type ShmrSetting, type SystemName } from './systems.js';
 
 const SECTIONS = ['core', 'erasure', 'latency', 'nbd', 'compression', 'tiering', 'metrics'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -51,6 +52,8 @@ const USAGE = `usage: node dist/userspace/bench/main.js [options]
   --gate-wait SEC         longest wait for an idle machine before each test
   --shmr-node-option OPT  extra Node option for the shmr daemon (repeatable),
                           e.g. --shmr-node-option=--cpu-prof
+  --shmr-set KEY=VALUE    a setting of the core section's shmr config, by dotted key, the
+                          value in YAML (repeatable), e.g. --shmr-set fuse.writeback_cache=false
 `;
 
 /** A command line or prerequisite problem: printed as one message, no stack. */
@@ -71,6 +74,7 @@ interface BenchOptions {
   readonly systems: readonly SystemName[];
   readonly tests: readonly CoreTest[];
   readonly shmrNodeOptions: readonly string[];
+  readonly shmrSettings: readonly ShmrSetting[];
 }
 
 /** Splits a comma list and checks every item against `allowed`. */
@@ -112,6 +116,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       tests: { type: 'string' },
       'gate-wait': { type: 'string' },
       'shmr-node-option': { type: 'string', multiple: true, default: [] },
+      'shmr-set': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -139,7 +144,18 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     systems: parseList(values.systems, SYSTEM_NAMES, '--systems'),
     tests: parseList(values.tests, CORE_TESTS, '--tests'),
     shmrNodeOptions: values['shmr-node-option'],
+    shmrSettings: values['shmr-set'].map(parseSetting),
   };
+}
+
+/** `fuse.writeback_cache=false` as a key path and a YAML value. */
+function parseSetting(text: string): ShmrSetting {
+  const equals = text.indexOf('=');
+  const path = text.slice(0, equals).split('.');
+  if (equals < 1 || path.some((key) => key === '')) {
+    throw new BenchSetupError(`--shmr-set: "${text}" is not KEY=VALUE (a dotted key such as fuse.writeback_cache)`, 2);
+  }
+  return { path, value: parseYaml(text.slice(equals + 1)) as unknown };
 }
 
 /** Throws one message listing everything the core section is missing, with its apt package. */
@@ -186,7 +202,7 @@ async function main(argv: readonly string[]): Promise<number> {
       if (section === 'core') {
         const result = await runCoreBench({
           settings: options.settings, parentDir: options.workDir, systems: options.systems,
-          tests: options.tests, shmrNodeOptions: options.shmrNodeOptions, signal: controller.signal,
+          tests: options.tests, shmrNodeOptions: options.shmrNodeOptions, shmrSettings: options.shmrSettings, signal: controller.signal,
         });
         if (options.jsonPath !== undefined) {
           await writeJson(options.jsonPath, result);

@@ -7,7 +7,8 @@
  * last round's was removed and its tombstones purged; a freshly truncated file: neither server
  * keeps the previous round's data or its page cache) (in), then `nbdcopy URI OUT` (out), checked by SHA-256 against the source.
  * shmr runs as `shmr mount` (its NBD server lives in the daemon) with one single-topology
- * pool, 1 MiB blocks, its bucket in the same temp folder; nbdkit serves a sparse file there.
+ * pool of 1 MiB blocks (the volume gets the default volume block size, 4 MiB), its bucket in
+ * the same temp folder; nbdkit serves a sparse file there.
  * The servers alternate per round (nbdkit, shmr, nbdkit, shmr) so neither always runs on a
  * warmer page cache; the best of ROUNDS rounds is reported, in MB/s (10^6 bytes), with shmr's
  * ratio to nbdkit. A third line copies in with `--flush` (data durable before nbdcopy exits),

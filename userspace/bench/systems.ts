@@ -250,9 +250,18 @@ async function startMergerfs(
   };
 }
 
-/** The shmr config of the bench: one single-topology 1 MiB pool on one bucket folder. */
-function shmrConfig(folder: string): object {
-  return {
+/** One setting of the shmr config given on the command line (--shmr-set). */
+export interface ShmrSetting {
+  readonly path: readonly string[];
+  readonly value: unknown;
+}
+
+/**
+ * The shmr config of the bench: one single-topology 1 MiB pool on one bucket folder, with
+ * `settings` applied (the daemon's config check names any that is wrong).
+ */
+function shmrConfig(folder: string, settings: readonly ShmrSetting[]): object {
+  const config: Record<string, unknown> = {
     mount_dir: join(folder, 'mnt'),
     metadata_dir: join(folder, 'meta'),
     write_pool: 'ssd',
@@ -262,23 +271,32 @@ function shmrConfig(folder: string): object {
       },
     },
   };
+  for (const setting of settings) {
+    let node = config;
+    for (const key of setting.path.slice(0, -1)) {
+      const child = node[key];
+      node = typeof child === 'object' && child !== null ? child as Record<string, unknown> : (node[key] = {});
+    }
+    node[setting.path.at(-1) ?? ''] = setting.value;
+  }
+  return config;
 }
 
 async function startShmr(
   root: string,
-  nodeOptions: readonly string[],
+  options: { nodeOptions: readonly string[]; settings: readonly ShmrSetting[] },
   register: (stop: () => Promise<string[]>) => void,
 ): Promise<BenchSystem> {
   const folder = join(root, 'shmr');
   for (const name of ['ssd0', 'meta', 'mnt']) await mkdir(join(folder, name), { recursive: true });
   const configPath = join(folder, 'shmr.yaml');
   // JSON is YAML: no quoting questions for paths.
-  await writeFile(configPath, `${JSON.stringify(shmrConfig(folder), undefined, 2)}\n`);
+  await writeFile(configPath, `${JSON.stringify(shmrConfig(folder, options.settings), undefined, 2)}\n`);
   const mountPoint = join(folder, 'mnt');
   const daemon = new Daemon({
     label: 'shmr',
     command: process.execPath,
-    args: [...nodeOptions, shmrEntry(), 'mount', '--config', configPath],
+    args: [...options.nodeOptions, shmrEntry(), 'mount', '--config', configPath],
     mountPoint,
     logPath: join(root, 'shmr.log'),
   });
@@ -300,6 +318,8 @@ export interface StartOptions {
   readonly root: string;
   /** Extra Node options for the shmr daemon (e.g. --cpu-prof). */
   readonly shmrNodeOptions: readonly string[];
+  /** Settings of the shmr config (--shmr-set). */
+  readonly shmrSettings: readonly ShmrSetting[];
   /** Receives each daemon's stop function as soon as it is started, before it has mounted. */
   readonly register: (stop: () => Promise<string[]>) => void;
 }
@@ -313,6 +333,6 @@ export async function startSystem(name: SystemName, options: StartOptions): Prom
     case 'mergerfs':
       return startMergerfs(options.root, options.register);
     case 'shmr':
-      return startShmr(options.root, options.shmrNodeOptions, options.register);
+      return startShmr(options.root, { nodeOptions: options.shmrNodeOptions, settings: options.shmrSettings }, options.register);
   }
 }

@@ -18,8 +18,11 @@ export class BufferShelf {
   readonly #idle = new Map<number, Buffer[]>();
   #idleBytes = 0;
 
-  /** `idleBytesMax`: bytes of idle buffers kept when `put` is given no other bound. */
-  constructor(readonly idleBytesMax: number) {
+  /**
+   * `idleBytesMax`: bytes of idle buffers kept when `put` is given no other bound. `allocate`
+   * makes fresh buffers (default: never from Node's shared pool).
+   */
+  constructor(readonly idleBytesMax: number, readonly allocate: (bytes: number) => Buffer = (bytes) => Buffer.allocUnsafeSlow(bytes)) {
     assert(idleBytesMax >= 0);
   }
 
@@ -27,10 +30,10 @@ export class BufferShelf {
     return this.#idleBytes;
   }
 
-  /** A buffer of exactly `bytes`: an idle one, else a fresh one (never from Node's shared pool). */
+  /** A buffer of exactly `bytes`: an idle one, else a fresh one from `allocate`. */
   take(bytes: number): Buffer {
     const buffer = this.#idle.get(bytes)?.pop();
-    if (buffer === undefined) return Buffer.allocUnsafeSlow(bytes);
+    if (buffer === undefined) return this.allocate(bytes);
     this.#idleBytes -= bytes;
     return buffer;
   }

@@ -8,19 +8,66 @@
  *   releaseWriteBuffer(slot) once the handler's result settled.
  */
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "shmr_fuse3.h"
+
+/* Transparent huge pages are 2 MiB (x86-64, arm64 with 4 KiB pages). */
+#define HUGE_PAGE_BYTES (2u * 1024 * 1024)
+
+static void chunk_free(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/*
+ * Buffers are page-aligned, so that a whole block written from one goes to its shard file with
+ * O_DIRECT without a copy (writeShardFileAsync), and carved from 2 MiB chunks advised for
+ * transparent huge pages (two 1 MiB buffers each), so that the kernel pins one huge page where
+ * it would pin 256 small ones, both to receive a WRITE into it and to write it with O_DIRECT.
+ * Slot `slot` is buffer slot % per_chunk of its chunk; the first buffer of a chunk maps it
+ * and owns it (unmapped with it: the pool holds every buffer until its environment ends).
+ * NULL when the memory cannot be mapped.
+ */
+static napi_value create_buffer(napi_env env, write_pool_t *w, uint32_t slot) {
+  size_t page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+  size_t stride = (w->bytes + page_bytes - 1) / page_bytes * page_bytes;
+  size_t per_chunk = stride <= HUGE_PAGE_BYTES ? HUGE_PAGE_BYTES / stride : 1;
+  size_t chunk_bytes = (stride * per_chunk + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+  size_t index = slot % per_chunk;
+  napi_value ab;
+  if (index > 0) {
+    uint8_t *data = (uint8_t *)w->data[slot - index] + index * stride;
+    if (napi_create_external_arraybuffer(env, data, w->bytes, NULL, NULL, &ab) != napi_ok) return NULL;
+    w->data[slot] = data;
+    return ab;
+  }
+  /* Map one huge page more, then trim to a 2 MiB-aligned start. */
+  size_t mapped_bytes = chunk_bytes + HUGE_PAGE_BYTES;
+  uint8_t *mapped = mmap(NULL, mapped_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) return NULL;
+  uint8_t *start = (uint8_t *)(((uintptr_t)mapped + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+  if (start > mapped) munmap(mapped, (size_t)(start - mapped));
+  size_t tail_bytes = (size_t)(mapped + mapped_bytes - (start + chunk_bytes));
+  if (tail_bytes > 0) munmap(start + chunk_bytes, tail_bytes);
+  madvise(start, chunk_bytes, MADV_HUGEPAGE); /* Advice only: small pages work as well. */
+  if (napi_create_external_arraybuffer(env, start, w->bytes, chunk_free, (void *)(uintptr_t)chunk_bytes, &ab) !=
+      napi_ok) {
+    munmap(start, chunk_bytes);
+    return NULL;
+  }
+  w->data[slot] = start;
+  return ab;
+}
 
 /* A free slot, creating its buffer on first use; -1 when every slot is lent. */
 static int take_slot(napi_env env, write_pool_t *w) {
   if (w->free_count > 0) return (int)w->free_slots[--w->free_count];
   if (w->created >= WRITE_POOL_MAX) return -1;
   uint32_t slot = w->created;
-  napi_value ab;
-  if (napi_create_arraybuffer(env, w->bytes, &w->data[slot], &ab) != napi_ok ||
-      napi_create_reference(env, ab, 1, &w->refs[slot]) != napi_ok) {
-    return -1;
-  }
+  napi_value ab = create_buffer(env, w, slot);
+  if (ab == NULL || napi_create_reference(env, ab, 1, &w->refs[slot]) != napi_ok) return -1;
   w->created++;
   return (int)slot;
 }

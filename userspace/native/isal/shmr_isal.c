@@ -18,6 +18,7 @@
  *                                                -> Promise<number> (-1 ok, chunk index, -2 short)
  *   allocHugePages(bytes)                        -> ArrayBuffer (2 MiB aligned, MADV_HUGEPAGE)
  *   setThreadSlice(nanoseconds)                  -> boolean (the calling thread's EEVDF slice)
+ *   allocPages(bytes)                            -> ArrayBuffer (page aligned, own pages)
  *   rsPrepare(k, p)                              -> undefined (validates, warms the cache)
  *   rsEncode(k, p, data[], parity[])             -> undefined
  *   rsEncodeAsync(k, p, data[], parity[])        -> Promise<undefined>
@@ -964,13 +965,19 @@ static bool prepare_crc_chunks(napi_env env, const napi_value *arguments, bool h
  * and the CRC32C of prefix bytes [0, headerChecksumAt) (the header's, computed last). Then it
  * creates the file with O_EXCL (with SHARD_WRITE_MAKE_DIRECTORIES, a missing parent and
  * grandparent directory are created on the way), writes prefix + payload, fsyncs with
- * SHARD_WRITE_SYNC, and closes. Any failure after the create removes the file again. Rejects
+ * SHARD_WRITE_SYNC, and closes; with SHARD_WRITE_DIRECT the write goes past the page cache
+ * when it can (see write_direct). Any failure after the create removes the file again. Rejects
  * with an Error whose `errno` (negative, as Node's) and `syscall` name the failed call.
  */
 #define SHARD_WRITE_SYNC 1
 #define SHARD_WRITE_CHECKSUM 2
 #define SHARD_WRITE_MAKE_DIRECTORIES 4
-#define SHARD_WRITE_FLAGS_ALL 7
+#define SHARD_WRITE_DIRECT 8
+#define SHARD_WRITE_FLAGS_ALL 15
+/* O_DIRECT alignment of memory, length and file offset: a page covers every sector size. */
+#define DIRECT_ALIGN_BYTES 4096
+/* Transparent huge pages are 2 MiB (x86-64, arm64 with 4 KiB pages). */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
 /* Directory levels above a shard file that a write may create (<bucket>/<xx>/<yy>). */
 #define SHARD_DIRECTORY_LEVELS 2
 
@@ -1049,15 +1056,8 @@ static void skip_vectors(struct iovec **vectors, int *count, size_t bytes) {
   }
 }
 
-/* Writes prefix then payload from offset 0; returns 0 or an errno. */
-static int write_prefix_and_payload(int fd, const shard_write_t *write) {
-  struct iovec parts[2] = {
-      {.iov_base = write->prefix, .iov_len = write->prefix_bytes},
-      {.iov_base = (void *)write->payload, .iov_len = write->payload_bytes},
-  };
-  struct iovec *pending = parts;
-  int count = write->payload_bytes > 0 ? 2 : 1;
-  off_t position = 0;
+/* Writes `count` vectors from `position` on; returns 0 or an errno. */
+static int write_vectors(int fd, struct iovec *pending, int count, off_t position) {
   while (count > 0) {
     ssize_t written = pwritev(fd, pending, count, position);
     if (written < 0 && errno == EINTR) continue;
@@ -1069,6 +1069,88 @@ static int write_prefix_and_payload(int fd, const shard_write_t *write) {
   return 0;
 }
 
+/* Writes prefix then payload from offset 0; returns 0 or an errno. */
+static int write_prefix_and_payload(int fd, const shard_write_t *write) {
+  struct iovec parts[2] = {
+      {.iov_base = write->prefix, .iov_len = write->prefix_bytes},
+      {.iov_base = (void *)write->payload, .iov_len = write->payload_bytes},
+  };
+  return write_vectors(fd, parts, write->payload_bytes > 0 ? 2 : 1, 0);
+}
+
+/*
+ * SHARD_WRITE_DIRECT: prefix + payload go past the page cache through an aligned buffer of
+ * the pool thread (kept for its next shard). Why: through the page cache the kernel copies
+ * each byte into a fresh page cache page (allocating it, its buffer heads and LRU entry) and
+ * writes it back later; a copy into a reused buffer plus O_DIRECT costs about half that CPU,
+ * and a page-aligned payload (allocPages: cache blocks, lent FUSE write buffers) is not copied
+ * at all. Only whole sectors can go this way: a shard whose sizes are not page multiples, a buffer
+ * that cannot be had, or a filesystem that refuses O_DIRECT is written buffered instead.
+ */
+static __thread uint8_t *direct_buffer;
+static __thread size_t direct_buffer_bytes;
+
+/* The pool thread's aligned buffer of at least `bytes`; NULL when it cannot be had. */
+static uint8_t *thread_direct_buffer(size_t bytes) {
+  if (bytes <= direct_buffer_bytes) return direct_buffer;
+  free(direct_buffer);
+  direct_buffer = NULL;
+  direct_buffer_bytes = 0;
+  /* On a transparent huge page when granted: O_DIRECT pins one page, not 257. */
+  size_t rounded = (bytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+  void *memory = NULL;
+  if (posix_memalign(&memory, HUGE_PAGE_BYTES, rounded) != 0) return NULL;
+  madvise(memory, rounded, MADV_HUGEPAGE); /* Advice only: small pages work as well. */
+  direct_buffer = memory;
+  direct_buffer_bytes = rounded;
+  return direct_buffer;
+}
+
+/* Sets or clears O_DIRECT on `fd`; false when the filesystem refuses it. */
+static bool set_direct(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return false;
+  return fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) == 0;
+}
+
+/*
+ * Writes prefix + payload with O_DIRECT; returns 0 or an errno, or -1 when nothing was
+ * written this way and the caller writes buffered (the descriptor is buffered again then).
+ */
+static int write_direct(int fd, const shard_write_t *write) {
+  size_t total = write->prefix_bytes + write->payload_bytes;
+  if (write->prefix_bytes % DIRECT_ALIGN_BYTES != 0 || total % DIRECT_ALIGN_BYTES != 0) return -1;
+  /* A page-aligned payload (allocPages) is written where it is; else it is copied too. */
+  bool is_payload_aligned = (uintptr_t)write->payload % DIRECT_ALIGN_BYTES == 0;
+  uint8_t *buffer = thread_direct_buffer(is_payload_aligned ? write->prefix_bytes : total);
+  if (buffer == NULL || !set_direct(fd, true)) return -1;
+  memcpy(buffer, write->prefix, write->prefix_bytes);
+  if (!is_payload_aligned) memcpy(buffer + write->prefix_bytes, write->payload, write->payload_bytes);
+  struct iovec parts[2] = {
+      {.iov_base = buffer, .iov_len = is_payload_aligned ? write->prefix_bytes : total},
+      {.iov_base = (void *)write->payload, .iov_len = is_payload_aligned ? write->payload_bytes : 0},
+  };
+  struct iovec *pending = parts;
+  int count = is_payload_aligned && write->payload_bytes > 0 ? 2 : 1;
+  size_t done = 0;
+  while (done < total) {
+    ssize_t written = pwritev(fd, pending, count, (off_t)done);
+    if (written < 0 && errno == EINTR) continue;
+    /* EINVAL before anything was written: alignment or O_DIRECT itself refused here. */
+    if (written < 0 && errno == EINVAL && done == 0) break;
+    if (written < 0) return errno;
+    if (written == 0) return EIO;
+    done += (size_t)written;
+    skip_vectors(&pending, &count, (size_t)written);
+    /* A short write that left an unaligned rest: finish it through the page cache. */
+    if (done % DIRECT_ALIGN_BYTES != 0) break;
+  }
+  if (done == total) return 0;
+  if (!set_direct(fd, false)) return errno != 0 ? errno : EIO;
+  if (done == 0) return -1;
+  return write_vectors(fd, pending, count, (off_t)done);
+}
+
 /* On a pool thread: the whole store of one shard file; sets error_number on failure. */
 static void shard_write_run(shard_write_t *write) {
   if ((write->flags & SHARD_WRITE_CHECKSUM) != 0) shard_write_checksum(write);
@@ -1078,7 +1160,8 @@ static void shard_write_run(shard_write_t *write) {
     write->error_number = errno;
     return;
   }
-  int failure = write_prefix_and_payload(fd, write);
+  int failure = (write->flags & SHARD_WRITE_DIRECT) != 0 ? write_direct(fd, write) : -1;
+  if (failure < 0) failure = write_prefix_and_payload(fd, write);
   write->error_syscall = "write";
   if (failure == 0 && (write->flags & SHARD_WRITE_SYNC) != 0 && fsync(fd) != 0) {
     failure = errno;
@@ -1820,11 +1903,22 @@ static napi_value export_read_shard_verify_async(napi_env env, napi_callback_inf
  * and each FUSE reply pins the pages it touches, one small page at a time (gup: about a tenth
  * of a cold sequential read's CPU), a huge page once. Freed when the ArrayBuffer is collected.
  */
-#define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
-static void huge_pages_free(napi_env env, void *data, void *hint) {
+static void mapping_free(napi_env env, void *data, void *hint) {
   (void)env;
   munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/* An ArrayBuffer of the first `bytes` of a mapping of `mapped_bytes`, unmapped when collected. */
+static napi_value wrap_mapping(napi_env env, void *start, size_t bytes, size_t mapped_bytes) {
+  napi_value result = NULL;
+  if (napi_create_external_arraybuffer(env, start, bytes, mapping_free, (void *)(uintptr_t)mapped_bytes,
+                                       &result) != napi_ok) {
+    munmap(start, mapped_bytes);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return result;
 }
 
 static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info) {
@@ -1848,13 +1942,51 @@ static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info)
   size_t tail_bytes = (size_t)(mapped + mapped_bytes - (start + bytes));
   if (tail_bytes > 0) munmap(start + bytes, tail_bytes);
   madvise(start, bytes, MADV_HUGEPAGE); /* Advice only: small pages work as well, slower. */
+  return wrap_mapping(env, start, bytes, bytes);
+}
+
+/*
+ * The mapping of an allocPages buffer, given back to the system and to V8's count of external
+ * memory (finalizers of external ArrayBuffers run on the JS thread, where napi may be used).
+ */
+static void counted_pages_free(napi_env env, void *data, void *hint) {
+  size_t mapped_bytes = (size_t)(uintptr_t)hint;
+  munmap(data, mapped_bytes);
+  int64_t total = 0;
+  napi_adjust_external_memory(env, -(int64_t)mapped_bytes, &total);
+}
+
+/*
+ * allocPages(bytes): zeroed memory of its own pages (page-aligned), unmapped when collected.
+ * Counted as external memory, as V8 counts the memory of its own ArrayBuffers: cache blocks
+ * come and go by the megabyte, and uncounted ones would wait for a collection V8 sees no need
+ * for while the process grows.
+ */
+static napi_value export_alloc_pages(napi_env env, napi_callback_info info) {
+  napi_value arguments[1];
+  size_t bytes = 0;
+  if (!get_arguments(env, info, 1, arguments)) return NULL;
+  if (!read_safe_index(env, arguments[0], "bytes", &bytes)) return NULL;
+  if (bytes == 0) {
+    throw_range_error(env, "bytes must be positive, got 0");
+    return NULL;
+  }
+  size_t page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+  size_t mapped_bytes = (bytes + page_bytes - 1) / page_bytes * page_bytes;
+  void *mapped = mmap(NULL, mapped_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) {
+    napi_throw_error(env, "ENOMEM", "allocPages: mmap failed");
+    return NULL;
+  }
   napi_value result = NULL;
-  if (napi_create_external_arraybuffer(env, start, bytes, huge_pages_free, (void *)(uintptr_t)bytes, &result) !=
-      napi_ok) {
-    munmap(start, bytes);
+  if (napi_create_external_arraybuffer(env, mapped, bytes, counted_pages_free, (void *)(uintptr_t)mapped_bytes,
+                                       &result) != napi_ok) {
+    munmap(mapped, mapped_bytes);
     throw_napi_failure(env);
     return NULL;
   }
+  int64_t total = 0;
+  napi_adjust_external_memory(env, (int64_t)mapped_bytes, &total);
   return result;
 }
 
@@ -2202,6 +2334,7 @@ NAPI_MODULE_INIT() {
        napi_enumerable, NULL},
       {"allocHugePages", NULL, export_alloc_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreadSlice", NULL, export_set_thread_slice, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"allocPages", NULL, export_alloc_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsPrepare", NULL, export_rs_prepare, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncode", NULL, export_rs_encode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rsEncodeAsync", NULL, export_rs_encode_async, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -7,11 +7,13 @@
  * the length and the file offset aligned. Node has no aligned allocation, but the memory of a
  * WebAssembly.Memory is mapped by whole pages (V8's page allocator), so a buffer made on it is.
  *
- * Invariant: only buffers made here are written directly (shard-io checks `directBytes`); a
- * filesystem that refuses O_DIRECT gets the same bytes through the page cache instead.
+ * Invariant: of the buffers made here, those of allocAligned and allocAlignedSlab are written and
+ * read directly by shard-io's own calls (`directBytes`); a filesystem that refuses O_DIRECT gets
+ * the same bytes through the page cache instead. Shards of whole pages up to 1 MiB, from any
+ * buffer, are written directly by the addon's at-once job (writeShardFileAtOnce).
  */
 import { assert } from '../assert.js';
-import { allocHugePages } from '../erasure/index.js';
+import { allocHugePages, allocPages } from '../erasure/index.js';
 import { SECTOR_BYTES } from '../limits.js';
 
 const WASM_PAGE_BYTES = 64 * 1024;
@@ -35,6 +37,16 @@ export function allocAligned(bytes: number): Buffer {
   }
   alignedMemory.add(memory.buffer);
   return Buffer.from(memory.buffer, 0, bytes);
+}
+
+/**
+ * A page-aligned buffer of any size on memory of its own (not a WebAssembly reservation, so
+ * many may live at once): cache blocks, whose shards writeShardFileAtOnce writes with
+ * O_DIRECT without copying them first. Not for directBytes: reads into such buffers (a cache
+ * block's gaps) stay buffered, as other readers of the same shards may come soon.
+ */
+export function allocPageAligned(bytes: number): Buffer {
+  return Buffer.from(allocPages(bytes), 0, bytes);
 }
 
 /** Huge pages are 2 MiB (x86-64, arm64 with 4 KiB pages): slabs are made of whole ones. */

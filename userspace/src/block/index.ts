@@ -4,3 +4,4 @@ export * from './block-store.js';
 export * from './shard-error.js';
 export * from './shard-io.js';
 export * from './observer.js';
+export * from './shard-bytes.js';

@@ -3,7 +3,8 @@
  * that is reused across requests, so the read path does not allocate per call.
  *
  * The free list holds at most FREE_MAX buffers; a request beyond that (many reads in flight)
- * gets a fresh buffer that is dropped on release.
+ * gets a fresh buffer that is dropped on release, and so does one for more than `bufferBytes`
+ * (an unaligned read of a block larger than a FUSE request: an NBD read, a partial block's load).
  */
 import { assert } from '../assert.js';
 
@@ -18,13 +19,15 @@ export class ScratchPool {
     this.bufferBytes = bufferBytes;
   }
 
-  /** A buffer of `bufferBytes`; the caller releases it after its last use. */
-  acquire(): Buffer {
+  /** A buffer of at least `bytes`; the caller releases it after its last use. */
+  acquire(bytes: number): Buffer {
+    assert(bytes >= 0);
+    if (bytes > this.bufferBytes) return Buffer.allocUnsafeSlow(bytes);
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);
   }
 
   release(buffer: Buffer): void {
-    assert.equal(buffer.byteLength, this.bufferBytes);
+    if (buffer.byteLength !== this.bufferBytes) return;
     if (this.#free.length < FREE_MAX) this.#free.push(buffer);
   }
 }

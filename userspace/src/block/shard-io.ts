@@ -124,8 +124,9 @@ export async function writeShardFile(
 }
 
 /**
- * True when a shard with this payload can be stored by writeShardFileAtOnce: it goes through
- * the page cache (no aligned part for O_DIRECT) in one write call.
+ * True when a shard with this payload can be stored by writeShardFileAtOnce: one write call
+ * (past the page cache when its sizes are whole pages, see SHARD_WRITE_DIRECT), and not an
+ * allocAligned payload, whose bigger writes writeShardFile makes O_DIRECT on its own.
  */
 export function canWriteAtOnce(payload: Uint8Array): boolean {
   return payload.byteLength <= WRITE_PIECE_BYTES && directBytes(payload) === 0;
@@ -135,14 +136,16 @@ export function canWriteAtOnce(payload: Uint8Array): boolean {
  * writeShardFile in one thread-pool job (see canWriteAtOnce): with `checksum`, the job also
  * fills the chunk table and checksums of a prefix from encodeShardHeader (and does so before
  * anything can fail, so a retry elsewhere passes `checksum: false`). The file's directory and
- * the one above it are created when missing.
+ * the one above it are created when missing. Whole pages go past the page cache: the job copies
+ * them into its thread's aligned buffer, or writes a page-aligned payload (allocPageAligned,
+ * lent FUSE write buffers) where it is.
  */
 export async function writeShardFileAtOnce(
   path: string,
   parts: { prefix: Buffer; payload: Uint8Array; sync: boolean; checksum: boolean },
 ): Promise<void> {
   assert(canWriteAtOnce(parts.payload));
-  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true }));
+  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true, direct: true }));
 }
 
 /**
@@ -456,8 +459,7 @@ export class ShardReader {
   #spanView(span: ChunkSpan, target: Buffer, targetOffset: number): { view: Buffer; scratch: Buffer | undefined } {
     const length = span.end - span.start;
     if (span.isAligned) return { view: target.subarray(targetOffset, targetOffset + length), scratch: undefined };
-    assert(length <= this.#scratch.bufferBytes);
-    const scratch = this.#scratch.acquire();
+    const scratch = this.#scratch.acquire(length);
     return { view: scratch.subarray(0, length), scratch };
   }
 

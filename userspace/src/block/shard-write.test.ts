@@ -12,16 +12,17 @@
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { crc32c, writeShardFileAsync } from '../erasure/index.js';
+import { SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT } from '../erasure/native.js';
 import {
   decodeShardPrefix, encodeShardHeader, encodeShardPrefix, findBadChunk, SHARD_PREFIX_CHECKSUMS, shardGeometry,
   Topology, type ShardHeaderInput,
 } from '../layout/index.js';
+import { allocPageAligned } from './aligned.js';
 import { canWriteAtOnce, writeShardFile, writeShardFileAtOnce } from './shard-io.js';
 
 const PAYLOAD_BYTES = 1024 * 1024 - 4096 + 5;
@@ -45,9 +46,36 @@ function headerOnly(payload: Buffer): Buffer {
   return prefix;
 }
 
+/** Bytes of `path` in the page cache (fincore, util-linux). */
+function cachedBytes(path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+}
+
+/**
+ * Runs the addon's writeShardFileAsync of a zero payload in a child whose file size limit is
+ * 64 KiB, SIGXFSZ ignored (inherited through exec), so the write gets EFBIG once the file
+ * exists; returns the rejection's errno and syscall.
+ */
+function addonWriteUnderSizeLimit(path: string, prefix: Buffer, payloadBytes: number, flags: number): [number, string] {
+  const script = `
+    const isal = require(${JSON.stringify(ADDON_PATH)});
+    const [path, prefix, payload] = [process.argv[1], Buffer.from(process.argv[2], 'base64'), Buffer.alloc(${payloadBytes})];
+    isal.writeShardFileAsync(path, prefix, payload, ${SHARD_PREFIX_CHECKSUMS.chunkBytes}, ${SHARD_PREFIX_CHECKSUMS.tableStart},
+      ${SHARD_PREFIX_CHECKSUMS.payloadChecksumAt}, ${SHARD_PREFIX_CHECKSUMS.tableChecksumAt},
+      ${SHARD_PREFIX_CHECKSUMS.headerChecksumAt}, ${flags}).then(() => console.log('written'),
+      (error) => console.log(error.errno + ' ' + error.syscall));`;
+  const output = execFileSync('bash', [
+    '-c', 'ulimit -f 64; trap "" XFSZ; exec "$0" -e "$1" "$2" "$3"', process.execPath, script, path,
+    prefix.toString('base64'),
+  ], { encoding: 'utf8' });
+  const [errno, syscall] = output.trim().split(' ');
+  return [Number(errno), syscall ?? ''];
+}
+
 let root: string;
 beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'shmr-shard-write-'));
+  // On disk, not tmpfs: the direct test looks at what the page cache holds.
+  root = mkdtempSync(join('/var/tmp', 'shmr-shard-write-'));
 });
 afterEach(() => {
   rmSync(root, { recursive: true, force: true });
@@ -105,24 +133,44 @@ describe('writeShardFileAtOnce', () => {
     const payload = randomPayload(256 * 1024);
     const prefix = headerOnly(payload);
     await writeShardFileAtOnce(join(root, 'ab', 'cd', 'fits'), { prefix, payload, sync: false, checksum: true });
-    // The addon itself in a child whose file size limit is 64 KiB, SIGXFSZ ignored (inherited
-    // through exec), so the write gets EFBIG once the file exists.
-    const script = `
-      const isal = require(${JSON.stringify(ADDON_PATH)});
-      const [path, prefix, payload] = [process.argv[1], Buffer.from(process.argv[2], 'base64'), Buffer.alloc(${payload.byteLength})];
-      isal.writeShardFileAsync(path, prefix, payload, ${SHARD_PREFIX_CHECKSUMS.chunkBytes}, ${SHARD_PREFIX_CHECKSUMS.tableStart},
-        ${SHARD_PREFIX_CHECKSUMS.payloadChecksumAt}, ${SHARD_PREFIX_CHECKSUMS.tableChecksumAt},
-        ${SHARD_PREFIX_CHECKSUMS.headerChecksumAt}, 2).then(() => console.log('written'),
-        (error) => console.log(error.errno + ' ' + error.syscall));`;
-    const output = execFileSync('bash', [
-      '-c', 'ulimit -f 64; trap "" XFSZ; exec "$0" -e "$1" "$2" "$3"', process.execPath, script, path,
-      prefix.toString('base64'),
-    ], { encoding: 'utf8' });
-    const [errno, syscall] = output.trim().split(' ');
-    expect(getSystemErrorName(Number(errno))).toBe('EFBIG');
+    const [errno, syscall] = addonWriteUnderSizeLimit(path, prefix, payload.byteLength, SHARD_WRITE_CHECKSUM);
+    expect(getSystemErrorName(errno)).toBe('EFBIG');
     expect(syscall).toBe('write');
     expect(existsSync(path)).toBe(false);
     expect(existsSync(join(root, 'ab', 'cd', 'fits'))).toBe(true);
+  });
+
+  it.each([
+    ['copied into an aligned buffer first', (bytes: number) => randomPayload(bytes)],
+    ['written where it is (page-aligned)', (bytes: number) => randomFillSync(allocPageAligned(bytes))],
+  ])('writes whole pages past the page cache (O_DIRECT), %s, the same file as buffered, and it verifies', async (_, make) => {
+    const payload = make(1024 * 1024);
+    const direct = join(root, 'ab', 'cd', 'direct');
+    await writeShardFileAtOnce(direct, { prefix: headerOnly(payload), payload, sync: false, checksum: true });
+    const buffered = join(root, 'buffered');
+    await writeShardFileAsync(buffered, {
+      prefix: headerOnly(payload), payload, sync: false, makeDirectories: false, checksum: true,
+      offsets: SHARD_PREFIX_CHECKSUMS,
+    });
+    expect(cachedBytes(buffered)).toBeGreaterThan(0);
+    // Nothing of the direct file went through the page cache (reading it below would cache it).
+    expect(cachedBytes(direct)).toBe(0);
+    const written = readFileSync(direct);
+    expect(written.equals(readFileSync(buffered))).toBe(true);
+    const decoded = decodeShardPrefix(written);
+    if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
+    expect(written.subarray(decoded.value.header.payload_offset).equals(payload)).toBe(true);
+    expect(findBadChunk(decoded.value, written.subarray(decoded.value.header.payload_offset), 0)).toBe(-1);
+  });
+
+  it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {
+    const path = join(root, 'too-big');
+    const payload = randomPayload(256 * 1024);
+    const flags = SHARD_WRITE_CHECKSUM | SHARD_WRITE_DIRECT;
+    const [errno, syscall] = addonWriteUnderSizeLimit(path, headerOnly(payload), payload.byteLength, flags);
+    expect(getSystemErrorName(errno)).toBe('EFBIG');
+    expect(syscall).toBe('write');
+    expect(existsSync(path)).toBe(false);
   });
 
   it('rejects bad arguments with errors that name them', async () => {

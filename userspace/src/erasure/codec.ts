@@ -172,6 +172,14 @@ export function setThreadSlice(nanoseconds: number): boolean {
 }
 
 /**
+ * `bytes` of zeroed memory on pages of its own (page-aligned start): buffers whose shard
+ * payloads writeShardFileAsync writes with O_DIRECT where they are. Freed when collected.
+ */
+export function allocPages(bytes: number): ArrayBuffer {
+  return isal.allocPages(bytes);
+}
+
+/**
  * Systematic Reed-Solomon over GF(2^8) with a Cauchy encode matrix: any dataCount of the
  * dataCount + parityCount shards recover the rest.
  *

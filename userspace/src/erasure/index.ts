@@ -2,13 +2,14 @@
  * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
  * is verified as it is made (preadVerifyChunksNow, the read fast path, and readShardVerify, the
  * cold read), the one write that is checksummed as it is made (writeShardFileAsync),
- * allocHugePages for their buffers, and setThreadSlice for the thread that waits for them: they
- * share the addon.
+ * allocHugePages and allocPages for their buffers, and setThreadSlice for the thread that waits
+ * for them: they share the addon.
  *
  * The public surface of the module; nothing outside erasure/ imports its other files.
  */
 export {
   allocHugePages,
+  allocPages,
   crc32c,
   crc32cAsync,
   crc32cChunks,

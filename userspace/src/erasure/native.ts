@@ -62,6 +62,8 @@ export interface IsalAddon {
   allocHugePages(bytes: number): ArrayBuffer;
   /** The calling thread's fair-scheduler slice; false when the kernel ignores slices. */
   setThreadSlice(nanoseconds: number): boolean;
+  /** Zeroed memory of its own pages (page-aligned). */
+  allocPages(bytes: number): ArrayBuffer;
   /** Validates (k, p) and builds the encode tables into the addon's cache. */
   rsPrepare(k: number, p: number): void;
   rsEncode(k: number, p: number, data: readonly Uint8Array[], parity: readonly Uint8Array[]): void;
@@ -104,6 +106,7 @@ export interface IsalAddon {
 export const SHARD_WRITE_SYNC = 1;
 export const SHARD_WRITE_CHECKSUM = 2;
 export const SHARD_WRITE_MAKE_DIRECTORIES = 4;
+export const SHARD_WRITE_DIRECT = 8;
 
 /** The addon's absolute path: the first match walking up from this file's folder. */
 function findAddonPath(): string {

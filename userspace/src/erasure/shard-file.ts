@@ -8,7 +8,7 @@
  */
 import { getSystemErrorName } from 'node:util';
 import {
-  isal, SHARD_WRITE_CHECKSUM, SHARD_WRITE_MAKE_DIRECTORIES, SHARD_WRITE_SYNC,
+  isal, SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_MAKE_DIRECTORIES, SHARD_WRITE_SYNC,
 } from './native.js';
 
 /** Where the checksums of a prefix lie (the shard header's layout). */
@@ -33,6 +33,11 @@ export interface ShardFileWrite {
   readonly checksum: boolean;
   /** Create the file's directory (and the one above it) when missing. */
   readonly makeDirectories: boolean;
+  /**
+   * Write past the page cache (O_DIRECT, through an aligned buffer of the pool thread) when
+   * the sizes are whole pages and the filesystem allows it; else buffered, as without.
+   */
+  readonly direct?: boolean | undefined;
 }
 
 /**
@@ -44,6 +49,7 @@ export async function writeShardFileAsync(path: string, write: ShardFileWrite): 
   let flags = write.sync ? SHARD_WRITE_SYNC : 0;
   if (write.checksum) flags |= SHARD_WRITE_CHECKSUM;
   if (write.makeDirectories) flags |= SHARD_WRITE_MAKE_DIRECTORIES;
+  if (write.direct === true) flags |= SHARD_WRITE_DIRECT;
   try {
     await isal.writeShardFileAsync(
       path, write.prefix, write.payload, offsets.chunkBytes, offsets.tableStart,

@@ -7,7 +7,9 @@
  * written back is read from its extents (`filefrag -v`): a filesystem with delayed allocation
  * (ext4, xfs) keeps freshly written data in "delalloc" extents until writeback. The test
  * first checks that a just-stored shard shows them, so a filesystem without delayed
- * allocation fails it loudly instead of passing it vacuously.
+ * allocation fails it loudly instead of passing it vacuously. Shards of whole pages are written
+ * past the page cache (O_DIRECT) and never wait for writeback, so the pool is erasure 3+1:
+ * its shards of a 1 MiB block (349,526 bytes) are not whole pages and go through the cache.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,13 +21,14 @@ import { parseConfig } from '../config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
 
 const BLOCK_BYTES = 1024 * 1024;
+const BUCKETS = ['b0', 'b1', 'b2', 'b3'];
 
 let root: string;
 let filesystem: OpenFilesystem | undefined;
 
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), 'shmr-fsync-'));
-  mkdirSync(join(root, 'b0'));
+  for (const bucket of BUCKETS) mkdirSync(join(root, bucket));
 });
 
 afterEach(() => {
@@ -43,10 +46,10 @@ write_pool: plain
 cache: { memory_limit: 64MiB, dirty_age: 1h }
 pools:
   plain:
-    topology: single
+    topology: erasure:3+1
     block_size: 1MiB
     buckets:
-      b0: { path: ./b0 }
+${BUCKETS.map((bucket) => `      ${bucket}: { path: ./${bucket} }`).join('\n')}
 `, { source: 'test', baseDir: root }));
   return filesystem;
 }

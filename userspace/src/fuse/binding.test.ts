@@ -914,3 +914,66 @@ out("ok")`;
     }, {}, fs);
   }, 15_000);
 });
+
+describe('FuseSession fast reads (answered in C from registered blocks)', () => {
+  /** O_DIRECT reads through one descriptor (every read reaches the daemon): [offset, size] -> hex. */
+  const directReads = (file: string, reads: number[][]): Promise<unknown> => py(`
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+import mmap
+buf = mmap.mmap(-1, 1 << 20)
+res = []
+for off, size in json.loads(sys.argv[2]):
+    n = os.preadv(fd, [memoryview(buf)[:size]], off)
+    res.append(buf[:n].hex())
+os.close(fd)
+out(res)
+`, file, JSON.stringify(reads));
+
+  it('serves reads inside a registered block from its buffer, not the handler, until dropped', async () => {
+    const fs = new MemFs();
+    const f = fs.add(1, 'f', S_IFREG | 0o644);
+    f.data = Buffer.alloc(3 * MiB + 100, 0x11);
+    f.size = f.data.length;
+    await withMount(async ({ session, path }) => {
+      // Bytes unlike the handler's prove who answered.
+      const block1 = Buffer.alloc(MiB + 64, 0x22);
+      const last = Buffer.alloc(MiB, 0x33);
+      expect(session.registerFastBlock(f.ino, 1, MiB, block1, MiB)).toBe(true);
+      expect(session.registerFastBlock(f.ino, 3, MiB, last, 100)).toBe(true);
+      expect(session.fastReadStats().blocks).toBe(2);
+      const readsBefore = fs.seen.reads;
+      const hex = (byte: number, count: number): string => Buffer.alloc(count, byte).toString('hex');
+      const got = await directReads(path('f'), [
+        [MiB + 8192, 4096], // the handle's first read goes to the handler (relatime)
+        [MiB + 8192, 4096], [2 * MiB - 4096, 4096], [MiB, 65536],
+        [2 * MiB - 4096, 8192], // crosses into block 2: the handler
+        [3 * MiB, 4096], // ends at EOF inside the last block: 100 bytes
+        [3 * MiB + 100, 4096], // at EOF: the kernel answers it (it knows the size)
+      ]) as string[];
+      expect(got).toEqual([
+        hex(0x11, 4096), hex(0x22, 4096), hex(0x22, 4096), hex(0x22, 65536), hex(0x11, 8192), hex(0x33, 100), '',
+      ]);
+      // The first read of the handle and the one crossing blocks.
+      expect(fs.seen.reads - readsBefore).toBe(2);
+      expect(session.fastReadStats()).toMatchObject({ reads: 4, bytes: 4096 * 2 + 65536 + 100 });
+      const swept = session.sweepFastBlocks();
+      expect([...swept].sort((a, b) => a - b)).toEqual([1, 3, f.ino, f.ino].sort((a, b) => a - b));
+      expect(session.sweepFastBlocks()).toEqual([]);
+
+      expect(session.dropFastBlocks(f.ino, 1)).toBe(1);
+      expect(await directReads(path('f'), [[MiB, 4096], [MiB, 4096]])).toEqual([hex(0x11, 4096), hex(0x11, 4096)]);
+      expect(session.dropFastBlocks(f.ino, -1)).toBe(0);
+      expect(session.fastReadStats().blocks).toBe(0);
+      expect(await directReads(path('f'), [[3 * MiB, 4096], [3 * MiB, 4096]])).toEqual([hex(0x11, 100), hex(0x11, 100)]);
+    }, {}, fs);
+  }, 30_000);
+
+  it('rejects a registration whose valid bytes exceed the block or the buffer', async () => {
+    const fs = new MemFs();
+    await withMount(async ({ session }) => {
+      expect(() => session.registerFastBlock(5, 0, 4096, Buffer.alloc(4096), 8192)).toThrow(/valid bytes 8192/);
+      expect(() => session.registerFastBlock(5, 0, MiB, Buffer.alloc(4096), 8192)).toThrow(/buffer \(4096\)/);
+      expect(session.fastReadStats().blocks).toBe(0);
+    }, {}, fs);
+  }, 15_000);
+});

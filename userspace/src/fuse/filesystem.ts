@@ -16,6 +16,7 @@ import {
   isDirectory, isRegular, now, ROOT_INO, S_IFLNK, type InodeChanges, type InodeRecord, type MetaStore,
   type Timespec,
 } from '../meta/index.js';
+import { shardFileBytes } from '../block/index.js';
 import type { FileStore } from '../file/index.js';
 import type { Pools } from '../pool/index.js';
 import type {
@@ -23,6 +24,7 @@ import type {
   Statfs,
 } from './binding.js';
 import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
+import { FastReads, type FastReadTable } from './fast-reads.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -64,6 +66,8 @@ export class ShmrFilesystem implements LowLevelOps {
    * An entry lives until the FORGET that drops the kernel's last reference.
    */
   readonly #unlinked = new Map<number, InodeRecord>();
+  /** Blocks whose reads the binding answers itself, once attached (attachFastReads). */
+  #fastReads: FastReads | undefined;
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -71,6 +75,15 @@ export class ShmrFilesystem implements LowLevelOps {
     this.#pools = parts.pools;
     this.#options = parts.options;
     this.handles = new Handles();
+  }
+
+  /**
+   * Lets `table` (the mounted session) answer reads of cached blocks without calling read():
+   * blocks are offered as reads are served, and dropped by the block cache's listener.
+   */
+  attachFastReads(table: FastReadTable): void {
+    this.#fastReads = new FastReads(this.#files, table);
+    this.#files.cacheListener = this.#fastReads;
   }
 
   // ---- attributes ----
@@ -289,7 +302,10 @@ export class ShmrFilesystem implements LowLevelOps {
       // The read below meets the same problem and reports it (and logs an EIO).
       bytesNow = undefined;
     }
-    if (bytesNow !== undefined) return bytesNow === size ? target : target.subarray(0, bytesNow);
+    if (bytesNow !== undefined) {
+      if (bytesNow > 0) this.#fastReads?.offer(ino, offset);
+      return bytesNow === size ? target : target.subarray(0, bytesNow);
+    }
     return this.#readLater(ino, size, offset, target);
   }
 
@@ -413,7 +429,8 @@ export class ShmrFilesystem implements LowLevelOps {
     const files = STATFS_FILES_MAX;
     const used = this.#meta.countInodes();
     // Tombstoned shards come back at their purge: free for root's view (bfree), not for bavail.
-    const tombstonedBytes = this.#meta.tombstoneUsage().reduce((sum, usage) => sum + usage.dataBytes, 0);
+    const tombstonedBytes = this.#meta.tombstoneFootprint()
+      .reduce((sum, usage) => sum + shardFileBytes(usage.topology, usage.blocks, usage.storedBytes), 0);
     const reclaimableBytes = Math.min(tombstonedBytes, space.totalBytes - space.freeBytes);
     return {
       bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES,

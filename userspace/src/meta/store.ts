@@ -112,8 +112,21 @@ interface TombstoneRow extends BlockRow {
   id: number; reason: TombstoneReason; created_ms: number;
 }
 
+/**
+ * SQLite page size of stores made from now on. Every metadata change is a transaction that
+ * appends each page it dirtied to the WAL (copy, checksum, two writes per page), and a create
+ * or unlink dirties six or seven pages (inode rows, the dirent row and its three indexes):
+ * 1 KiB pages cut that CPU by a fifth against SQLite's 4 KiB default (MetaStore alone, median
+ * of 9 rounds: create 55 -> 42 us, unlink 45 -> 37 us).
+ */
+const NEW_STORE_PAGE_BYTES = 1024;
 
-
+/**
+ * WAL bytes after which a commit copies the WAL back into the database (a checkpoint: two
+ * fsyncs on the request thread). 4 MiB is what SQLite's default of 1000 pages meant with 4 KiB
+ * pages; in bytes, 1 KiB pages checkpoint a quarter as often per transaction, not as often.
+ */
+const WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024;
 
 function toInode(row: InodeRow): InodeRecord {
   return {
@@ -182,9 +195,13 @@ export class MetaStore {
     const path = join(directory, 'shmr-meta.sqlite');
     const db = new Database(path, { timeout: 0 });
     try {
+      // Only a new, empty database takes it; an existing store keeps the page size it has.
+      db.pragma(`page_size = ${NEW_STORE_PAGE_BYTES}`);
       db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      const pageBytes = db.pragma('page_size', { simple: true }) as number;
+      db.pragma(`wal_autocheckpoint = ${Math.ceil(WAL_CHECKPOINT_BYTES / pageBytes)}`);
       // Taking a write lock now makes a second instance fail here, not at its first write.
       db.exec('BEGIN EXCLUSIVE; COMMIT');
     } catch (error) {
@@ -493,6 +510,11 @@ export class MetaStore {
   /** Tombstoned blocks and their data bytes per pool. */
   tombstoneUsage(): { pool: string; blocks: number; dataBytes: number }[] {
     return this.#statements.tombstoneUsage.all() as { pool: string; blocks: number; dataBytes: number }[];
+  }
+
+  /** Tombstoned blocks and their stored (compressed) bytes per topology: what their shards hold. */
+  tombstoneFootprint(): { topology: string; blocks: number; storedBytes: number }[] {
+    return this.#statements.tombstoneFootprint.all() as { topology: string; blocks: number; storedBytes: number }[];
   }
 
   /**
@@ -970,6 +992,10 @@ function prepareStatements(db: Database.Database) {
     deletePending: db.prepare("DELETE FROM tombstones WHERE ino = ? AND reason = 'pending'"),
     tombstoneUsage: db.prepare(
       'SELECT pool, count(*) AS blocks, sum(data_bytes) AS dataBytes FROM tombstones GROUP BY pool',
+    ),
+    tombstoneFootprint: db.prepare(
+      `SELECT topology, count(*) AS blocks, sum(coalesce(stored_bytes, data_bytes)) AS storedBytes
+         FROM tombstones GROUP BY topology`,
     ),
     setLayout: db.prepare('UPDATE inodes SET block_bytes = ?, stored_bytes = ? WHERE ino = ?'),
     idleFilesInPool: db.prepare(

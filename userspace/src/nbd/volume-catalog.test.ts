@@ -15,7 +15,9 @@ import { parseConfig } from '../config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
 import type { NbdExport } from './export.js';
 import { VolumeCatalog } from './volume-catalog.js';
-import { createVolume } from './volumes.js';
+import { Errno } from '../errno.js';
+import { POLICY_XATTRS } from '../tiering/policy.js';
+import { createVolume, findVolume, VOLUME_BLOCK_BYTES_DEFAULT } from './volumes.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 const VOLUME_BYTES = 8 * BLOCK_BYTES;
@@ -33,7 +35,8 @@ beforeEach(async () => {
   const config = parseConfig(yaml, { source: 'test', baseDir: root });
   filesystem = openFilesystem(config);
   catalog = new VolumeCatalog(filesystem);
-  ino = (await createVolume(filesystem, { name: 'disk', sizeBytes: VOLUME_BYTES })).ino;
+  const input = { name: 'disk', sizeBytes: VOLUME_BYTES, blockBytes: BLOCK_BYTES };
+  ino = (await createVolume(filesystem, input)).ino;
 });
 
 afterEach(() => {
@@ -41,9 +44,9 @@ afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function openDisk(): NbdExport {
-  const target = catalog.open('disk');
-  if (target === undefined) throw new Error('volume "disk" missing');
+function openDisk(name = 'disk'): NbdExport {
+  const target = catalog.open(name);
+  if (target === undefined) throw new Error(`volume "${name}" missing`);
   return target;
 }
 
@@ -92,6 +95,58 @@ describe('volume exports', () => {
     target.release();
     const again = openDisk();
     expect((await readBack(again, 2 * BLOCK_BYTES, BLOCK_BYTES)).equals(data)).toBe(true);
+    again.release();
+  });
+
+  it('get their own block size: 4 MiB unless asked, kept as the block_size policy', async () => {
+    const made = await createVolume(filesystem, { name: 'big', sizeBytes: 2 * VOLUME_BLOCK_BYTES_DEFAULT });
+    expect(made.blockBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
+    expect(filesystem.meta.getXattr(made.ino, POLICY_XATTRS.blockSize)?.toString()).toBe('4MiB');
+    const target = openDisk('big');
+    expect(target.preferredBlockBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
+    const data = randomBytes(VOLUME_BLOCK_BYTES_DEFAULT);
+    const { released } = await target.write(VOLUME_BLOCK_BYTES_DEFAULT, data);
+    await target.flush();
+    await released;
+    // One block of 4 MiB, not four of the pool's 1 MiB.
+    const record = filesystem.meta.getBlock(made.ino, 1);
+    expect(record?.dataBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
+    expect(filesystem.meta.getBlock(made.ino, 4)).toBeUndefined();
+    expect(filesystem.meta.requireInode(made.ino, 'test').blockBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
+    target.release();
+    // The asked size, and the pool's 1 MiB volume of beforeEach.
+    expect(findVolume(filesystem, 'disk')?.blockBytes).toBe(BLOCK_BYTES);
+    const small = await createVolume(filesystem, { name: 'small', sizeBytes: BLOCK_BYTES, blockBytes: 64 * 1024 });
+    expect(small.blockBytes).toBe(64 * 1024);
+    for (const blockBytes of [3 * BLOCK_BYTES, 32 * 1024, 64 * BLOCK_BYTES]) {
+      await expect(createVolume(filesystem, { name: 'bad', sizeBytes: BLOCK_BYTES, blockBytes }))
+        .rejects.toMatchObject({ errno: Errno.EINVAL, message: expect.stringMatching(/power of two/) as unknown });
+    }
+    expect(findVolume(filesystem, 'bad')).toBeUndefined();
+  });
+
+  it('read unaligned ranges larger than a FUSE request from the shards of a 4 MiB block', async () => {
+    const made = await createVolume(filesystem, { name: 'big', sizeBytes: 2 * VOLUME_BLOCK_BYTES_DEFAULT });
+    const data = randomBytes(VOLUME_BLOCK_BYTES_DEFAULT);
+    const writer = openDisk('big');
+    await (await writer.write(0, data)).released;
+    await writer.flush();
+    writer.release();
+    expect(filesystem.files.cacheBytes).toBe(0);
+    const reader = openDisk('big');
+    // Neither end on a chunk boundary: read through a scratch buffer of more than 1 MiB.
+    const start = 12_345;
+    const length = 3 * BLOCK_BYTES + 777;
+    expect((await readBack(reader, start, length)).equals(data.subarray(start, start + length))).toBe(true);
+    // A write inside the block loads the rest around it (a gap of almost the whole block).
+    const patch = randomBytes(100);
+    await (await reader.write(VOLUME_BLOCK_BYTES_DEFAULT - 5000, patch)).released;
+    await reader.flush();
+    patch.copy(data, VOLUME_BLOCK_BYTES_DEFAULT - 5000);
+    expect(filesystem.meta.getBlock(made.ino, 0)?.dataBytes).toBe(VOLUME_BLOCK_BYTES_DEFAULT);
+    reader.release();
+    const again = openDisk('big');
+    expect((await readBack(again, 0, VOLUME_BLOCK_BYTES_DEFAULT)).equals(data)).toBe(true);
     again.release();
   });
 });

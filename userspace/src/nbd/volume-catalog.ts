@@ -14,7 +14,9 @@
 import { assert } from '../assert.js';
 import type { ExportCatalog, NbdExport, WriteAccepted } from './export.js';
 import { NBD_STATE_HOLE, NBD_STATE_ZERO, type Extent } from './protocol.js';
-import { findVolume, listVolumes, type VolumeInfo, type VolumeStore } from './volumes.js';
+import {
+  findVolume, listVolumes, volumeBlockBytes, type VolumeInfo, type VolumeStore,
+} from './volumes.js';
 
 /** Blocks of the block map one BLOCK_STATUS looks at; the client asks again for the rest. */
 const BLOCK_STATUS_BLOCKS_MAX = 65536;
@@ -225,7 +227,6 @@ class VolumeExport implements NbdExport {
   }
 
   #blockBytes(): number {
-    const inode = this.#store.meta.requireInode(this.#ino, 'nbd');
-    return inode.blockBytes !== 0 ? inode.blockBytes : this.#store.pools.writePool.blockBytes;
+    return volumeBlockBytes(this.#store, this.#ino);
   }
 }

@@ -10,17 +10,23 @@
  *   kernel with 4 KiB logical blocks included, can address all of it.
  * - A volume being served is never removed (EBUSY); its blocks are freed at removal unless a
  *   handle through the mount still has it open (the mount frees it at the last close).
- * - Volumes live in the write pool: other pools, topologies and block sizes come with tiering.
+ * - Volumes live in the write pool: other pools and topologies come with tiering.
+ * - A volume's block size is its `user.shmr.block_size` policy xattr, set at creation before
+ *   any data (so every block of it has that size, and a rewrite keeps it): the asked size, or
+ *   VOLUME_BLOCK_BYTES_DEFAULT unless the pool's is larger. A volume made before volumes had
+ *   their own block size has no such xattr and keeps the pool's (its blocks tell the size).
  */
 import { assert } from '../assert.js';
-import { formatTopology, parseTopology } from '../config/index.js';
+import { formatSize, formatTopology, parseTopology } from '../config/index.js';
 import { Errno, FsError } from '../errno.js';
 import type { FileStore } from '../file/index.js';
-import { FILE_BYTES_MAX } from '../limits.js';
+import { BLOCK_BYTES_MIN, FILE_BYTES_MAX } from '../limits.js';
 import {
   isDirectory, isRegular, ROOT_INO, S_IFDIR, S_IFREG, type MetaStore,
 } from '../meta/index.js';
 import type { Pools } from '../pool/index.js';
+import { POLICY_XATTRS } from '../tiering/policy.js';
+import { PAYLOAD_BYTES_MAX } from './protocol.js';
 
 /** The root-level directory holding volumes. */
 export const VOLUMES_DIRECTORY = '.volumes';
@@ -31,6 +37,19 @@ export const VOLUME_SIZE_ALIGN_BYTES = 4096;
 /** Largest volume: the largest file, rounded down to the alignment. */
 export const VOLUME_BYTES_MAX =
   Math.floor(FILE_BYTES_MAX / VOLUME_SIZE_ALIGN_BYTES) * VOLUME_SIZE_ALIGN_BYTES;
+/**
+ * Block size of a new volume when none is asked for (the pool's when that is larger). Volumes
+ * are filled and copied in long sequential runs (nbdcopy, qemu-img, a guest's writeback), and
+ * every block costs a shard file per shard, a metadata record and, as NBD clients size their
+ * requests by the preferred block size, a request: 4 MiB blocks take a quarter of what 1 MiB
+ * ones do (nbdcopy of 1 GiB, 10 interleaved runs, daemon CPU: in 1.1-1.7 s, median 1.5 ->
+ * 0.95-1.4 s, median 1.15; out median 1.0 -> 0.7 s). The price: a small write makes a whole
+ * block dirty, so small random writes store 4x more than with 1 MiB blocks; `--block-size
+ * 1MiB` suits a volume written that way. (Ceph RBD's objects are 4 MiB too.)
+ */
+export const VOLUME_BLOCK_BYTES_DEFAULT = 4 * 1024 * 1024;
+/** Largest volume block size: a whole block fits in one NBD request. */
+export const VOLUME_BLOCK_BYTES_MAX = PAYLOAD_BYTES_MAX;
 /** Directory entries read per batch when listing. */
 const LIST_BATCH_MAX = 1024;
 
@@ -109,8 +128,8 @@ export function volumeCreateInput(params: Record<string, unknown>): VolumeCreate
 
 /**
  * Creates a volume: a sparse file of `sizeBytes` in /.volumes, durable when this resolves.
- * Throws EEXIST, EINVAL (name, size, unknown pool or topology) or EOPNOTSUPP (a placement
- * other than the write pool's, which only tiering will offer).
+ * Throws EEXIST, EINVAL (name, size, block size, unknown pool or topology) or EOPNOTSUPP (a
+ * placement other than the write pool's, which only tiering will offer).
  */
 export async function createVolume(
   store: VolumeStore,
@@ -133,6 +152,10 @@ export async function createVolume(
   const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   const mode = S_IFREG | 0o600;
   const inode = store.meta.createInode({ parent: directory, name: input.name, mode, ...owner });
+  // Before the file store first sees the inode: it takes the block size from the policy then.
+  const poolBlockBytes = store.pools.writePool.blockBytes;
+  const blockBytes = input.blockBytes ?? Math.max(VOLUME_BLOCK_BYTES_DEFAULT, poolBlockBytes);
+  store.meta.setXattr(inode.ino, POLICY_XATTRS.blockSize, Buffer.from(formatSize(blockBytes)), 0);
   await store.files.truncate(inode.ino, sizeBytes);
   await store.files.flush(inode.ino, { sync: true });
   store.files.release(inode.ino);
@@ -164,11 +187,22 @@ function checkPlacement(pools: Pools, input: VolumeCreateInput): void {
         `(write pool ${writePool.name}: ${formatTopology(writePool.topology)})`);
     }
   }
-  if (input.blockBytes !== undefined && input.blockBytes !== writePool.blockBytes) {
-    throw new FsError(Errno.EOPNOTSUPP, 'volume create',
-      `--block-size ${input.blockBytes}: ${later} ` +
-      `(write pool ${writePool.name}: ${writePool.blockBytes} bytes)`);
-  }
+  if (input.blockBytes !== undefined) checkVolumeBlockBytes(input.blockBytes);
+}
+
+/** Throws EINVAL unless `blockBytes` is a power of two in [BLOCK_BYTES_MIN, VOLUME_BLOCK_BYTES_MAX]. */
+function checkVolumeBlockBytes(blockBytes: number): void {
+  const isPowerOfTwo = Number.isSafeInteger(blockBytes) && blockBytes > 0 &&
+    (blockBytes & (blockBytes - 1)) === 0;
+  if (isPowerOfTwo && blockBytes >= BLOCK_BYTES_MIN && blockBytes <= VOLUME_BLOCK_BYTES_MAX) return;
+  throw new FsError(Errno.EINVAL, 'volume create', `--block-size ${blockBytes} must be a power of two ` +
+    `from ${formatSize(BLOCK_BYTES_MIN)} to ${formatSize(VOLUME_BLOCK_BYTES_MAX)}`);
+}
+
+/** The block size of a volume: its blocks', or (none written yet) the one its writes get. */
+export function volumeBlockBytes(store: VolumeStore, ino: number): number {
+  const inode = store.meta.requireInode(ino, 'volume');
+  return inode.blockBytes !== 0 ? inode.blockBytes : store.files.writeTarget(ino).blockBytes;
 }
 
 /** The inode of /.volumes; created (mode 0700) when asked; undefined when absent. */
@@ -203,7 +237,7 @@ function infoOf(store: VolumeStore, name: string, ino: number): VolumeInfo | und
     name, ino,
     sizeBytes: store.files.overlay(ino)?.size ?? inode.size,
     storedBytes: inode.storedBytes,
-    blockBytes: inode.blockBytes !== 0 ? inode.blockBytes : writePool.blockBytes,
+    blockBytes: volumeBlockBytes(store, ino),
     pool: writePool.name,
     topology: formatTopology(writePool.topology),
     isReadOnly: (inode.mode & 0o200) === 0,

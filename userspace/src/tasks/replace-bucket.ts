@@ -12,8 +12,13 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { directoryProblem, type Config } from '../config/index.js';
 import { Errno, FsError } from '../errno.js';
+import { deleteShardFile } from '../block/index.js';
+import type { BlockRecord } from '../meta/index.js';
 import { Bucket } from '../pool/index.js';
 import type { ScrubTarget } from './scrub.js';
+
+/** A block replaced this often while its shards were rebuilt is reported, not chased further. */
+const REBUILD_ATTEMPTS_MAX = 3;
 
 export interface ReplaceReport {
   bucket: string;
@@ -42,23 +47,55 @@ export async function replaceBucket(
   // Reads must come from the other shards, never from the drive being replaced.
   bucket.markFailed('being replaced');
   for (const block of [...target.meta.allBlocks()]) {
-    for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
-      if (block.buckets[shardIndex] !== bucket.name) continue;
-      try {
-        const inode = target.meta.requireInode(block.ino, 'replace bucket');
-        await target.blocks.rebuildShard(block, shardIndex, staging, inode.blockBytes);
-        report.shardsRebuilt += 1;
-      } catch (error) {
-        if (!(error instanceof FsError)) throw error;
-        report.shardsFailed += 1;
-        report.problems.push(`${target.meta.pathOf(block.ino)} block ${block.blockIndex} shard ${shardIndex}: ${error.message}`);
-      }
-      options.onProgress?.(report.shardsRebuilt + report.shardsFailed);
-    }
+    if (!block.buckets.includes(bucket.name)) continue;
+    await rebuildCurrentShards(target, { bucket, staging }, block, report);
+    options.onProgress?.(report.shardsRebuilt + report.shardsFailed);
   }
   bucket.relocate(newPath);
   report.configUpdated = updateConfigFile(target.config, bucket, newPath);
   return report;
+}
+
+/**
+ * Rebuilds the shards that `bucket` held of the block `listed` names, from the block's record
+ * as it is now: a read repair, a write or the mover may replace a block (new generation, new
+ * shards, old ones deleted) between the listing and its turn, or while its shards are rebuilt.
+ * Then the rebuild starts over on the new record; shards staged for the old one are removed.
+ */
+async function rebuildCurrentShards(
+  target: ScrubTarget,
+  buckets: { bucket: Bucket; staging: Bucket },
+  listed: BlockRecord,
+  report: ReplaceReport,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const block = target.meta.getBlock(listed.ino, listed.blockIndex);
+    if (block === undefined) return; // deleted or truncated away meanwhile
+    const problems: string[] = [];
+    const rebuilt: number[] = [];
+    for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
+      if (block.buckets[shardIndex] !== buckets.bucket.name) continue;
+      try {
+        const inode = target.meta.requireInode(block.ino, 'replace bucket');
+        await target.blocks.rebuildShard(block, shardIndex, buckets.staging, inode.blockBytes);
+        rebuilt.push(shardIndex);
+      } catch (error) {
+        if (!(error instanceof FsError)) throw error;
+        problems.push(`${target.meta.pathOf(block.ino)} block ${block.blockIndex} shard ${shardIndex}: ${error.message}`);
+      }
+    }
+    const isUnchanged = target.meta.getBlock(block.ino, block.blockIndex)?.generation === block.generation;
+    if (isUnchanged || attempt === REBUILD_ATTEMPTS_MAX) {
+      report.shardsRebuilt += rebuilt.length;
+      report.shardsFailed += problems.length;
+      report.problems.push(...problems);
+      return;
+    }
+    for (const shardIndex of rebuilt) {
+      const name = { ino: block.ino, blockIndex: block.blockIndex, generation: block.generation, shardIndex };
+      await deleteShardFile(buckets.staging.shardPath(name));
+    }
+  }
 }
 
 function checkNewDirectory(path: string): void {

@@ -17,6 +17,8 @@ import type { BlockRecord, MetaStore } from '../meta/index.js';
 import type { Pools } from '../pool/index.js';
 
 const BATCH_BLOCKS = 64;
+/** A block replaced this often while it was checked is reported as found, not chased further. */
+const CHECK_ATTEMPTS_MAX = 3;
 
 export interface ScrubOptions {
   readonly pool?: string | undefined;
@@ -91,12 +93,13 @@ export async function scrub(target: ScrubTarget, options: ScrubOptions): Promise
 
 async function scrubBlock(
   target: ScrubTarget,
-  block: BlockRecord,
+  listed: BlockRecord,
   context: { report: ScrubReport; affected: Set<number>; repair: boolean },
 ): Promise<void> {
   const { report } = context;
-  const scratch = Buffer.allocUnsafeSlow(Math.max(1, target.blocks.shardBytesOf(block)));
-  const failures = await target.blocks.verify(block, scratch);
+  const checked = await checkCurrent(target, listed);
+  if (checked === undefined) return; // deleted or truncated away meanwhile
+  const { block, failures } = checked;
   report.blocksChecked += 1;
   report.shardsChecked += block.buckets.length;
   report.bytesChecked += block.dataBytes;
@@ -105,13 +108,35 @@ async function scrubBlock(
   for (const failure of failures) countFailure(report, failure, block, target.meta);
   if (!context.repair) return;
   try {
-    await repairBlock(target, block);
-    report.blocksRepaired += 1;
+    // False: replaced meanwhile by a newer version of the block, written whole.
+    if (await repairBlock(target, block)) report.blocksRepaired += 1;
   } catch (error) {
     if (!(error instanceof FsError)) throw error;
     report.blocksUnrecoverable += 1;
     report.problems.push(`${target.meta.pathOf(block.ino)} block ${block.blockIndex}: not repaired: ${error.message}`);
   }
+}
+
+/**
+ * Verifies the shards of a block as its record is now: a read repair, a write or the mover may
+ * replace the block (new shards, the old ones deleted) between the listing and the check or
+ * during it, and the old shards' absence is no fault. Undefined when the block is gone.
+ */
+async function checkCurrent(
+  target: ScrubTarget,
+  listed: BlockRecord,
+): Promise<{ block: BlockRecord; failures: ShardError[] } | undefined> {
+  let block: BlockRecord | undefined = target.meta.getBlock(listed.ino, listed.blockIndex);
+  for (let attempt = 1; block !== undefined; attempt++) {
+    const scratch = Buffer.allocUnsafeSlow(Math.max(1, target.blocks.shardBytesOf(block)));
+    const failures = await target.blocks.verify(block, scratch);
+    const current = target.meta.getBlock(block.ino, block.blockIndex);
+    if (failures.length === 0 || current?.generation === block.generation || attempt === CHECK_ATTEMPTS_MAX) {
+      return { block, failures };
+    }
+    block = current;
+  }
+  return undefined;
 }
 
 /** Rewrites a block from its surviving shards; commits only if it did not change meanwhile. */

@@ -10,6 +10,7 @@ import { parseConfig } from '../../src/config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../../src/daemon/open.js';
 import { BLOCK_PADDING_BYTES } from '../../src/block/index.js';
 import type { BlockRecord } from '../../src/meta/index.js';
+import type { BlockStore } from '../../src/block/index.js';
 
 /** One pool of the fixture: 1 MiB blocks on `buckets` folders named after the pool. */
 export interface FixturePool {
@@ -90,4 +91,18 @@ export function flipByte(path: string, offset: number, mask = 0x01): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * `store` with its method `key` replaced by `method` (which may call the original): a test
+ * injects a concurrent change (a repair, a write) at an exact point of a task's work.
+ */
+export function withMethod<K extends keyof BlockStore>(store: BlockStore, key: K, method: BlockStore[K]): BlockStore {
+  return new Proxy(store, {
+    get: (target, name) => {
+      if (name === key) return method;
+      const value: unknown = Reflect.get(target, name, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }

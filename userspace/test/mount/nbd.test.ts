@@ -142,7 +142,7 @@ describe('shmr volume CLI', () => {
         [['create', 'x', '--size', '1MiB', '--pool', 'nope'], /unknown pool "nope"/],
         [['create', 'x', '--size', '1MiB', '--topology', 'mirror:2'], /tiering/],
         [['create', 'x', '--size', '1MiB', '--topology', 'raid5'], /not a topology/],
-        [['create', 'x', '--size', '1MiB', '--block-size', '256KiB'], /tiering/],
+        [['create', 'x', '--size', '1MiB', '--block-size', '3MiB'], /power of two/],
         [['create', 'x'], /--size/],
         [['rm', 'nope'], /no volume named "nope"/],
         [['frobnicate'], /usage/],
@@ -247,7 +247,7 @@ describe('NBD interoperability', () => {
       expect(info.exports[0]).toMatchObject({
         'export-name': 'alpha', 'export-size': 64 * MiB, is_read_only: false, can_flush: true,
         can_fua: true, can_trim: true, can_zero: true, can_multi_conn: true, can_fast_zero: true,
-        block_size_minimum: 1, block_size_preferred: MiB, block_size_maximum: 32 * MiB,
+        block_size_minimum: 1, block_size_preferred: 4 * MiB, block_size_maximum: 32 * MiB,
       });
       expect(JSON.stringify(info)).toContain('base:allocation');
       const qemuInfo = await tool('qemu-img', ['info', '--output=json', uriOf(mount, 'alpha')]);
@@ -261,7 +261,8 @@ describe('NBD interoperability', () => {
 
   it('qemu-io: random patterns read back; discard and write-zeroes read zeroes', async () => {
     await withMount({}, async (mount) => {
-      await createVolume(mount, 'vm', '64MiB');
+      // 1 MiB blocks: the discards and zeroes below are laid out on that grid.
+      await createVolume(mount, 'vm', '64MiB', ['--block-size', '1MiB']);
       let seed = 20240601;
       const random = (limit: number) => {
         seed = (seed * 1103515245 + 12345) >>> 0;
@@ -309,7 +310,8 @@ describe('NBD interoperability', () => {
 
   it('nbdsh: requests in flight, block status holes, errors for bad requests', async () => {
     await withMount({}, async (mount) => {
-      await createVolume(mount, 'vm', '64MiB');
+      // 1 MiB blocks: the holes below are laid out on that grid.
+      await createVolume(mount, 'vm', '64MiB', ['--block-size', '1MiB']);
       const script = `
 import random
 random.seed(11)

@@ -4,12 +4,15 @@
  * descriptor, keeps getting its attributes; an open file keeps its data until its last close;
  * and after links, renames, chmod, chown, utimes, truncation and unlinks, a kill -9 and a
  * remount show every name with the attributes it had (what the daemon answered from memory
- * was what SQLite held), and fsck finds nothing to repair.
+ * was what SQLite held), and fsck finds nothing to repair. An unlinked file still open takes
+ * chmod, chown, utimes, writes and truncation through its descriptor (fstat shows them), and
+ * a kill -9 while it is open leaves nothing of it after the remount.
  */
 import { execFileSync } from 'node:child_process';
 import {
-  chmodSync, chownSync, closeSync, constants, fstatSync, linkSync, mkdirSync, openSync, readFileSync,
-  readSync, renameSync, statfsSync, statSync, truncateSync, unlinkSync, utimesSync, writeFileSync,
+  chmodSync, chownSync, closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, futimesSync,
+  linkSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statfsSync, statSync, truncateSync,
+  unlinkSync, utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -113,6 +116,50 @@ describe('unlink', () => {
       const fsck = await runCli(['fsck', '--config', mount.configPath, '--json']);
       const report = JSON.parse(fsck.stdout) as { problems: string[] };
       expect(report.problems).toEqual([]);
+      expect(fsck.code).toBe(0);
+    });
+  }, 120_000);
+
+  it('changes an unlinked file that is still open, and a kill -9 then leaves nothing of it', async () => {
+    await withMount({}, async (mount) => {
+      const root = mount.mountpoint;
+      const used = inodesUsed(root);
+      const path = join(root, 'open');
+      writeFileSync(path, 'first');
+      const fd = openSync(path, constants.O_RDWR);
+      let isClosed = false;
+      try {
+        unlinkSync(path);
+        // Each call is a SETATTR or WRITE of an inode with nlink 0 that is kept for its descriptor.
+        fchmodSync(fd, 0o600);
+        fchownSync(fd, 1234, 5678);
+        writeSync(fd, 'second', 10);
+        ftruncateSync(fd, 12);
+        futimesSync(fd, new Date(1_000_000_000_000), new Date(1_100_000_000_000));
+        const stats = fstatSync(fd);
+        expect({
+          mode: stats.mode & 0o7777, uid: stats.uid, gid: stats.gid, nlink: stats.nlink, size: stats.size,
+          atimeMs: stats.atimeMs, mtimeMs: stats.mtimeMs,
+        }).toEqual({ mode: 0o600, uid: 1234, gid: 5678, nlink: 0, size: 12, atimeMs: 1_000_000_000_000, mtimeMs: 1_100_000_000_000 });
+        const buffer = Buffer.alloc(32);
+        const expected = Buffer.concat([Buffer.from('first'), Buffer.alloc(5), Buffer.from('se')]);
+        expect(buffer.subarray(0, readSync(fd, buffer, 0, 32, 0))).toEqual(expected);
+        expect(inodesUsed(root)).toBe(used + 1);
+
+        await mount.killAndRemount(() => {
+          // The dead mount answers the close's FLUSH with an error; the descriptor goes anyway.
+          try { closeSync(fd); } catch { /* ENOTCONN */ }
+          isClosed = true;
+          return Promise.resolve();
+        });
+      } finally {
+        if (!isClosed) closeSync(fd);
+      }
+
+      // The store kept the inode (nlink 0) for the descriptor; the remount deleted that orphan.
+      expect(inodesUsed(root)).toBe(used);
+      const fsck = await runCli(['fsck', '--config', mount.configPath, '--json']);
+      expect((JSON.parse(fsck.stdout) as { problems: string[] }).problems).toEqual([]);
       expect(fsck.code).toBe(0);
     });
   }, 120_000);

@@ -118,25 +118,6 @@ typedef struct write_pool {
   bool lent[WRITE_POOL_MAX];
 } write_pool_t;
 
-/* ---- natively answered reads (fast_read.c) ---- */
-typedef struct fast_node {
-  uint64_t k1, k2;
-  struct fast_node *next;
-} fast_node_t;
-
-typedef struct fast_map {
-  fast_node_t **buckets; /* mask + 1 chains; NULL until the first insert */
-  uint32_t mask;
-  uint32_t count;
-} fast_map_t;
-
-typedef struct fast_table {
-  fast_map_t blocks;  /* (ino, block index) -> registered block buffer */
-  fast_map_t files;   /* (ino, 0) -> block size and count of registered blocks */
-  fast_map_t handles; /* (fh, 0) -> present once a read through fh went to JS */
-  double reads, bytes;
-} fast_table_t;
-
 /* ---- per-environment state (one per Node environment: main thread or worker) ---- */
 typedef struct addon {
   double *in;
@@ -187,7 +168,6 @@ typedef struct session {
   napi_ref init_error;          /* exception thrown by the init handler, rethrown by mount() */
   napi_async_context actx;
   double requests, replies;
-  fast_table_t fast;            /* blocks whose reads are answered in C (fast_read.c) */
   struct session *next_mounted; /* process-wide list, for the atexit unmount */
 } session_t;
 
@@ -206,16 +186,6 @@ void write_pool_return(write_pool_t *w, int slot);
 int write_pool_peek(napi_env env, write_pool_t *w);
 int write_pool_claim(napi_env env, write_pool_t *w, int slot, napi_value *out);
 napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
-
-/* shmr_fuse3.c: the session of a JS handle object, or NULL with a TypeError pending */
-session_t *session_unwrap(napi_env env, napi_value obj);
-
-/* fast_read.c */
-bool fast_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-               const struct fuse_file_info *fi);
-void fast_release_handle(session_t *s, uint64_t fh);
-void fast_clear(session_t *s);
-napi_status fast_define(napi_env env, napi_value exports, addon_t *a);
 
 /* ops.c */
 void ops_fill(const session_t *s, struct fuse_lowlevel_ops *ops);

@@ -13,8 +13,6 @@
  * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
  *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
  *   reaches the shelf.
- * - The listener (if any) hears of a change to an entry's bytes, `dataBytes`, buffer or
- *   presence in the same synchronous turn as the change (markDirty, replaceBuffer, removal).
  * - A partial entry (`ranges` set) holds valid bytes only in `ranges`; the rest of
  *   [0, dataBytes) is the stored block below `baseBytes` and zeros above. It is never
  *   'flushing': the file layer completes it (fills the gaps) before storing or reading it.
@@ -59,19 +57,6 @@ export interface CachedBlock {
  */
 const IDLE_BYTES_MAX = 256 * 1024 * 1024;
 
-/**
- * Told about changes, for whoever serves reads from entry buffers without asking the cache
- * (fuse/fast-reads.ts). Each call comes in the same synchronous turn as the change it names.
- */
-export interface BlockCacheListener {
-  /** The bytes, `dataBytes`, buffer or presence of the entry of block `blockIndex` changes. */
-  blockChanged(ino: number, blockIndex: number): void;
-  /** The size or block size of file `ino` changed: any block of it may read differently. */
-  fileChanged(ino: number): void;
-  /** Eviction is about to pick idle entries: `touch` the blocks read elsewhere since the last call. */
-  beforeEvict(touch: (ino: number, blockIndex: number) => void): void;
-}
-
 export class BlockCache {
   readonly #entries = new Map<string, CachedBlock>();
   readonly #byInode = new Map<number, Set<CachedBlock>>();
@@ -82,10 +67,6 @@ export class BlockCache {
   dirtyBytes = 0;
   /** Lookups by readers that found their block or not, and clean blocks evicted (metrics). */
   readonly stats = { hits: 0, misses: 0, evictions: 0 };
-  listener: BlockCacheListener | undefined;
-  readonly #touch = (ino: number, blockIndex: number): void => {
-    this.get(ino, blockIndex);
-  };
 
   /**
    * `memoryLimitBytes`: what the buffers of entries and idle ones may hold together.
@@ -126,22 +107,6 @@ export class BlockCache {
   }
 
   /**
-   * Adds a clean, complete entry over `buffer` (from `spareBuffer`) holding the block's first
-   * `dataBytes` bytes as stored: a block loaded for reads.
-   */
-  insertLoaded(ino: number, blockIndex: number, blockBytes: number, buffer: Buffer, dataBytes: number): CachedBlock {
-    assert(!this.#entries.has(keyOf(ino, blockIndex)));
-    assert(dataBytes <= blockBytes && buffer.byteLength === blockBytes + this.#paddingBytes);
-    const entry: CachedBlock = {
-      ino, blockIndex, blockBytes, buffer, dataBytes, state: 'clean', ranges: undefined, baseBytes: 0,
-      completing: undefined, dirtySinceMs: 0, settled: undefined, isBorrowed: false,
-    };
-    this.#add(entry);
-    this.bytes += buffer.byteLength;
-    return entry;
-  }
-
-  /**
    * Adds an entry in state 'flushing' over `buffer`, a whole block the caller is storing
    * right now without copying it here: readers see its bytes and writers wait for `settled`,
    * as for any flush (the caller sets `settled`). The caller removes it with `removeBorrowed`
@@ -178,7 +143,6 @@ export class BlockCache {
   #delete(entry: CachedBlock): void {
     const key = keyOf(entry.ino, entry.blockIndex);
     assert(this.#entries.get(key) === entry);
-    this.listener?.blockChanged(entry.ino, entry.blockIndex);
     this.#entries.delete(key);
     this.#byInode.get(entry.ino)?.delete(entry);
     if (this.#byInode.get(entry.ino)?.size === 0) this.#byInode.delete(entry.ino);
@@ -207,18 +171,13 @@ export class BlockCache {
     assert(entry.state !== 'flushing');
     assert.equal(buffer.byteLength, entry.buffer.byteLength);
     assert(this.isCached(entry));
-    this.listener?.blockChanged(entry.ino, entry.blockIndex);
     this.#recycle(entry.buffer);
     entry.buffer = buffer;
   }
 
-  /**
-   * Marks an entry dirty (accounting for dirty bytes once). Called with every change of its
-   * bytes or `dataBytes`, in the same turn.
-   */
+  /** Marks an entry dirty (accounting for dirty bytes once). */
   markDirty(entry: CachedBlock, nowMs: number): void {
     assert(entry.state === 'clean' || entry.state === 'dirty');
-    this.listener?.blockChanged(entry.ino, entry.blockIndex);
     if (entry.state !== 'dirty') {
       entry.state = 'dirty';
       entry.dirtySinceMs = nowMs;
@@ -256,11 +215,7 @@ export class BlockCache {
     this.#recycle(entry.buffer);
   }
 
-  /** The size or block size of file `ino` changed (the file layer tells, for the listener). */
-  noteFileChanged(ino: number): void {
-    this.listener?.fileChanged(ino);
-  }
-
+  /** Entries of one inode. */
   /** True when some block of `ino` is cached: a cheap test before get() on a hot path. */
   hasEntries(ino: number): boolean {
     return this.#byInode.has(ino);
@@ -277,8 +232,6 @@ export class BlockCache {
 
   /** Evicts clean entries, least recently used first, until `bytes` <= `bytesMax`. */
   evictClean(bytesMax: number): void {
-    if (this.bytes <= bytesMax) return;
-    this.listener?.beforeEvict(this.#touch);
     for (const entry of this.#entries.values()) {
       if (this.bytes <= bytesMax) return;
       if (entry.state !== 'clean') continue;

@@ -52,7 +52,6 @@ export async function runMount(config: Config): Promise<number> {
   }
   const ops = metrics?.wrapOps(filesystem, () => filesystem.handles.handleCount) ?? filesystem;
   const session = new FuseSession(ops, mountOptions(config));
-  filesystem.attachFastReads(session);
   // The control socket is bound before the mount appears, so whoever sees the mount can reach
   // the daemon at once.
   const stop = () => session.unmount();
@@ -96,10 +95,8 @@ export async function runMount(config: Config): Promise<number> {
     bus: config.dbus.bus, fs, methods, openHandleCount: () => filesystem.handles.handleCount, tasks: fs.tasks,
   });
   if (dbusService !== undefined) log.info(`serving D-Bus ${BUS_NAME} ${dbusService.objectPath} on the ${config.dbus.bus} bus`);
-  const countFastReads = fastReadCounter(session, metrics);
   const timer = setInterval(() => {
     fs.files.flushAged().catch((error: Error) => log.error(`background flush: ${error.message}`));
-    countFastReads();
   }, config.cache.flushIntervalMs);
   const repairs = new RepairQueue(fs);
   const reportShardError = fs.blocks.onShardError;
@@ -118,7 +115,6 @@ export async function runMount(config: Config): Promise<number> {
   await session.closed;
   clearInterval(timer);
   clearInterval(housekeeping);
-  countFastReads();
   await fs.tasks.cancelAll();
   // Before the last flush: requests in flight complete, later ones are refused.
   await nbd.close();
@@ -201,20 +197,4 @@ function raiseServingPriority(): string | undefined {
   } catch (error) {
     return (error as Error).message;
   }
-}
-
-/**
- * Adds the reads the binding answered itself (fast_read.c) since the last call to the FUSE read
- * metrics: their count and bytes (not their latency, which is not measured there).
- */
-function fastReadCounter(session: FuseSession, metrics: MetricsService | undefined): () => void {
-  let counted = { reads: 0, bytes: 0 };
-  return () => {
-    if (metrics === undefined) return;
-    const stats = session.fastReadStats();
-    const series = metrics.metrics.fuseOp('read');
-    series.count.inc(stats.reads - counted.reads);
-    series.bytes.inc(stats.bytes - counted.bytes);
-    counted = { reads: stats.reads, bytes: stats.bytes };
-  };
 }

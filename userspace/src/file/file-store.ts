@@ -4,10 +4,7 @@
  * blocks: when a block fills, when its file is flushed or fsynced, when it has been dirty for
  * `dirtyAgeMs`, and when cached blocks exceed the memory limit. A write to part of a block
  * that is not cached does not wait for the block to load: the entry notes the written ranges,
- * and the stored bytes around them are loaded (once) when the block is read or stored. Blocks
- * that small reads keep touching are loaded whole, clean, while the cache has room for them
- * (LOAD_FOR_READS_BYTES_MAX); the cache's listener hears of every change to a cached block and
- * of every size change (fuse/fast-reads.ts answers reads from those buffers).
+ * and the stored bytes around them are loaded (once) when the block is read or stored.
  *
  * Invariants:
  * - A block buffer is never changed while it is being stored (writers wait for the flush).
@@ -30,9 +27,7 @@ import { assert } from '../assert.js';
 import { Slots } from '../slots.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import { allocPageAligned, BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
-import {
-  addRange, BlockCache, coversRange, forEachGap, type BlockCacheListener, type CachedBlock,
-} from '../cache/index.js';
+import { addRange, BlockCache, coversRange, forEachGap, type CachedBlock } from '../cache/index.js';
 import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
 import type { TopologySpec } from '../config/index.js';
 import type { Pool, Pools } from '../pool/index.js';
@@ -53,23 +48,6 @@ const RANGE_BOUNDS_MAX = 512;
  * enough that the buffers of partial blocks' loads are reused instead of made fresh.
  */
 const FLUSH_JOBS_MAX = 16;
-
-/**
- * Reads of at most this many bytes served from the page cache load their whole block into the
- * block cache, while it has room: random small reads of a file then copy
- * from memory (and fuse/fast-reads.ts answers them without JS) instead of verifying chunks.
- */
-const LOAD_FOR_READS_BYTES_MAX = 64 * 1024;
-/** Pieces in which such a load copies from the page cache at once (BlockStore.readNow's limit). */
-const LOAD_NOW_PIECE_BYTES = 256 * 1024;
-/**
- * Small reads of an uncached block (counted approximately, in LOAD_TOUCH_SLOTS counters shared
- * by hash) before it is loaded: a block read once or twice is not worth copying whole.
- */
-const LOAD_AFTER_TOUCHES = 4;
-const LOAD_TOUCH_SLOTS = 4096;
-/** Such loads in flight at once. */
-const LOAD_FOR_READS_JOBS_MAX = 4;
 
 /** Blocks stored but not yet fsynced beyond which a background sync pass runs. */
 const UNSYNCED_BLOCKS_MAX = 65536;
@@ -121,9 +99,6 @@ export class FileStore {
   /** Committed blocks whose shard files are not known to be durable yet, per inode. */
   readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
   #unsyncedCount = 0;
-  /** Blocks being loaded for reads ("ino:index"), see LOAD_FOR_READS_BYTES_MAX. */
-  readonly #loadingForReads = new Set<string>();
-  readonly #loadTouches = new Uint8Array(LOAD_TOUCH_SLOTS);
   readonly #options: FileStoreOptions;
 
   constructor(parts: { meta: MetaStore; blocks: BlockStore; pools: Pools; options: FileStoreOptions }) {
@@ -144,29 +119,6 @@ export class FileStore {
     let cachedBytes = 0;
     for (const entry of this.#cache.entriesOf(ino)) if (entry.state !== 'clean') cachedBytes += entry.dataBytes;
     return { size: state.size, mtime: state.mtime, ctime: state.ctime, cachedBytes };
-  }
-
-  /** Who hears of changes to cached blocks and file sizes (see BlockCacheListener). */
-  set cacheListener(listener: BlockCacheListener | undefined) {
-    this.#cache.listener = listener;
-  }
-
-  /**
-   * The cached block holding byte `offset` of `ino` when its buffer holds every byte a read
-   * from the block's start may return now (`validBytes`: to the block's end or the file's),
-   * for readers that copy from it until the cache listener says it changed. Else undefined.
-   */
-  readableBlock(ino: number, offset: number): { blockIndex: number; blockBytes: number; buffer: Buffer; validBytes: number } | undefined {
-    if (!this.#cache.hasEntries(ino)) return undefined;
-    const state = this.#states.get(ino);
-    if (state === undefined || state.gate !== undefined) return undefined;
-    const blockBytes = state.blockBytes;
-    const blockIndex = Math.floor(offset / blockBytes);
-    const entry = this.#cache.get(ino, blockIndex);
-    if (entry === undefined || entry.isBorrowed || entry.ranges !== undefined || entry.blockBytes !== blockBytes) return undefined;
-    const validBytes = Math.min(blockBytes, state.size - blockIndex * blockBytes);
-    if (validBytes <= 0 || entry.dataBytes < validBytes) return undefined;
-    return { blockIndex, blockBytes, buffer: entry.buffer, validBytes };
   }
 
   get cacheBytes(): number {
@@ -259,7 +211,6 @@ export class FileStore {
       for (const entry of this.#cache.entriesOf(ino)) if (entry.state === 'clean') this.#cache.remove(entry);
       const inode = this.#meta.getInode(ino);
       if (inode !== undefined && inode.blockBytes !== 0) state.blockBytes = inode.blockBytes;
-      this.#cache.noteFileChanged(ino);
       state.gate = undefined;
       open();
     }
@@ -319,7 +270,6 @@ export class FileStore {
         const record = this.#meta.getBlock(ino, blockIndex);
         if (record === undefined) target.fill(0, position - offset, stop - offset);
         else if (!this.#blocks.readNow(record, range, target, position - offset)) return undefined;
-        else if (length <= LOAD_FOR_READS_BYTES_MAX) this.#loadForReads(state, blockIndex, record);
       }
       position = stop;
     }
@@ -327,57 +277,6 @@ export class FileStore {
     this.#cache.stats.hits += hits;
     this.#cache.stats.misses += Math.ceil(end / blockBytes) - Math.floor(offset / blockBytes) - hits;
     return end - offset;
-  }
-
-  /**
-   * Loads a stored block into the cache, clean (see LOAD_FOR_READS_BYTES_MAX), once small reads
-   * touched it LOAD_AFTER_TOUCHES times and the cache has room for it without evicting anything:
-   * at once when the page cache holds it all, else in the background, where the load is dropped
-   * if the block or file changed meanwhile (another record, an entry, a rewrite).
-   */
-  #loadForReads(state: FileState, blockIndex: number, record: BlockRecord): void {
-    const slot = (Math.imul(state.ino, 0x9e3779b1) ^ Math.imul(blockIndex, 0x85ebca6b)) & (LOAD_TOUCH_SLOTS - 1);
-    const touches = (this.#loadTouches[slot] as number) + 1;
-    if (touches < LOAD_AFTER_TOUCHES) {
-      this.#loadTouches[slot] = touches;
-      return;
-    }
-    this.#loadTouches[slot] = 0;
-    const bufferBytes = state.blockBytes + BLOCK_PADDING_BYTES;
-    const loading = this.#loadingForReads.size;
-    if (loading >= LOAD_FOR_READS_JOBS_MAX || state.gate !== undefined) return;
-    if (this.#cache.bytes + (loading + 1) * bufferBytes > this.#options.memoryLimitBytes) return;
-    const key = `${state.ino}:${blockIndex}`;
-    if (this.#loadingForReads.has(key)) return;
-    const blockBytes = state.blockBytes;
-    const buffer = this.#cache.spareBuffer(blockBytes);
-    if (state.activeCount === 0 && this.#readWholeNow(record, buffer)) {
-      this.#cache.insertLoaded(state.ino, blockIndex, blockBytes, buffer, record.dataBytes);
-      return;
-    }
-    this.#loadingForReads.add(key);
-    this.#blocks.read(record, { start: 0, end: record.dataBytes }, buffer, 0).then(() => {
-      // No truncate, hole punch or write of the file half done: its records are final for now.
-      const isSame = this.#states.get(state.ino) === state && state.gate === undefined && state.activeCount === 0 &&
-        state.blockBytes === blockBytes && this.#cache.get(state.ino, blockIndex) === undefined &&
-        this.#meta.getBlock(state.ino, blockIndex) === record;
-      if (isSame) this.#cache.insertLoaded(state.ino, blockIndex, blockBytes, buffer, record.dataBytes);
-      else this.#cache.returnSpare(buffer);
-    }, () => {
-      // Reads of the block report what is wrong; this load was only an offer.
-      this.#cache.returnSpare(buffer);
-    }).finally(() => {
-      this.#loadingForReads.delete(key);
-    });
-  }
-
-  /** Copies a whole stored block into `buffer` if every piece of it is in the page cache now. */
-  #readWholeNow(record: BlockRecord, buffer: Buffer): boolean {
-    for (let start = 0; start < record.dataBytes; start += LOAD_NOW_PIECE_BYTES) {
-      const range = { start, end: Math.min(record.dataBytes, start + LOAD_NOW_PIECE_BYTES) };
-      if (!this.#blocks.readNow(record, range, buffer, start)) return false;
-    }
-    return true;
   }
 
   async #read(state: FileState, offset: number, length: number, target: Buffer): Promise<number> {
@@ -453,7 +352,7 @@ export class FileStore {
     const entry = this.#writableBlock(state, blockIndex, range);
     if (entry === undefined) return undefined;
     const fill = this.#copyIn(entry, range, data, 0);
-    this.#noteWrittenUpTo(state, end);
+    noteWrittenUpTo(state, end);
     if (fill === 'none' && this.#cache.bytes <= this.#options.memoryLimitBytes) return data.byteLength;
     return this.#gated(state.ino, async (held) => {
       if (fill !== 'none') await this.#storeFilled(held, entry, fill);
@@ -514,7 +413,7 @@ export class FileStore {
         });
       }
     }
-    this.#noteWrittenUpTo(state, end);
+    noteWrittenUpTo(state, end);
     if (this.#cache.bytes > this.#options.memoryLimitBytes) await this.#relieveMemory();
     return data.byteLength;
   }
@@ -540,7 +439,7 @@ export class FileStore {
       const isWhole = position === blockStart && stop === blockStart + blockBytes;
       if (isWhole && this.#mayStoreDirectly(state, blockIndex)) {
         // The committed size and times include this block (see #storeEntry).
-        this.#noteWrittenUpTo(state, stop);
+        noteWrittenUpTo(state, stop);
         const block = data.subarray(position - offset, stop - offset);
         stores.push(this.#storeWhole(state, blockIndex, block, { keepOnFailure: isBehind }));
         position = stop;
@@ -557,16 +456,6 @@ export class FileStore {
       if (fill !== 'none') stores.push(this.#storeFilled(state, entry, fill));
       position = stop;
     }
-  }
-
-  /** A write reached byte `end` of the file: its size and times follow. */
-  #noteWrittenUpTo(state: FileState, end: number): void {
-    if (end > state.size) {
-      state.size = end;
-      this.#cache.noteFileChanged(state.ino);
-    }
-    state.mtime = now();
-    state.ctime = state.mtime;
   }
 
   /** Settles when the store of a block that is being stored ends (however it ends). */
@@ -871,7 +760,6 @@ export class FileStore {
       state.mtime = time;
       state.ctime = time;
       if (size === 0) state.blockBytes = this.writeTarget(ino).blockBytes;
-      this.#cache.noteFileChanged(ino);
     });
   }
 
@@ -890,7 +778,6 @@ export class FileStore {
         entry.dataBytes = cutOffset;
         this.#cache.markDirty(entry, Date.now());
         state.size = size;
-        this.#cache.noteFileChanged(state.ino);
         state.mtime = time;
         state.ctime = time;
         await this.#flushEntry(state, entry, { sync: false });
@@ -995,6 +882,12 @@ export class FileStore {
  */
 type Fill = 'none' | 'again' | 'completed';
 
+/** A write reached byte `end` of the file: its size and times follow. */
+function noteWrittenUpTo(state: FileState, end: number): void {
+  state.size = Math.max(state.size, end);
+  state.mtime = now();
+  state.ctime = state.mtime;
+}
 
 /** Notes that block bytes [start, end) of `entry` were just written into its buffer. */
 function noteWritten(entry: CachedBlock, start: number, end: number): Fill {

@@ -31,7 +31,6 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastReadTable } from './fast-reads.js';
 
 export interface RequestContext { readonly uid: number; readonly gid: number; readonly pid: number; readonly umask: number }
 export interface Timespec { sec: number; nsec: number }
@@ -146,11 +145,7 @@ interface NativeAddon {
   unmount(s: Handle): void;
   notifyInvalInode(s: Handle, ino: number, offset: number, length: number): number;
   notifyInvalEntry(s: Handle, parent: number, name: string): number;
-  stats(s: Handle): [number, number, number, number, number];
-  // Reads answered in C from registered block buffers (fast_read.c, fast-reads.ts).
-  fastRegister(s: Handle, ino: number, blockIndex: number, blockBytes: number, buffer: Buffer, validBytes: number): boolean;
-  fastDrop(s: Handle, ino: number, blockIndex: number): number;
-  fastSweep(s: Handle): number[];
+  stats(s: Handle): [number, number];
   // Each returns 1 if the handle was stale (nothing sent), else fuse_reply_*'s 0 / -errno.
   replyErr(h: number, errno: number): number;
   replyEntry(h: number): number;
@@ -739,14 +734,7 @@ function nativeConfig(options: MountOptions): NativeConfig {
 
 /* ---------------------------------------------------------------- the session */
 
-/** Reads answered in C since mount, their bytes, and the blocks registered now. */
-export interface FastReadStats {
-  readonly reads: number;
-  readonly bytes: number;
-  readonly blocks: number;
-}
-
-export class FuseSession implements FastReadTable {
+export class FuseSession {
   /** Resolves when the session ends (unmounted from outside, unmount(), or a failed mount). */
   readonly closed: Promise<void>;
   readonly #native: NativeAddon;
@@ -793,29 +781,6 @@ export class FuseSession implements FastReadTable {
    */
   notifyInvalEntry(parent: number, name: string): number {
     return this.#native.notifyInvalEntry(this.#handle, parent, name);
-  }
-
-  /**
-   * Lets the addon answer reads inside block `blockIndex` of `ino` from `buffer`'s first
-   * `validBytes` bytes (the file ends there if fewer than `blockBytes`) until dropped. The
-   * caller drops it before anything changes those bytes, the buffer or the file's size
-   * (fast-reads.ts). False when not mounted.
-   */
-  registerFastBlock(ino: number, blockIndex: number, blockBytes: number, buffer: Buffer, validBytes: number): boolean {
-    return this.#native.fastRegister(this.#handle, ino, blockIndex, blockBytes, buffer, validBytes);
-  }
-
-  dropFastBlocks(ino: number, blockIndex: number): number {
-    return this.#native.fastDrop(this.#handle, ino, blockIndex);
-  }
-
-  sweepFastBlocks(): number[] {
-    return this.#native.fastSweep(this.#handle);
-  }
-
-  fastReadStats(): FastReadStats {
-    const [, , reads, bytes, blocks] = this.#native.stats(this.#handle);
-    return { reads, bytes, blocks };
   }
 
   /** Requests received, replies sent (both from the addon), handler exceptions (bugs). */

@@ -24,7 +24,6 @@ import type {
   Statfs,
 } from './binding.js';
 import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
-import { FastReads, type FastReadTable } from './fast-reads.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -66,8 +65,6 @@ export class ShmrFilesystem implements LowLevelOps {
    * An entry lives until the FORGET that drops the kernel's last reference.
    */
   readonly #unlinked = new Map<number, InodeRecord>();
-  /** Blocks whose reads the binding answers itself, once attached (attachFastReads). */
-  #fastReads: FastReads | undefined;
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -75,15 +72,6 @@ export class ShmrFilesystem implements LowLevelOps {
     this.#pools = parts.pools;
     this.#options = parts.options;
     this.handles = new Handles();
-  }
-
-  /**
-   * Lets `table` (the mounted session) answer reads of cached blocks without calling read():
-   * blocks are offered as reads are served, and dropped by the block cache's listener.
-   */
-  attachFastReads(table: FastReadTable): void {
-    this.#fastReads = new FastReads(this.#files, table);
-    this.#files.cacheListener = this.#fastReads;
   }
 
   // ---- attributes ----
@@ -302,10 +290,7 @@ export class ShmrFilesystem implements LowLevelOps {
       // The read below meets the same problem and reports it (and logs an EIO).
       bytesNow = undefined;
     }
-    if (bytesNow !== undefined) {
-      if (bytesNow > 0) this.#fastReads?.offer(ino, offset);
-      return bytesNow === size ? target : target.subarray(0, bytesNow);
-    }
+    if (bytesNow !== undefined) return bytesNow === size ? target : target.subarray(0, bytesNow);
     return this.#readLater(ino, size, offset, target);
   }
 

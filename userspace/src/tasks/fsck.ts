@@ -204,6 +204,19 @@ function isReferenced(referenced: Set<string>, path: string): boolean {
   return referenced.has(`${ino}-${blockIndex}-*`);
 }
 
+/**
+ * True when the block record as it is now names this shard file: on a mounted filesystem a
+ * read repair or the mover may replace a block after the walk listed it, and on a big store
+ * its new shards are older than ORPHAN_AGE_MS_MIN by the time the walk ends.
+ */
+function isCurrentShard(target: ScrubTarget, path: string): boolean {
+  const [ino, blockIndex, generation, shardIndex] = (path.split('/').pop() ?? '').split('-').map(Number);
+  if (ino === undefined || blockIndex === undefined || shardIndex === undefined) return false;
+  const block = target.meta.getBlock(ino, blockIndex);
+  if (block === undefined || block.generation !== generation || shardIndex >= block.buckets.length) return false;
+  return target.blocks.location(block, shardIndex).path === path;
+}
+
 function checkOrphanShards(target: ScrubTarget, referenced: Set<string>, report: FsckReport, repair: boolean): void {
   const cutoffMs = Date.now() - ORPHAN_AGE_MS_MIN;
   for (const bucket of target.pools.buckets) {
@@ -211,6 +224,7 @@ function checkOrphanShards(target: ScrubTarget, referenced: Set<string>, report:
       report.shardFiles += 1;
       if (isReferenced(referenced, path)) continue;
       if (statSync(path).mtimeMs > cutoffMs) continue;
+      if (isCurrentShard(target, path)) continue;
       report.problems.push(`orphan shard file ${path}`);
       if (!repair) continue;
       const quarantine = join(bucket.path, QUARANTINE);

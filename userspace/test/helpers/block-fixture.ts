@@ -3,6 +3,7 @@
  * of the block and file layers that inspect or damage shard files directly.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,4 +106,20 @@ export function withMethod<K extends keyof BlockStore>(store: BlockStore, key: K
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+}
+
+/** A new file `name` in the root directory with `bytes` random bytes, stored and fsynced. */
+export async function storedFile(filesystem: OpenFilesystem, name: string, bytes: number): Promise<{ ino: number; model: Buffer }> {
+  const ino = filesystem.meta.createInode({ parent: 1, name, mode: 0o100644, uid: 0, gid: 0 }).ino;
+  const model = randomBytes(bytes);
+  await filesystem.files.write(ino, 0, model);
+  await filesystem.files.flush(ino, { sync: true });
+  return { ino, model };
+}
+
+/** Fails unless the file reads back as `model`. */
+export async function expectContent(filesystem: OpenFilesystem, ino: number, model: Buffer): Promise<void> {
+  const target = Buffer.alloc(model.byteLength);
+  const bytes = await filesystem.files.read(ino, 0, model.byteLength, target);
+  if (bytes !== model.byteLength || !target.equals(model)) throw new Error(`inode ${ino} does not read back as written`);
 }

@@ -1909,10 +1909,14 @@ static void mapping_free(napi_env env, void *data, void *hint) {
   munmap(data, (size_t)(uintptr_t)hint);
 }
 
-/* An ArrayBuffer of the first `bytes` of a mapping of `mapped_bytes`, unmapped when collected. */
-static napi_value wrap_mapping(napi_env env, void *start, size_t bytes, size_t mapped_bytes) {
+/*
+ * An ArrayBuffer of the first `bytes` of a mapping of `mapped_bytes`, which `finalize` (given
+ * mapped_bytes as its hint) unmaps when collected; unmapped at once if that cannot be made.
+ */
+static napi_value wrap_mapping(napi_env env, void *start, size_t bytes, size_t mapped_bytes,
+                               napi_finalize finalize) {
   napi_value result = NULL;
-  if (napi_create_external_arraybuffer(env, start, bytes, mapping_free, (void *)(uintptr_t)mapped_bytes,
+  if (napi_create_external_arraybuffer(env, start, bytes, finalize, (void *)(uintptr_t)mapped_bytes,
                                        &result) != napi_ok) {
     munmap(start, mapped_bytes);
     throw_napi_failure(env);
@@ -1942,7 +1946,7 @@ static napi_value export_alloc_huge_pages(napi_env env, napi_callback_info info)
   size_t tail_bytes = (size_t)(mapped + mapped_bytes - (start + bytes));
   if (tail_bytes > 0) munmap(start + bytes, tail_bytes);
   madvise(start, bytes, MADV_HUGEPAGE); /* Advice only: small pages work as well, slower. */
-  return wrap_mapping(env, start, bytes, bytes);
+  return wrap_mapping(env, start, bytes, bytes, mapping_free);
 }
 
 /*
@@ -1978,13 +1982,8 @@ static napi_value export_alloc_pages(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOMEM", "allocPages: mmap failed");
     return NULL;
   }
-  napi_value result = NULL;
-  if (napi_create_external_arraybuffer(env, mapped, bytes, counted_pages_free, (void *)(uintptr_t)mapped_bytes,
-                                       &result) != napi_ok) {
-    munmap(mapped, mapped_bytes);
-    throw_napi_failure(env);
-    return NULL;
-  }
+  napi_value result = wrap_mapping(env, mapped, bytes, mapped_bytes, counted_pages_free);
+  if (result == NULL) return NULL;
   int64_t total = 0;
   napi_adjust_external_memory(env, (int64_t)mapped_bytes, &total);
   return result;

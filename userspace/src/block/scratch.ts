@@ -27,7 +27,8 @@ export class ScratchPool {
   }
 
   release(buffer: Buffer): void {
-    if (buffer.byteLength !== this.bufferBytes) return;
+    assert(buffer.byteLength >= this.bufferBytes);
+    if (buffer.byteLength > this.bufferBytes) return; // one of acquire's own: not kept
     if (this.#free.length < FREE_MAX) this.#free.push(buffer);
   }
 }

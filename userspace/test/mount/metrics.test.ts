@@ -84,6 +84,8 @@ async function scrapeWithPrometheus(root: string, target: number, query: string,
       const response = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(query)}`).catch(() => undefined);
       if (response === undefined) continue;
       last = await response.text();
+      // 503 "Service Unavailable" (plain text) while its storage starts: not an answer yet.
+      if (!response.ok) continue;
       const result = (JSON.parse(last) as { data?: { result?: { value: [number, string] }[] } }).data?.result ?? [];
       if (result.length === 1 && Number(result[0]?.value[1]) === expected) return;
     }

@@ -856,7 +856,13 @@ export class FileStore {
    * Forgets a deleted file: cached blocks are discarded. Its stored blocks are tombstones now
    * (MetaStore.deleteInode), purged after their grace period.
    */
-  async deleteFile(ino: number): Promise<void> {
+  deleteFile(ino: number): Promise<void> | undefined {
+    // Nothing of the file in memory (an unlink after the last close): no promise to make.
+    if (!this.#states.has(ino) && !this.#cache.hasEntries(ino) && !this.#unsynced.has(ino)) return undefined;
+    return this.#deleteFileLater(ino);
+  }
+
+  async #deleteFileLater(ino: number): Promise<void> {
     await this.#settleAll(ino);
     for (const entry of this.#cache.entriesOf(ino)) this.#cache.remove(entry);
     this.#states.delete(ino);

@@ -172,7 +172,15 @@ export class ShmrFilesystem implements LowLevelOps {
     if (changes.size !== undefined) {
       throw new FsError(Errno.ENOENT, 'truncate', `inode ${inode.ino}`);
     }
-    const updated: InodeRecord = { ...inode, ...inodeChanges(inode, changes, now()) };
+    const time = now();
+    // A literal of every field, not spreads: this runs at every unlink (the kernel's time flush).
+    const updated: InodeRecord = {
+      ino: inode.ino, mode: changes.mode === undefined ? inode.mode : withPermissions(inode.mode, changes.mode),
+      nlink: inode.nlink, uid: changes.uid ?? inode.uid, gid: changes.gid ?? inode.gid, rdev: inode.rdev,
+      size: inode.size, blockBytes: inode.blockBytes, storedBytes: inode.storedBytes,
+      atime: resolveTime(changes.atime, time) ?? inode.atime, mtime: resolveTime(changes.mtime, time) ?? inode.mtime,
+      ctime: changes.ctime ?? time, target: inode.target,
+    };
     this.#unlinked.set(inode.ino, updated);
     return updated;
   }
@@ -214,17 +222,15 @@ export class ShmrFilesystem implements LowLevelOps {
     return this.#entry(this.#meta.link(ino, newParent, newName, LINKS_MAX));
   }
 
-  async unlink(_req: RequestContext, parent: number, name: string): Promise<void> {
+  /** Synchronous unless the file store holds something of the inode: no promise per unlink. */
+  unlink(_req: RequestContext, parent: number, name: string): Result<void> {
     // Nothing open and nothing cached: the inode goes in the unlink's own transaction.
     const { inode, isDeleted } = this.#meta.unlinkAndDeleteUnused(parent, name, (ino) =>
       this.handles.openCount(ino) === 0 && this.#files.overlay(ino) === undefined);
-    if (!isDeleted) {
-      if (inode.nlink === 0) await this.#deleteIfUnused(inode.ino);
-      return;
-    }
+    if (!isDeleted) return inode.nlink === 0 ? this.#deleteIfUnused(inode.ino) : undefined;
     // Its row is committed gone (isDeleted), so this record is the only one left.
     if (this.handles.isReferenced(inode.ino)) this.#unlinked.set(inode.ino, inode);
-    await this.#files.deleteFile(inode.ino);
+    return this.#files.deleteFile(inode.ino);
   }
 
   async rmdir(_req: RequestContext, parent: number, name: string): Promise<void> {
@@ -470,14 +476,18 @@ export class ShmrFilesystem implements LowLevelOps {
 function inodeChanges(inode: InodeRecord, changes: SetattrChanges, time: Timespec): InodeChanges {
   const mtime = resolveTime(changes.mtime, time);
   return {
-    // The type bits stay; only the permission bits change.
-    ...(changes.mode === undefined ? {} : { mode: (inode.mode & ~0o7777) | (changes.mode & 0o7777) }),
+    ...(changes.mode === undefined ? {} : { mode: withPermissions(inode.mode, changes.mode) }),
     ...(changes.uid === undefined ? {} : { uid: changes.uid }),
     ...(changes.gid === undefined ? {} : { gid: changes.gid }),
     ...(changes.atime === undefined ? {} : { atime: resolveTime(changes.atime, time) }),
     ...(mtime === undefined ? {} : { mtime }),
     ctime: changes.ctime ?? time,
   };
+}
+
+/** `mode` with the permission bits of `permissions`: the type bits stay. */
+function withPermissions(mode: number, permissions: number): number {
+  return (mode & ~0o7777) | (permissions & 0o7777);
 }
 
 function compareTime(a: Timespec, b: Timespec): number {

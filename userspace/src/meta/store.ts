@@ -159,6 +159,11 @@ export class MetaStore {
   readonly #statements: ReturnType<typeof prepareStatements>;
   /** Rows per xattr name, for the names asked about; kept in step by every xattr change. */
   readonly #xattrNameCounts = new Map<string, number>();
+  /**
+   * False while the xattrs table is known empty (checked at open, set by every xattr write,
+   * never cleared): an inode's deletion then skips deleting its xattrs.
+   */
+  #mayHaveXattrs: boolean;
   /** Inode rows in memory, exactly in step with SQLite (see inode-cache.ts). */
   readonly #inodes = new InodeCache(INODE_CACHE_ENTRIES_MAX);
   /**
@@ -180,6 +185,7 @@ export class MetaStore {
     this.#db = db;
     this.#statements = prepareStatements(db);
     this.#runInTransaction = db.transaction((body: () => unknown) => body());
+    this.#mayHaveXattrs = db.prepare('SELECT 1 FROM xattrs LIMIT 1').get() !== undefined;
     this.filesystemUuid = this.#setting('filesystem_uuid') ?? '';
     assert(this.filesystemUuid !== '');
     this.shardDirectoryBlocks = Number(this.#setting('shard_directory_blocks') ?? '1');
@@ -291,16 +297,13 @@ export class MetaStore {
     return this.#transact(() => {
       const parent = this.#requireDirectory(input.parent, 'create');
       if (parent.nlink === 0) throw new FsError(Errno.ENOENT, 'create', 'directory was removed');
-      if (this.lookup(input.parent, input.name) !== undefined) {
-        throw new FsError(Errno.EEXIST, 'create', input.name);
-      }
       const time = now();
       const isDir = isDirectory(input.mode);
-      const result = this.#statements.insertInode.run({
-        mode: input.mode, nlink: isDir ? 2 : 1, uid: input.uid, gid: input.gid,
-        rdev: input.rdev ?? 0, size: input.target?.byteLength ?? 0,
-        sec: time.sec, nsec: time.nsec, target: input.target ?? null,
-      });
+      // Positional parameters: binding named ones from an object cost a property lookup each.
+      const result = this.#statements.insertInode.run(
+        input.mode, isDir ? 2 : 1, input.uid, input.gid, input.rdev ?? 0, input.target?.byteLength ?? 0,
+        time.sec, time.nsec, time.sec, time.nsec, time.sec, time.nsec, input.target ?? null,
+      );
       const ino = Number(result.lastInsertRowid);
       const record: InodeRecord = {
         ino, mode: input.mode, nlink: isDir ? 2 : 1, uid: input.uid, gid: input.gid,
@@ -310,7 +313,9 @@ export class MetaStore {
         target: input.target === undefined ? null : Buffer.from(input.target),
       };
       this.#wroteInode(ino, record);
-      this.#statements.insertDirent.run(input.parent, input.name, ino);
+      // No lookup first: the entry's UNIQUE (parent, name) finds a taken name in the same
+      // index search as the insert, and the throw rolls the inode back.
+      this.#insertDirentOrExists(input.parent, input.name, ino, 'create');
       this.#touchDirectory(parent, time, isDir ? 1 : 0);
       return record;
     });
@@ -350,12 +355,13 @@ export class MetaStore {
     parent: number, name: string, isUnused: (ino: number) => boolean,
   ): { inode: InodeRecord; isDeleted: boolean } {
     const directory = this.#requireDirectory(parent, 'unlink');
-    const ino = this.lookup(parent, name);
+    assert(this.#db.inTransaction);
+    // Found and removed in one index search; a throw below rolls the removal back.
+    const ino = this.#statements.takeDirent.get(parent, name) as number | undefined;
     if (ino === undefined) throw new FsError(Errno.ENOENT, 'unlink', name);
     const inode = this.requireInode(ino, 'unlink');
     if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'unlink', name);
     const time = now();
-    this.#statements.deleteDirent.run(parent, name);
     this.#touchDirectory(directory, time, 0);
     if (inode.nlink === 1 && isUnused(ino)) {
       // The row goes now: no point in storing its last nlink and ctime first.
@@ -469,13 +475,15 @@ export class MetaStore {
     const ino = inode.ino;
     assert.equal(inode.nlink, 0);
     assert(this.#db.inTransaction);
-    const blocks = this.listBlocks(ino);
+    // A file without a block size has no blocks (commitBlock and truncateBlocks assert it):
+    // an empty file's deletion skips the query.
+    const blocks = inode.blockBytes === 0 ? [] : this.listBlocks(ino);
     const createdMs = Date.now();
     for (const block of blocks) this.#insertTombstone(block, 'deleted', createdMs);
     this.#records.forgetFile(ino);
     if (blocks.length > 0) this.#statements.deleteBlocksFrom.run(ino, 0);
     // Counts stay right when the inode had no xattrs: the common case keeps them.
-    if (this.#statements.deleteXattrs.run(ino).changes > 0) this.#xattrNameCounts.clear();
+    if (this.#mayHaveXattrs && this.#statements.deleteXattrs.run(ino).changes > 0) this.#xattrNameCounts.clear();
     this.#statements.deleteInode.run(ino);
     this.#wroteInode(ino, undefined);
     return blocks;
@@ -606,11 +614,21 @@ export class MetaStore {
     return inode;
   }
 
+  /** Adds a directory entry; FsError EEXIST when the name is taken. */
+  #insertDirentOrExists(parent: number, name: string, ino: number, operation: string): void {
+    try {
+      this.#statements.insertDirent.run(parent, name, ino);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new FsError(Errno.EEXIST, operation, name);
+      throw error;
+    }
+  }
+
   /** Moves a directory's mtime and ctime, and its nlink by `linkDelta`. */
   #touchDirectory(directory: InodeRecord, time: Timespec, linkDelta: number): void {
     // The current row, not `directory`: an earlier step of the transaction may have changed it.
     const current = this.getInode(directory.ino);
-    this.#statements.touchDirectory.run({ delta: linkDelta, sec: time.sec, nsec: time.nsec, ino: directory.ino });
+    this.#statements.touchDirectory.run(linkDelta, time.sec, time.nsec, time.sec, time.nsec, directory.ino);
     this.#wroteInode(directory.ino, current === undefined ? undefined
       : { ...current, nlink: current.nlink + linkDelta, mtime: time, ctime: time });
   }
@@ -672,6 +690,7 @@ export class MetaStore {
       if ((flags & 1) !== 0 && exists) throw new FsError(Errno.EEXIST, 'setxattr', name);
       if ((flags & 2) !== 0 && !exists) throw new FsError(Errno.ENODATA, 'setxattr', name);
       this.#statements.putXattr.run(ino, name, value);
+      this.#mayHaveXattrs = true;
       if (!exists) this.#adjustXattrCount(name, 1);
       this.#touchCtime(ino, now());
     });
@@ -816,6 +835,8 @@ export class MetaStore {
     block: BlockRecord,
     file: { blockBytes: number; size: number; mtime: Timespec; ctime: Timespec },
   ): BlockRecord | undefined {
+    // A file with blocks has a block size (#deleteInodeRows relies on it).
+    assert(file.blockBytes > 0);
     return this.#transact(() => {
       const inode = this.requireInode(block.ino, 'commit block');
       const previous = this.getBlock(block.ino, block.blockIndex);
@@ -834,6 +855,8 @@ export class MetaStore {
    * transaction. Returns the dropped blocks, whose shards the caller deletes afterwards.
    */
   truncateBlocks(ino: number, size: number, firstBlockDropped: number, time: Timespec): BlockRecord[] {
+    // Size 0 drops the block size, so it must drop every block (#deleteInodeRows relies on it).
+    assert(size > 0 || firstBlockDropped === 0);
     return this.#transact(() => {
       const inode = this.requireInode(ino, 'truncate');
       const dropped = (this.#statements.blocksFrom.all(ino, firstBlockDropped) as BlockRow[]).map(toBlock);
@@ -922,17 +945,17 @@ function prepareStatements(db: Database.Database) {
     insertInode: db.prepare(
       `INSERT INTO inodes (mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec,
          mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target)
-       VALUES (@mode, @nlink, @uid, @gid, @rdev, @size, @sec, @nsec, @sec, @nsec, @sec, @nsec,
-         @target)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertDirent: db.prepare('INSERT INTO dirents (parent, name, ino) VALUES (?, ?, ?)'),
     deleteDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ?'),
+    takeDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ? RETURNING ino').pluck(),
     moveDirent: db.prepare('UPDATE dirents SET parent = ?, name = ? WHERE parent = ? AND name = ?'),
     setDirentIno: db.prepare('UPDATE dirents SET ino = ? WHERE parent = ? AND name = ?'),
     setLinks: db.prepare('UPDATE inodes SET nlink = ?, ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
     touchDirectory: db.prepare(
-      `UPDATE inodes SET nlink = nlink + @delta, mtime_sec = @sec, mtime_nsec = @nsec,
-         ctime_sec = @sec, ctime_nsec = @nsec WHERE ino = @ino`,
+      `UPDATE inodes SET nlink = nlink + ?, mtime_sec = ?, mtime_nsec = ?, ctime_sec = ?,
+         ctime_nsec = ? WHERE ino = ?`,
     ),
     touchCtime: db.prepare('UPDATE inodes SET ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
     anyChild: db.prepare('SELECT 1 FROM dirents WHERE parent = ? LIMIT 1'),

@@ -156,9 +156,8 @@ export class ShmrFilesystem implements LowLevelOps {
 
   /**
    * What killpriv v2 leaves to the filesystem on a write or an open(O_TRUNC) (the kernel's
-   * `killSuidgid`, see binding.ts): setuid, and setgid of a group-executable file, are
-   * cleared; a security.capability is dropped on every write and truncate, as the kernel
-   * would have done.
+   * `killSuidgid`, see binding.ts): with it setuid, and setgid of a group-executable file, are
+   * cleared; a security.capability is dropped either way, as Linux's own filesystems do.
    */
   #dropPrivileges(ino: number, killSuidgid: boolean): void {
     this.#dropCapability(ino);
@@ -367,7 +366,10 @@ export class ShmrFilesystem implements LowLevelOps {
   write(
     _req: RequestContext, ino: number, data: Buffer, offset: number, _fh = -1, _flags = 0, killSuidgid = false,
   ): number | Promise<number> {
-    if (killSuidgid || this.#meta.hasXattrNamed(SECURITY_CAPABILITY)) this.#dropPrivileges(ino, killSuidgid);
+    // Only flagged writes (write(2) past the page cache by a caller without CAP_FSETID): a
+    // write-back of cached pages may follow a setcap made after the write(2), whose
+    // capability the kernel already checked then.
+    if (killSuidgid) this.#dropPrivileges(ino, true);
     if (!this.#writeTurns.mustWait(data.byteLength)) return this.#files.write(ino, offset, data);
     return this.#writeTurns.run(() => this.#files.write(ino, offset, data));
   }

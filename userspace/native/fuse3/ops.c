@@ -247,7 +247,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* IN: A0 ino, +1 to_set, +2 fh or -1, +3 mode, +4 uid, +5 gid, +6 size,
-       +7/+8 atime s/ns, +9/+10 mtime s/ns, +11/+12 ctime s/ns */
+       +7/+8 atime s/ns, +9/+10 mtime s/ns, +11/+12 ctime s/ns, +13 kill suid/sgid (0/1) */
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi) {
   call_t c;
@@ -266,6 +266,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
   a[10] = (double)attr->st_mtim.tv_nsec;
   a[11] = (double)attr->st_ctim.tv_sec;
   a[12] = (double)attr->st_ctim.tv_nsec;
+  a[13] = request_kills_suidgid(c.s);
   invoke(&c);
 }
 
@@ -350,12 +351,13 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
   if (push_name(&c, newname, EINVAL)) invoke(&c);
 }
 
-/* IN: A0 ino, +1 flags; shared by open and opendir */
+/* IN: A0 ino, +1 flags, +2 kill suid/sgid (0/1); shared by open and opendir */
 static void open_like(fuse_req_t req, op_t op, fuse_ino_t ino, struct fuse_file_info *fi) {
   call_t c;
   if (!begin(&c, req, op, 0)) return;
   c.in[IN_A0] = (double)ino;
   c.in[IN_A0 + 1] = fi->flags;
+  c.in[IN_A0 + 2] = request_kills_suidgid(c.s);
   invoke(&c);
 }
 
@@ -390,8 +392,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /*
- * IN: A0 ino, +1 offset, +2 fh, +3 flags, +4 lent slot (-1: none), +5 size
- * | (handle, data): a lent ArrayBuffer (its first `size` bytes), or a Buffer copy.
+ * IN: A0 ino, +1 offset, +2 fh, +3 flags, +4 lent slot (-1: none), +5 size,
+ * +6 kill suid/sgid (0/1) | (handle, data): a lent ArrayBuffer (its first `size` bytes), or a Buffer copy.
  */
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
@@ -402,6 +404,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   c.in[IN_A0 + 2] = fh_of(fi);
   c.in[IN_A0 + 3] = fi->flags;
   c.in[IN_A0 + 5] = (double)size;
+  c.in[IN_A0 + 6] = request_kills_suidgid(c.s);
   session_t *s = c.s;
   write_pool_t *w = &s->addon->writes;
   const char *payload = buf;
@@ -536,7 +539,7 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
   invoke(&c);
 }
 
-/* IN: A0 parent, +1 mode, +2 flags (the real open flags) | (handle, name) */
+/* IN: A0 parent, +1 mode, +2 flags (the real open flags), +3 kill suid/sgid (0/1) | (handle, name) */
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi) {
   call_t c;
@@ -544,6 +547,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   c.in[IN_A0] = (double)parent;
   c.in[IN_A0 + 1] = mode;
   c.in[IN_A0 + 2] = fi->flags;
+  c.in[IN_A0 + 3] = request_kills_suidgid(c.s);
   if (push_name(&c, name, EINVAL)) invoke(&c);
 }
 

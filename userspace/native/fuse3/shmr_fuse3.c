@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -214,6 +215,16 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 #define ABI_PARALLEL_DIROPS (1u << 18)
 #define ABI_INIT_OUT_FLAGS 12 /* offsetof(struct fuse_init_out, flags) */
 
+/*
+ * FUSE_HANDLE_KILLPRIV_V2 (kernel 5.11, unknown to libfuse 3.14), always added to INIT's reply.
+ * Without it the kernel asks GETXATTR security.capability before every write(2) to a file,
+ * a round trip per 4 KiB random write; with it the kernel marks the superblock SB_NOSEC and
+ * asks once per inode (until its attributes are refreshed). In return the filesystem clears
+ * setuid/setgid where the kernel flags a request (request_kills_suidgid) and on chown. A
+ * kernel without the feature ignores the bit and keeps doing all of it itself.
+ */
+#define ABI_HANDLE_KILLPRIV_V2 (1u << 28)
+
 struct abi_in_header { uint32_t len, opcode; uint64_t unique; };
 struct abi_out_header { uint32_t len; int32_t error; uint64_t unique; };
 
@@ -265,18 +276,49 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
   session_t *s = userdata;
   if (s->init_unique != 0 && count >= 2 && iov[0].iov_len >= sizeof(struct abi_out_header)) {
     const struct abi_out_header *out = iov[0].iov_base;
-    if (out->unique == s->init_unique && out->error == 0 && s->add_parallel_dirops &&
+    if (out->unique == s->init_unique && out->error == 0 &&
         iov[1].iov_len >= ABI_INIT_OUT_FLAGS + sizeof(uint32_t)) {
       /* iov[1] points at do_init's own reply struct, which is writable. */
       uint32_t flags;
       char *reply = iov[1].iov_base;
       memcpy(&flags, reply + ABI_INIT_OUT_FLAGS, sizeof flags);
-      flags |= ABI_PARALLEL_DIROPS;
+      flags |= ABI_HANDLE_KILLPRIV_V2 | (s->add_parallel_dirops ? ABI_PARALLEL_DIROPS : 0);
       memcpy(reply + ABI_INIT_OUT_FLAGS, &flags, sizeof flags);
     }
     if (out->unique == s->init_unique) s->init_unique = 0;
   }
   return writev(fd, iov, count);
+}
+
+/*
+ * Whether the request being processed (in s->buf, inside fuse_session_process_buf) asks to
+ * clear setuid/setgid (see ABI_HANDLE_KILLPRIV_V2): libfuse 3.14 passes on none of these
+ * flags. Offsets are kernel ABI: the fuse_in_header (40 bytes), then the op's struct.
+ */
+#define ABI_IN_HEADER_BYTES 40
+#define ABI_FUSE_SETATTR 4
+#define ABI_FUSE_OPEN 14
+#define ABI_FUSE_CREATE 35
+#define ABI_FATTR_KILL_SUIDGID (1u << 11)      /* fuse_setattr_in.valid, offset 0 */
+#define ABI_WRITE_KILL_SUIDGID (1u << 2)       /* fuse_write_in.write_flags, offset 20 */
+#define ABI_OPEN_KILL_SUIDGID (1u << 0)        /* open_flags: fuse_open_in 4, fuse_create_in 12 */
+
+static uint32_t request_u32(const session_t *s, size_t offset) {
+  uint32_t value = 0;
+  if (s->buf.mem != NULL && s->buf.size >= offset + sizeof value) {
+    memcpy(&value, (const char *)s->buf.mem + offset, sizeof value);
+  }
+  return value;
+}
+
+bool request_kills_suidgid(const session_t *s) {
+  switch (request_u32(s, offsetof(struct abi_in_header, opcode))) {
+    case ABI_FUSE_WRITE: return (request_u32(s, ABI_IN_HEADER_BYTES + 20) & ABI_WRITE_KILL_SUIDGID) != 0;
+    case ABI_FUSE_SETATTR: return (request_u32(s, ABI_IN_HEADER_BYTES) & ABI_FATTR_KILL_SUIDGID) != 0;
+    case ABI_FUSE_OPEN: return (request_u32(s, ABI_IN_HEADER_BYTES + 4) & ABI_OPEN_KILL_SUIDGID) != 0;
+    case ABI_FUSE_CREATE: return (request_u32(s, ABI_IN_HEADER_BYTES + 12) & ABI_OPEN_KILL_SUIDGID) != 0;
+    default: return false;
+  }
 }
 
 static const struct fuse_custom_io device_io = { .writev = io_writev, .read = io_read };

@@ -33,7 +33,7 @@
 /* ---- IN frame: request context, then per-op numeric arguments (see ops.c) ---- */
 enum {
   IN_UID = 0, IN_GID = 1, IN_PID = 2, IN_UMASK = 3,
-  IN_A0 = 4, /* first op argument; setattr uses up to IN_A0 + 12 */
+  IN_A0 = 4, /* first op argument; setattr uses up to IN_A0 + 13 */
   IN_LEN = 24,
 };
 
@@ -189,6 +189,8 @@ napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
 
 /* ops.c */
 void ops_fill(const session_t *s, struct fuse_lowlevel_ops *ops);
+/* Whether the request being processed asks to clear setuid/setgid (shmr_fuse3.c). */
+bool request_kills_suidgid(const session_t *s);
 
 /* replies.c */
 napi_status replies_define(napi_env env, napi_value exports, addon_t *a);

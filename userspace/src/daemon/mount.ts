@@ -52,6 +52,9 @@ export async function runMount(config: Config): Promise<number> {
   }
   const ops = metrics?.wrapOps(filesystem, () => filesystem.handles.handleCount) ?? filesystem;
   const session = new FuseSession(ops, mountOptions(config));
+  filesystem.invalidateAttributes = (ino) => {
+    session.notifyInvalInode(ino, -1, 0);
+  };
   // The control socket is bound before the mount appears, so whoever sees the mount can reach
   // the daemon at once.
   const stop = () => session.unmount();

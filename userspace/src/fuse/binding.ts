@@ -50,6 +50,8 @@ export interface OpenReply {
 export interface SetattrChanges {
   mode?: number; uid?: number; gid?: number; size?: number;
   atime?: Timespec | 'now'; mtime?: Timespec | 'now'; ctime?: Timespec;
+  /** The kernel asks the filesystem to clear setuid/setgid (FATTR_KILL_SUIDGID: a truncate). */
+  killSuidgid?: boolean;
 }
 export interface DirEntry { name: string; ino: number; mode: number; nextOffset: number }
 export interface Statfs { bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number }
@@ -82,7 +84,11 @@ export interface LowLevelOps {
   symlink?(req: RequestContext, target: string | Buffer, parent: number, name: string): Result<Entry>;
   rename?(req: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Result<void>;
   link?(req: RequestContext, ino: number, newParent: number, newName: string): Result<Entry>;
-  open?(req: RequestContext, ino: number, flags: number): Result<OpenReply>;
+  /**
+   * `killSuidgid`, on `write`, `create` and `setattr` too: the kernel asks the filesystem to
+   * clear setuid/setgid (the caller lacks CAP_FSETID; the mount handles killpriv v2).
+   */
+  open?(req: RequestContext, ino: number, flags: number, killSuidgid: boolean): Result<OpenReply>;
   read?(req: RequestContext, ino: number, size: number, offset: number, fh: number): Result<Buffer | Uint8Array>;
   /** Called with a read's result once its bytes were sent to the kernel: it may be reused. */
   releaseReadBuffer?(data: Buffer | Uint8Array): void;
@@ -90,7 +96,7 @@ export interface LowLevelOps {
    * `data` is lent: its bytes stay valid until the returned value settles, then the buffer is
    * reused for another write. Copy what must outlive the call.
    */
-  write?(req: RequestContext, ino: number, data: Buffer, offset: number, fh: number, flags: number): Result<number>;
+  write?(req: RequestContext, ino: number, data: Buffer, offset: number, fh: number, flags: number, killSuidgid: boolean): Result<number>;
   flush?(req: RequestContext, ino: number, fh: number, lockOwner: bigint): Result<void>;
   release?(req: RequestContext, ino: number, fh: number, flags: number): Result<void>;
   fsync?(req: RequestContext, ino: number, datasync: boolean, fh: number): Result<void>;
@@ -105,7 +111,7 @@ export interface LowLevelOps {
   listxattr?(req: RequestContext, ino: number): Result<string[]>;
   removexattr?(req: RequestContext, ino: number, name: string): Result<void>;
   access?(req: RequestContext, ino: number, mask: number): Result<void>;
-  create?(req: RequestContext, parent: number, name: string, mode: number, flags: number): Result<Entry & OpenReply>;
+  create?(req: RequestContext, parent: number, name: string, mode: number, flags: number, killSuidgid: boolean): Result<Entry & OpenReply>;
   fallocate?(req: RequestContext, ino: number, mode: number, offset: number, length: number, fh: number): Result<void>;
 }
 
@@ -514,7 +520,7 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     d.open = (h: number) => {
       const ino = arg(0);
       let r: Result<OpenReply>;
-      try { r = open.call(ops, context(), ino, arg(1)); } catch (e) { fail(h, 'open', e); return; }
+      try { r = open.call(ops, context(), ino, arg(1), arg(2) === 1); } catch (e) { fail(h, 'open', e); return; }
       settle(h, 'open', r, openOk, ino);
     };
   }
@@ -532,7 +538,7 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
       const bytes = slot < 0 ? data as Buffer : Buffer.from(data as ArrayBuffer, 0, arg(5));
       let r: Result<number>;
       try {
-        r = write.call(ops, context(), arg(0), bytes, arg(1), arg(2), arg(3));
+        r = write.call(ops, context(), arg(0), bytes, arg(1), arg(2), arg(3), arg(6) === 1);
       } catch (e) {
         if (slot >= 0) n.releaseWriteBuffer(slot);
         fail(h, 'write', e);
@@ -643,7 +649,7 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   if (create) {
     d.create = (h: number, name: string) => {
       let r: Result<Entry & OpenReply>;
-      try { r = create.call(ops, context(), arg(0), name, arg(1), arg(2)); } catch (e) { fail(h, 'create', e); return; }
+      try { r = create.call(ops, context(), arg(0), name, arg(1), arg(2), arg(3) === 1); } catch (e) { fail(h, 'create', e); return; }
       settle(h, 'create', r, createOk);
     };
   }
@@ -657,7 +663,10 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   return d;
 }
 
-/** setattr's IN layout: +1 to_set, +3 mode, +4 uid, +5 gid, +6 size, +7..+12 a/m/ctime s,ns. */
+/**
+ * setattr's IN layout: +1 to_set, +3 mode, +4 uid, +5 gid, +6 size, +7..+12 a/m/ctime s,ns,
+ * +13 kill suid/sgid.
+ */
 function setattrChanges(arg: (i: number) => number): SetattrChanges {
   const valid = arg(1);
   const changes: SetattrChanges = {};
@@ -670,6 +679,7 @@ function setattrChanges(arg: (i: number) => number): SetattrChanges {
   if (valid & SET_MTIME_NOW) changes.mtime = 'now';
   else if (valid & SET_MTIME) changes.mtime = { sec: arg(9), nsec: arg(10) };
   if (valid & SET_CTIME) changes.ctime = { sec: arg(11), nsec: arg(12) };
+  if (arg(13) === 1) changes.killSuidgid = true;
   return changes;
 }
 

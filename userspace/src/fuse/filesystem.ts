@@ -33,7 +33,9 @@ const O_ACCMODE = 0o3;
 const O_WRONLY = 0o1;
 const O_RDWR = 0o2;
 const O_TRUNC = 0o1000;
+const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 const FALLOC_FL_ZERO_RANGE = 0x10;
@@ -65,6 +67,12 @@ export class ShmrFilesystem implements LowLevelOps {
    * An entry lives until the FORGET that drops the kernel's last reference.
    */
   readonly #unlinked = new Map<number, InodeRecord>();
+  /**
+   * Drops the kernel's cached attributes of an inode (the session's notifyInvalInode, without
+   * touching cached data): set by the mount. Used where a mode changes without a reply that
+   * carries attributes (setuid/setgid cleared on a write or an open).
+   */
+  invalidateAttributes: ((ino: number) => void) | undefined;
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -133,14 +141,41 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 
   /** Synchronous unless the size changes: no promise for the common change of times. */
-  setattr(_req: RequestContext, ino: number, changes: SetattrChanges): Result<AttrReply> {
+  setattr(_req: RequestContext, ino: number, requested: SetattrChanges): Result<AttrReply> {
     const unlinked = this.#unlinked.get(ino);
     if (unlinked !== undefined) {
-      return this.#attrReply(this.#setUnlinkedAttributes(unlinked, changes));
+      return this.#attrReply(this.#setUnlinkedAttributes(unlinked, withPrivilegesDropped(unlinked, requested)));
     }
     const inode = this.#meta.requireInode(ino, 'setattr');
+    const changes = withPrivilegesDropped(inode, requested);
+    const isChown = changes.uid !== undefined || changes.gid !== undefined;
+    if (changes.size !== undefined || isChown) this.#dropCapability(ino);
     if (changes.size !== undefined) return this.#truncateAndSet(inode, changes.size, changes);
     return this.#attrReply(this.#setAttributes(inode, changes));
+  }
+
+  /**
+   * What killpriv v2 leaves to the filesystem on a write or an open(O_TRUNC) (the kernel's
+   * `killSuidgid`, see binding.ts): with it setuid, and setgid of a group-executable file, are
+   * cleared; a security.capability is dropped either way, as Linux's own filesystems do.
+   */
+  #dropPrivileges(ino: number, killSuidgid: boolean): void {
+    this.#dropCapability(ino);
+    if (!killSuidgid) return;
+    const unlinked = this.#unlinked.get(ino);
+    const inode = unlinked ?? this.#meta.getInode(ino);
+    if (inode === undefined || withoutSuidgid(inode.mode) === inode.mode) return;
+    const changes = { mode: withoutSuidgid(inode.mode) };
+    if (unlinked !== undefined) this.#setUnlinkedAttributes(unlinked, changes);
+    else this.#setAttributes(inode, changes);
+    // Attributes only (offset -1): no page lock, so safe while the kernel waits for this request.
+    this.invalidateAttributes?.(ino);
+  }
+
+  /** Drops the file's security.capability, if any (a cheap test while no file has one). */
+  #dropCapability(ino: number): void {
+    if (!this.#meta.hasXattrNamed(SECURITY_CAPABILITY)) return;
+    if (this.#meta.getXattr(ino, SECURITY_CAPABILITY) !== undefined) this.#meta.removeXattr(ino, SECURITY_CAPABILITY);
   }
 
   async #truncateAndSet(
@@ -258,16 +293,18 @@ export class ShmrFilesystem implements LowLevelOps {
 
   // ---- files ----
 
-  async open(_req: RequestContext, ino: number, flags: number): Promise<OpenReply> {
+  async open(_req: RequestContext, ino: number, flags: number, killSuidgid = false): Promise<OpenReply> {
     const inode = this.#meta.requireInode(ino, 'open');
     if (isDirectory(inode.mode)) throw new FsError(Errno.EISDIR, 'open', `inode ${ino}`);
     const isWritable = (flags & O_ACCMODE) === O_WRONLY || (flags & O_ACCMODE) === O_RDWR;
+    if (isWritable && (flags & O_TRUNC) !== 0 && isRegular(inode.mode)) this.#dropPrivileges(ino, killSuidgid);
     if (isWritable && (flags & O_TRUNC) !== 0 && isRegular(inode.mode) && inode.size > 0) {
       await this.#files.truncate(ino, 0);
     }
     return { fh: this.handles.open(ino, flags), keepCache: true };
   }
 
+  /** Always a new file: no setuid/setgid to clear, whatever the kernel's `killSuidgid`. */
   create(
     req: RequestContext, parent: number, name: string, mode: number, flags: number,
   ): Entry & OpenReply {
@@ -332,7 +369,13 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 
   /** Large writes wait for their own event-loop turn, so small reads are not queued behind them. */
-  write(_req: RequestContext, ino: number, data: Buffer, offset: number): number | Promise<number> {
+  write(
+    _req: RequestContext, ino: number, data: Buffer, offset: number, _fh = -1, _flags = 0, killSuidgid = false,
+  ): number | Promise<number> {
+    // Only flagged writes (write(2) past the page cache by a caller without CAP_FSETID): a
+    // write-back of cached pages may follow a setcap made after the write(2), whose
+    // capability the kernel already checked then.
+    if (killSuidgid) this.#dropPrivileges(ino, true);
     if (!this.#writeTurns.mustWait(data.byteLength)) return this.#files.write(ino, offset, data);
     return this.#writeTurns.run(() => this.#files.write(ino, offset, data));
   }
@@ -471,6 +514,25 @@ export class ShmrFilesystem implements LowLevelOps {
   }
 }
 
+
+/**
+ * A setattr's changes with setuid/setgid cleared where killpriv v2 leaves it to the
+ * filesystem: on a truncate the kernel flags (`killSuidgid`) and on every chown of a
+ * non-directory (as the kernel's own chown does, whoever asks).
+ */
+function withPrivilegesDropped(inode: InodeRecord, changes: SetattrChanges): SetattrChanges {
+  const isChown = changes.uid !== undefined || changes.gid !== undefined;
+  const kills = (changes.killSuidgid === true && changes.size !== undefined) || (isChown && !isDirectory(inode.mode));
+  if (!kills) return changes;
+  const mode = withoutSuidgid(changes.mode ?? inode.mode);
+  return mode === (changes.mode ?? inode.mode) ? changes : { ...changes, mode };
+}
+
+/** `mode` without setuid, and without setgid when group-executable (else it marks locking). */
+function withoutSuidgid(mode: number): number {
+  const cleared = mode & ~S_ISUID;
+  return (mode & S_IXGRP) !== 0 ? cleared & ~S_ISGID : cleared;
+}
 
 /** The stored changes of a setattr request, applied to `inode` at `time`. */
 function inodeChanges(inode: InodeRecord, changes: SetattrChanges, time: Timespec): InodeChanges {

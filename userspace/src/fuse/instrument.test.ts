@@ -25,7 +25,8 @@ describe('instrumentOps', () => {
     const inner: LowLevelOps = {
       lookup: () => { throw failure; },
       read: async () => data,
-      write: async (_req, _ino, buffer) => buffer.byteLength,
+      // The seventh parameter (killSuidgid) must come through the fixed-arity wrapper.
+      write: async (_req, _ino, buffer, _offset, _fh, _flags, killSuidgid) => (killSuidgid ? buffer.byteLength : -1),
       unlink: async () => { throw failure; },
       statfs: function (this: LowLevelOps) {
         expect(this).toBe(inner); // `this` is the wrapped object, as the binding calls it
@@ -36,7 +37,7 @@ describe('instrumentOps', () => {
     const ops = instrumentOps(inner, of);
     expect(() => ops.lookup?.(REQ, 1, 'x')).toThrow(failure);
     expect(await ops.read?.(REQ, 2, 5, 0, 1)).toBe(data);
-    expect(await ops.write?.(REQ, 2, Buffer.alloc(3), 0, 1, 0)).toBe(3);
+    expect(await ops.write?.(REQ, 2, Buffer.alloc(3), 0, 1, 0, true)).toBe(3);
     await expect(ops.unlink?.(REQ, 1, 'x')).rejects.toBe(failure);
     expect(ops.statfs?.(REQ, 1)).toMatchObject({ namemax: 255 });
     expect(ops.getattr).toBeUndefined();

@@ -15,8 +15,8 @@ export interface OpRecorder {
 }
 
 type OpName = Exclude<keyof LowLevelOps, 'init' | 'destroy'>;
-/** Six parameters: the most any op takes (rename, write, fallocate); fewer get undefined. */
-type AnyOp = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, f: unknown) => Result<unknown>;
+/** Seven parameters: the most any op takes (write); fewer get undefined. */
+type AnyOp = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, f: unknown, g: unknown) => Result<unknown>;
 
 const OP_NAMES: readonly OpName[] = [
   'lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir', 'unlink', 'rmdir', 'symlink',
@@ -47,11 +47,11 @@ function timed(op: OpName, inner: LowLevelOps, recorder: OpRecorder): AnyOp {
     recorder.duration.observe((performance.now() - startMs) / 1000);
   };
   // Fixed arity instead of rest parameters: no arguments array per request.
-  return (a, b, c, d, e, f) => {
+  return (a, b, c, d, e, f, g) => {
     const startMs = performance.now();
     let result: Result<unknown>;
     try {
-      result = handler.call(inner, a, b, c, d, e, f);
+      result = handler.call(inner, a, b, c, d, e, f, g);
     } catch (error) {
       failed(startMs);
       throw error;

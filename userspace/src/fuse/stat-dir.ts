@@ -116,9 +116,9 @@ export class StatDirectory {
         this.#checkCreate(parent, name, 'symlink');
         return ops.symlink(req, target, parent, name);
       },
-      create: (req, parent, name, mode, flags) => {
+      create: (req, parent, name, mode, flags, killSuidgid) => {
         this.#checkCreate(parent, name, 'create');
-        return ops.create(req, parent, name, mode, flags);
+        return ops.create(req, parent, name, mode, flags, killSuidgid);
       },
       link: (req, ino, parent, name) => {
         if (isMine(ino)) this.#readOnly('link');
@@ -158,10 +158,10 @@ export class StatDirectory {
         if (isMine(ino)) throw new FsError(Errno.EINVAL, 'readlink', this.#name);
         return ops.readlink(req, ino);
       },
-      open: (req, ino, flags) => (isMine(ino) ? this.#open(ino, flags) : ops.open(req, ino, flags)),
+      open: (req, ino, flags, killSuidgid) => (isMine(ino) ? this.#open(ino, flags) : ops.open(req, ino, flags, killSuidgid)),
       read: (req, ino, size, offset, fh) => (isMine(ino) ? this.#read(fh, size, offset) : ops.read(req, ino, size, offset, fh)),
-      write: (req, ino, data, offset, fh, flags) =>
-        (isMine(ino) ? this.#readOnly('write') : ops.write(req, ino, data, offset, fh, flags)),
+      write: (req, ino, data, offset, fh, flags, killSuidgid) =>
+        (isMine(ino) ? this.#readOnly('write') : ops.write(req, ino, data, offset, fh, flags, killSuidgid)),
       flush: (req, ino, fh, owner) => (isMine(ino) ? undefined : ops.flush(req, ino, fh, owner)),
       release: (req, ino, fh, flags) => {
         if (!isMine(ino)) return ops.release(req, ino, fh, flags);

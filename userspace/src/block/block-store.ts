@@ -425,6 +425,20 @@ export class BlockStore {
   }
 
   /**
+   * Where the bytes of an uncompressed Single or Mirror block can be read from the page cache
+   * without JS (fuse/chunk-reads.ts): its first copy's descriptor (borrowed) and verified
+   * prefix, when both are cached and its bucket is 'ok'; else undefined. A record names its
+   * bytes for good (records are immutable), so this stays true until the record changes.
+   */
+  cachedFirstCopy(block: BlockRecord): { fd: number; prefix: ShardPrefix } | undefined {
+    if (block.storedBytes !== block.dataBytes || this.#topology(block.topology).kind === 'erasure') return undefined;
+    const bucketName = block.buckets[0];
+    const bucket = bucketName === undefined ? undefined : this.#pools.bucket(bucketName);
+    if (bucket?.state !== 'ok') return undefined;
+    return this.#reader.cachedShard(this.#knownLocation(block, 0, bucket));
+  }
+
+  /**
    * location(), remembered per record (records are immutable and the metadata store hands
    * out the same object while the block is unchanged), so a read of a cached block builds no
    * path. Made again when the bucket was pointed at another directory.

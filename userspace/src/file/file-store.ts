@@ -90,6 +90,14 @@ export interface FileStoreOptions {
   readonly writeTarget?: ((ino: number) => WriteTarget) | undefined;
 }
 
+/** See FileStore.shardReadListener. */
+export interface ShardReadListener {
+  /** readNow just served a read of `length` bytes from `record` of the block (no cache entry of it exists). */
+  servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord, length: number): void;
+  /** A cache entry for the block is about to be made: its bytes may differ from its record's. */
+  blockCached(ino: number, blockIndex: number): void;
+}
+
 export class FileStore {
   readonly #meta: MetaStore;
   readonly #blocks: BlockStore;
@@ -100,6 +108,7 @@ export class FileStore {
   readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
   #unsyncedCount = 0;
   readonly #options: FileStoreOptions;
+  #shardReads: ShardReadListener | undefined;
 
   constructor(parts: { meta: MetaStore; blocks: BlockStore; pools: Pools; options: FileStoreOptions }) {
     this.#meta = parts.meta;
@@ -119,6 +128,15 @@ export class FileStore {
     let cachedBytes = 0;
     for (const entry of this.#cache.entriesOf(ino)) if (entry.state !== 'clean') cachedBytes += entry.dataBytes;
     return { size: state.size, mtime: state.mtime, ctime: state.ctime, cachedBytes };
+  }
+
+  /**
+   * Who hears of reads served from a block's stored record, and (before) of every cache entry
+   * made for a block (fuse/chunk-reads.ts).
+   */
+  set shardReadListener(listener: ShardReadListener | undefined) {
+    this.#shardReads = listener;
+    this.#cache.onAdd = listener === undefined ? undefined : (ino, blockIndex) => listener.blockCached(ino, blockIndex);
   }
 
   get cacheBytes(): number {
@@ -270,6 +288,7 @@ export class FileStore {
         const record = this.#meta.getBlock(ino, blockIndex);
         if (record === undefined) target.fill(0, position - offset, stop - offset);
         else if (!this.#blocks.readNow(record, range, target, position - offset)) return undefined;
+        else this.#shardReads?.servedFromRecord(ino, blockIndex, blockBytes, record, length);
       }
       position = stop;
     }

@@ -92,10 +92,13 @@ export interface FileStoreOptions {
 
 /** See FileStore.shardReadListener. */
 export interface ShardReadListener {
-  /** readNow just served a read of `length` bytes from `record` of the block (no cache entry of it exists). */
+  /**
+   * readNow just served a read of `length` bytes of the block, which reads as `record` says:
+   * from the record, or from a clean, complete cache entry.
+   */
   servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord, length: number): void;
-  /** A cache entry for the block is about to be made: its bytes may differ from its record's. */
-  blockCached(ino: number, blockIndex: number): void;
+  /** A cache entry of the block is about to be made or turn dirty: its bytes may differ from its record's. */
+  blockChanging(ino: number, blockIndex: number): void;
 }
 
 export class FileStore {
@@ -131,12 +134,12 @@ export class FileStore {
   }
 
   /**
-   * Who hears of reads served from a block's stored record, and (before) of every cache entry
-   * made for a block (fuse/chunk-reads.ts).
+   * Who hears of reads of blocks that read as their stored record, and (before) of every cache
+   * entry made for a block or turning dirty (fuse/chunk-reads.ts).
    */
   set shardReadListener(listener: ShardReadListener | undefined) {
     this.#shardReads = listener;
-    this.#cache.onAdd = listener === undefined ? undefined : (ino, blockIndex) => listener.blockCached(ino, blockIndex);
+    this.#cache.onChange = listener === undefined ? undefined : (ino, blockIndex) => listener.blockChanging(ino, blockIndex);
   }
 
   get cacheBytes(): number {
@@ -284,6 +287,10 @@ export class FileStore {
       if (entry !== undefined) {
         copyFromBlock(entry, range, target, position - offset);
         hits += 1;
+        if (this.#shardReads !== undefined && entry.state === 'clean' && entry.ranges === undefined && !entry.isBorrowed) {
+          const record = this.#meta.getBlock(ino, blockIndex);
+          if (record !== undefined) this.#shardReads.servedFromRecord(ino, blockIndex, blockBytes, record, length);
+        }
       } else {
         const record = this.#meta.getBlock(ino, blockIndex);
         if (record === undefined) target.fill(0, position - offset, stop - offset);

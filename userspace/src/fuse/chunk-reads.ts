@@ -1,11 +1,12 @@
 /**
  * ChunkReads: keeps the binding's table of blocks whose READs it answers in C from page-cached
  * shard chunks (native/fuse3/chunk_read.c) in step with the file system. A block is offered
- * after JS served a small read of it from its stored record (FileStore.readNow); it is dropped
- * in the same synchronous turn as anything that changes what the block reads as or where it
- * lives: its block row changing or going (MetaStore.onBlockRowChange: flush of a written block,
- * the mover, rewrites, repairs, truncation, hole punching, deletion) and a cache entry being
- * made for it (BlockCache.onAdd: any write, and truncation, before they change a byte).
+ * after JS served a small read of it while it read as its stored record (FileStore.readNow: no
+ * cache entry, or a clean complete one); it is dropped in the same synchronous turn as anything
+ * that changes what the block reads as or where it lives: its block row changing or going
+ * (MetaStore.onBlockRowChange: flush of a written block, the mover, rewrites, repairs,
+ * truncation, hole punching, deletion) and a cache entry being made for it or turning dirty
+ * (BlockCache.onChange: any write, and truncation, in the turn they change a byte).
  *
  * Invariants:
  * - Registered: the first copy of an uncompressed Single or Mirror block, as its record names
@@ -49,7 +50,11 @@ export class ChunkReads implements ShardReadListener {
   servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord, length: number): void {
     if (length > CHUNK_READ_BYTES_MAX) return;
     const shard = this.#blocks.cachedFirstCopy(record);
-    if (shard === undefined) return;
+    if (shard === undefined) {
+      // Served from the block cache: the shard was not read since it was written.
+      this.#blocks.warmFirstCopy(record);
+      return;
+    }
     const { header, chunkTable } = shard.prefix;
     const source = {
       fd: shard.fd, payloadOffset: header.payload_offset, dataBytes: Math.min(record.dataBytes, header.payload_bytes),
@@ -58,7 +63,7 @@ export class ChunkReads implements ShardReadListener {
     if (source.dataBytes > 0 && this.#table.registerChunkBlock(ino, blockIndex, blockBytes, source)) this.#inos.add(ino);
   }
 
-  blockCached(ino: number, blockIndex: number): void {
+  blockChanging(ino: number, blockIndex: number): void {
     this.#drop(ino, blockIndex);
   }
 

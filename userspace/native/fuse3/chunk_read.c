@@ -297,7 +297,7 @@ static napi_value boolean(napi_env env, bool v) {
 static uint32_t blocks_max(void) {
   struct rlimit r;
   if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur != RLIM_INFINITY && r.rlim_cur / 4 < CHUNK_BLOCKS_MAX) {
-    return (uint32_t)(r.rlim_cur / 4);
+    return r.rlim_cur < 8 ? 1 : (uint32_t)(r.rlim_cur / 4);
   }
   return CHUNK_BLOCKS_MAX;
 }
@@ -344,7 +344,8 @@ static napi_value js_chunk_register(napi_env env, napi_callback_info info) {
     f = NULL;
   }
   if (f != NULL && map_find(&t->blocks, ino, index) != NULL) return boolean(env, true);
-  if (t->blocks.count >= blocks_max() && t->oldest != NULL) {
+  if (t->blocks_max == 0) t->blocks_max = blocks_max();
+  if (t->blocks.count >= t->blocks_max && t->oldest != NULL) {
     drop_block(t, t->oldest);
     f = (chunk_file_t *)map_find(&t->files, ino, 0);
   }

@@ -137,6 +137,7 @@ typedef struct chunk_table {
   chunk_map_t handles; /* (fh, 0) -> present once a read through fh went to JS */
   struct chunk_block *newest, *oldest; /* blocks by last use, for eviction */
   uint8_t *buffer;     /* reused read buffer, allocated at the first read */
+  uint32_t blocks_max; /* registrations allowed (0: not known yet) */
   double reads, bytes, misses, mismatches;
 } chunk_table_t;
 

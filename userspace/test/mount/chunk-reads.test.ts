@@ -103,16 +103,31 @@ function writeAt(path: string, model: Buffer, offset: number, data: Buffer, flag
   return next;
 }
 
+/** Writes `bytes` random bytes as `name`, stored and warm in the page cache, then runs `body` with a reader of it held open. */
+async function withStoredFile(
+  mount: Mount, name: string, bytes: number,
+  body: (file: { path: string; model: Buffer; ino: number; reader: DirectReader }) => Promise<void>,
+): Promise<void> {
+  const path = join(mount.mountpoint, name);
+  const model: Buffer = randomBytes(bytes);
+  writeFileSync(path, model);
+  await control(mount, 'flush');
+  warmShards(mount);
+  const reader = new DirectReader(path);
+  try {
+    await body({ path, model, ino: statSync(path).ino, reader });
+  } finally {
+    reader.close();
+  }
+}
+
 describe('reads answered in C from page-cached shard chunks', () => {
   it('serves repeated small reads natively, exactly, and follows writes, truncation and recreation', async () => {
     await withMount({}, async (mount) => {
       const path = join(mount.mountpoint, 'f');
-      let model: Buffer = randomBytes(4 * MIB + 5000);
-      writeFileSync(path, model);
-      await control(mount, 'flush');
-      warmShards(mount);
-      const reader = new DirectReader(path);
-      try {
+      let model: Buffer = Buffer.alloc(0);
+      await withStoredFile(mount, 'f', 4 * MIB + 5000, async ({ model: written, reader }) => {
+        model = written;
         const before = await chunkReads(mount);
         expect(reader.check(model, 2000)).toEqual([]);
         const served = (await chunkReads(mount)).served - before.served;
@@ -151,9 +166,7 @@ describe('reads answered in C from page-cached shard chunks', () => {
         model = Buffer.concat([model, Buffer.alloc(longer - cut)]);
         expect(reader.read(cut - 100, PAGE)).toEqual(model.subarray(cut - 100, cut - 100 + PAGE));
         expect(reader.check(model, 500)).toEqual([]);
-      } finally {
-        reader.close();
-      }
+      });
 
       // Unlink and recreate under the same name: a held descriptor keeps the old bytes.
       const old = new DirectReader(path);
@@ -183,14 +196,7 @@ describe('reads answered in C from page-cached shard chunks', () => {
       slow: { topology: 'mirror:2', blockSize: '1MiB', buckets: 2 },
     };
     await withMount({ pools, writePool: 'fast', extraYaml: 'tombstones: { grace: 1h }\n' }, async (mount) => {
-      const path = join(mount.mountpoint, 'm');
-      const model = randomBytes(3 * MIB);
-      writeFileSync(path, model);
-      await control(mount, 'flush');
-      const ino = statSync(path).ino;
-      warmShards(mount);
-      const reader = new DirectReader(path);
-      try {
+      await withStoredFile(mount, 'm', 3 * MIB, async ({ model, ino, reader }) => {
         expect(reader.check(model, 500)).toEqual([]);
         const { taskId } = (await control(mount, 'rewriteBlock', { ino, block: 1, pool: 'slow', topology: 'mirror:2' })) as { taskId: number };
         const info = (await control(mount, 'waitTask', { id: taskId })) as TaskInfo;
@@ -217,22 +223,13 @@ describe('reads answered in C from page-cached shard chunks', () => {
         expect(reader.read(lastPage, PAGE)).toEqual(model.subarray(lastPage, lastPage + PAGE));
         expect((await chunkReads(mount)).mismatch).toBeGreaterThan(afterMove.mismatch);
         expect(reader.check(model, 500)).toEqual([]);
-      } finally {
-        reader.close();
-      }
+      });
     });
   }, 180_000);
 
   it('never answers a damaged Single chunk (EIO), and reads a shard with dropped pages through JS', async () => {
     await withMount({}, async (mount) => {
-      const path = join(mount.mountpoint, 'v');
-      const model = randomBytes(2 * MIB);
-      writeFileSync(path, model);
-      await control(mount, 'flush');
-      const ino = statSync(path).ino;
-      warmShards(mount);
-      const reader = new DirectReader(path);
-      try {
+      await withStoredFile(mount, 'v', 2 * MIB, async ({ model, ino, reader }) => {
         expect(reader.check(model, 500)).toEqual([]);
         const before = await chunkReads(mount);
         const [shard0] = shardsOf(mount, ino, 0);
@@ -248,9 +245,7 @@ describe('reads answered in C from page-cached shard chunks', () => {
         expect(reader.read(lastPage, PAGE)).toBe('EIO');
         expect(reader.read(lastPage - PAGE, PAGE)).toEqual(model.subarray(lastPage - PAGE, lastPage));
         expect((await chunkReads(mount)).mismatch).toBeGreaterThan(dropped.mismatch);
-      } finally {
-        reader.close();
-      }
+      });
     });
   }, 120_000);
 });

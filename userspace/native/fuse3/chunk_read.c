@@ -39,7 +39,8 @@
 #define CHUNK_READ_BYTES_MAX (128u * 1024u)
 /* Chunks are at least this big (a shard's chunk size is a multiple of the sector). */
 #define CHUNK_BYTES_MIN 512u
-#define CHUNK_BYTES_MAX (1u << 20)
+/* Shards are written with 4 KiB chunks (CHUNK_BYTES of limits.ts); larger ones are not served here. */
+#define CHUNK_BYTES_MAX (64u * 1024u)
 /* The read buffer: the largest read plus a partial chunk at each end. */
 #define CHUNK_BUFFER_BYTES (CHUNK_READ_BYTES_MAX + 2u * CHUNK_BYTES_MAX)
 #define MAP_BUCKETS_MIN 256u
@@ -306,7 +307,8 @@ static uint32_t blocks_max(void) {
  * chunkRegister(session, ino, blockIndex, blockBytes, fd, payloadOffset, dataBytes, chunkBytes,
  * crcs) -> registered. `crcs`: the shard's chunk checksums from chunk 0 (LE u32 each), at least
  * one per chunk of [0, dataBytes). A block registered already stays as it is (JS drops it
- * before anything about it changes). False when not mounted or out of resources.
+ * before anything about it changes). False when not mounted, out of resources or for chunks
+ * outside [CHUNK_BYTES_MIN, CHUNK_BYTES_MAX].
  */
 static napi_value js_chunk_register(napi_env env, napi_callback_info info) {
   napi_value argv[9];
@@ -325,7 +327,7 @@ static napi_value js_chunk_register(napi_env env, napi_callback_info info) {
     return throw_type_error(env, "chunkRegister: the checksums must be a Buffer");
   }
   if (block_bytes == 0 || data_bytes == 0 || data_bytes > block_bytes || data_bytes > UINT32_MAX ||
-      chunk_bytes < CHUNK_BYTES_MIN || chunk_bytes > CHUNK_BYTES_MAX || fd > INT32_MAX) {
+      chunk_bytes == 0 || fd > INT32_MAX) {
     return throw_type_error(env, "chunkRegister: block %llu / data %llu / chunk %llu bytes or fd %llu out of range",
                             (unsigned long long)block_bytes, (unsigned long long)data_bytes,
                             (unsigned long long)chunk_bytes, (unsigned long long)fd);
@@ -336,7 +338,7 @@ static napi_value js_chunk_register(napi_env env, napi_callback_info info) {
                             (unsigned long long)chunks);
   }
   chunk_table_t *t = &s->chunks;
-  if (s->state != S_MOUNTED) return boolean(env, false);
+  if (s->state != S_MOUNTED || chunk_bytes < CHUNK_BYTES_MIN || chunk_bytes > CHUNK_BYTES_MAX) return boolean(env, false);
   chunk_file_t *f = (chunk_file_t *)map_find(&t->files, ino, 0);
   if (f != NULL && f->block_bytes != block_bytes) {
     /* The file's block size changed (a rewrite): nothing registered under the old one stays. */

@@ -989,6 +989,8 @@ out(res)
       const source = { fd: 0, payloadOffset: 4096, dataBytes: 3 * 4096 + 1, chunkBytes: 4096, crcs: Buffer.alloc(12) };
       expect(() => session.registerChunkBlock(5, 0, MiB, source)).toThrow(/12 checksum bytes for 4 chunks/);
       expect(() => session.registerChunkBlock(5, 0, 4096, source)).toThrow(/out of range/);
+      // Chunks larger than the binding serves: declined, not an error.
+      expect(session.registerChunkBlock(5, 0, MiB, { ...source, chunkBytes: MiB, crcs: Buffer.alloc(4) })).toBe(false);
       expect(session.chunkReadStats().blocks).toBe(0);
     });
   }, 15_000);

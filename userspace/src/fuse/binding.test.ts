@@ -984,6 +984,36 @@ out(res)
     }
   }, 30_000);
 
+  it('keeps at most a quarter of RLIMIT_NOFILE registrations, dropping the least recently used', async () => {
+    const fs = new MemFs();
+    const f = fs.add(1, 'f', S_IFREG | 0o644);
+    f.data = Buffer.alloc(300 * 65536, 0x11);
+    f.size = f.data.length;
+    const dir = await tempDir();
+    // The bound is read at a session's first registration: 1000 descriptors allow 250.
+    const limit = (await run('prlimit', ['--pid', String(process.pid), '--nofile', '--output=SOFT', '--noheadings'])).stdout.trim();
+    await run('prlimit', ['--pid', String(process.pid), '--nofile=1000:']);
+    try {
+      const { path: shard, crcs } = await shardFile(dir, Buffer.alloc(65536, 0x22));
+      await withMount(async ({ session, path }) => {
+        const fd = openSync(shard, 'r');
+        try {
+          const source = { fd, payloadOffset: 4096, dataBytes: 65536, chunkBytes: 4096, crcs };
+          for (let block = 0; block < 260; block++) expect(session.registerChunkBlock(f.ino, block, 65536, source)).toBe(true);
+        } finally {
+          closeSync(fd);
+        }
+        expect(session.chunkReadStats().blocks).toBe(250);
+        // Blocks 0-9 went first; the others are served from the shard (after the handle's first read).
+        expect(await directReads(path('f'), [[259 * 65536, 4096], [0, 4096], [9 * 65536, 4096], [10 * 65536, 4096], [259 * 65536, 4096]]))
+          .toEqual([hex(0x11, 4096), hex(0x11, 4096), hex(0x11, 4096), hex(0x22, 4096), hex(0x22, 4096)]);
+      }, {}, fs);
+    } finally {
+      await run('prlimit', ['--pid', String(process.pid), `--nofile=${limit}:`]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   it('rejects a registration whose checksums do not cover its data bytes', async () => {
     await withMount(async ({ session }) => {
       const source = { fd: 0, payloadOffset: 4096, dataBytes: 3 * 4096 + 1, chunkBytes: 4096, crcs: Buffer.alloc(12) };

@@ -92,11 +92,13 @@ export interface FileStoreOptions {
 
 /** See FileStore.shardReadListener. */
 export interface ShardReadListener {
+  /** Reads longer than this are not offered. */
+  readonly readBytesMax: number;
   /**
-   * readNow just served a read of `length` bytes of the block, which reads as `record` says:
-   * from the record, or from a clean, complete cache entry.
+   * readNow just served a read (of at most readBytesMax bytes) of the block, which reads as
+   * `record` says: from the record, or from a clean, complete cache entry.
    */
-  servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord, length: number): void;
+  servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord): void;
   /** A cache entry of the block is about to be made or turn dirty: its bytes may differ from its record's. */
   blockChanging(ino: number, blockIndex: number): void;
 }
@@ -287,15 +289,18 @@ export class FileStore {
       if (entry !== undefined) {
         copyFromBlock(entry, range, target, position - offset);
         hits += 1;
-        if (this.#shardReads !== undefined && entry.state === 'clean' && entry.ranges === undefined && !entry.isBorrowed) {
+        const reads = this.#shardReads;
+        if (reads !== undefined && length <= reads.readBytesMax && entry.state === 'clean' && entry.ranges === undefined && !entry.isBorrowed) {
           const record = this.#meta.getBlock(ino, blockIndex);
-          if (record !== undefined) this.#shardReads.servedFromRecord(ino, blockIndex, blockBytes, record, length);
+          if (record !== undefined) reads.servedFromRecord(ino, blockIndex, blockBytes, record);
         }
       } else {
         const record = this.#meta.getBlock(ino, blockIndex);
         if (record === undefined) target.fill(0, position - offset, stop - offset);
         else if (!this.#blocks.readNow(record, range, target, position - offset)) return undefined;
-        else this.#shardReads?.servedFromRecord(ino, blockIndex, blockBytes, record, length);
+        else if (this.#shardReads !== undefined && length <= this.#shardReads.readBytesMax) {
+          this.#shardReads.servedFromRecord(ino, blockIndex, blockBytes, record);
+        }
       }
       position = stop;
     }

@@ -33,6 +33,7 @@ export class ChunkReads implements ShardReadListener {
   readonly #blocks: BlockStore;
   readonly #table: ChunkReadTable;
   readonly #inos = new Set<number>();
+  readonly readBytesMax = CHUNK_READ_BYTES_MAX;
 
   constructor(blocks: BlockStore, table: ChunkReadTable) {
     this.#blocks = blocks;
@@ -47,8 +48,7 @@ export class ChunkReads implements ShardReadListener {
     return reads;
   }
 
-  servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord, length: number): void {
-    if (length > CHUNK_READ_BYTES_MAX) return;
+  servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord): void {
     const shard = this.#blocks.cachedFirstCopy(record);
     if (shard === undefined) {
       // Served from the block cache: the shard was not read since it was written.

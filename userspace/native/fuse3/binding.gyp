@@ -5,10 +5,10 @@
     {
       "target_name": "shmr_fuse3",
       "sources": ["shmr_fuse3.c", "ops.c", "replies.c", "pending.c", "util.c",
-                  "write_pool.c"],
+                  "write_pool.c", "chunk_read.c"],
       "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-O2", "-Wall", "-Wextra",
                  "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden"],
-      "libraries": ["<!@(pkg-config --libs fuse3)"]
+      "libraries": ["<!@(pkg-config --libs fuse3)", "-lisal"]
     }
   ]
 }

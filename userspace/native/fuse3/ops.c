@@ -383,6 +383,7 @@ static void read_like(fuse_req_t req, op_t op, fuse_ino_t ino, size_t size, off_
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi) {
+  if (chunk_read(fuse_req_userdata(req), req, ino, size, off, fi)) return;
   read_like(req, OP_READ, ino, size, off, fi);
 }
 
@@ -450,6 +451,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 /* IN: A0 ino, +1 fh, +2 flags */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   call_t c;
+  chunk_release_handle(fuse_req_userdata(req), fi->fh);
   if (!begin(&c, req, OP_RELEASE, 0)) return;
   c.in[IN_A0] = (double)ino;
   c.in[IN_A0 + 1] = fh_of(fi);

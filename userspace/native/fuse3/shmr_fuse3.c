@@ -138,6 +138,7 @@ static void session_close(session_t *s) {
   if (was_mounted) mounted_remove(s);
   if (s->poll_open) uv_poll_stop(&s->poll);
   pending_fail_session(&s->addon->table, s, EIO);
+  chunk_clear(s);
   if (s->se != NULL) {
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
@@ -403,7 +404,7 @@ static bool mount_steps(session_t *s, napi_value self, const char **why) {
   return true;
 }
 
-static session_t *unwrap(napi_env env, napi_value obj) {
+session_t *session_unwrap(napi_env env, napi_value obj) {
   session_t *s = NULL;
   if (napi_unwrap(env, obj, (void **)&s) != napi_ok || s == NULL) {
     throw_type_error(env, "not a fuse3 session handle");
@@ -429,7 +430,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = unwrap(env, argv[0]);
+  session_t *s = session_unwrap(env, argv[0]);
   if (s == NULL) return NULL;
   if (s->state != S_NEW) return throw_error(env, "a FUSE session mounts only once (this one was mounted or failed already)");
   s->state = S_MOUNTING;
@@ -459,7 +460,7 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = unwrap(env, argv[0]);
+  session_t *s = session_unwrap(env, argv[0]);
   if (s == NULL || s->state == S_CLOSED) return NULL;
   if (s->depth > 0 || s->state == S_MOUNTING) {
     /* Called from a handler while libfuse is inside process_buf: closing now would free
@@ -493,7 +494,7 @@ static napi_value js_notify_inode(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   double d[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = unwrap(env, argv[0]);
+  session_t *s = session_unwrap(env, argv[0]);
   if (s == NULL || !get_doubles(env, argv + 1, 3, d)) return NULL;
   if (s->state != S_MOUNTED || s->se == NULL) return number(env, -ENOTCONN);
   return number(env, fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t)d[0], (off_t)d[1],
@@ -506,7 +507,7 @@ static napi_value js_notify_entry(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double parent;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = unwrap(env, argv[0]);
+  session_t *s = session_unwrap(env, argv[0]);
   if (s == NULL || !get_doubles(env, argv + 1, 1, &parent)) return NULL;
   char *name = get_string(env, argv[2], "name");
   if (name == NULL) return NULL;
@@ -523,7 +524,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = unwrap(env, argv[0]);
+  session_t *s = session_unwrap(env, argv[0]);
   if (s == NULL) return NULL;
   napi_create_array_with_length(env, 2, &out);
   napi_set_element(env, out, 0, number(env, s->requests));
@@ -685,7 +686,7 @@ NAPI_MODULE_INIT() {
     { "stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, a },
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok ||
-      replies_define(env, exports, a) != napi_ok ||
+      replies_define(env, exports, a) != napi_ok || chunk_define(env, exports, a) != napi_ok ||
       write_pool_define(env, exports, a) != napi_ok) {
     return throw_error(env, "shmr_fuse3: module initialisation failed");
   }

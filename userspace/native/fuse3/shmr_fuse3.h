@@ -118,6 +118,29 @@ typedef struct write_pool {
   bool lent[WRITE_POOL_MAX];
 } write_pool_t;
 
+/* ---- reads answered in C from page-cached shard chunks (chunk_read.c) ---- */
+typedef struct chunk_node {
+  uint64_t k1, k2;
+  struct chunk_node *next;
+} chunk_node_t;
+
+typedef struct chunk_map {
+  chunk_node_t **buckets; /* mask + 1 chains; NULL until the first insert */
+  uint32_t mask;
+  uint32_t count;
+} chunk_map_t;
+
+struct chunk_block;
+typedef struct chunk_table {
+  chunk_map_t blocks;  /* (ino, block index) -> registered shard of the block */
+  chunk_map_t files;   /* (ino, 0) -> block size and count of registered blocks */
+  chunk_map_t handles; /* (fh, 0) -> present once a read through fh went to JS */
+  struct chunk_block *newest, *oldest; /* blocks by last use, for eviction */
+  uint8_t *buffer;     /* reused read buffer, allocated at the first read */
+  uint32_t blocks_max; /* registrations allowed (0: not known yet) */
+  double reads, bytes, misses, mismatches;
+} chunk_table_t;
+
 /* ---- per-environment state (one per Node environment: main thread or worker) ---- */
 typedef struct addon {
   double *in;
@@ -168,6 +191,7 @@ typedef struct session {
   napi_ref init_error;          /* exception thrown by the init handler, rethrown by mount() */
   napi_async_context actx;
   double requests, replies;
+  chunk_table_t chunks;         /* blocks whose reads are answered in C (chunk_read.c) */
   struct session *next_mounted; /* process-wide list, for the atexit unmount */
 } session_t;
 
@@ -186,6 +210,16 @@ void write_pool_return(write_pool_t *w, int slot);
 int write_pool_peek(napi_env env, write_pool_t *w);
 int write_pool_claim(napi_env env, write_pool_t *w, int slot, napi_value *out);
 napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
+
+/* shmr_fuse3.c: the session of a JS handle object, or NULL with a TypeError pending */
+session_t *session_unwrap(napi_env env, napi_value obj);
+
+/* chunk_read.c */
+bool chunk_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                const struct fuse_file_info *fi);
+void chunk_release_handle(session_t *s, uint64_t fh);
+void chunk_clear(session_t *s);
+napi_status chunk_define(napi_env env, napi_value exports, addon_t *a);
 
 /* ops.c */
 void ops_fill(const session_t *s, struct fuse_lowlevel_ops *ops);

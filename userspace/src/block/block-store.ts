@@ -128,6 +128,8 @@ export class BlockStore {
   readonly #parityShelf = new BufferShelf(PARITY_IDLE_BYTES_MAX);
   /** Shard locations of records read through the fast path (see #knownLocation). */
   readonly #locations = new WeakMap<BlockRecord, ({ bucketPath: string; location: ShardLocation } | undefined)[]>();
+  /** Shard paths whose prefix warmFirstCopy is reading. */
+  readonly #warming = new Set<string>();
   #generation: number;
   /** Called for every shard failure, with the block it belongs to (logging, counters). */
   onShardError: (event: ShardEvent) => void = () => undefined;
@@ -422,6 +424,37 @@ export class BlockStore {
     this.observer.shardRead(bucketName, range.end - range.start, (nowMs - output.clock.lastMs) / 1000);
     output.clock.lastMs = nowMs;
     return true;
+  }
+
+  /**
+   * Where the bytes of an uncompressed Single or Mirror block can be read from the page cache
+   * without JS (fuse/chunk-reads.ts): its first copy's descriptor (borrowed) and verified
+   * prefix, when both are cached and its bucket is 'ok'; else undefined. A record names its
+   * bytes for good (records are immutable), so this stays true until the record changes.
+   */
+  cachedFirstCopy(block: BlockRecord): { fd: number; prefix: ShardPrefix } | undefined {
+    const location = this.#firstCopy(block);
+    return location === undefined ? undefined : this.#reader.cachedShard(location);
+  }
+
+  /**
+   * Has the descriptor and verified prefix of the block's first copy cached (see
+   * cachedFirstCopy) in the background: for a block read from the block cache so far. Errors
+   * are left to the reads that meet them.
+   */
+  warmFirstCopy(block: BlockRecord): void {
+    const location = this.#firstCopy(block);
+    if (location === undefined || this.#warming.has(location.path)) return;
+    this.#warming.add(location.path);
+    this.#reader.prefix(location).catch(() => undefined).finally(() => this.#warming.delete(location.path));
+  }
+
+  /** Where the first copy of an uncompressed Single or Mirror block in an 'ok' bucket lives. */
+  #firstCopy(block: BlockRecord): ShardLocation | undefined {
+    if (block.storedBytes !== block.dataBytes || this.#topology(block.topology).kind === 'erasure') return undefined;
+    const bucketName = block.buckets[0];
+    const bucket = bucketName === undefined ? undefined : this.#pools.bucket(bucketName);
+    return bucket?.state === 'ok' ? this.#knownLocation(block, 0, bucket) : undefined;
   }
 
   /**

@@ -372,6 +372,18 @@ export class ShardReader {
     }
   }
 
+  /**
+   * What a reader outside JS needs to read verified payload bytes of the shard from the page
+   * cache: its descriptor as cached now (borrowed: dup it to keep it) and its verified prefix.
+   * Undefined when either is not cached.
+   */
+  cachedShard(location: ShardLocation): { fd: number; prefix: ShardPrefix } | undefined {
+    const prefix = this.#prefixes.get(location.path);
+    if (prefix === undefined) return undefined;
+    const fd = this.#fds.peek(location.path);
+    return fd === undefined ? undefined : { fd, prefix };
+  }
+
   /** readRange in one job, for a shard whose verified prefix is cached. */
   async #readKnown(
     location: ShardLocation,

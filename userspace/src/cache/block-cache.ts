@@ -13,6 +13,9 @@
  * - A borrowed entry (`insertBorrowed`) shows a caller's buffer while that caller stores it:
  *   it is always 'flushing', counts in neither `bytes` nor `dirtyBytes`, and its buffer never
  *   reaches the shelf.
+ * - `onChange` hears of every entry before it is added, and of every clean entry as it turns
+ *   dirty (in the same turn as the change of its bytes): whoever reads a block's stored bytes
+ *   without asking the cache must stop before the entry's bytes can differ from them.
  * - A partial entry (`ranges` set) holds valid bytes only in `ranges`; the rest of
  *   [0, dataBytes) is the stored block below `baseBytes` and zeros above. It is never
  *   'flushing': the file layer completes it (fills the gaps) before storing or reading it.
@@ -67,6 +70,8 @@ export class BlockCache {
   dirtyBytes = 0;
   /** Lookups by readers that found their block or not, and clean blocks evicted (metrics). */
   readonly stats = { hits: 0, misses: 0, evictions: 0 };
+  /** Told before an entry of block `blockIndex` of `ino` is added or turns dirty (fuse/chunk-reads.ts). */
+  onChange: ((ino: number, blockIndex: number) => void) | undefined;
 
   /**
    * `memoryLimitBytes`: what the buffers of entries and idle ones may hold together.
@@ -131,6 +136,7 @@ export class BlockCache {
   }
 
   #add(entry: CachedBlock): void {
+    this.onChange?.(entry.ino, entry.blockIndex);
     this.#entries.set(keyOf(entry.ino, entry.blockIndex), entry);
     let set = this.#byInode.get(entry.ino);
     if (set === undefined) {
@@ -179,6 +185,7 @@ export class BlockCache {
   markDirty(entry: CachedBlock, nowMs: number): void {
     assert(entry.state === 'clean' || entry.state === 'dirty');
     if (entry.state !== 'dirty') {
+      this.onChange?.(entry.ino, entry.blockIndex);
       entry.state = 'dirty';
       entry.dirtySinceMs = nowMs;
       this.dirtyBytes += entry.buffer.byteLength;

@@ -90,6 +90,19 @@ export interface FileStoreOptions {
   readonly writeTarget?: ((ino: number) => WriteTarget) | undefined;
 }
 
+/** See FileStore.shardReadListener. */
+export interface ShardReadListener {
+  /** Reads longer than this are not offered. */
+  readonly readBytesMax: number;
+  /**
+   * readNow just served a read (of at most readBytesMax bytes) of the block, which reads as
+   * `record` says: from the record, or from a clean, complete cache entry.
+   */
+  servedFromRecord(ino: number, blockIndex: number, blockBytes: number, record: BlockRecord): void;
+  /** A cache entry of the block is about to be made or turn dirty: its bytes may differ from its record's. */
+  blockChanging(ino: number, blockIndex: number): void;
+}
+
 export class FileStore {
   readonly #meta: MetaStore;
   readonly #blocks: BlockStore;
@@ -100,6 +113,7 @@ export class FileStore {
   readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
   #unsyncedCount = 0;
   readonly #options: FileStoreOptions;
+  #shardReads: ShardReadListener | undefined;
 
   constructor(parts: { meta: MetaStore; blocks: BlockStore; pools: Pools; options: FileStoreOptions }) {
     this.#meta = parts.meta;
@@ -119,6 +133,15 @@ export class FileStore {
     let cachedBytes = 0;
     for (const entry of this.#cache.entriesOf(ino)) if (entry.state !== 'clean') cachedBytes += entry.dataBytes;
     return { size: state.size, mtime: state.mtime, ctime: state.ctime, cachedBytes };
+  }
+
+  /**
+   * Who hears of reads of blocks that read as their stored record, and (before) of every cache
+   * entry made for a block or turning dirty (fuse/chunk-reads.ts).
+   */
+  set shardReadListener(listener: ShardReadListener | undefined) {
+    this.#shardReads = listener;
+    this.#cache.onChange = listener === undefined ? undefined : (ino, blockIndex) => listener.blockChanging(ino, blockIndex);
   }
 
   get cacheBytes(): number {
@@ -266,10 +289,18 @@ export class FileStore {
       if (entry !== undefined) {
         copyFromBlock(entry, range, target, position - offset);
         hits += 1;
+        const reads = this.#shardReads;
+        if (reads !== undefined && length <= reads.readBytesMax && entry.state === 'clean' && entry.ranges === undefined && !entry.isBorrowed) {
+          const record = this.#meta.getBlock(ino, blockIndex);
+          if (record !== undefined) reads.servedFromRecord(ino, blockIndex, blockBytes, record);
+        }
       } else {
         const record = this.#meta.getBlock(ino, blockIndex);
         if (record === undefined) target.fill(0, position - offset, stop - offset);
         else if (!this.#blocks.readNow(record, range, target, position - offset)) return undefined;
+        else if (this.#shardReads !== undefined && length <= this.#shardReads.readBytesMax) {
+          this.#shardReads.servedFromRecord(ino, blockIndex, blockBytes, record);
+        }
       }
       position = stop;
     }

@@ -7,13 +7,14 @@
  * Needs root and /dev/fuse; without them the tests fail (never skip) and say what is missing.
  */
 import { execFile } from 'node:child_process';
-import { constants, existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { crc32cChunks } from '../erasure/index.js';
 import { Errno, FsError } from '../errno.js';
 import {
   ENTRY_ABSENT, FuseSession, type Attr, type AttrReply, type DirEntry, type Entry, type LowLevelOps, type MountOptions,
@@ -912,5 +913,115 @@ out("ok")`;
       }
       expect((await fsp.stat(path('f'))).ino).toBe(f.ino);
     }, {}, fs);
+  }, 15_000);
+});
+
+describe('FuseSession chunk reads (answered in C from page-cached shard chunks)', () => {
+  /** O_DIRECT reads through one descriptor (every read reaches the daemon): [offset, size] -> hex. */
+  const directReads = (file: string, reads: number[][]): Promise<unknown> => py(`
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+import mmap
+buf = mmap.mmap(-1, 1 << 20)
+res = []
+for off, size in json.loads(sys.argv[2]):
+    n = os.preadv(fd, [memoryview(buf)[:size]], off)
+    res.append(buf[:n].hex())
+os.close(fd)
+out(res)
+`, file, JSON.stringify(reads));
+  const hex = (byte: number, count: number): string => Buffer.alloc(count, byte).toString('hex');
+
+  /** A shard-like file: 4 KiB of prefix, then `payload`; and the payload's chunk checksums. */
+  async function shardFile(dir: string, payload: Buffer): Promise<{ path: string; crcs: Buffer }> {
+    const path = join(dir, 'shard');
+    await fsp.writeFile(path, Buffer.concat([Buffer.alloc(4096, 0xee), payload]));
+    const crcs = Buffer.alloc(Math.ceil(payload.length / 4096) * 4);
+    crc32cChunks(payload, 4096, crcs);
+    return { path, crcs };
+  }
+
+  it('answers reads inside a registered block from its shard, verified, through its own descriptor, until dropped', async () => {
+    const fs = new MemFs();
+    const f = fs.add(1, 'f', S_IFREG | 0o644);
+    f.data = Buffer.alloc(2 * MiB + 100, 0x11);
+    f.size = f.data.length;
+    const dir = await tempDir();
+    try {
+      // Bytes unlike the handler's prove who answered.
+      const { path: shard, crcs } = await shardFile(dir, Buffer.alloc(MiB - 1000, 0x22));
+      await withMount(async ({ session, path }) => {
+        const fd = openSync(shard, 'r');
+        const source = { fd, payloadOffset: 4096, dataBytes: MiB - 1000, chunkBytes: 4096, crcs };
+        expect(session.registerChunkBlock(f.ino, 1, MiB, source)).toBe(true);
+        // The binding keeps its own descriptor: ours may close (and its number be reused).
+        closeSync(fd);
+        expect(session.chunkReadStats().blocks).toBe(1);
+        const readsBefore = fs.seen.reads;
+        const got = await directReads(path('f'), [
+          [MiB + 8192, 4096], // the handle's first read goes to the handler (relatime)
+          [MiB + 8192, 4096], [MiB + 100, 5000], [MiB, 65536],
+          [2 * MiB - 4096, 4096], // past the registered data bytes: the handler
+          [MiB - 4096, 8192], // crosses into block 1 from block 0: the handler
+        ]) as string[];
+        expect(got).toEqual([hex(0x11, 4096), hex(0x22, 4096), hex(0x22, 5000), hex(0x22, 65536), hex(0x11, 4096), hex(0x11, 8192)]);
+        expect(fs.seen.reads - readsBefore).toBe(3);
+        expect(session.chunkReadStats()).toMatchObject({ reads: 3, bytes: 4096 + 5000 + 65536, mismatches: 0 });
+
+        // A chunk damaged in the page cache is never answered: the handler gets the read.
+        const damaged = openSync(shard, 'r+');
+        writeSync(damaged, Buffer.from([0x23]), 0, 1, 4096 + 5 * 4096 + 7);
+        closeSync(damaged);
+        expect(await directReads(path('f'), [[MiB, 4096], [MiB + 5 * 4096, 4096], [MiB + 6 * 4096, 4096]]))
+          .toEqual([hex(0x11, 4096), hex(0x11, 4096), hex(0x22, 4096)]);
+        expect(session.chunkReadStats()).toMatchObject({ reads: 4, mismatches: 1 });
+
+        expect(session.dropChunkBlocks(f.ino, -1)).toBe(0);
+        expect(session.chunkReadStats().blocks).toBe(0);
+        expect(await directReads(path('f'), [[MiB, 4096], [MiB, 4096]])).toEqual([hex(0x11, 4096), hex(0x11, 4096)]);
+      }, {}, fs);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('keeps at most a quarter of RLIMIT_NOFILE registrations, dropping the least recently used', async () => {
+    const fs = new MemFs();
+    const f = fs.add(1, 'f', S_IFREG | 0o644);
+    f.data = Buffer.alloc(300 * 65536, 0x11);
+    f.size = f.data.length;
+    const dir = await tempDir();
+    // The bound is read at a session's first registration: 1000 descriptors allow 250.
+    const limit = (await run('prlimit', ['--pid', String(process.pid), '--nofile', '--output=SOFT', '--noheadings'])).stdout.trim();
+    await run('prlimit', ['--pid', String(process.pid), '--nofile=1000:']);
+    try {
+      const { path: shard, crcs } = await shardFile(dir, Buffer.alloc(65536, 0x22));
+      await withMount(async ({ session, path }) => {
+        const fd = openSync(shard, 'r');
+        try {
+          const source = { fd, payloadOffset: 4096, dataBytes: 65536, chunkBytes: 4096, crcs };
+          for (let block = 0; block < 260; block++) expect(session.registerChunkBlock(f.ino, block, 65536, source)).toBe(true);
+        } finally {
+          closeSync(fd);
+        }
+        expect(session.chunkReadStats().blocks).toBe(250);
+        // Blocks 0-9 went first; the others are served from the shard (after the handle's first read).
+        expect(await directReads(path('f'), [[259 * 65536, 4096], [0, 4096], [9 * 65536, 4096], [10 * 65536, 4096], [259 * 65536, 4096]]))
+          .toEqual([hex(0x11, 4096), hex(0x11, 4096), hex(0x11, 4096), hex(0x22, 4096), hex(0x22, 4096)]);
+      }, {}, fs);
+    } finally {
+      await run('prlimit', ['--pid', String(process.pid), `--nofile=${limit}:`]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('rejects a registration whose checksums do not cover its data bytes', async () => {
+    await withMount(async ({ session }) => {
+      const source = { fd: 0, payloadOffset: 4096, dataBytes: 3 * 4096 + 1, chunkBytes: 4096, crcs: Buffer.alloc(12) };
+      expect(() => session.registerChunkBlock(5, 0, MiB, source)).toThrow(/12 checksum bytes for 4 chunks/);
+      expect(() => session.registerChunkBlock(5, 0, 4096, source)).toThrow(/out of range/);
+      // Chunks larger than the binding serves: declined, not an error.
+      expect(session.registerChunkBlock(5, 0, MiB, { ...source, chunkBytes: MiB, crcs: Buffer.alloc(4) })).toBe(false);
+      expect(session.chunkReadStats().blocks).toBe(0);
+    });
   }, 15_000);
 });

@@ -152,6 +152,13 @@ interface NativeAddon {
   notifyInvalInode(s: Handle, ino: number, offset: number, length: number): number;
   notifyInvalEntry(s: Handle, parent: number, name: string): number;
   stats(s: Handle): [number, number];
+  // Reads answered in C from page-cached shard chunks (chunk_read.c, chunk-reads.ts).
+  chunkRegister(
+    s: Handle, ino: number, blockIndex: number, blockBytes: number, fd: number, payloadOffset: number,
+    dataBytes: number, chunkBytes: number, crcs: Buffer,
+  ): boolean;
+  chunkDrop(s: Handle, ino: number, blockIndex: number): number;
+  chunkStats(s: Handle): [number, number, number, number, number];
   // Each returns 1 if the handle was stale (nothing sent), else fuse_reply_*'s 0 / -errno.
   replyErr(h: number, errno: number): number;
   replyEntry(h: number): number;
@@ -744,6 +751,27 @@ function nativeConfig(options: MountOptions): NativeConfig {
 
 /* ---------------------------------------------------------------- the session */
 
+/** Reads answered in C since mount, their bytes, declines (not in the page cache, bad checksum), blocks registered now. */
+export interface ChunkReadStats {
+  readonly reads: number;
+  readonly bytes: number;
+  readonly notCached: number;
+  readonly mismatches: number;
+  readonly blocks: number;
+}
+
+/** A shard region the binding may read and verify itself (see registerChunkBlock). */
+export interface ChunkSource {
+  /** A descriptor of the shard file; the binding keeps its own duplicate. */
+  readonly fd: number;
+  readonly payloadOffset: number;
+  /** Bytes of the block answered from the shard: [0, dataBytes). */
+  readonly dataBytes: number;
+  readonly chunkBytes: number;
+  /** The shard's chunk checksums from chunk 0, CRC32C little endian. */
+  readonly crcs: Buffer;
+}
+
 export class FuseSession {
   /** Resolves when the session ends (unmounted from outside, unmount(), or a failed mount). */
   readonly closed: Promise<void>;
@@ -791,6 +819,29 @@ export class FuseSession {
    */
   notifyInvalEntry(parent: number, name: string): number {
     return this.#native.notifyInvalEntry(this.#handle, parent, name);
+  }
+
+  /**
+   * Lets the addon answer READs inside block `blockIndex` of `ino` from `source` (verified
+   * against its checksums, from the page cache only) until dropped; a block registered already
+   * stays as it is. The caller drops it before anything changes what the block reads as or
+   * where it lives (chunk-reads.ts). False when not mounted or out of resources.
+   */
+  registerChunkBlock(ino: number, blockIndex: number, blockBytes: number, source: ChunkSource): boolean {
+    return this.#native.chunkRegister(
+      this.#handle, ino, blockIndex, blockBytes, source.fd, source.payloadOffset, source.dataBytes,
+      source.chunkBytes, source.crcs,
+    );
+  }
+
+  /** Drops one block, or every block of `ino` with index -1; returns the blocks of `ino` left. */
+  dropChunkBlocks(ino: number, blockIndex: number): number {
+    return this.#native.chunkDrop(this.#handle, ino, blockIndex);
+  }
+
+  chunkReadStats(): ChunkReadStats {
+    const [reads, bytes, notCached, mismatches, blocks] = this.#native.chunkStats(this.#handle);
+    return { reads, bytes, notCached, mismatches, blocks };
   }
 
   /** Requests received, replies sent (both from the addon), handler exceptions (bugs). */

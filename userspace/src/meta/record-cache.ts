@@ -8,6 +8,8 @@
  *   committed row. Entries are added only outside transactions, so a record written by a
  *   transaction that is later rolled back is never cached.
  * - Records are immutable (BlockRecord is readonly): callers share the cached object.
+ * - `onForget` hears of every forgetBlock and forgetFile, so it hears of every change of a
+ *   block row before it happens (fuse/chunk-reads.ts drops what it registered for the block).
  * - At most RECORDS_MAX records; past that, the cache starts over empty (cheap, and rare: it
  *   takes that many blocks read without a write in between).
  */
@@ -20,6 +22,8 @@ const RECORDS_MAX = 65536;
 export class RecordCache {
   readonly #files = new Map<number, Map<number, BlockRecord>>();
   #count = 0;
+  /** Told before a block's row (blockIndex) or a file's rows (blockIndex -1) change or go. */
+  onForget: ((ino: number, blockIndex: number) => void) | undefined;
 
   get(ino: number, blockIndex: number): BlockRecord | undefined {
     return this.#files.get(ino)?.get(blockIndex);
@@ -38,6 +42,7 @@ export class RecordCache {
 
   /** Called before the row of block `blockIndex` of `ino` changes or goes. */
   forgetBlock(ino: number, blockIndex: number): void {
+    this.onForget?.(ino, blockIndex);
     const blocks = this.#files.get(ino);
     if (blocks?.delete(blockIndex) === true) this.#count -= 1;
     assert(this.#count >= 0);
@@ -45,6 +50,7 @@ export class RecordCache {
 
   /** Called before several rows of `ino` change or go. */
   forgetFile(ino: number): void {
+    this.onForget?.(ino, -1);
     const blocks = this.#files.get(ino);
     if (blocks === undefined) return;
     this.#count -= blocks.size;

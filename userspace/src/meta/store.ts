@@ -713,6 +713,14 @@ export class MetaStore {
 
   // ---- block maps ----
 
+  /**
+   * Told before the row of block `blockIndex` of `ino` (or, with -1, any row of `ino`) changes
+   * or goes, in the same synchronous turn (fuse/chunk-reads.ts).
+   */
+  set onBlockRowChange(listener: ((ino: number, blockIndex: number) => void) | undefined) {
+    this.#records.onForget = listener;
+  }
+
   /** A block's record; served from memory when read before and unchanged since. */
   getBlock(ino: number, blockIndex: number): BlockRecord | undefined {
     const cached = this.#records.get(ino, blockIndex);

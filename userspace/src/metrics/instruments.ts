@@ -75,12 +75,15 @@ export class ShmrMetrics implements BlockObserver {
   readonly #bucketFree = this.registry.gauge('bucket_free_bytes', 'Free space of a bucket', ['pool', 'bucket']);
   readonly #bucketTotal = this.registry.gauge('bucket_total_bytes', 'Size of a bucket', ['pool', 'bucket']);
   readonly #bucketFailed = this.registry.gauge('bucket_failed', '1 when a bucket is failed', ['pool', 'bucket']);
+  readonly #chunkReads = this.registry.counter(
+    'fuse_chunk_reads_total', 'READs the binding answered from page-cached shard chunks, or passed to JS', ['outcome']);
   readonly #ops = new Map<string, OpSeries>();
   readonly #pools = new Map<string, { read: IoSeries; write: IoSeries; encode: Series; decode: Series }>();
   readonly #buckets = new Map<string, { read: IoSeries; write: IoSeries }>();
   #bucketPool = new Map<string, string>();
   #taskSource: () => readonly TaskInfo[] = () => [];
   #tombstoneSource: () => Iterable<readonly [string, number]> = () => [];
+  #chunkReadSource: () => { reads: number; notCached: number; mismatches: number } = () => ({ reads: 0, notCached: 0, mismatches: 0 });
 
   constructor() {
     // The hooks are read at every sweep, whether or not a daemon attached its sources.
@@ -142,6 +145,11 @@ export class ShmrMetrics implements BlockObserver {
     this.#tombstoneSource = source;
   }
 
+  /** Hook for the FUSE session: its reads answered in C (fuse/chunk-reads.ts) and declined ones. */
+  setChunkReadSource(source: () => { reads: number; notCached: number; mismatches: number }): void {
+    this.#chunkReadSource = source;
+  }
+
   /** Counts a shard failure: checksum failures and the degraded read it caused. */
   shardFailed(event: ShardEvent): void {
     const bucket = event.error.bucket;
@@ -181,6 +189,10 @@ export class ShmrMetrics implements BlockObserver {
       this.#taskProgress.series(task.id, task.kind).set(ratio);
     }
     for (const [pool, bytes] of this.#tombstoneSource()) this.#tombstoneBytes.series(pool).set(bytes);
+    const chunkReads = this.#chunkReadSource();
+    this.#chunkReads.series('served').set(chunkReads.reads);
+    this.#chunkReads.series('not_cached').set(chunkReads.notCached);
+    this.#chunkReads.series('mismatch').set(chunkReads.mismatches);
   }
 
   #poolSeries(pool: string): { read: IoSeries; write: IoSeries; encode: Series; decode: Series } {

@@ -46,6 +46,16 @@ function headerOnly(payload: Buffer): Buffer {
   return prefix;
 }
 
+/** `written` is a shard file holding `payload` that verifies as a reader checks it. */
+function expectShardOf(written: Buffer, payload: Buffer): void {
+  const decoded = decodeShardPrefix(written);
+  if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
+  const body = written.subarray(decoded.value.header.payload_offset);
+  expect(body.equals(payload)).toBe(true);
+  expect(findBadChunk(decoded.value, body, 0)).toBe(-1);
+  expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
+}
+
 /** Bytes of `path` in the page cache (fincore, util-linux). */
 function cachedBytes(path: string): number {
   return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).trim());
@@ -93,12 +103,7 @@ describe('writeShardFileAtOnce', () => {
     await writeShardFile(reference, { prefix, payload, sync: false });
     const written = readFileSync(atOnce);
     expect(written.equals(readFileSync(reference))).toBe(true);
-    const decoded = decodeShardPrefix(written);
-    if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
-    const body = written.subarray(decoded.value.header.payload_offset);
-    expect(body.equals(payload)).toBe(true);
-    expect(findBadChunk(decoded.value, body, 0)).toBe(-1);
-    expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
+    expectShardOf(written, payload);
   });
 
   it('writes a prefix as given without checksum (a retry after the first attempt filled it)', async () => {
@@ -181,12 +186,7 @@ describe('writeShardFileAtOnce', () => {
     await writeShardFileAtOnce(path, { prefix: headerOnly(payload), payload, sync: true, checksum: true });
     expect(cachedBytes(path)).toBe(0);
     const written = readFileSync(path);
-    const decoded = decodeShardPrefix(written);
-    if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
-    const body = written.subarray(decoded.value.header.payload_offset);
-    expect(body.equals(payload)).toBe(true);
-    expect(findBadChunk(decoded.value, body, 0)).toBe(-1);
-    expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
+    expectShardOf(written, payload);
   });
 
   it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {

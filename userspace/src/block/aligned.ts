@@ -21,6 +21,8 @@ const WASM_PAGE_BYTES = 64 * 1024;
 const WASM_PAGES_MAX = 65536;
 
 const alignedMemory = new WeakSet<ArrayBufferLike>();
+/** Memory of allocPageAligned: page aligned, but not for directBytes (see there). */
+const pageAlignedMemory = new WeakSet<ArrayBufferLike>();
 
 /**
  * A buffer of `bytes` whose start is page aligned; a plain one when no such memory can be had
@@ -46,7 +48,18 @@ export function allocAligned(bytes: number): Buffer {
  * block's gaps) stay buffered, as other readers of the same shards may come soon.
  */
 export function allocPageAligned(bytes: number): Buffer {
-  return Buffer.from(allocPages(bytes), 0, bytes);
+  const memory = allocPages(bytes);
+  pageAlignedMemory.add(memory);
+  return Buffer.from(memory, 0, bytes);
+}
+
+/**
+ * True when `view` is whole pages of allocPageAligned memory (start and length page multiples):
+ * an O_DIRECT write can take it where it is, without a copy.
+ */
+export function isWholePages(view: Uint8Array): boolean {
+  if (!pageAlignedMemory.has(view.buffer)) return false;
+  return view.byteOffset % SECTOR_BYTES === 0 && view.byteLength % SECTOR_BYTES === 0;
 }
 
 /** Huge pages are 2 MiB (x86-64, arm64 with 4 KiB pages): slabs are made of whole ones. */

@@ -31,7 +31,7 @@ const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'na
 function headerInput(payloadBytes: number): ShardHeaderInput {
   return {
     topology: Topology.single, shard_index: 0, data_shards: 1, parity_shards: 0, ino: 7n, block_index: 3n,
-    generation: 11n, block_bytes: 1 << 20, data_bytes: payloadBytes, payload_bytes: payloadBytes,
+    generation: 11n, block_bytes: Math.max(1 << 20, payloadBytes), data_bytes: payloadBytes, payload_bytes: payloadBytes,
     compression: 0, compressed_bytes: 0,
   };
 }
@@ -44,6 +44,16 @@ function headerOnly(payload: Buffer): Buffer {
   const prefix = Buffer.allocUnsafe(shardGeometry(payload.byteLength).payloadOffset);
   encodeShardHeader(headerInput(payload.byteLength), payload.byteLength, prefix);
   return prefix;
+}
+
+/** `written` is a shard file holding `payload` that verifies as a reader checks it. */
+function expectShardOf(written: Buffer, payload: Buffer): void {
+  const decoded = decodeShardPrefix(written);
+  if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
+  const body = written.subarray(decoded.value.header.payload_offset);
+  expect(body.equals(payload)).toBe(true);
+  expect(findBadChunk(decoded.value, body, 0)).toBe(-1);
+  expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
 }
 
 /** Bytes of `path` in the page cache (fincore, util-linux). */
@@ -93,12 +103,7 @@ describe('writeShardFileAtOnce', () => {
     await writeShardFile(reference, { prefix, payload, sync: false });
     const written = readFileSync(atOnce);
     expect(written.equals(readFileSync(reference))).toBe(true);
-    const decoded = decodeShardPrefix(written);
-    if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
-    const body = written.subarray(decoded.value.header.payload_offset);
-    expect(body.equals(payload)).toBe(true);
-    expect(findBadChunk(decoded.value, body, 0)).toBe(-1);
-    expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
+    expectShardOf(written, payload);
   });
 
   it('writes a prefix as given without checksum (a retry after the first attempt filled it)', async () => {
@@ -161,6 +166,27 @@ describe('writeShardFileAtOnce', () => {
     if (!decoded.ok) throw new Error(`prefix does not decode: ${decoded.kind} ${decoded.field}`);
     expect(written.subarray(decoded.value.header.payload_offset).equals(payload)).toBe(true);
     expect(findBadChunk(decoded.value, written.subarray(decoded.value.header.payload_offset), 0)).toBe(-1);
+  });
+
+  it('takes a payload beyond 1 MiB only as whole pages of page-aligned memory, up to 8 MiB', () => {
+    const fourMiB = 4 * 1024 * 1024;
+    expect(canWriteAtOnce(allocPageAligned(fourMiB))).toBe(true);
+    expect(canWriteAtOnce(allocPageAligned(8 * 1024 * 1024))).toBe(true);
+    // A plain buffer would be copied into the job thread's buffer: written in pieces instead.
+    expect(canWriteAtOnce(Buffer.allocUnsafeSlow(fourMiB))).toBe(false);
+    // Not whole pages: start or length off a page boundary, or too big for one job.
+    expect(canWriteAtOnce(allocPageAligned(fourMiB + 4096).subarray(1, fourMiB + 1))).toBe(false);
+    expect(canWriteAtOnce(allocPageAligned(fourMiB).subarray(0, fourMiB - 100))).toBe(false);
+    expect(canWriteAtOnce(allocPageAligned(16 * 1024 * 1024))).toBe(false);
+  });
+
+  it('writes a 4 MiB page-aligned payload (a volume block) past the page cache, and it verifies', async () => {
+    const payload = randomFillSync(allocPageAligned(4 * 1024 * 1024));
+    const path = join(root, 'ab', 'cd', 'volume-block');
+    await writeShardFileAtOnce(path, { prefix: headerOnly(payload), payload, sync: true, checksum: true });
+    expect(cachedBytes(path)).toBe(0);
+    const written = readFileSync(path);
+    expectShardOf(written, payload);
   });
 
   it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {

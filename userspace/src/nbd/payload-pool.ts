@@ -9,8 +9,13 @@
  *   the garbage collector. How many buffers are in use at once is bounded by the callers'
  *   in-flight limits (IN_FLIGHT_BYTES_MAX per connection), not here.
  * - A buffer comes back holding the last user's bytes: users overwrite every byte they send.
+ * - Buffers are page aligned on pages of their own (allocPageAligned), and the headroom is a
+ *   page: a WRITE payload read to offset 0 and a READ payload behind the headroom are both
+ *   page aligned, so a whole-block store writes the one past the page cache without copying
+ *   it (shard-io canWriteAtOnce) and a cold shard read fills the other past it (O_DIRECT).
  */
 import { assert } from '../assert.js';
+import { allocPageAligned } from '../block/index.js';
 import { PAYLOAD_BYTES_MAX, REPLY_HEADROOM_BYTES } from './protocol.js';
 
 /** Smallest size class: smaller payloads share it. */
@@ -44,8 +49,8 @@ export class PayloadPool {
       this.#retainedBytes -= buffer.byteLength;
       return buffer;
     }
-    // allocUnsafeSlow: never carved from Node's shared slab, so it aliases nothing.
-    return Buffer.allocUnsafeSlow(REPLY_HEADROOM_BYTES + classBytes);
+    // Memory of its own, never carved from Node's shared slab: it aliases nothing.
+    return allocPageAligned(REPLY_HEADROOM_BYTES + classBytes);
   }
 
   release(buffer: Buffer): void {

@@ -11,6 +11,14 @@ import type { Pools } from '../pool/index.js';
 import { Registry, type Family, type Series } from './registry.js';
 
 /** One FUSE op's series. */
+/** What the FUSE session's chunk reads counted since mount. */
+export interface ChunkReadCounts {
+  readonly reads: number;
+  readonly bytes: number;
+  readonly notCached: number;
+  readonly mismatches: number;
+}
+
 export interface OpSeries {
   readonly count: Series;
   readonly errors: Series;
@@ -83,7 +91,9 @@ export class ShmrMetrics implements BlockObserver {
   #bucketPool = new Map<string, string>();
   #taskSource: () => readonly TaskInfo[] = () => [];
   #tombstoneSource: () => Iterable<readonly [string, number]> = () => [];
-  #chunkReadSource: () => { reads: number; notCached: number; mismatches: number } = () => ({ reads: 0, notCached: 0, mismatches: 0 });
+  #chunkReadSource: () => ChunkReadCounts = () => ({ reads: 0, bytes: 0, notCached: 0, mismatches: 0 });
+  /** Served chunk reads already added to the read op's count and bytes. */
+  #chunkReadsCounted = { reads: 0, bytes: 0 };
 
   constructor() {
     // The hooks are read at every sweep, whether or not a daemon attached its sources.
@@ -146,8 +156,9 @@ export class ShmrMetrics implements BlockObserver {
   }
 
   /** Hook for the FUSE session: its reads answered in C (fuse/chunk-reads.ts) and declined ones. */
-  setChunkReadSource(source: () => { reads: number; notCached: number; mismatches: number }): void {
+  setChunkReadSource(source: () => ChunkReadCounts): void {
     this.#chunkReadSource = source;
+    this.#chunkReadsCounted = { reads: 0, bytes: 0 };
   }
 
   /** Counts a shard failure: checksum failures and the degraded read it caused. */
@@ -193,6 +204,12 @@ export class ShmrMetrics implements BlockObserver {
     this.#chunkReads.series('served').set(chunkReads.reads);
     this.#chunkReads.series('not_cached').set(chunkReads.notCached);
     this.#chunkReads.series('mismatch').set(chunkReads.mismatches);
+    // Reads answered in C never pass the JS op wrapper: fold them into the read op's totals, so
+    // fuse_operations_total and its bytes count every READ (their latency is not sampled).
+    const read = this.fuseOp('read');
+    read.count.inc(chunkReads.reads - this.#chunkReadsCounted.reads);
+    read.bytes.inc(chunkReads.bytes - this.#chunkReadsCounted.bytes);
+    this.#chunkReadsCounted = { reads: chunkReads.reads, bytes: chunkReads.bytes };
   }
 
   #poolSeries(pool: string): { read: IoSeries; write: IoSeries; encode: Series; decode: Series } {

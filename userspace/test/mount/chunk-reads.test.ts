@@ -72,16 +72,25 @@ function shardsOf(mount: Mount, ino: number, blockIndex: number): string[] {
   return Object.values(mount.buckets).flatMap(shardFilesOf).filter((file) => file.includes(`/${ino}-${blockIndex}-`));
 }
 
-/** The binding's counts (metrics collect every second: waits for a fresh sweep). */
-async function chunkReads(mount: Mount): Promise<{ served: number; notCached: number; mismatch: number }> {
+/** The value of the series `family{labels}` in the mount's _stat view. */
+function seriesValue(mount: Mount, family: string, labels: string): number {
+  const text = readFileSync(join(mount.mountpoint, '_stat', family), 'utf8');
+  const line = text.split('\n').find((row) => row.startsWith(`${family}{${labels}} `));
+  if (line === undefined) throw new Error(`no ${labels} series in ${text}`);
+  return Number(line.split(/\s+/)[1]);
+}
+
+/**
+ * The binding's counts and the READs the metrics counted in all (metrics collect every
+ * second: waits for a fresh sweep).
+ */
+async function chunkReads(mount: Mount): Promise<{ served: number; notCached: number; mismatch: number; readOps: number }> {
   await sleep(1200);
-  const text = readFileSync(join(mount.mountpoint, '_stat', 'fuse_chunk_reads_total'), 'utf8');
-  const value = (outcome: string): number => {
-    const line = text.split('\n').find((row) => row.startsWith(`fuse_chunk_reads_total{outcome="${outcome}"} `));
-    if (line === undefined) throw new Error(`no ${outcome} series in ${text}`);
-    return Number(line.split(/\s+/)[1]);
+  const outcome = (name: string): number => seriesValue(mount, 'fuse_chunk_reads_total', `outcome="${name}"`);
+  return {
+    served: outcome('served'), notCached: outcome('not_cached'), mismatch: outcome('mismatch'),
+    readOps: seriesValue(mount, 'fuse_operations_total', 'op="read"'),
   };
-  return { served: value('served'), notCached: value('not_cached'), mismatch: value('mismatch') };
 }
 
 async function control(mount: Mount, method: string, params: Record<string, unknown> = {}): Promise<unknown> {
@@ -130,9 +139,12 @@ describe('reads answered in C from page-cached shard chunks', () => {
         model = written;
         const before = await chunkReads(mount);
         expect(reader.check(model, 2000)).toEqual([]);
-        const served = (await chunkReads(mount)).served - before.served;
+        const after = await chunkReads(mount);
+        const served = after.served - before.served;
         // The handle's first read and each block's first go to JS; nearly all others here.
         expect(served).toBeGreaterThan(1900);
+        // The read op's count includes the reads answered in C.
+        expect(after.readOps - before.readOps).toBeGreaterThanOrEqual(2000);
 
         // Buffered (writeback cache) and O_DIRECT writes into registered blocks.
         model = writeAt(path, model, MIB + 3 * PAGE + 17, randomBytes(300));

@@ -50,3 +50,13 @@ export function placeShards(
   }
   return { buckets: chosen, isDoubledUp: roomy.length < shardCount };
 }
+
+/** True when a block's shard buckets (a record's `buckets`) name some bucket more than once. */
+export function isDoubledUp(shardBuckets: readonly string[]): boolean {
+  return new Set(shardBuckets).size < shardBuckets.length;
+}
+
+/** True when `buckets` has a writable bucket for each of `shardCount` shards, one shard each. */
+export function canSpread(buckets: readonly Bucket[], shardCount: number): boolean {
+  return buckets.filter((bucket) => bucket.isWritable).length >= shardCount;
+}

@@ -4,8 +4,9 @@
  * shards, the old ones deleted): each works from a block's record as it is at the block's turn.
  * A block replaced during a scrub check is no finding; the new shards of a block replaced during
  * an fsck walk are no orphans, however old they are when the walk ends; a bucket replacement
- * rebuilds a block replaced after its listing from the new record, and leaves no shard of the
- * old one. Method: a real filesystem opened on temporary bucket folders (no mount), one erasure
+ * rebuilds a block replaced after its listing from the new record, leaves no shard of the old
+ * one, and spreads out the blocks repaired onto fewer buckets while the bucket was out (also
+ * when such a repair commits after the bucket came back). Method: a real filesystem opened on temporary bucket folders (no mount), one erasure
  * 4+2 pool; the replacement is injected at an exact point by wrapping one block store method
  * (withMethod), as the repair queue would interleave.
  */
@@ -118,13 +119,43 @@ it('rebuilds each block from its record at its turn, not from the listing', asyn
   const report = await replaceBucket({ ...filesystem, blocks }, { bucket: 'archive1', newPath: fresh });
 
   expect(report.problems).toEqual([]);
-  // Blocks 0 and 1 were repaired onto the five other drives (doubled up): nothing to rebuild.
-  const onDrive = filesystem.meta.listBlocks(ino).filter((block) => block.buckets.includes('archive1'));
-  expect(onDrive.map((block) => block.blockIndex)).toEqual([2, 3]);
-  expect(report.shardsRebuilt).toBe(2);
-  // The shards of blocks 2 and 3 beside the bucket's identity file; none of block 0's old generation.
+  // Blocks 0 and 1 were repaired onto the five other drives (doubled up): nothing to rebuild,
+  // but spread out over all six once the new drive took the bucket's place.
+  expect(report).toMatchObject({ shardsRebuilt: 2, blocksRespread: 2 });
+  const records = filesystem.meta.listBlocks(ino);
+  for (const record of records) expect(new Set(record.buckets).size).toBe(6);
+  // One shard of each block beside the bucket's identity file; none of an old generation.
   const bucket = filesystem.pools.bucket('archive1');
-  const expected = onDrive.map((block) => bucket?.shardPath({ ...block, shardIndex: block.buckets.indexOf('archive1') }));
+  const expected = records.map((block) => bucket?.shardPath({ ...block, shardIndex: block.buckets.indexOf('archive1') }));
   expect(filesUnder(fresh).sort()).toEqual([...expected, join(fresh, 'shmr-bucket')].sort());
+  await expectContent(filesystem, ino, model);
+});
+
+it('spreads out a repair placed while a bucket was out that commits after it came back', async () => {
+  const { filesystem } = fixture;
+  const { ino, model } = await storedFile(filesystem, 'f', BLOCK_BYTES);
+  const bucket = filesystem.pools.bucket('archive1');
+  if (bucket === undefined) throw new Error('bucket archive1 missing');
+  bucket.markFailed('being replaced');
+  // The repair's new shards are placed on five drives; the replacement ends before its commit.
+  let placed: readonly string[] = [];
+  const rewrite: BlockStore['rewrite'] = async (...args) => {
+    const next = await filesystem.blocks.rewrite(...args);
+    if (placed.length === 0) {
+      placed = next.buckets;
+      bucket.relocate(bucket.path);
+    }
+    return next;
+  };
+  const block = filesystem.meta.getBlock(ino, 0);
+  if (block === undefined) throw new Error('block 0 missing');
+  const target = { ...filesystem, blocks: withMethod(filesystem.blocks, 'rewrite', rewrite) };
+  expect(await repairBlock(target, block)).toBe(true);
+
+  expect(new Set(placed).size).toBe(5);
+  expect(new Set(filesystem.meta.getBlock(ino, 0)?.buckets).size).toBe(6);
+  const shardFiles = [0, 1, 2, 3, 4, 5].flatMap((index) => filesUnder(join(fixture.root, `archive${index}`)))
+    .filter((path) => !path.endsWith('shmr-bucket'));
+  expect(shardFiles).toHaveLength(6);
   await expectContent(filesystem, ino, model);
 });

@@ -3,9 +3,12 @@
  * of its block into a new, empty directory, which then takes the bucket's place (and its path
  * in the config file).
  *
- * Invariants: the old directory is never written to; the block map does not change (shards
- * keep their names and generations), so a replacement that stops halfway leaves every block
- * exactly as readable as before, and can be run again.
+ * Invariants: the old directory is never written to; a rebuilt shard keeps its name and
+ * generation (the block map does not change), so a replacement that stops halfway leaves every
+ * block exactly as readable as before, and can be run again. Blocks written or repaired while
+ * the bucket was out (the background repair queue rewrites every block a read found short of
+ * the dead drive's shard) keep two shards in one bucket; once the bucket is back they are
+ * rewritten spread over the pool, so that full redundancy returns for them too.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -14,8 +17,8 @@ import { directoryProblem, type Config } from '../config/index.js';
 import { Errno, FsError } from '../errno.js';
 import { deleteShardFile } from '../block/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { Bucket } from '../pool/index.js';
-import type { ScrubTarget } from './scrub.js';
+import { Bucket, canSpread, isDoubledUp, type Pool } from '../pool/index.js';
+import { repairBlock, type ScrubTarget } from './scrub.js';
 
 /** A block replaced this often while its shards were rebuilt is reported, not chased further. */
 const REBUILD_ATTEMPTS_MAX = 3;
@@ -26,6 +29,8 @@ export interface ReplaceReport {
   newPath: string;
   shardsRebuilt: number;
   shardsFailed: number;
+  /** Blocks that kept two shards in one bucket, rewritten with one shard per bucket. */
+  blocksRespread: number;
   problems: string[];
   configUpdated: boolean;
 }
@@ -41,7 +46,7 @@ export async function replaceBucket(
   const staging = new Bucket({ name: bucket.name, pool: bucket.pool, path: newPath, priority: bucket.priority });
   staging.open(target.meta.filesystemUuid, target.meta.shardDirectoryBlocks);
   const report: ReplaceReport = {
-    bucket: bucket.name, oldPath: bucket.path, newPath, shardsRebuilt: 0, shardsFailed: 0, problems: [],
+    bucket: bucket.name, oldPath: bucket.path, newPath, shardsRebuilt: 0, shardsFailed: 0, blocksRespread: 0, problems: [],
     configUpdated: false,
   };
   // Reads must come from the other shards, never from the drive being replaced.
@@ -53,7 +58,39 @@ export async function replaceBucket(
   }
   bucket.relocate(newPath);
   report.configUpdated = updateConfigFile(target.config, bucket, newPath);
+  await respreadDoubledUp(target, target.pools.pool(bucket.pool), report);
   return report;
+}
+
+/**
+ * Rewrites the pool's blocks that keep two shards in one bucket, now that every bucket takes
+ * shards again. A repair that placed its block before the bucket came back and commits after
+ * this pass went by writes it spread out itself (repairBlock).
+ */
+async function respreadDoubledUp(target: ScrubTarget, pool: Pool, report: ReplaceReport): Promise<void> {
+  for (const listed of [...target.meta.allBlocks()]) {
+    if (listed.pool !== pool.name || !isDoubledUp(listed.buckets)) continue;
+    await respreadCurrent(target, pool, listed, report);
+  }
+}
+
+/** respreadDoubledUp for one block, from its record as it is now (see rebuildCurrentShards). */
+async function respreadCurrent(target: ScrubTarget, pool: Pool, listed: BlockRecord, report: ReplaceReport): Promise<void> {
+  for (let attempt = 1; attempt <= REBUILD_ATTEMPTS_MAX; attempt++) {
+    const block = target.meta.getBlock(listed.ino, listed.blockIndex);
+    if (block === undefined || !isDoubledUp(block.buckets) || !canSpread(pool.buckets, block.buckets.length)) return;
+    try {
+      // False: replaced meanwhile (a write, the mover, a repair); the new record is checked again.
+      if (await repairBlock(target, block)) {
+        report.blocksRespread += 1;
+        return;
+      }
+    } catch (error) {
+      if (!(error instanceof FsError)) throw error;
+      report.problems.push(`${target.meta.pathOf(block.ino)} block ${block.blockIndex}: not spread out: ${error.message}`);
+      return;
+    }
+  }
 }
 
 /**

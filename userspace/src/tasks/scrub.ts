@@ -14,7 +14,7 @@ import { assert } from '../assert.js';
 import { FsError } from '../errno.js';
 import type { BlockStore, ShardError } from '../block/index.js';
 import type { BlockRecord, MetaStore } from '../meta/index.js';
-import type { Pools } from '../pool/index.js';
+import { canSpread, isDoubledUp, type Pools } from '../pool/index.js';
 
 const BATCH_BLOCKS = 64;
 /** A block replaced this often while it was checked is reported as found, not chased further. */
@@ -139,11 +139,21 @@ async function checkCurrent(
   return undefined;
 }
 
-/** Rewrites a block from its surviving shards; commits only if it did not change meanwhile. */
+/**
+ * Rewrites a block from its surviving shards; commits only if it did not change meanwhile.
+ * A rewrite placed while a bucket was out doubles up shards; when enough buckets take shards
+ * again by the commit (a bucket replacement ended meanwhile, whose pass over doubled-up blocks
+ * may be past this one), the block is written once more, spread out. No await separates the
+ * check from the commit of a write it lets through, so no bucket comes back in between.
+ */
 export async function repairBlock(target: ScrubTarget, block: BlockRecord): Promise<boolean> {
   const inode = target.meta.requireInode(block.ino, 'repair');
   const pool = target.pools.pool(block.pool);
-  const next = await target.blocks.rewrite(block, pool, inode.blockBytes);
+  let next = await target.blocks.rewrite(block, pool, inode.blockBytes);
+  if (isDoubledUp(next.buckets) && canSpread(pool.buckets, next.buckets.length)) {
+    await target.blocks.delete(next);
+    next = await target.blocks.rewrite(block, pool, inode.blockBytes);
+  }
   if (!target.meta.replaceBlock(block, next)) {
     await target.blocks.delete(next);
     return false;

@@ -9,10 +9,9 @@
  *   the garbage collector. How many buffers are in use at once is bounded by the callers'
  *   in-flight limits (IN_FLIGHT_BYTES_MAX per connection), not here.
  * - A buffer comes back holding the last user's bytes: users overwrite every byte they send.
- * - Buffers are page aligned on pages of their own (allocPageAligned), and the headroom is a
- *   page: a WRITE payload read to offset 0 and a READ payload behind the headroom are both
- *   page aligned, so a whole-block store writes the one past the page cache without copying
- *   it (shard-io canWriteAtOnce) and a cold shard read fills the other past it (O_DIRECT).
+ * - Buffers are page aligned on pages of their own (allocPageAligned): a WRITE payload read
+ *   to offset 0 of one is a whole-pages view, which a whole-block store writes past the page
+ *   cache without copying it (shard-io canWriteAtOnce).
  */
 import { assert } from '../assert.js';
 import { allocPageAligned } from '../block/index.js';

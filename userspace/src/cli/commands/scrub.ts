@@ -37,8 +37,9 @@ export async function scrubCommand(args: readonly string[]): Promise<number> {
   bar.finish();
   if (values.json === true) process.stdout.write(`${JSON.stringify({ ...report, viaDaemon }, null, 2)}\n`);
   else printReport(report);
-  const bad = report.shardsMissing + report.shardsCorrupt + report.shardsUnreadable;
-  const isHealthy = bad === 0 || (values.repair === true && report.blocksUnrecoverable === 0);
+  const bad = report.shardsMissing + report.shardsCorrupt + report.shardsUnreadable + report.blocksDoubledUp;
+  const isRepaired = report.blocksUnrecoverable === 0 && report.blocksRespread === report.blocksDoubledUp;
+  const isHealthy = bad === 0 || (values.repair === true && isRepaired);
   return isHealthy ? 0 : 3;
 }
 
@@ -51,6 +52,7 @@ function printReport(report: ScrubReport): void {
     `  shards unreadable: ${report.shardsUnreadable}`,
     `  blocks repaired:  ${report.blocksRepaired}`,
     `  unrecoverable:    ${report.blocksUnrecoverable}`,
+    `  doubled up:       ${report.blocksDoubledUp} (spread out: ${report.blocksRespread})`,
   ];
   if (report.affectedFiles.length > 0) lines.push('  affected files:', ...report.affectedFiles.map((path) => `    ${path}`));
   for (const problem of report.problems.slice(0, 50)) lines.push(`  ! ${problem}`);

@@ -277,6 +277,8 @@ export class FileStore {
     if (end <= offset) return 0;
     const blockBytes = state.blockBytes;
     const hasCached = this.#cache.hasEntries(ino);
+    // Who hears of blocks served as their record reads (only reads it may answer itself).
+    const reads = this.#shardReads !== undefined && length <= this.#shardReads.readBytesMax ? this.#shardReads : undefined;
     let hits = 0;
     for (let position = offset; position < end;) {
       const blockIndex = Math.floor(position / blockBytes);
@@ -289,8 +291,7 @@ export class FileStore {
       if (entry !== undefined) {
         copyFromBlock(entry, range, target, position - offset);
         hits += 1;
-        const reads = this.#shardReads;
-        if (reads !== undefined && length <= reads.readBytesMax && entry.state === 'clean' && entry.ranges === undefined && !entry.isBorrowed) {
+        if (reads !== undefined && entry.state === 'clean' && entry.ranges === undefined && !entry.isBorrowed) {
           const record = this.#meta.getBlock(ino, blockIndex);
           if (record !== undefined) reads.servedFromRecord(ino, blockIndex, blockBytes, record);
         }
@@ -298,9 +299,7 @@ export class FileStore {
         const record = this.#meta.getBlock(ino, blockIndex);
         if (record === undefined) target.fill(0, position - offset, stop - offset);
         else if (!this.#blocks.readNow(record, range, target, position - offset)) return undefined;
-        else if (this.#shardReads !== undefined && length <= this.#shardReads.readBytesMax) {
-          this.#shardReads.servedFromRecord(ino, blockIndex, blockBytes, record);
-        }
+        else reads?.servedFromRecord(ino, blockIndex, blockBytes, record);
       }
       position = stop;
     }

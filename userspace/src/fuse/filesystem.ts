@@ -207,15 +207,7 @@ export class ShmrFilesystem implements LowLevelOps {
     if (changes.size !== undefined) {
       throw new FsError(Errno.ENOENT, 'truncate', `inode ${inode.ino}`);
     }
-    const time = now();
-    // A literal of every field, not spreads: this runs at every unlink (the kernel's time flush).
-    const updated: InodeRecord = {
-      ino: inode.ino, mode: changes.mode === undefined ? inode.mode : withPermissions(inode.mode, changes.mode),
-      nlink: inode.nlink, uid: changes.uid ?? inode.uid, gid: changes.gid ?? inode.gid, rdev: inode.rdev,
-      size: inode.size, blockBytes: inode.blockBytes, storedBytes: inode.storedBytes,
-      atime: resolveTime(changes.atime, time) ?? inode.atime, mtime: resolveTime(changes.mtime, time) ?? inode.mtime,
-      ctime: changes.ctime ?? time, target: inode.target,
-    };
+    const updated: InodeRecord = { ...inode, ...inodeChanges(inode, changes, now()) };
     this.#unlinked.set(inode.ino, updated);
     return updated;
   }

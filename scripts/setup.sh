@@ -9,6 +9,7 @@ APT_PACKAGES=(
   fuse3 libfuse3-dev pkg-config   # FUSE: kernel mount helper and the libfuse3 the binding uses
   libisal-dev                     # ISA-L: Reed-Solomon and CRC32C
   python3 make g++ gcc            # node-gyp builds (zstd-napi compiles its bundled zstd too)
+  ccache                          # the same C/C++ builds again (npm ci) come from a cache
   mergerfs fio                    # npm run bench: the peer filesystem and the load generator
   attr acl                        # tests: getfattr/setfattr
   prometheus                      # metrics tests: promtool checks the exposition format
@@ -65,7 +66,12 @@ if ((node_major < 20)); then
   exit 1
 fi
 
+# npm ci compiles SQLite (better-sqlite3) and zstd (zstd-napi) from source: their prebuilt
+# binaries are downloaded from GitHub, which may be out of reach. That is most of its 3 minutes
+# on two cores; through ccache a machine that has built them once (a fresh clone in CI
+# included) gets the objects from /var/cache/shmr-ccache. Only these builds see the wrappers.
+compile_cached=(env CCACHE_DIR="${CCACHE_DIR:-/var/cache/shmr-ccache}" CC="ccache gcc" CXX="ccache g++")
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --no-audit --no-fund
+  "${compile_cached[@]}" npm ci --no-audit --no-fund
 fi
-npm run --silent build
+"${compile_cached[@]}" npm run --silent build

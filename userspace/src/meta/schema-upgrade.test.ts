@@ -2,6 +2,7 @@
  * A store of schema version 2 (and 1) as the previous release wrote it (AUTOINCREMENT inode
  * numbers and entry ids, entries in a rowid table with a unique (parent, name) index) opens as
  * version 3: every inode, entry (with its readdir cookie), xattr and block reads back as it was,
+ * paths and parents are found without the old index by ino,
  * creates, links, renames and unlinks work on it through a reopen, SQLite finds the file sound,
  * and no inode number or cookie the old store handed out (also deleted ones) comes back.
  * Method: the old store made with better-sqlite3 from the version 2 DDL below (copied from the
@@ -138,6 +139,17 @@ function tableSql(folder: string, table: string): string {
   }
 }
 
+/** The stored entry hints of `inodes` in the closed store. */
+function hintsOf(folder: string, inodes: number[]): unknown[] {
+  const db = new Database(join(folder, 'shmr-meta.sqlite'), { readonly: true });
+  try {
+    const hint = db.prepare('SELECT entry_parent, entry_name FROM inodes WHERE ino = ?').raw();
+    return inodes.map((ino) => hint.get(ino));
+  } finally {
+    db.close();
+  }
+}
+
 /** Checks that the store holds what writeVersion2Store wrote. */
 function expectOldContents(meta: MetaStore, old: OldStore): void {
   expect(meta.filesystemUuid).toBe('old-uuid');
@@ -155,6 +167,9 @@ function expectOldContents(meta: MetaStore, old: OldStore): void {
   expect(meta.listBlocks(old.file).map((block) => [block.generation, block.buckets])).toEqual([[9, ['b0']]]);
   expect(meta.listOrphans()).toEqual([old.orphan]);
   expect(meta.pathOf(old.symlink)).toBe('/d/s');
+  // The hint of a hard-linked file is its first entry.
+  expect(meta.pathOf(old.file)).toBe('/d/a');
+  expect(meta.parentOf(old.dir)).toBe(1);
 }
 
 describe('a version 2 store', () => {
@@ -184,10 +199,15 @@ describe('a version 2 store', () => {
       expect(integrityOf(directory)).toBe('ok');
       expect(tableSql(directory, 'dirents')).toMatch(/WITHOUT ROWID/);
       expect(tableSql(directory, 'inodes')).not.toMatch(/AUTOINCREMENT/);
+      // Hints from the old entries (the first of a hard-linked file's), then from the rename.
+      expect(hintsOf(directory, [1, old.dir, old.file, old.symlink, old.orphan]))
+        .toEqual([[null, null], [1, 'd'], [old.dir, 'a'], [1, 's'], [null, null]]);
 
       meta = MetaStore.open(directory, OWNER);
       expect(meta.lookup(1, 'hard')).toBe(created.ino);
       expect(meta.lookup(1, 's')).toBe(old.symlink);
+      expect(meta.pathOf(old.symlink)).toBe('/s');
+      expect(meta.pathOf(created.ino)).toBe('/hard');
       expect(meta.lookup(old.dir, 'a2')).toBeUndefined();
       expect(meta.requireInode(old.file, 'test').nlink).toBe(1);
       expect(meta.readDirectory(old.dir, 0, 100).map((row) => row.name)).toEqual(['a', 'new']);

@@ -3,9 +3,10 @@
  * (a crash leaves the old store, which the next open upgrades again).
  *
  * Versions 1 and 2 numbered inodes and directory entries with AUTOINCREMENT and kept dirents
- * in a rowid table with a unique (parent, name) index. Version 3 rebuilds both tables in the
- * new shape (SCHEMA_SQL) with every row kept as it was, and stores as the numbers' marks what
- * their AUTOINCREMENT sequences had reached: a number handed out before is not handed out again.
+ * in a rowid table with a unique (parent, name) index and an index by ino. Version 3 rebuilds
+ * both tables in the new shape (SCHEMA_SQL) with every row kept as it was, each inode's entry
+ * hint set to its first entry, and stores as the numbers' marks what their AUTOINCREMENT
+ * sequences had reached: a number handed out before is not handed out again.
  * Version 1 also lacked the tombstones table, which SCHEMA_SQL creates.
  */
 import type Database from 'better-sqlite3';
@@ -32,16 +33,20 @@ export function upgradeSchema(db: Database.Database, version: number): void {
   db.transaction(() => {
     const nextIno = markOf(db, 'inodes', 'ino');
     const nextDirentId = markOf(db, 'dirents', 'id');
+    // The old index by ino stays until the hints are copied; version 3 has no index of that name.
     db.exec(`
       ALTER TABLE inodes RENAME TO inodes_old;
       ALTER TABLE dirents RENAME TO dirents_old;
       DROP INDEX inodes_orphans;
-      DROP INDEX dirents_by_ino;
       DROP INDEX dirents_by_parent_id;
     `);
     db.exec(SCHEMA_SQL);
+    // A bare column beside min() comes from the row holding the minimum: the first entry.
     db.exec(`
-      INSERT INTO inodes (${INODE_COLUMNS}) SELECT ${INODE_COLUMNS} FROM inodes_old;
+      INSERT INTO inodes (${INODE_COLUMNS}, entry_parent, entry_name)
+        SELECT ${INODE_COLUMNS}, first.parent, first.name FROM inodes_old
+        LEFT JOIN (SELECT ino AS entry_ino, parent, name, min(id) FROM dirents_old GROUP BY ino) AS first
+          ON first.entry_ino = inodes_old.ino;
       INSERT INTO dirents (parent, name, id, ino) SELECT parent, name, id, ino FROM dirents_old;
       DROP TABLE inodes_old;
       DROP TABLE dirents_old;

@@ -5,6 +5,10 @@
  * - inodes: one row per inode; ino 1 is the root directory. Numbers are never reused, so the
  *   FUSE generation can stay 0: they come from a NumberSource whose mark is the setting
  *   `next_ino` (no AUTOINCREMENT, whose sqlite_sequence row cost a page per create).
+ *   (entry_parent, entry_name) names one entry of the inode (a directory's only one), where it
+ *   was created, linked or renamed to: a hint for finding parents and paths, checked against
+ *   dirents before use, since unlinking that entry of a hard-linked file leaves it stale. It
+ *   replaces an index of dirents by ino, which cost a page per create and per unlink.
  * - dirents: directory entries, keyed by (parent, name) without a rowid (the key is the
  *   table: no separate unique index); `id` is the stable readdir cookie of the entry, from a
  *   NumberSource whose mark is the setting `next_dirent_id`.
@@ -18,8 +22,9 @@
 
 /**
  * Bumped on every incompatible schema change; a store of another version is refused.
- * 1: the first. 2: added the tombstones table. 3: inodes without AUTOINCREMENT, dirents
- * WITHOUT ROWID keyed by (parent, name); numbers from the `next_ino` and `next_dirent_id` marks.
+ * 1: the first. 2: added the tombstones table. 3: inodes without AUTOINCREMENT and with entry
+ * hints, dirents WITHOUT ROWID keyed by (parent, name) and not indexed by ino; numbers from the
+ * `next_ino` and `next_dirent_id` marks.
  */
 export const SCHEMA_VERSION = 3;
 
@@ -44,7 +49,9 @@ CREATE TABLE IF NOT EXISTS inodes (
   atime_sec INTEGER NOT NULL, atime_nsec INTEGER NOT NULL,
   mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,
   ctime_sec INTEGER NOT NULL, ctime_nsec INTEGER NOT NULL,
-  target BLOB
+  target BLOB,
+  entry_parent INTEGER,
+  entry_name TEXT
 );
 CREATE INDEX IF NOT EXISTS inodes_orphans ON inodes(nlink) WHERE nlink = 0;
 CREATE TABLE IF NOT EXISTS dirents (
@@ -54,7 +61,6 @@ CREATE TABLE IF NOT EXISTS dirents (
   ino INTEGER NOT NULL,
   PRIMARY KEY (parent, name)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents(ino);
 CREATE INDEX IF NOT EXISTS dirents_by_parent_id ON dirents(parent, id);
 CREATE TABLE IF NOT EXISTS xattrs (
   ino INTEGER NOT NULL,

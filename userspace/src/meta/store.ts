@@ -325,6 +325,7 @@ export class MetaStore {
       this.#statements.insertInode.run(
         ino, input.mode, isDir ? 2 : 1, input.uid, input.gid, input.rdev ?? 0, input.target?.byteLength ?? 0,
         time.sec, time.nsec, time.sec, time.nsec, time.sec, time.nsec, input.target ?? null,
+        input.parent, input.name,
       );
       const record: InodeRecord = {
         ino, mode: input.mode, nlink: isDir ? 2 : 1, uid: input.uid, gid: input.gid,
@@ -334,8 +335,8 @@ export class MetaStore {
         target: input.target === undefined ? null : Buffer.from(input.target),
       };
       this.#wroteInode(ino, record);
-      // No lookup first: the entry's UNIQUE (parent, name) finds a taken name in the same
-      // index search as the insert, and the throw rolls the inode back.
+      // No lookup first: the entries' key (parent, name) finds a taken name in the same
+      // search as the insert, and the throw rolls the inode back.
       this.#insertDirentOrExists(input.parent, input.name, ino, 'create');
       this.#touchDirectory(parent, time, isDir ? 1 : 0);
       return record;
@@ -352,6 +353,8 @@ export class MetaStore {
       if (this.lookup(parent, name) !== undefined) throw new FsError(Errno.EEXIST, 'link', name);
       const time = now();
       this.#insertDirent(parent, name, ino);
+      // The newest link becomes the hint: a move by link and unlink of the old name keeps it true.
+      this.#statements.setEntryHint.run(parent, name, ino);
       this.#touchDirectory(directory, time, 0);
       return this.#setLinks(ino, inode.nlink + 1, time);
     });
@@ -425,10 +428,16 @@ export class MetaStore {
   renameSteps() {
     return {
       requireDirectory: (ino: number, operation: string) => this.#requireDirectory(ino, operation),
-      moveDirent: (id: { parent: number; name: string }, to: { parent: number; name: string }) =>
-        this.#statements.moveDirent.run(to.parent, to.name, id.parent, id.name),
-      setDirentIno: (parent: number, name: string, ino: number) =>
-        this.#statements.setDirentIno.run(ino, parent, name),
+      moveDirent: (id: { parent: number; name: string }, to: { parent: number; name: string }) => {
+        this.#statements.moveDirent.run(to.parent, to.name, id.parent, id.name);
+        const ino = this.lookup(to.parent, to.name);
+        assert(ino !== undefined);
+        this.#statements.setEntryHint.run(to.parent, to.name, ino);
+      },
+      setDirentIno: (parent: number, name: string, ino: number) => {
+        this.#statements.setDirentIno.run(ino, parent, name);
+        this.#statements.setEntryHint.run(parent, name, ino);
+      },
       deleteDirent: (parent: number, name: string) => this.#statements.deleteDirent.run(parent, name),
       setLinks: (ino: number, nlink: number, time: Timespec) => this.#setLinks(ino, nlink, time),
       touchDirectory: (directory: InodeRecord, time: Timespec, linkDelta: number) =>
@@ -438,11 +447,26 @@ export class MetaStore {
     };
   }
 
-  /** The directory holding `ino`'s first entry (a directory has exactly one). */
+  /**
+   * One entry of `ino` (a directory has exactly one), or undefined when it has none: the
+   * inode's entry hint when the entry still names it, else any entry, found by a search of
+   * all entries (only a hard-linked file whose hinted link was unlinked gets there).
+   */
+  #entryOf(ino: number): { parent: number; name: string } | undefined {
+    const hint = this.#statements.entryHint.get(ino) as
+      | { nlink: number; parent: number | null; name: string | null }
+      | undefined;
+    if (hint === undefined || hint.nlink === 0) return undefined;
+    if (hint.parent !== null && hint.name !== null && this.lookup(hint.parent, hint.name) === ino) {
+      return { parent: hint.parent, name: hint.name };
+    }
+    return this.#statements.direntOf.get(ino) as { parent: number; name: string } | undefined;
+  }
+
+  /** The directory holding an entry of `ino` (a directory has exactly one). */
   parentOf(ino: number): number | undefined {
     if (ino === ROOT_INO) return ROOT_INO;
-    const row = this.#statements.parentOf.get(ino) as { parent: number } | undefined;
-    return row?.parent;
+    return this.#entryOf(ino)?.parent;
   }
 
   /** A path of `ino` for log messages, or `<inode N>` when it has no entry any more. */
@@ -450,7 +474,7 @@ export class MetaStore {
     const parts: string[] = [];
     let current = ino;
     for (let depth = 0; current !== ROOT_INO && depth < 4096; depth++) {
-      const row = this.#statements.direntOf.get(current) as { parent: number; name: string } | undefined;
+      const row = this.#entryOf(current);
       if (row === undefined) return `<inode ${ino}>`;
       parts.push(row.name);
       current = row.parent;
@@ -836,7 +860,10 @@ export class MetaStore {
 
   /** Adds a directory entry for an existing inode (fsck: reattach to lost+found). */
   addDirent(parent: number, name: string, ino: number): void {
-    this.#transact(() => this.#insertDirent(parent, name, ino));
+    this.#transact(() => {
+      this.#insertDirent(parent, name, ino);
+      this.#statements.setEntryHint.run(parent, name, ino);
+    });
   }
 
   /** Removes one block record (fsck: a block of an inode that no longer exists). */
@@ -981,8 +1008,8 @@ function prepareStatements(db: Database.Database) {
     setSettingValue: db.prepare('UPDATE settings SET value = ? WHERE key = ?'),
     insertInode: db.prepare(
       `INSERT INTO inodes (ino, mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec,
-         mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target, entry_parent, entry_name)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertDirent: db.prepare('INSERT INTO dirents (parent, name, id, ino) VALUES (?, ?, ?, ?)'),
     deleteDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ?'),
@@ -996,7 +1023,9 @@ function prepareStatements(db: Database.Database) {
     ),
     touchCtime: db.prepare('UPDATE inodes SET ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
     anyChild: db.prepare('SELECT 1 FROM dirents WHERE parent = ? LIMIT 1'),
-    parentOf: db.prepare('SELECT parent FROM dirents WHERE ino = ? LIMIT 1'),
+    entryHint: db.prepare('SELECT nlink, entry_parent AS parent, entry_name AS name FROM inodes WHERE ino = ?'),
+    setEntryHint: db.prepare('UPDATE inodes SET entry_parent = ?, entry_name = ? WHERE ino = ?'),
+    // No index by ino: a search of all entries, for stale hints only (see #entryOf).
     direntOf: db.prepare('SELECT parent, name FROM dirents WHERE ino = ? LIMIT 1'),
     setAttributes: db.prepare(
       `UPDATE inodes SET mode = @mode, uid = @uid, gid = @gid, size = @size,

@@ -15,6 +15,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MetaStore } from './index.js';
 import { RESERVED_NUMBERS } from './number-source.js';
+import { integrityOf } from '../../test/helpers/meta-file.js';
 
 const OWNER = { uid: 0, gid: 0 };
 const FILE_MODE = 0o100644;
@@ -43,15 +44,6 @@ function crashCopy(folder: string): string {
   mkdirSync(copy);
   for (const suffix of ['', '-wal']) copyFileSync(join(folder, DB_FILE + suffix), join(copy, DB_FILE + suffix));
   return copy;
-}
-
-function integrityOf(folder: string): string {
-  const db = new Database(join(folder, DB_FILE), { readonly: true });
-  try {
-    return db.pragma('integrity_check', { simple: true }) as string;
-  } finally {
-    db.close();
-  }
 }
 
 describe('inode numbers and entry cookies', () => {

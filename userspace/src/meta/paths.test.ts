@@ -8,10 +8,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Errno } from '../errno.js';
 import { MetaStore, ROOT_INO } from './index.js';
+import { entryHintsOf } from '../../test/helpers/meta-file.js';
 
 const OWNER = { uid: 0, gid: 0 };
 const FILE_MODE = 0o100644;
@@ -37,14 +37,11 @@ function make(parent: number, name: string, mode = FILE_MODE): number {
  * The stored hints of `inodes` (closing and reopening the store to read them): a stale hint
  * would still give right answers, by a search of all entries, so the tests look at them.
  */
-function hintsOf(inodes: number[]): [number | null, string | null][] {
+function hintsOf(inodes: number[]): unknown[] {
   meta.close();
-  const db = new Database(join(directory, 'shmr-meta.sqlite'), { readonly: true });
   try {
-    const hint = db.prepare('SELECT entry_parent, entry_name FROM inodes WHERE ino = ?').raw();
-    return inodes.map((ino) => hint.get(ino) as [number | null, string | null]);
+    return entryHintsOf(directory, inodes);
   } finally {
-    db.close();
     meta = MetaStore.open(directory, OWNER);
   }
 }

@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Errno } from '../errno.js';
 import { MetaStore } from './index.js';
 import { SCHEMA_VERSION } from './schema.js';
+import { entryHintsOf, integrityOf, readClosedStore } from '../../test/helpers/meta-file.js';
 
 const OWNER = { uid: 0, gid: 0 };
 const FILE_MODE = 0o100644;
@@ -121,33 +122,9 @@ function writeVersion2Store(folder: string): OldStore {
   return { dir, file, symlink, orphan, inoSequence: gone, idSequence: goneEntry };
 }
 
-function integrityOf(folder: string): string {
-  const db = new Database(join(folder, 'shmr-meta.sqlite'), { readonly: true });
-  try {
-    return db.pragma('integrity_check', { simple: true }) as string;
-  } finally {
-    db.close();
-  }
-}
-
 function tableSql(folder: string, table: string): string {
-  const db = new Database(join(folder, 'shmr-meta.sqlite'), { readonly: true });
-  try {
-    return db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").pluck().get(table) as string;
-  } finally {
-    db.close();
-  }
-}
-
-/** The stored entry hints of `inodes` in the closed store. */
-function hintsOf(folder: string, inodes: number[]): unknown[] {
-  const db = new Database(join(folder, 'shmr-meta.sqlite'), { readonly: true });
-  try {
-    const hint = db.prepare('SELECT entry_parent, entry_name FROM inodes WHERE ino = ?').raw();
-    return inodes.map((ino) => hint.get(ino));
-  } finally {
-    db.close();
-  }
+  return readClosedStore(folder, (db) =>
+    db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").pluck().get(table) as string);
 }
 
 /** Checks that the store holds what writeVersion2Store wrote. */
@@ -200,7 +177,7 @@ describe('a version 2 store', () => {
       expect(tableSql(directory, 'dirents')).toMatch(/WITHOUT ROWID/);
       expect(tableSql(directory, 'inodes')).not.toMatch(/AUTOINCREMENT/);
       // Hints from the old entries (the first of a hard-linked file's), then from the rename.
-      expect(hintsOf(directory, [1, old.dir, old.file, old.symlink, old.orphan]))
+      expect(entryHintsOf(directory, [1, old.dir, old.file, old.symlink, old.orphan]))
         .toEqual([[null, null], [1, 'd'], [old.dir, 'a'], [1, 's'], [null, null]]);
 
       meta = MetaStore.open(directory, OWNER);

@@ -6,7 +6,7 @@
  *
  * Invariants:
  * - Reserved inode numbers lie in [STAT_INO_BASE, 2^53): the metadata store numbers inodes
- *   from 1 with SQLite's AUTOINCREMENT and its numbers are JS numbers, so they stay below
+ *   upward from 1 (meta/number-source.ts) and its numbers are JS numbers, so they stay below
  *   2^53 and would need 2^53 - 2^20 inodes to reach this range (asserted on every entry).
  * - Nothing here changes: every change request on a reserved inode, or naming `_stat` in the
  *   root, fails with EROFS (or EEXIST for creating the name).

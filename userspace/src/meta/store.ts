@@ -17,6 +17,8 @@ import Database from 'better-sqlite3';
 import { assert } from '../assert.js';
 import { Errno, FsError } from '../errno.js';
 import { SCHEMA_SQL, SCHEMA_VERSION, SCHEMA_VERSIONS_UPGRADABLE } from './schema.js';
+import { NEXT_DIRENT_ID_KEY, NEXT_INO_KEY, upgradeSchema } from './schema-upgrade.js';
+import { NumberSource } from './number-source.js';
 import { RecordCache } from './record-cache.js';
 import { renameInTransaction } from './rename.js';
 import { InodeCache } from './inode-cache.js';
@@ -173,6 +175,9 @@ export class MetaStore {
   readonly #runInTransaction: (body: () => unknown) => unknown;
   /** Block records read before, forgotten before every change of their rows. */
   readonly #records = new RecordCache();
+  /** Numbers of new inodes and cookies of new directory entries: never handed out twice. */
+  readonly #inodeNumbers: NumberSource;
+  readonly #direntIds: NumberSource;
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
   /**
@@ -185,6 +190,10 @@ export class MetaStore {
     this.#db = db;
     this.#statements = prepareStatements(db);
     this.#runInTransaction = db.transaction((body: () => unknown) => body());
+    this.#inodeNumbers = this.#numberSource(NEXT_INO_KEY);
+    this.#direntIds = this.#numberSource(NEXT_DIRENT_ID_KEY);
+    const highestIno = db.prepare('SELECT max(ino) FROM inodes').pluck().get() as number;
+    assert(highestIno < Number(this.#setting(NEXT_INO_KEY)), `inode ${highestIno} is past the ${NEXT_INO_KEY} mark`);
     this.#mayHaveXattrs = db.prepare('SELECT 1 FROM xattrs LIMIT 1').get() !== undefined;
     this.filesystemUuid = this.#setting('filesystem_uuid') ?? '';
     assert(this.filesystemUuid !== '');
@@ -251,15 +260,27 @@ export class MetaStore {
     } catch (error) {
       if (isOutermost) this.#inodes.endTransaction(false);
       else this.#inodes.dropWritten();
+      this.#inodeNumbers.endTransaction(false, isOutermost);
+      this.#direntIds.endTransaction(false, isOutermost);
       throw error;
     }
     if (isOutermost) this.#inodes.endTransaction(true);
+    this.#inodeNumbers.endTransaction(true, isOutermost);
+    this.#direntIds.endTransaction(true, isOutermost);
     return result;
   }
 
   /** Records a successful write of `ino`'s row: its new state, or undefined to forget it. */
   #wroteInode(ino: number, record: InodeRecord | undefined): void {
     this.#inodes.written(ino, record, this.#db.inTransaction);
+  }
+
+  /** A NumberSource whose mark is the setting `key`. */
+  #numberSource(key: string): NumberSource {
+    return new NumberSource(Number(this.#setting(key)), (mark) => {
+      assert(this.#db.inTransaction);
+      assert.equal(this.#statements.setSettingValue.run(String(mark), key).changes, 1);
+    });
   }
 
   #setting(key: string): string | undefined {
@@ -299,12 +320,13 @@ export class MetaStore {
       if (parent.nlink === 0) throw new FsError(Errno.ENOENT, 'create', 'directory was removed');
       const time = now();
       const isDir = isDirectory(input.mode);
+      const ino = this.#inodeNumbers.take();
       // Positional parameters: binding named ones from an object cost a property lookup each.
-      const result = this.#statements.insertInode.run(
-        input.mode, isDir ? 2 : 1, input.uid, input.gid, input.rdev ?? 0, input.target?.byteLength ?? 0,
+      this.#statements.insertInode.run(
+        ino, input.mode, isDir ? 2 : 1, input.uid, input.gid, input.rdev ?? 0, input.target?.byteLength ?? 0,
         time.sec, time.nsec, time.sec, time.nsec, time.sec, time.nsec, input.target ?? null,
+        input.parent, input.name,
       );
-      const ino = Number(result.lastInsertRowid);
       const record: InodeRecord = {
         ino, mode: input.mode, nlink: isDir ? 2 : 1, uid: input.uid, gid: input.gid,
         rdev: input.rdev ?? 0, size: input.target?.byteLength ?? 0, blockBytes: 0, storedBytes: 0,
@@ -313,8 +335,8 @@ export class MetaStore {
         target: input.target === undefined ? null : Buffer.from(input.target),
       };
       this.#wroteInode(ino, record);
-      // No lookup first: the entry's UNIQUE (parent, name) finds a taken name in the same
-      // index search as the insert, and the throw rolls the inode back.
+      // No lookup first: the entries' key (parent, name) finds a taken name in the same
+      // search as the insert, and the throw rolls the inode back.
       this.#insertDirentOrExists(input.parent, input.name, ino, 'create');
       this.#touchDirectory(parent, time, isDir ? 1 : 0);
       return record;
@@ -330,7 +352,9 @@ export class MetaStore {
       const directory = this.#requireDirectory(parent, 'link');
       if (this.lookup(parent, name) !== undefined) throw new FsError(Errno.EEXIST, 'link', name);
       const time = now();
-      this.#statements.insertDirent.run(parent, name, ino);
+      this.#insertDirent(parent, name, ino);
+      // The newest link becomes the hint: a move by link and unlink of the old name keeps it true.
+      this.#statements.setEntryHint.run(parent, name, ino);
       this.#touchDirectory(directory, time, 0);
       return this.#setLinks(ino, inode.nlink + 1, time);
     });
@@ -404,10 +428,16 @@ export class MetaStore {
   renameSteps() {
     return {
       requireDirectory: (ino: number, operation: string) => this.#requireDirectory(ino, operation),
-      moveDirent: (id: { parent: number; name: string }, to: { parent: number; name: string }) =>
-        this.#statements.moveDirent.run(to.parent, to.name, id.parent, id.name),
-      setDirentIno: (parent: number, name: string, ino: number) =>
-        this.#statements.setDirentIno.run(ino, parent, name),
+      moveDirent: (id: { parent: number; name: string }, to: { parent: number; name: string }) => {
+        this.#statements.moveDirent.run(to.parent, to.name, id.parent, id.name);
+        const ino = this.lookup(to.parent, to.name);
+        assert(ino !== undefined);
+        this.#statements.setEntryHint.run(to.parent, to.name, ino);
+      },
+      setDirentIno: (parent: number, name: string, ino: number) => {
+        this.#statements.setDirentIno.run(ino, parent, name);
+        this.#statements.setEntryHint.run(parent, name, ino);
+      },
       deleteDirent: (parent: number, name: string) => this.#statements.deleteDirent.run(parent, name),
       setLinks: (ino: number, nlink: number, time: Timespec) => this.#setLinks(ino, nlink, time),
       touchDirectory: (directory: InodeRecord, time: Timespec, linkDelta: number) =>
@@ -417,11 +447,26 @@ export class MetaStore {
     };
   }
 
-  /** The directory holding `ino`'s first entry (a directory has exactly one). */
+  /**
+   * One entry of `ino` (a directory has exactly one), or undefined when it has none: the
+   * inode's entry hint when the entry still names it, else any entry, found by a search of
+   * all entries (only a hard-linked file whose hinted link was unlinked gets there).
+   */
+  #entryOf(ino: number): { parent: number; name: string } | undefined {
+    const hint = this.#statements.entryHint.get(ino) as
+      | { nlink: number; parent: number | null; name: string | null }
+      | undefined;
+    if (hint === undefined || hint.nlink === 0) return undefined;
+    if (hint.parent !== null && hint.name !== null && this.lookup(hint.parent, hint.name) === ino) {
+      return { parent: hint.parent, name: hint.name };
+    }
+    return this.#statements.direntOf.get(ino) as { parent: number; name: string } | undefined;
+  }
+
+  /** The directory holding an entry of `ino` (a directory has exactly one). */
   parentOf(ino: number): number | undefined {
     if (ino === ROOT_INO) return ROOT_INO;
-    const row = this.#statements.parentOf.get(ino) as { parent: number } | undefined;
-    return row?.parent;
+    return this.#entryOf(ino)?.parent;
   }
 
   /** A path of `ino` for log messages, or `<inode N>` when it has no entry any more. */
@@ -429,7 +474,7 @@ export class MetaStore {
     const parts: string[] = [];
     let current = ino;
     for (let depth = 0; current !== ROOT_INO && depth < 4096; depth++) {
-      const row = this.#statements.direntOf.get(current) as { parent: number; name: string } | undefined;
+      const row = this.#entryOf(current);
       if (row === undefined) return `<inode ${ino}>`;
       parts.push(row.name);
       current = row.parent;
@@ -614,12 +659,18 @@ export class MetaStore {
     return inode;
   }
 
+  /** Adds a directory entry with a new cookie. */
+  #insertDirent(parent: number, name: string, ino: number): void {
+    this.#statements.insertDirent.run(parent, name, this.#direntIds.take(), ino);
+  }
+
   /** Adds a directory entry; FsError EEXIST when the name is taken. */
   #insertDirentOrExists(parent: number, name: string, ino: number, operation: string): void {
     try {
-      this.#statements.insertDirent.run(parent, name, ino);
+      this.#insertDirent(parent, name, ino);
     } catch (error) {
-      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new FsError(Errno.EEXIST, operation, name);
+      // The key (parent, name) is the only constraint an entry can break.
+      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new FsError(Errno.EEXIST, operation, name);
       throw error;
     }
   }
@@ -809,7 +860,10 @@ export class MetaStore {
 
   /** Adds a directory entry for an existing inode (fsck: reattach to lost+found). */
   addDirent(parent: number, name: string, ino: number): void {
-    this.#statements.insertDirent.run(parent, name, ino);
+    this.#transact(() => {
+      this.#insertDirent(parent, name, ino);
+      this.#statements.setEntryHint.run(parent, name, ino);
+    });
   }
 
   /** Removes one block record (fsck: a block of an inode that no longer exists). */
@@ -912,8 +966,7 @@ function initialize(db: Database.Database, owner: { uid: number; gid: number }):
     | { value: string }
     | undefined;
   if (version !== undefined && SCHEMA_VERSIONS_UPGRADABLE.includes(Number(version.value))) {
-    // SCHEMA_SQL created what the newer version adds; only the recorded version is left.
-    db.prepare("UPDATE settings SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
+    upgradeSchema(db, Number(version.value));
   } else if (version !== undefined && Number(version.value) !== SCHEMA_VERSION) {
     throw new FsError(Errno.EINVAL, 'open metadata', `schema version ${version.value}, expected ${SCHEMA_VERSION}`);
   }
@@ -925,6 +978,8 @@ function initialize(db: Database.Database, owner: { uid: number; gid: number }):
     put.run('filesystem_uuid', randomUUID());
     put.run('sync_marker', '0');
     put.run('shard_directory_blocks', String(SHARD_DIRECTORY_BLOCKS));
+    put.run(NEXT_INO_KEY, String(ROOT_INO + 1));
+    put.run(NEXT_DIRENT_ID_KEY, '1');
     db.prepare(
       `INSERT INTO inodes (ino, mode, nlink, uid, gid, atime_sec, atime_nsec, mtime_sec,
          mtime_nsec, ctime_sec, ctime_nsec) VALUES (?, ?, 2, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -950,12 +1005,13 @@ function prepareStatements(db: Database.Database) {
     getInode: db.prepare('SELECT * FROM inodes WHERE ino = ?'),
     // Plucked: the one column, without a row object per query.
     lookup: db.prepare('SELECT ino FROM dirents WHERE parent = ? AND name = ?').pluck(),
+    setSettingValue: db.prepare('UPDATE settings SET value = ? WHERE key = ?'),
     insertInode: db.prepare(
-      `INSERT INTO inodes (mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec,
-         mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO inodes (ino, mode, nlink, uid, gid, rdev, size, atime_sec, atime_nsec,
+         mtime_sec, mtime_nsec, ctime_sec, ctime_nsec, target, entry_parent, entry_name)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    insertDirent: db.prepare('INSERT INTO dirents (parent, name, ino) VALUES (?, ?, ?)'),
+    insertDirent: db.prepare('INSERT INTO dirents (parent, name, id, ino) VALUES (?, ?, ?, ?)'),
     deleteDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ?'),
     takeDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ? RETURNING ino').pluck(),
     moveDirent: db.prepare('UPDATE dirents SET parent = ?, name = ? WHERE parent = ? AND name = ?'),
@@ -967,7 +1023,9 @@ function prepareStatements(db: Database.Database) {
     ),
     touchCtime: db.prepare('UPDATE inodes SET ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
     anyChild: db.prepare('SELECT 1 FROM dirents WHERE parent = ? LIMIT 1'),
-    parentOf: db.prepare('SELECT parent FROM dirents WHERE ino = ? LIMIT 1'),
+    entryHint: db.prepare('SELECT nlink, entry_parent AS parent, entry_name AS name FROM inodes WHERE ino = ?'),
+    setEntryHint: db.prepare('UPDATE inodes SET entry_parent = ?, entry_name = ? WHERE ino = ?'),
+    // No index by ino: a search of all entries, for stale hints only (see #entryOf).
     direntOf: db.prepare('SELECT parent, name FROM dirents WHERE ino = ? LIMIT 1'),
     setAttributes: db.prepare(
       `UPDATE inodes SET mode = @mode, uid = @uid, gid = @gid, size = @size,

@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { now, ROOT_INO, type BlockRecord } from './index.js';
 import { MetaStore } from './store.js';
+import { SCHEMA_VERSION } from './schema.js';
 
 const owner = { uid: 0, gid: 0 };
 const folders: string[] = [];
@@ -68,7 +69,7 @@ describe('tombstones', () => {
     db.close();
     const reopened = MetaStore.open(folder, owner);
     expect(reopened.listTombstones()).toEqual([]);
-    expect(reopened.getSetting('schema_version')).toBe('2');
+    expect(reopened.getSetting('schema_version')).toBe(String(SCHEMA_VERSION));
     reopened.close();
   });
 });

@@ -173,6 +173,12 @@ export class MetaStore {
   readonly #runInTransaction: (body: () => unknown) => unknown;
   /** Block records read before, forgotten before every change of their rows. */
   readonly #records = new RecordCache();
+  /**
+   * Told after every write of an inode's row (insert, update, delete), in the same synchronous
+   * turn, whether or not its transaction commits (fuse/attr-cache.ts). Every such statement is
+   * followed by #wroteInode: that is the one place to tell.
+   */
+  onInodeRowChange: ((ino: number) => void) | undefined;
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
   /**
@@ -260,6 +266,7 @@ export class MetaStore {
   /** Records a successful write of `ino`'s row: its new state, or undefined to forget it. */
   #wroteInode(ino: number, record: InodeRecord | undefined): void {
     this.#inodes.written(ino, record, this.#db.inTransaction);
+    this.onInodeRowChange?.(ino);
   }
 
   #setting(key: string): string | undefined {

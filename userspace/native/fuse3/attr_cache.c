@@ -13,15 +13,15 @@
  * run on the JS thread, so no GETATTR falls between a change and its drop. What JS does for a
  * GETATTR besides replying is nothing (filesystem.ts's getattr only reads).
  *
- * Bounds: at most ATTR_ENTRIES_MAX copies; JS counts the inodes it handed over and clears the
- * table (attrClear) before it would pass that, so the refusal below is a safety net.
+ * Bounds: at most ATTR_ENTRIES_MAX copies; past that the table starts over empty (cheap, and
+ * rare: the kernel forgets inodes it evicts, and a FORGET drops the copy).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "shmr_fuse3.h"
 
-/* Mirrors ATTR_INODES_MAX of fuse/attr-cache.ts. About 200 bytes each: 13 MiB at most. */
+/* About 200 bytes each: 13 MiB at most. */
 #define ATTR_ENTRIES_MAX 65536u
 
 typedef struct attr_entry {
@@ -45,7 +45,8 @@ void attr_keep(session_t *s, const struct stat *st, double timeout_sec) {
   uint64_t ino = (uint64_t)st->st_ino;
   attr_entry_t *e = (attr_entry_t *)map_find(&t->entries, ino, 0);
   if (e == NULL) {
-    if (s->state != S_MOUNTED || t->entries.count >= ATTR_ENTRIES_MAX) return;
+    if (s->state != S_MOUNTED) return;
+    if (t->entries.count >= ATTR_ENTRIES_MAX) attr_clear(s);
     e = calloc(1, sizeof *e);
     if (e == NULL) return;
     e->node.k1 = ino;

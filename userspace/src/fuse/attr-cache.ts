@@ -17,18 +17,15 @@
  * Inodes deleted at their unlink but still known to the kernel are answered from memory by
  * filesystem.ts (its #unlinked); no copy of them is handed over.
  *
- * Invariants:
- * - `#inos` holds every inode the binding may hold a copy of (maybe more): a change to any
- *   other inode costs no call into the binding.
- * - At most ATTR_INODES_MAX inodes: reaching it clears the binding's table and `#inos`.
+ * Why no record here of which inodes the binding holds: every drop goes to the binding (a
+ * hash lookup in C). A JS Set of them cost far more: a directory's number is dropped and held
+ * again at each entry made or removed in it, and V8 chains each deleted slot of a Set or Map
+ * to its key's bucket until the table is rehashed, so with 10,000 inodes held, deleting and
+ * adding one key again cost 20-90 us (Node 20).
  */
-import { assert } from '../assert.js';
 import type { FileStore } from '../file/index.js';
 import type { MetaStore } from '../meta/index.js';
 import type { Attr } from './binding.js';
-
-/** Inodes whose attributes the binding holds at most (attr_cache.c's ATTR_ENTRIES_MAX). */
-const ATTR_INODES_MAX = 65536;
 
 /** The binding's side (FuseSession). */
 export interface AttrTable {
@@ -39,7 +36,6 @@ export interface AttrTable {
 
 export class AttrCache {
   readonly #table: AttrTable;
-  readonly #inos = new Set<number>();
 
   constructor(table: AttrTable) {
     this.#table = table;
@@ -53,29 +49,13 @@ export class AttrCache {
     return cache;
   }
 
-  /**
-   * Notes that the binding is about to hold a copy of `ino`'s attributes (a reply with
-   * isAttrReusable, or register). Always true: the caller then sets the flag.
-   */
-  offer(ino: number): boolean {
-    assert(Number.isSafeInteger(ino));
-    assert(ino > 0);
-    if (this.#inos.size >= ATTR_INODES_MAX && !this.#inos.has(ino)) {
-      this.#table.clearAttributes();
-      this.#inos.clear();
-    }
-    this.#inos.add(ino);
-    return true;
-  }
-
   /** Hands the binding `attr`, what getattr would reply now, without a request asking. */
   register(attr: Attr, attrTimeoutSec: number): void {
-    this.offer(attr.ino);
     this.#table.registerAttributes(attr, attrTimeoutSec);
   }
 
   /** GETATTRs of `ino` go to JS again. */
   drop(ino: number): void {
-    if (this.#inos.delete(ino)) this.#table.dropAttributes(ino);
+    this.#table.dropAttributes(ino);
   }
 }

@@ -120,12 +120,13 @@ export class ShmrFilesystem implements LowLevelOps {
    * them (the file store's state). An inode deleted at its unlink has no row: never kept.
    */
   #mayReuse(inode: InodeRecord): boolean {
-    const cache = this.attrCache;
-    return cache !== undefined && this.#isRowAlone(inode) && cache.offer(inode.ino);
+    return this.attrCache !== undefined && this.#isRowAlone(inode);
   }
 
   #isRowAlone(inode: InodeRecord): boolean {
-    return this.#files.overlay(inode.ino) === undefined && this.#meta.getInode(inode.ino) === inode;
+    // The unlinked first: their rows are gone, and looking for one would cost a query.
+    return !this.#unlinked.has(inode.ino) && this.#files.overlay(inode.ino) === undefined &&
+      this.#meta.getInode(inode.ino) === inode;
   }
 
   /**

@@ -74,11 +74,6 @@ bool attr_reply(session_t *s, fuse_req_t req, fuse_ino_t ino) {
 
 /* ---- JS API ---- */
 
-static session_t *session_arg(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  return session_unwrap(env, argv[0]);
-}
-
 /* attrRegister(session): keeps the attributes and timeout in the OUT frame, as replyAttr sends them. */
 static napi_value js_attr_register(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -100,38 +95,28 @@ static napi_value js_attr_register(napi_env env, napi_callback_info info) {
 /* attrDrop(session, ino) */
 static napi_value js_attr_drop(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  double ino;
-  session_t *s = session_arg(env, info, 2, argv);
-  if (s == NULL) return NULL;
-  if (napi_get_value_double(env, argv[1], &ino) != napi_ok || !(ino >= 0) || ino > 9007199254740991.0 ||
-      ino != (double)(uint64_t)ino) {
-    return throw_type_error(env, "attrDrop: the inode must be a non-negative integer");
-  }
-  attr_drop(s, (uint64_t)ino);
+  uint64_t ino;
+  session_t *s = session_call(env, info, 2, argv);
+  if (s != NULL && u64_args(env, argv + 1, 1, &ino)) attr_drop(s, ino);
   return NULL;
 }
 
 /* attrClear(session) */
 static napi_value js_attr_clear(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  session_t *s = session_arg(env, info, 1, argv);
+  session_t *s = session_call(env, info, 1, argv);
   if (s != NULL) attr_clear(s);
   return NULL;
 }
 
 /* attrStats(session) -> [GETATTRs answered here, attributes kept, inodes held now] */
 static napi_value js_attr_stats(napi_env env, napi_callback_info info) {
-  napi_value argv[1], out, v;
-  session_t *s = session_arg(env, info, 1, argv);
+  napi_value argv[1];
+  session_t *s = session_call(env, info, 1, argv);
   if (s == NULL) return NULL;
   const attr_table_t *t = &s->attrs;
   const double values[] = { t->served, t->kept, t->entries.count };
-  napi_create_array_with_length(env, 3, &out);
-  for (uint32_t i = 0; i < 3; i++) {
-    napi_create_double(env, values[i], &v);
-    napi_set_element(env, out, i, v);
-  }
-  return out;
+  return number_array(env, values, 3);
 }
 
 napi_status attr_define(napi_env env, napi_value exports, addon_t *a) {

@@ -195,24 +195,6 @@ bool chunk_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 
 /* ---- JS API ---- */
 
-static session_t *session_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  return session_unwrap(env, argv[0]);
-}
-
-static bool u64_args(napi_env env, const napi_value *argv, size_t n, uint64_t *out) {
-  for (size_t i = 0; i < n; i++) {
-    double d;
-    if (napi_get_value_double(env, argv[i], &d) != napi_ok || !(d >= 0) || d > 9007199254740991.0 ||
-        d != (double)(uint64_t)d) {
-      throw_type_error(env, "chunk reads: argument %zu must be a non-negative integer", i + 1);
-      return false;
-    }
-    out[i] = (uint64_t)d;
-  }
-  return true;
-}
-
 static napi_value boolean(napi_env env, bool v) {
   napi_value out;
   napi_get_boolean(env, v, &out);
@@ -337,17 +319,12 @@ static napi_value js_chunk_drop(napi_env env, napi_callback_info info) {
 
 /* chunkStats(session) -> [reads answered, their bytes, not in the page cache, checksum mismatches, blocks] */
 static napi_value js_chunk_stats(napi_env env, napi_callback_info info) {
-  napi_value argv[1], out, v;
+  napi_value argv[1];
   session_t *s = session_call(env, info, 1, argv);
   if (s == NULL) return NULL;
   const chunk_table_t *t = &s->chunks;
   const double values[] = { t->reads, t->bytes, t->misses, t->mismatches, t->blocks.count };
-  napi_create_array_with_length(env, 5, &out);
-  for (uint32_t i = 0; i < 5; i++) {
-    napi_create_double(env, values[i], &v);
-    napi_set_element(env, out, i, v);
-  }
-  return out;
+  return number_array(env, values, 5);
 }
 
 napi_status chunk_define(napi_env env, napi_value exports, addon_t *a) {

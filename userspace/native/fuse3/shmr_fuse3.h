@@ -264,6 +264,12 @@ void log_exception(napi_env env, const char *what);
 char *get_string(napi_env env, napi_value v, const char *what);
 bool get_u32(napi_env env, napi_value obj, const char *key, unsigned *out, unsigned dflt);
 bool get_bool(napi_env env, napi_value obj, const char *key, bool *out, bool dflt);
+/* The session of a JS API call whose first argument is the session; argv gets `argc` arguments. */
+session_t *session_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv);
+/* `n` arguments that must be integers in 0..2^53-1; false: a TypeError is pending. */
+bool u64_args(napi_env env, const napi_value *argv, size_t n, uint64_t *out);
+/* A JS array of `count` numbers (the stats calls). */
+napi_value number_array(napi_env env, const double *values, uint32_t count);
 void log_capture_begin(void);
 char *log_capture_end(void);
 void log_install(void);

@@ -1114,6 +1114,7 @@ describe('FuseSession attribute replies (GETATTR answered in C)', () => {
       });
       expect(() => session.registerAttributes({ ...attr, mode: -1 }, 0)).toThrow(/mode/);
       expect(() => session.registerAttributes(attr, Number.NaN)).toThrow(/attrTimeoutSec/);
+      expect(() => session.dropAttributes(-1)).toThrow(/non-negative integer/);
       session.dropAttributes(f.ino);
       expect(await modeOf(path('f'))).toBe(0o644);
       expect(fs.seen.getattrFh.length).toBe(handled + 1);

@@ -173,12 +173,6 @@ export class MetaStore {
   readonly #runInTransaction: (body: () => unknown) => unknown;
   /** Block records read before, forgotten before every change of their rows. */
   readonly #records = new RecordCache();
-  /**
-   * Told after every write of an inode's row (insert, update, delete), in the same synchronous
-   * turn, whether or not its transaction commits (fuse/attr-cache.ts). Every such statement is
-   * followed by #wroteInode: that is the one place to tell.
-   */
-  onInodeRowChange: ((ino: number) => void) | undefined;
   /** Random identifier of this filesystem, written into every bucket label. */
   readonly filesystemUuid: string;
   /**
@@ -186,6 +180,12 @@ export class MetaStore {
    * filesystem was made with, 1 when it predates the setting.
    */
   readonly shardDirectoryBlocks: number;
+  /**
+   * Told after every write of an inode's row (insert, update, delete), in the same synchronous
+   * turn, whether or not its transaction commits (fuse/attr-cache.ts). Every such statement is
+   * followed by #wroteInode: that is the one place to tell.
+   */
+  onInodeRowChange: ((ino: number) => void) | undefined;
 
   private constructor(db: Database.Database) {
     this.#db = db;

@@ -5,7 +5,7 @@
     {
       "target_name": "shmr_fuse3",
       "sources": ["shmr_fuse3.c", "ops.c", "replies.c", "pending.c", "util.c",
-                  "write_pool.c", "chunk_read.c"],
+                  "write_pool.c", "chunk_read.c", "map.c", "attr_cache.c"],
       "cflags": ["<!@(pkg-config --cflags fuse3)", "-std=gnu11", "-O2", "-Wall", "-Wextra",
                  "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden"],
       "libraries": ["<!@(pkg-config --libs fuse3)", "-lisal"]

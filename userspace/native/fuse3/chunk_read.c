@@ -43,85 +43,10 @@
 #define CHUNK_BYTES_MAX (64u * 1024u)
 /* The read buffer: the largest read plus a partial chunk at each end. */
 #define CHUNK_BUFFER_BYTES (CHUNK_READ_BYTES_MAX + 2u * CHUNK_BYTES_MAX)
-#define MAP_BUCKETS_MIN 256u
-
-static uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull + (a << 6) + (a >> 2));
-  h ^= h >> 31;
-  h *= 0xBF58476D1CE4E5B9ull;
-  return h ^ (h >> 29);
-}
-
-/* ---- a chained hash of nodes keyed by two numbers ---- */
-
-static chunk_node_t **slot_of(chunk_map_t *m, uint64_t k1, uint64_t k2) {
-  chunk_node_t **p = &m->buckets[mix(k1, k2) & m->mask];
-  while (*p != NULL && ((*p)->k1 != k1 || (*p)->k2 != k2)) p = &(*p)->next;
-  return p;
-}
-
-static chunk_node_t *map_find(const chunk_map_t *m, uint64_t k1, uint64_t k2) {
-  if (m->count == 0) return NULL;
-  chunk_node_t *n = m->buckets[mix(k1, k2) & m->mask];
-  while (n != NULL && (n->k1 != k1 || n->k2 != k2)) n = n->next;
-  return n;
-}
-
-static bool map_grow(chunk_map_t *m) {
-  uint32_t cap = m->mask == 0 ? MAP_BUCKETS_MIN : (m->mask + 1) * 2;
-  chunk_node_t **buckets = calloc(cap, sizeof *buckets);
-  if (buckets == NULL) return false;
-  for (uint32_t i = 0; m->buckets != NULL && i <= m->mask; i++) {
-    for (chunk_node_t *n = m->buckets[i], *next; n != NULL; n = next) {
-      next = n->next;
-      chunk_node_t **b = &buckets[mix(n->k1, n->k2) & (cap - 1)];
-      n->next = *b;
-      *b = n;
-    }
-  }
-  free(m->buckets);
-  m->buckets = buckets;
-  m->mask = cap - 1;
-  return true;
-}
-
-/* Links `n` (keyed, not in the map) in; false: out of memory. */
-static bool map_add(chunk_map_t *m, chunk_node_t *n) {
-  if ((m->buckets == NULL || m->count > m->mask) && !map_grow(m) && m->buckets == NULL) return false;
-  chunk_node_t **p = slot_of(m, n->k1, n->k2);
-  if (*p != NULL) return false;
-  n->next = NULL;
-  *p = n;
-  m->count++;
-  return true;
-}
-
-/* Unlinks and returns the node of (k1, k2), or NULL. */
-static chunk_node_t *map_take(chunk_map_t *m, uint64_t k1, uint64_t k2) {
-  if (m->count == 0) return NULL;
-  chunk_node_t **p = slot_of(m, k1, k2);
-  chunk_node_t *n = *p;
-  if (n == NULL) return NULL;
-  *p = n->next;
-  m->count--;
-  return n;
-}
-
-static void map_free(chunk_map_t *m, void (*free_node)(chunk_node_t *)) {
-  for (uint32_t i = 0; m->buckets != NULL && i <= m->mask; i++) {
-    for (chunk_node_t *n = m->buckets[i], *next; n != NULL; n = next) {
-      next = n->next;
-      free_node(n);
-    }
-  }
-  free(m->buckets);
-  *m = (chunk_map_t){ 0 };
-}
-
 /* ---- registered blocks, files and handles ---- */
 
 typedef struct chunk_block {
-  chunk_node_t node;            /* k1 ino, k2 block index */
+  map_node_t node;            /* k1 ino, k2 block index */
   struct chunk_block *newer, *older; /* recency list */
   int fd;                       /* our own descriptor of the shard file */
   uint32_t data_bytes;          /* payload bytes answered: [0, data_bytes) of the block */
@@ -131,14 +56,14 @@ typedef struct chunk_block {
 } chunk_block_t;
 
 typedef struct chunk_file {
-  chunk_node_t node;            /* k1 ino, k2 0 */
+  map_node_t node;            /* k1 ino, k2 0 */
   uint64_t block_bytes;
   uint32_t blocks;              /* registered blocks of this file */
 } chunk_file_t;
 
-static void free_plain(chunk_node_t *n) { free(n); }
+static void free_plain(map_node_t *n) { free(n); }
 
-static void block_free(chunk_node_t *n) {
+static void block_free(map_node_t *n) {
   chunk_block_t *b = (chunk_block_t *)n;
   close(b->fd);
   free(b->crcs);
@@ -233,7 +158,7 @@ bool chunk_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t
   if (end > b->data_bytes) return false;
   if (map_find(&t->handles, fi->fh, 0) == NULL) {
     /* The handle's first read goes to JS (relatime); later ones may come here. */
-    chunk_node_t *h = calloc(1, sizeof *h);
+    map_node_t *h = calloc(1, sizeof *h);
     if (h != NULL) {
       h->k1 = fi->fh;
       if (!map_add(&t->handles, h)) free(h);
@@ -269,24 +194,6 @@ bool chunk_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 }
 
 /* ---- JS API ---- */
-
-static session_t *session_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  return session_unwrap(env, argv[0]);
-}
-
-static bool u64_args(napi_env env, const napi_value *argv, size_t n, uint64_t *out) {
-  for (size_t i = 0; i < n; i++) {
-    double d;
-    if (napi_get_value_double(env, argv[i], &d) != napi_ok || !(d >= 0) || d > 9007199254740991.0 ||
-        d != (double)(uint64_t)d) {
-      throw_type_error(env, "chunk reads: argument %zu must be a non-negative integer", i + 1);
-      return false;
-    }
-    out[i] = (uint64_t)d;
-  }
-  return true;
-}
 
 static napi_value boolean(napi_env env, bool v) {
   napi_value out;
@@ -412,17 +319,12 @@ static napi_value js_chunk_drop(napi_env env, napi_callback_info info) {
 
 /* chunkStats(session) -> [reads answered, their bytes, not in the page cache, checksum mismatches, blocks] */
 static napi_value js_chunk_stats(napi_env env, napi_callback_info info) {
-  napi_value argv[1], out, v;
+  napi_value argv[1];
   session_t *s = session_call(env, info, 1, argv);
   if (s == NULL) return NULL;
   const chunk_table_t *t = &s->chunks;
   const double values[] = { t->reads, t->bytes, t->misses, t->mismatches, t->blocks.count };
-  napi_create_array_with_length(env, 5, &out);
-  for (uint32_t i = 0; i < 5; i++) {
-    napi_create_double(env, values[i], &v);
-    napi_set_element(env, out, i, v);
-  }
-  return out;
+  return number_array(env, values, 5);
 }
 
 napi_status chunk_define(napi_env env, napi_value exports, addon_t *a) {

@@ -240,6 +240,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 /* IN: A0 ino, A0+1 fh or -1 */
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   call_t c;
+  if (attr_reply(fuse_req_userdata(req), req, ino)) return;
   if (!begin(&c, req, OP_GETATTR, 0)) return;
   c.in[IN_A0] = (double)ino;
   c.in[IN_A0 + 1] = fh_of(fi);

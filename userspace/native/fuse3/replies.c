@@ -62,7 +62,7 @@ static bool check_uint(napi_env env, double v, double max, const char *op, const
   return false;
 }
 
-static bool check_timeout(napi_env env, double v, const char *op, const char *what) {
+bool check_timeout(napi_env env, double v, const char *op, const char *what) {
   if (v >= 0 && isfinite(v)) return true;
   throw_type_error(env, "%s: %s must be a finite number >= 0, got %g", op, what, v);
   return false;
@@ -89,7 +89,7 @@ static bool check_attr_field(napi_env env, const double *o, int i, const char *o
   }
 }
 
-static bool read_attr(napi_env env, const double *o, struct stat *st, const char *op) {
+bool read_attr(napi_env env, const double *o, struct stat *st, const char *op) {
   for (int i = 0; i <= OUT_CTIME_NS; i++) {
     if (!check_attr_field(env, o, i, op)) return false;
   }
@@ -157,6 +157,12 @@ static bool get_bytes(napi_env env, napi_value v, const char *op, const uint8_t 
   return true;
 }
 
+/* Keeps an entry's attributes for GETATTRs when JS asked (OUT_ATTR_REUSE, see attr_cache.c). */
+static void keep_entry_attr(const reply_t *r, const struct fuse_entry_param *e) {
+  /* An entry whose attributes name another inode is not kept under either number. */
+  if (r->a->out[OUT_ATTR_REUSE] == 1 && e->attr.st_ino == (ino_t)e->ino) attr_keep(r->p->s, &e->attr, e->attr_timeout);
+}
+
 /* ---- the exported functions ---- */
 
 /* replyErr(handle, errno): errno 0 means success for ops that return nothing. */
@@ -177,6 +183,7 @@ static napi_value reply_entry(napi_env env, napi_callback_info info) {
   if (!take(env, info, &r)) return NULL;
   if (r.p == NULL) return number(env, STALE);
   if (!read_entry(env, r.a->out, &e, op_names[r.p->op])) return NULL;
+  keep_entry_attr(&r, &e);
   return done(&r, fuse_reply_entry(r.p->req, &e));
 }
 
@@ -189,6 +196,7 @@ static napi_value reply_create(napi_env env, napi_callback_info info) {
   if (!read_entry(env, r.a->out, &e, "create") || !read_open(env, r.a->out, &fi, "create")) {
     return NULL;
   }
+  keep_entry_attr(&r, &e);
   return done(&r, fuse_reply_create(r.p->req, &e, &fi));
 }
 
@@ -202,6 +210,7 @@ static napi_value reply_attr(napi_env env, napi_callback_info info) {
       !check_timeout(env, r.a->out[OUT_ATTR_TIMEOUT], op, "attrTimeoutSec")) {
     return NULL;
   }
+  if (r.a->out[OUT_ATTR_REUSE] == 1) attr_keep(r.p->s, &st, r.a->out[OUT_ATTR_TIMEOUT]);
   return done(&r, fuse_reply_attr(r.p->req, &st, r.a->out[OUT_ATTR_TIMEOUT]));
 }
 

@@ -139,6 +139,7 @@ static void session_close(session_t *s) {
   if (s->poll_open) uv_poll_stop(&s->poll);
   pending_fail_session(&s->addon->table, s, EIO);
   chunk_clear(s);
+  attr_clear(s);
   if (s->se != NULL) {
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
@@ -652,7 +653,8 @@ static napi_value layout(napi_env env) {
     { "OUT_CTIME_NS", OUT_CTIME_NS }, { "OUT_ATTR_TIMEOUT", OUT_ATTR_TIMEOUT },
     { "OUT_ENTRY_INO", OUT_ENTRY_INO }, { "OUT_GENERATION", OUT_GENERATION },
     { "OUT_ENTRY_TIMEOUT", OUT_ENTRY_TIMEOUT }, { "OUT_FH", OUT_FH },
-    { "OUT_OPEN_FLAGS", OUT_OPEN_FLAGS }, { "OUT_DIR_STRIDE", OUT_DIR_STRIDE },
+    { "OUT_OPEN_FLAGS", OUT_OPEN_FLAGS }, { "OUT_ATTR_REUSE", OUT_ATTR_REUSE },
+    { "OUT_DIR_STRIDE", OUT_DIR_STRIDE },
     { "OUT_DIR_MAX", OUT_DIR_MAX }, { "OUT_LEN", OUT_LEN },
   };
   napi_value obj, v;
@@ -687,6 +689,7 @@ NAPI_MODULE_INIT() {
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok ||
       replies_define(env, exports, a) != napi_ok || chunk_define(env, exports, a) != napi_ok ||
+      attr_define(env, exports, a) != napi_ok ||
       write_pool_define(env, exports, a) != napi_ok) {
     return throw_error(env, "shmr_fuse3: module initialisation failed");
   }

@@ -48,6 +48,9 @@ enum {
   OUT_ENTRY_INO = 16, OUT_GENERATION = 17, OUT_ENTRY_TIMEOUT = 18,
   /* OpenReply */
   OUT_FH = 19, OUT_OPEN_FLAGS = 20,
+  /* 1: keep the attributes of this reply for GETATTRs of the inode (attr_cache.c); JS writes
+     it with every attribute, entry and create reply. */
+  OUT_ATTR_REUSE = 21,
   /* Statfs reuses 0..8; readdir uses triplets (ino, mode, nextOffset) from 0 */
   OUT_DIR_STRIDE = 3,
   OUT_DIR_MAX = 2048, /* entries per readdir reply; a short reply is legal */
@@ -118,28 +121,35 @@ typedef struct write_pool {
   bool lent[WRITE_POOL_MAX];
 } write_pool_t;
 
-/* ---- reads answered in C from page-cached shard chunks (chunk_read.c) ---- */
-typedef struct chunk_node {
+/* ---- keyed maps (map.c) ---- */
+typedef struct map_node {
   uint64_t k1, k2;
-  struct chunk_node *next;
-} chunk_node_t;
+  struct map_node *next;
+} map_node_t;
 
-typedef struct chunk_map {
-  chunk_node_t **buckets; /* mask + 1 chains; NULL until the first insert */
+typedef struct map {
+  map_node_t **buckets; /* mask + 1 chains; NULL until the first insert */
   uint32_t mask;
   uint32_t count;
-} chunk_map_t;
+} map_t;
 
+/* ---- reads answered in C from page-cached shard chunks (chunk_read.c) ---- */
 struct chunk_block;
 typedef struct chunk_table {
-  chunk_map_t blocks;  /* (ino, block index) -> registered shard of the block */
-  chunk_map_t files;   /* (ino, 0) -> block size and count of registered blocks */
-  chunk_map_t handles; /* (fh, 0) -> present once a read through fh went to JS */
+  map_t blocks;  /* (ino, block index) -> registered shard of the block */
+  map_t files;   /* (ino, 0) -> block size and count of registered blocks */
+  map_t handles; /* (fh, 0) -> present once a read through fh went to JS */
   struct chunk_block *newest, *oldest; /* blocks by last use, for eviction */
   uint8_t *buffer;     /* reused read buffer, allocated at the first read */
   uint32_t blocks_max; /* registrations allowed (0: not known yet) */
   double reads, bytes, misses, mismatches;
 } chunk_table_t;
+
+/* ---- GETATTRs answered in C from attributes JS handed over (attr_cache.c) ---- */
+typedef struct attr_table {
+  map_t entries;       /* (ino, 0) -> the attributes and timeout to reply */
+  double served, kept;
+} attr_table_t;
 
 /* ---- per-environment state (one per Node environment: main thread or worker) ---- */
 typedef struct addon {
@@ -192,6 +202,7 @@ typedef struct session {
   napi_async_context actx;
   double requests, replies;
   chunk_table_t chunks;         /* blocks whose reads are answered in C (chunk_read.c) */
+  attr_table_t attrs;           /* inodes whose GETATTRs are answered in C (attr_cache.c) */
   struct session *next_mounted; /* process-wide list, for the atexit unmount */
 } session_t;
 
@@ -214,12 +225,25 @@ napi_status write_pool_define(napi_env env, napi_value exports, addon_t *a);
 /* shmr_fuse3.c: the session of a JS handle object, or NULL with a TypeError pending */
 session_t *session_unwrap(napi_env env, napi_value obj);
 
+/* map.c */
+map_node_t *map_find(const map_t *m, uint64_t k1, uint64_t k2);
+bool map_add(map_t *m, map_node_t *n);
+map_node_t *map_take(map_t *m, uint64_t k1, uint64_t k2);
+void map_free(map_t *m, void (*free_node)(map_node_t *));
+
 /* chunk_read.c */
 bool chunk_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 const struct fuse_file_info *fi);
 void chunk_release_handle(session_t *s, uint64_t fh);
 void chunk_clear(session_t *s);
 napi_status chunk_define(napi_env env, napi_value exports, addon_t *a);
+
+/* attr_cache.c */
+bool attr_reply(session_t *s, fuse_req_t req, fuse_ino_t ino);
+void attr_keep(session_t *s, const struct stat *st, double timeout_sec);
+void attr_drop(session_t *s, uint64_t ino);
+void attr_clear(session_t *s);
+napi_status attr_define(napi_env env, napi_value exports, addon_t *a);
 
 /* ops.c */
 void ops_fill(const session_t *s, struct fuse_lowlevel_ops *ops);
@@ -228,6 +252,9 @@ bool request_kills_suidgid(const session_t *s);
 
 /* replies.c */
 napi_status replies_define(napi_env env, napi_value exports, addon_t *a);
+/* The struct stat in OUT_INO..OUT_CTIME_NS, checked; false: a TypeError naming `op` is pending. */
+bool read_attr(napi_env env, const double *o, struct stat *st, const char *op);
+bool check_timeout(napi_env env, double v, const char *op, const char *what);
 
 /* util.c */
 napi_value throw_error(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -237,6 +264,12 @@ void log_exception(napi_env env, const char *what);
 char *get_string(napi_env env, napi_value v, const char *what);
 bool get_u32(napi_env env, napi_value obj, const char *key, unsigned *out, unsigned dflt);
 bool get_bool(napi_env env, napi_value obj, const char *key, bool *out, bool dflt);
+/* The session of a JS API call whose first argument is the session; argv gets `argc` arguments. */
+session_t *session_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv);
+/* `n` arguments that must be integers in 0..2^53-1; false: a TypeError is pending. */
+bool u64_args(napi_env env, const napi_value *argv, size_t n, uint64_t *out);
+/* A JS array of `count` numbers (the stats calls). */
+napi_value number_array(napi_env env, const double *values, uint32_t count);
 void log_capture_begin(void);
 char *log_capture_end(void);
 void log_install(void);

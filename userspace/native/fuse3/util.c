@@ -186,3 +186,31 @@ char *log_capture_end(void) {
   while (len > 0 && text[len - 1] == ' ') text[--len] = '\0';
   return text;
 }
+
+session_t *session_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return session_unwrap(env, argv[0]);
+}
+
+napi_value number_array(napi_env env, const double *values, uint32_t count) {
+  napi_value out, v;
+  napi_create_array_with_length(env, count, &out);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_create_double(env, values[i], &v);
+    napi_set_element(env, out, i, v);
+  }
+  return out;
+}
+
+bool u64_args(napi_env env, const napi_value *argv, size_t n, uint64_t *out) {
+  for (size_t i = 0; i < n; i++) {
+    double d;
+    if (napi_get_value_double(env, argv[i], &d) != napi_ok || !(d >= 0) || d > 9007199254740991.0 ||
+        d != (double)(uint64_t)d) {
+      throw_type_error(env, "argument %zu (after the session) must be a non-negative integer", i + 1);
+      return false;
+    }
+    out[i] = (uint64_t)d;
+  }
+  return true;
+}

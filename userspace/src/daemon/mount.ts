@@ -6,6 +6,7 @@
 import { setPriority } from 'node:os';
 import type { Config } from '../config/index.js';
 import { FuseSession, type MountOptions } from '../fuse/binding.js';
+import { AttrCache } from '../fuse/attr-cache.js';
 import { ChunkReads } from '../fuse/chunk-reads.js';
 import { ShmrFilesystem } from '../fuse/filesystem.js';
 import { FUSE_READAHEAD_BYTES, IO_REQUEST_BYTES_MAX } from '../limits.js';
@@ -57,7 +58,9 @@ export async function runMount(config: Config): Promise<number> {
     session.notifyInvalInode(ino, -1, 0);
   };
   ChunkReads.attach(fs, session);
+  filesystem.attrCache = AttrCache.attach(fs, session);
   metrics?.metrics.setChunkReadSource(() => session.chunkReadStats());
+  metrics?.metrics.setAttrReplySource(() => session.attributeStats().served);
   // The control socket is bound before the mount appears, so whoever sees the mount can reach
   // the daemon at once.
   const stop = () => session.unmount();

@@ -114,6 +114,11 @@ export class FileStore {
   #unsyncedCount = 0;
   readonly #options: FileStoreOptions;
   #shardReads: ShardReadListener | undefined;
+  /**
+   * Told when the store starts holding a file's state in memory (overlay() turns defined), before
+   * anything can change it (fuse/attr-cache.ts).
+   */
+  onFileStateMade: ((ino: number) => void) | undefined;
 
   constructor(parts: { meta: MetaStore; blocks: BlockStore; pools: Pools; options: FileStoreOptions }) {
     this.#meta = parts.meta;
@@ -174,6 +179,7 @@ export class FileStore {
         error: undefined, lock: new Mutex(), activeCount: 0, gate: undefined, onIdle: undefined,
       };
       this.#states.set(ino, state);
+      this.onFileStateMade?.(ino);
     }
     return state;
   }

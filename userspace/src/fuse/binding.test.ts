@@ -50,6 +50,10 @@ function fail(errno: number, op: string): never {
 /** A tiny in-memory filesystem that records what reached it. Timeouts 0: every call is seen. */
 class MemFs implements LowLevelOps {
   readonly nodes = new Map<number, Node>();
+  /** Marks attribute and entry replies reusable (the binding answers later GETATTRs itself). */
+  isAttrReusable = false;
+  /** Entry timeout of lookups and creations: with 0 every path walk is a LOOKUP. */
+  entryTimeoutSec = 0;
   private nextIno = 2;
   private nextFh = 100;
   hook: Hook | undefined;
@@ -100,7 +104,10 @@ class MemFs implements LowLevelOps {
   }
 
   private entry(n: Node): Entry {
-    return { ino: n.ino, generation: 1, attr: this.attr(n), entryTimeoutSec: 0, attrTimeoutSec: 0 };
+    return {
+      ino: n.ino, generation: 1, attr: this.attr(n), entryTimeoutSec: this.entryTimeoutSec, attrTimeoutSec: 0,
+      isAttrReusable: this.isAttrReusable,
+    };
   }
 
   /** Runs the test's hook first (it may throw or delay), then the operation. */
@@ -123,7 +130,7 @@ class MemFs implements LowLevelOps {
   getattr(_req: RequestContext, ino: number, fh: number | undefined): Result<AttrReply> {
     return this.via('getattr', [ino, fh], () => {
       this.seen.getattrFh.push(fh);
-      return { attr: this.attr(this.node(ino)), attrTimeoutSec: 0 };
+      return { attr: this.attr(this.node(ino)), attrTimeoutSec: 0, isAttrReusable: this.isAttrReusable };
     });
   }
 
@@ -1023,5 +1030,94 @@ out(res)
       expect(session.registerChunkBlock(5, 0, MiB, { ...source, chunkBytes: MiB, crcs: Buffer.alloc(4) })).toBe(false);
       expect(session.chunkReadStats().blocks).toBe(0);
     });
+  }, 15_000);
+});
+
+describe('FuseSession attribute replies (GETATTR answered in C)', () => {
+  /** A MemFs whose replies hand their attributes over, with one file `f`; attribute timeout 0: every stat is a GETATTR. */
+  function keepingFs(): { fs: MemFs; f: Node } {
+    const fs = new MemFs();
+    fs.isAttrReusable = true;
+    fs.entryTimeoutSec = 3600;
+    return { fs, f: fs.add(1, 'f', S_IFREG | 0o644) };
+  }
+  const modeOf = async (path: string): Promise<number> => (await fsp.stat(path)).mode & 0o7777;
+
+  it('answers GETATTRs with the attributes of the last reusable reply, until they are dropped', async () => {
+    const { fs, f } = keepingFs();
+    await withMount(async ({ session, path }) => {
+      expect(await modeOf(path('f'))).toBe(0o644); // LOOKUP by the handler, kept; its GETATTR answered in C
+      const handled = fs.seen.getattrFh.length;
+      const before = session.attributeStats();
+      expect(before.inodes).toBeGreaterThanOrEqual(1);
+      for (let index = 0; index < 5; index++) expect(await modeOf(path('f'))).toBe(0o644);
+      expect(fs.seen.getattrFh.length).toBe(handled);
+      expect(session.attributeStats().served - before.served).toBeGreaterThanOrEqual(5);
+
+      // A change the binding is not told of stays unseen: the copy is answered as it is.
+      f.mode = S_IFREG | 0o600;
+      expect(await modeOf(path('f'))).toBe(0o644);
+      session.dropAttributes(f.ino);
+      expect(await modeOf(path('f'))).toBe(0o600);
+      expect(fs.seen.getattrFh.length).toBe(handled + 1);
+      // That reply was reusable too: the next GETATTR is answered in C again.
+      expect(await modeOf(path('f'))).toBe(0o600);
+      expect(fs.seen.getattrFh.length).toBe(handled + 1);
+
+      session.clearAttributes();
+      expect(session.attributeStats().inodes).toBe(0);
+      expect(await modeOf(path('f'))).toBe(0o600);
+      expect(fs.seen.getattrFh.length).toBe(handled + 2);
+    }, {}, fs);
+  }, 15_000);
+
+  it('never keeps the attributes of a reply that settles later, nor of one not marked reusable', async () => {
+    const { fs, f } = keepingFs();
+    await withMount(async ({ session, path }) => {
+      expect(await modeOf(path('f'))).toBe(0o644);
+      session.dropAttributes(f.ino);
+      fs.hook = (op) => (op === 'getattr' ? sleep(5) : undefined);
+      const kept = session.attributeStats().kept;
+      const handled = fs.seen.getattrFh.length;
+      for (let index = 0; index < 3; index++) expect(await modeOf(path('f'))).toBe(0o644);
+      expect(fs.seen.getattrFh.length).toBe(handled + 3);
+      expect(session.attributeStats().kept).toBe(kept);
+
+      fs.hook = undefined;
+      fs.isAttrReusable = false;
+      for (let index = 0; index < 3; index++) expect(await modeOf(path('f'))).toBe(0o644);
+      expect(fs.seen.getattrFh.length).toBe(handled + 6);
+      expect(session.attributeStats()).toMatchObject({ kept, inodes: 0 });
+    }, {}, fs);
+  }, 15_000);
+
+  it('answers with attributes registered without a request, exactly as given', async () => {
+    const { fs, f } = keepingFs();
+    fs.isAttrReusable = false;
+    await withMount(async ({ session, path }) => {
+      await fsp.stat(path('f'));
+      const handled = fs.seen.getattrFh.length;
+      const attr: Attr = {
+        ino: f.ino, mode: S_IFREG | 0o640, nlink: 3, uid: 12, gid: 34, rdev: 0, size: 5 * MiB + 1, blocks: 777,
+        blksize: 4096, atime: { sec: 1000, nsec: 1 }, mtime: { sec: 2000, nsec: 2 }, ctime: { sec: 3000, nsec: 3 },
+      };
+      session.registerAttributes(attr, 0);
+      const stat = await fsp.stat(path('f'), { bigint: true });
+      expect(fs.seen.getattrFh.length).toBe(handled);
+      expect({
+        mode: Number(stat.mode), nlink: Number(stat.nlink), uid: Number(stat.uid), gid: Number(stat.gid),
+        size: Number(stat.size), blocks: Number(stat.blocks),
+        atimeNs: stat.atimeNs, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs,
+      }).toEqual({
+        mode: S_IFREG | 0o640, nlink: 3, uid: 12, gid: 34, size: 5 * MiB + 1, blocks: 777,
+        atimeNs: 1000_000_000_001n, mtimeNs: 2000_000_000_002n, ctimeNs: 3000_000_000_003n,
+      });
+      expect(() => session.registerAttributes({ ...attr, mode: -1 }, 0)).toThrow(/mode/);
+      expect(() => session.registerAttributes(attr, Number.NaN)).toThrow(/attrTimeoutSec/);
+      expect(() => session.dropAttributes(-1)).toThrow(/non-negative integer/);
+      session.dropAttributes(f.ino);
+      expect(await modeOf(path('f'))).toBe(0o644);
+      expect(fs.seen.getattrFh.length).toBe(handled + 1);
+    }, {}, fs);
   }, 15_000);
 });

@@ -40,8 +40,21 @@ export interface Attr {
   blksize: number;
   atime: Timespec; mtime: Timespec; ctime: Timespec;
 }
-export interface Entry { ino: number; generation: number; attr: Attr; entryTimeoutSec: number; attrTimeoutSec: number }
-export interface AttrReply { attr: Attr; attrTimeoutSec: number }
+export interface Entry {
+  ino: number; generation: number; attr: Attr; entryTimeoutSec: number; attrTimeoutSec: number;
+  /** See AttrReply. */
+  isAttrReusable?: boolean;
+}
+export interface AttrReply {
+  attr: Attr; attrTimeoutSec: number;
+  /**
+   * True: the binding keeps these attributes and answers later GETATTRs of `attr.ino` with them
+   * itself, until FuseSession.dropAttributes or clearAttributes. Only for attributes that are
+   * what getattr would return until then: the handler drops them in the same synchronous turn
+   * as anything that changes them (attr-cache.ts). Ignored on a reply that settles later.
+   */
+  isAttrReusable?: boolean;
+}
 export interface OpenReply {
   fh: number; directIo?: boolean; keepCache?: boolean; nonSeekable?: boolean; cacheReaddir?: boolean;
   /** FOPEN_NOFLUSH: no FLUSH on close. Always set when the filesystem has no flush handler. */
@@ -159,6 +172,11 @@ interface NativeAddon {
   ): boolean;
   chunkDrop(s: Handle, ino: number, blockIndex: number): number;
   chunkStats(s: Handle): [number, number, number, number, number];
+  // GETATTRs answered in C from attributes handed over (attr_cache.c, attr-cache.ts).
+  attrRegister(s: Handle): void;
+  attrDrop(s: Handle, ino: number): void;
+  attrClear(s: Handle): void;
+  attrStats(s: Handle): [number, number, number];
   // Each returns 1 if the handle was stale (nothing sent), else fuse_reply_*'s 0 / -errno.
   replyErr(h: number, errno: number): number;
   replyEntry(h: number): number;
@@ -201,11 +219,11 @@ export function addonPath(): string {
 // Frame layout, mirrored from shmr_fuse3.h (checked against the addon's `layout` at load).
 const IN_UID = 0, IN_GID = 1, IN_PID = 2, IN_UMASK = 3, A0 = 4;
 const OUT_ATTR_TIMEOUT = 15, OUT_ENTRY_INO = 16, OUT_GENERATION = 17, OUT_ENTRY_TIMEOUT = 18;
-const OUT_FH = 19, OUT_OPEN_FLAGS = 20, OUT_DIR_STRIDE = 3, OUT_DIR_MAX = 2048;
+const OUT_FH = 19, OUT_OPEN_FLAGS = 20, OUT_ATTR_REUSE = 21, OUT_DIR_STRIDE = 3, OUT_DIR_MAX = 2048;
 const OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_CACHE_READDIR = 8, OPEN_NOFLUSH = 16;
 const EXPECTED_LAYOUT: Record<string, number> = {
   IN_UID, IN_A0: A0, IN_LEN: 24, OUT_CTIME_NS: 14, OUT_ATTR_TIMEOUT, OUT_ENTRY_INO, OUT_GENERATION,
-  OUT_ENTRY_TIMEOUT, OUT_FH, OUT_OPEN_FLAGS, OUT_DIR_STRIDE, OUT_DIR_MAX, OUT_LEN: OUT_DIR_STRIDE * OUT_DIR_MAX,
+  OUT_ENTRY_TIMEOUT, OUT_FH, OUT_OPEN_FLAGS, OUT_ATTR_REUSE, OUT_DIR_STRIDE, OUT_DIR_MAX, OUT_LEN: OUT_DIR_STRIDE * OUT_DIR_MAX,
 };
 
 // libfuse's FUSE_SET_ATTR_* bits.
@@ -294,13 +312,28 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     }
   }
 
+  /**
+   * True while a reply of a settled promise is written: its attributes were made in an earlier
+   * turn, and something may have changed them since, so the binding must not keep them.
+   */
+  let isReplyLate = false;
+
+  function finishLate<T>(h: number, op: OpName, value: T, ok: Ok<T>, x: number): void {
+    isReplyLate = true;
+    try {
+      finish(h, op, value, ok, x);
+    } finally {
+      isReplyLate = false;
+    }
+  }
+
   function settle<T>(h: number, op: OpName, result: Result<T>, ok: Ok<T>, x = 0): void {
     if (!isPromise(result)) {
       finish(h, op, result, ok, x);
       return;
     }
     try {
-      result.then((value) => finish(h, op, value, ok, x), (error: unknown) => fail(h, op, error));
+      result.then((value) => finishLate(h, op, value, ok, x), (error: unknown) => fail(h, op, error));
     } catch (error) {
       fail(h, op, error); // a Promise subclass whose then() throws
     }
@@ -308,17 +341,14 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
 
   /* ---- replies ---- */
 
-  function putAttr(a: Attr, attrTimeoutSec: number): void {
-    OUT[0] = a.ino; OUT[1] = a.mode; OUT[2] = a.nlink; OUT[3] = a.uid; OUT[4] = a.gid; OUT[5] = a.rdev;
-    OUT[6] = a.size; OUT[7] = a.blocks; OUT[8] = a.blksize;
-    const { atime, mtime, ctime } = a;
-    OUT[9] = atime.sec; OUT[10] = atime.nsec; OUT[11] = mtime.sec; OUT[12] = mtime.nsec;
-    OUT[13] = ctime.sec; OUT[14] = ctime.nsec;
-    OUT[OUT_ATTR_TIMEOUT] = attrTimeoutSec;
+  /** Every attribute reply writes OUT_ATTR_REUSE: the slot holds a readdir triplet otherwise. */
+  function putAttr(a: Attr, attrTimeoutSec: number, isReusable: boolean | undefined): void {
+    putAttrFrame(OUT, a, attrTimeoutSec);
+    OUT[OUT_ATTR_REUSE] = isReusable === true && !isReplyLate ? 1 : 0;
   }
 
   function putEntry(e: Entry): void {
-    putAttr(e.attr, e.attrTimeoutSec);
+    putAttr(e.attr, e.attrTimeoutSec, e.isAttrReusable);
     OUT[OUT_ENTRY_INO] = e.ino;
     OUT[OUT_GENERATION] = e.generation;
     OUT[OUT_ENTRY_TIMEOUT] = e.entryTimeoutSec;
@@ -361,7 +391,7 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
     if (n.replyEntry(h) === -ENOENT) undoLookup(e.ino);
   };
   const attrOk: Ok<AttrReply> = (h, r) => {
-    putAttr(r.attr, r.attrTimeoutSec);
+    putAttr(r.attr, r.attrTimeoutSec, r.isAttrReusable);
     n.replyAttr(h);
   };
   const voidOk: Ok<void> = (h: number) => { n.replyErr(h, 0); };
@@ -670,6 +700,16 @@ function makeDispatchers(ops: LowLevelOps, n: NativeAddon, counters: { exception
   return d;
 }
 
+/** Writes `a` and its timeout into the OUT frame (OUT_INO..OUT_ATTR_TIMEOUT). */
+function putAttrFrame(OUT: Float64Array, a: Attr, attrTimeoutSec: number): void {
+  OUT[0] = a.ino; OUT[1] = a.mode; OUT[2] = a.nlink; OUT[3] = a.uid; OUT[4] = a.gid; OUT[5] = a.rdev;
+  OUT[6] = a.size; OUT[7] = a.blocks; OUT[8] = a.blksize;
+  const { atime, mtime, ctime } = a;
+  OUT[9] = atime.sec; OUT[10] = atime.nsec; OUT[11] = mtime.sec; OUT[12] = mtime.nsec;
+  OUT[13] = ctime.sec; OUT[14] = ctime.nsec;
+  OUT[OUT_ATTR_TIMEOUT] = attrTimeoutSec;
+}
+
 /**
  * setattr's IN layout: +1 to_set, +3 mode, +4 uid, +5 gid, +6 size, +7..+12 a/m/ctime s,ns,
  * +13 kill suid/sgid.
@@ -760,6 +800,13 @@ export interface ChunkReadStats {
   readonly blocks: number;
 }
 
+/** GETATTRs answered in C since mount, attributes handed over for them, inodes held now. */
+export interface AttributeStats {
+  readonly served: number;
+  readonly kept: number;
+  readonly inodes: number;
+}
+
 /** A shard region the binding may read and verify itself (see registerChunkBlock). */
 export interface ChunkSource {
   /** A descriptor of the shard file; the binding keeps its own duplicate. */
@@ -837,6 +884,31 @@ export class FuseSession {
   /** Drops one block, or every block of `ino` with index -1; returns the blocks of `ino` left. */
   dropChunkBlocks(ino: number, blockIndex: number): number {
     return this.#native.chunkDrop(this.#handle, ino, blockIndex);
+  }
+
+  /**
+   * Lets the addon answer GETATTRs of `attr.ino` with `attr` and `attrTimeoutSec` until
+   * dropped, as if a reply had carried them with isAttrReusable (see AttrReply). For attributes
+   * getattr would return now, when no request is asking for them.
+   */
+  registerAttributes(attr: Attr, attrTimeoutSec: number): void {
+    putAttrFrame(this.#native.outFrame, attr, attrTimeoutSec);
+    this.#native.attrRegister(this.#handle);
+  }
+
+  /** Makes GETATTRs of `ino` go to the getattr handler again. */
+  dropAttributes(ino: number): void {
+    this.#native.attrDrop(this.#handle, ino);
+  }
+
+  /** Makes every GETATTR go to the getattr handler again. */
+  clearAttributes(): void {
+    this.#native.attrClear(this.#handle);
+  }
+
+  attributeStats(): AttributeStats {
+    const [served, kept, inodes] = this.#native.attrStats(this.#handle);
+    return { served, kept, inodes };
   }
 
   chunkReadStats(): ChunkReadStats {

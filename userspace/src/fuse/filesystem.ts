@@ -24,6 +24,7 @@ import type {
   Statfs,
 } from './binding.js';
 import { ENTRY_ABSENT, XATTR_ABSENT } from './binding.js';
+import type { AttrCache } from './attr-cache.js';
 import { Handles } from './handles.js';
 import { inheritPolicy, isPolicyXattr, validatePolicyXattr } from '../tiering/policy.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -73,6 +74,8 @@ export class ShmrFilesystem implements LowLevelOps {
    * carries attributes (setuid/setgid cleared on a write or an open).
    */
   invalidateAttributes: ((ino: number) => void) | undefined;
+  /** The binding's copies of attributes for GETATTRs it answers itself; set by the mount. */
+  attrCache: AttrCache | undefined;
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -102,11 +105,39 @@ export class ShmrFilesystem implements LowLevelOps {
     return {
       ino: inode.ino, generation: 0, attr: this.#attr(inode),
       entryTimeoutSec: this.#options.entryTimeoutSec, attrTimeoutSec: this.#options.attrTimeoutSec,
+      isAttrReusable: this.#mayReuse(inode),
     };
   }
 
   #attrReply(inode: InodeRecord): AttrReply {
-    return { attr: this.#attr(inode), attrTimeoutSec: this.#options.attrTimeoutSec };
+    return { attr: this.#attr(inode), attrTimeoutSec: this.#options.attrTimeoutSec, isAttrReusable: this.#mayReuse(inode) };
+  }
+
+  /**
+   * Whether the binding may keep `inode`'s attributes for GETATTRs (attr-cache.ts): only when
+   * they come from its stored row alone, as it is now (the cached record itself: a record read
+   * before a later change of the row is another object), with nothing held in memory over
+   * them (the file store's state). An inode deleted at its unlink has no row: never kept.
+   */
+  #mayReuse(inode: InodeRecord): boolean {
+    return this.attrCache !== undefined && this.#isRowAlone(inode);
+  }
+
+  #isRowAlone(inode: InodeRecord): boolean {
+    // The unlinked first: their rows are gone, and looking for one would cost a query.
+    return !this.#unlinked.has(inode.ino) && this.#files.overlay(inode.ino) === undefined &&
+      this.#meta.getInode(inode.ino) === inode;
+  }
+
+  /**
+   * Hands the binding the attributes of a directory whose entries just changed (committed):
+   * the kernel asks for them at the next permission check in it.
+   */
+  #registerDirectory(ino: number): void {
+    const cache = this.attrCache;
+    const inode = cache === undefined ? undefined : this.#meta.getInode(ino);
+    if (inode === undefined || !this.#isRowAlone(inode)) return;
+    cache?.register(this.#attr(inode), this.#options.attrTimeoutSec);
   }
 
   // ---- names ----
@@ -121,6 +152,7 @@ export class ShmrFilesystem implements LowLevelOps {
 
   forget(ino: number, nlookup: number): void {
     if (this.handles.forget(ino, nlookup) > 0) return;
+    this.attrCache?.drop(ino);
     // Deleted already: nothing left to do.
     if (this.#unlinked.delete(ino)) return;
     void this.#deleteIfUnused(ino);
@@ -227,6 +259,7 @@ export class ShmrFilesystem implements LowLevelOps {
     const finalMode = inheritsGroup && isDirectory(mode) ? mode | S_ISGID : mode;
     const inode = this.#meta.createInode({ parent, name, mode: finalMode, uid: req.uid, gid, ...extra });
     inheritPolicy(this.#meta, parent, inode.ino);
+    this.#registerDirectory(parent);
     return inode;
   }
 
@@ -246,7 +279,9 @@ export class ShmrFilesystem implements LowLevelOps {
 
   link(_req: RequestContext, ino: number, newParent: number, newName: string): Entry {
     checkName(newName, 'link');
-    return this.#entry(this.#meta.link(ino, newParent, newName, LINKS_MAX));
+    const inode = this.#meta.link(ino, newParent, newName, LINKS_MAX);
+    this.#registerDirectory(newParent);
+    return this.#entry(inode);
   }
 
   /** Synchronous unless the file store holds something of the inode: no promise per unlink. */
@@ -254,6 +289,7 @@ export class ShmrFilesystem implements LowLevelOps {
     // Nothing open and nothing cached: the inode goes in the unlink's own transaction.
     const { inode, isDeleted } = this.#meta.unlinkAndDeleteUnused(parent, name, (ino) =>
       this.handles.openCount(ino) === 0 && this.#files.overlay(ino) === undefined);
+    this.#registerDirectory(parent);
     if (!isDeleted) return inode.nlink === 0 ? this.#deleteIfUnused(inode.ino) : undefined;
     // Its row is committed gone (isDeleted), so this record is the only one left.
     if (this.handles.isReferenced(inode.ino)) this.#unlinked.set(inode.ino, inode);
@@ -262,12 +298,15 @@ export class ShmrFilesystem implements LowLevelOps {
 
   async rmdir(_req: RequestContext, parent: number, name: string): Promise<void> {
     const inode = this.#meta.rmdir(parent, name);
+    this.#registerDirectory(parent);
     await this.#deleteIfUnused(inode.ino);
   }
 
   async rename(_req: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     checkName(newName, 'rename');
     const replaced = this.#meta.rename({ parent, name, newParent, newName, flags });
+    this.#registerDirectory(parent);
+    if (newParent !== parent) this.#registerDirectory(newParent);
     if (replaced !== undefined && replaced.nlink === 0) await this.#deleteIfUnused(replaced.ino);
   }
 
@@ -306,7 +345,8 @@ export class ShmrFilesystem implements LowLevelOps {
     // reply's property loads a new shape each time.
     return {
       ino: entry.ino, generation: entry.generation, attr: entry.attr, entryTimeoutSec: entry.entryTimeoutSec,
-      attrTimeoutSec: entry.attrTimeoutSec, fh: this.handles.open(inode.ino, flags), keepCache: true,
+      attrTimeoutSec: entry.attrTimeoutSec, isAttrReusable: entry.isAttrReusable,
+      fh: this.handles.open(inode.ino, flags), keepCache: true,
     };
   }
 

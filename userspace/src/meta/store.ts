@@ -185,6 +185,12 @@ export class MetaStore {
    * filesystem was made with, 1 when it predates the setting.
    */
   readonly shardDirectoryBlocks: number;
+  /**
+   * Told after every write of an inode's row (insert, update, delete), in the same synchronous
+   * turn, whether or not its transaction commits (fuse/attr-cache.ts). Every such statement is
+   * followed by #wroteInode: that is the one place to tell.
+   */
+  onInodeRowChange: ((ino: number) => void) | undefined;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -273,6 +279,7 @@ export class MetaStore {
   /** Records a successful write of `ino`'s row: its new state, or undefined to forget it. */
   #wroteInode(ino: number, record: InodeRecord | undefined): void {
     this.#inodes.written(ino, record, this.#db.inTransaction);
+    this.onInodeRowChange?.(ino);
   }
 
   /** A NumberSource whose mark is the setting `key`. */

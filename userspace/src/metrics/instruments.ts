@@ -85,6 +85,8 @@ export class ShmrMetrics implements BlockObserver {
   readonly #bucketFailed = this.registry.gauge('bucket_failed', '1 when a bucket is failed', ['pool', 'bucket']);
   readonly #chunkReads = this.registry.counter(
     'fuse_chunk_reads_total', 'READs the binding answered from page-cached shard chunks, or passed to JS', ['outcome']);
+  readonly #attrReplies = this.registry.counter(
+    'fuse_attr_replies_total', 'GETATTRs the binding answered from attributes JS handed over');
   readonly #ops = new Map<string, OpSeries>();
   readonly #pools = new Map<string, { read: IoSeries; write: IoSeries; encode: Series; decode: Series }>();
   readonly #buckets = new Map<string, { read: IoSeries; write: IoSeries }>();
@@ -92,6 +94,9 @@ export class ShmrMetrics implements BlockObserver {
   #taskSource: () => readonly TaskInfo[] = () => [];
   #tombstoneSource: () => Iterable<readonly [string, number]> = () => [];
   #chunkReadSource: () => ChunkReadCounts = () => ({ reads: 0, bytes: 0, notCached: 0, mismatches: 0 });
+  #attrReplySource: () => number = () => 0;
+  /** GETATTRs answered in C already added to the getattr op's count. */
+  #attrRepliesCounted = 0;
   /** Served chunk reads already added to the read op's count and bytes. */
   #chunkReadsCounted = { reads: 0, bytes: 0 };
 
@@ -161,6 +166,12 @@ export class ShmrMetrics implements BlockObserver {
     this.#chunkReadsCounted = { reads: 0, bytes: 0 };
   }
 
+  /** Hook for the FUSE session: the GETATTRs it answered in C (fuse/attr-cache.ts) since mount. */
+  setAttrReplySource(source: () => number): void {
+    this.#attrReplySource = source;
+    this.#attrRepliesCounted = 0;
+  }
+
   /** Counts a shard failure: checksum failures and the degraded read it caused. */
   shardFailed(event: ShardEvent): void {
     const bucket = event.error.bucket;
@@ -210,6 +221,11 @@ export class ShmrMetrics implements BlockObserver {
     read.count.inc(chunkReads.reads - this.#chunkReadsCounted.reads);
     read.bytes.inc(chunkReads.bytes - this.#chunkReadsCounted.bytes);
     this.#chunkReadsCounted = { reads: chunkReads.reads, bytes: chunkReads.bytes };
+    // Likewise GETATTRs answered in C, counted in fuse_operations_total and on their own.
+    const attrReplies = this.#attrReplySource();
+    this.#attrReplies.series().inc(attrReplies - this.#attrRepliesCounted);
+    this.fuseOp('getattr').count.inc(attrReplies - this.#attrRepliesCounted);
+    this.#attrRepliesCounted = attrReplies;
   }
 
   #poolSeries(pool: string): { read: IoSeries; write: IoSeries; encode: Series; decode: Series } {

@@ -224,8 +224,10 @@ describe('GETATTRs answered from attributes the daemon handed over', () => {
         attributesOf(path);
         const start = attributesOf(path);
         held += 2;
-        // Times move between the steps (the daemon's clock counts milliseconds).
-        await sleep(5);
+        // Times move between the steps: the daemon's clock counts milliseconds, and the times
+        // the kernel sets itself (writeback cache) come from its coarse clock, which lags by
+        // up to a tick (4 ms at HZ=250, 10 ms at HZ=100).
+        await sleep(25);
         try {
           kind.change(path);
           const after = attributesOf(path);

@@ -16,7 +16,6 @@
  *                                                -> number (-1 ok, chunk index, -2 not cached)
  *   readShardVerifyAsync(path, prefix, data, position, chunkBytes, table, firstChunk)
  *                                                -> Promise<number> (-1 ok, chunk index, -2 short)
- *   readAheadAsync(path, position, bytes)        -> Promise<number> (0, or the errno; see there)
  *   allocHugePages(bytes)                        -> ArrayBuffer (2 MiB aligned, MADV_HUGEPAGE)
  *   setThreadSlice(nanoseconds)                  -> boolean (the calling thread's EEVDF slice)
  *   allocPages(bytes)                            -> ArrayBuffer (page aligned, own pages)
@@ -1898,94 +1897,6 @@ static napi_value export_read_shard_verify_async(napi_env env, napi_callback_inf
 }
 
 /*
- * readAheadAsync(path, position, bytes) -> Promise<number>: asks the kernel to read file bytes
- * [position, position + bytes) into the page cache (posix_fadvise WILLNEED), as one pool job:
- * open, advise, close. Resolves to 0, or to the errno of the open or advice that failed (advice
- * failing is not an error to anyone: the read that follows reports what is wrong). The kernel
- * starts the reads and returns without waiting for them, so the job is short.
- *
- * Why: a shard read that must wait for the disk is one open-read-close job, and a fresh
- * descriptor's readahead starts small and grows with each read of the file, so a cold 4 MiB
- * read waits for several rounds of disk reads; and a client with few requests in flight (NBD
- * copy-out: nbdcopy keeps 16 MiB per connection in flight) waits for each of them in turn.
- * Advising the next blocks' shards while the current one is read keeps the disk busy ahead.
- */
-typedef struct read_ahead_job {
-  napi_async_work work;
-  napi_deferred deferred;
-  char *path;
-  size_t position;
-  size_t bytes;
-  int error_number;
-} read_ahead_job_t;
-
-static void read_ahead_execute(napi_env env, void *data) {
-  (void)env;
-  read_ahead_job_t *job = data;
-  int fd = open(job->path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    job->error_number = errno;
-    return;
-  }
-  /* posix_fadvise returns the error number rather than setting errno. */
-  job->error_number = posix_fadvise(fd, (off_t)job->position, (off_t)job->bytes, POSIX_FADV_WILLNEED);
-  close(fd);
-}
-
-static void read_ahead_free(napi_env env, read_ahead_job_t *job) {
-  if (job->work != NULL) napi_delete_async_work(env, job->work);
-  free(job->path);
-  free(job);
-}
-
-static void read_ahead_complete(napi_env env, napi_status status, void *data) {
-  read_ahead_job_t *job = data;
-  napi_value result = NULL;
-  napi_create_int32(env, status != napi_ok ? EIO : job->error_number, &result);
-  napi_resolve_deferred(env, job->deferred, result);
-  read_ahead_free(env, job);
-}
-
-static napi_value export_read_ahead_async(napi_env env, napi_callback_info info) {
-  napi_value arguments[3];
-  size_t position = 0;
-  size_t bytes = 0;
-  if (!get_arguments(env, info, 3, arguments)) return NULL;
-  if (!read_safe_index(env, arguments[1], "position", &position)) return NULL;
-  if (!read_safe_index(env, arguments[2], "bytes", &bytes)) return NULL;
-  if (bytes == 0) {
-    throw_range_error(env, "bytes must be positive, got 0");
-    return NULL;
-  }
-  read_ahead_job_t *job = calloc(1, sizeof(read_ahead_job_t));
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory creating a read-ahead job");
-    return NULL;
-  }
-  job->path = read_path(env, arguments[0]);
-  job->position = position;
-  job->bytes = bytes;
-  napi_value name = NULL;
-  napi_value promise = NULL;
-  if (job->path == NULL ||
-      napi_create_string_utf8(env, "shmr_isal.readAhead", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, read_ahead_execute, read_ahead_complete, job,
-                             &job->work) != napi_ok ||
-      napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
-    if (job->path != NULL) throw_napi_failure(env);
-    read_ahead_free(env, job);
-    return NULL;
-  }
-  if (napi_queue_async_work(env, job->work) != napi_ok) {
-    throw_napi_failure(env);
-    napi_reject_deferred(env, job->deferred, undefined_value(env));
-    read_ahead_free(env, job);
-    return NULL;
-  }
-  return promise;
-}
-
-/*
  * allocHugePages(bytes) -> ArrayBuffer: `bytes` of zeroed memory that starts on a 2 MiB
  * boundary, advised for transparent huge pages (madvise MADV_HUGEPAGE; the kernel may still
  * use small pages). For long-lived I/O buffers such as the READ reply slab: each O_DIRECT read
@@ -2420,8 +2331,6 @@ NAPI_MODULE_INIT() {
        napi_enumerable, NULL},
       {"readShardVerifyAsync", NULL, export_read_shard_verify_async, NULL, NULL, NULL,
        napi_enumerable, NULL},
-      {"readAheadAsync", NULL, export_read_ahead_async, NULL, NULL, NULL, napi_enumerable,
-       NULL},
       {"allocHugePages", NULL, export_alloc_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreadSlice", NULL, export_set_thread_slice, NULL, NULL, NULL, napi_enumerable, NULL},
       {"allocPages", NULL, export_alloc_pages, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -427,28 +427,6 @@ export class BlockStore {
   }
 
   /**
-   * Has the kernel start reading the shards a read of `block` would read first (its first copy
-   * in a bucket that is 'ok', or its data shards) into the page cache, without waiting (see
-   * ShardReader.readAhead): for a reader that will soon ask for the block. Reads nothing itself
-   * and so changes nothing about what a read returns or checks. Resolves when the kernel has
-   * been asked; never rejects.
-   */
-  async readAhead(block: BlockRecord): Promise<void> {
-    const topology = this.#topology(block.topology);
-    const shardCount = topology.kind === 'erasure' ? topology.data : 1;
-    const shardBytes = this.shardBytesOf(block);
-    if (shardBytes === 0) return;
-    const advice: Promise<void>[] = [];
-    for (let shardIndex = 0; shardIndex < shardCount; shardIndex++) {
-      const bucketName = block.buckets[shardIndex];
-      const bucket = bucketName === undefined ? undefined : this.#pools.bucket(bucketName);
-      if (bucket?.state !== 'ok') continue;
-      advice.push(this.#reader.readAhead(this.#knownLocation(block, shardIndex, bucket), shardBytes));
-    }
-    await Promise.all(advice);
-  }
-
-  /**
    * Where the bytes of an uncompressed Single or Mirror block can be read from the page cache
    * without JS (fuse/chunk-reads.ts): its first copy's descriptor (borrowed) and verified
    * prefix, when both are cached and its bucket is 'ok'; else undefined. A record names its

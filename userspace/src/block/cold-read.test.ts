@@ -7,6 +7,7 @@
  * Method: a real filesystem on temporary bucket folders (no mount); shard files are damaged in
  * place and their pages dropped with dd iflag=nocache; fincore shows what is cached.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import { allocHugePages, crc32cChunks, READ_SHORT, readShardVerify } from '../er
 import { shardGeometry } from '../layout/index.js';
 import type { BlockRecord } from '../meta/index.js';
 import {
-  cachedPages, dropPages, flipByte, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture,
+  dropPages, flipByte, openBlockFixture, TOPOLOGY_POOLS, writeTestBlock, type BlockFixture,
 } from '../../test/helpers/block-fixture.js';
 import { allocAligned, allocAlignedSlab, directBytes, type ShardEvent } from './index.js';
 
@@ -41,6 +42,10 @@ function writeBlock(pool: string, data: Buffer): Promise<BlockRecord> {
 
 function shardPath(block: BlockRecord, shardIndex: number): string {
   return filesystem.blocks.location(block, shardIndex).path;
+}
+
+function cachedPages(path: string): number {
+  return Number(execFileSync('fincore', ['--noheadings', '--output', 'PAGES', path], { encoding: 'utf8' }).trim());
 }
 
 /** Flips one byte of a shard file at `fileOffset`, on disk, and drops the file's pages. */

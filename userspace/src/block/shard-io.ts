@@ -12,7 +12,7 @@ import { close, constants, fsync, open, read, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Slots } from '../slots.js';
-import { crc32c, preadVerifyChunksNow, READ_SHORT, readAhead, readShardVerify, writeShardFileAsync } from '../erasure/index.js';
+import { crc32c, preadVerifyChunksNow, READ_SHORT, readShardVerify, writeShardFileAsync } from '../erasure/index.js';
 import { CHUNK_BYTES, CHUNK_TABLES_MAX, IO_REQUEST_BYTES_MAX, SECTOR_BYTES } from '../limits.js';
 import {
   decodeShardPrefix, findBadChunk, findBadChunkAsync, SHARD_PREFIX_CHECKSUMS, ShardHeader, shardGeometry,
@@ -376,21 +376,6 @@ export class ShardReader {
     } finally {
       if (scratch !== undefined) this.#scratch.release(scratch);
     }
-  }
-
-  /**
-   * Has the kernel start reading the shard file (prefix and a payload of `payloadBytes`) into
-   * the page cache, without waiting: a later readRange of it then finds its bytes there or on
-   * their way. Advice only: it reads nothing here, so checks nothing; failures are left to the
-   * reads that meet them.
-   */
-  readAhead(location: ShardLocation, payloadBytes: number): Promise<void> {
-    assert(payloadBytes > 0);
-    const prefix = this.#prefixes.get(location.path);
-    const fileBytes = prefix !== undefined
-      ? prefix.header.payload_offset + prefix.header.payload_bytes
-      : shardGeometry(payloadBytes).payloadOffset + payloadBytes;
-    return readAhead(location.path, 0, fileBytes).then(() => undefined);
   }
 
   /**

@@ -151,16 +151,6 @@ export function readShardVerify(
 }
 
 /**
- * Asks the kernel to read file bytes [position, position + bytes) of `path` into the page cache
- * (posix_fadvise WILLNEED), in one thread-pool job that starts the disk reads and does not wait
- * for them. Resolves to 0, or to the errno that stopped it (ENOENT...): advice, which nobody
- * needs to see fail (the read that follows reports what is wrong). Never rejects.
- */
-export function readAhead(path: string, position: number, bytes: number): Promise<number> {
-  return isal.readAheadAsync(path, position, bytes);
-}
-
-/**
  * `bytes` (a multiple of 2 MiB) of zeroed memory starting on a 2 MiB boundary and advised for
  * transparent huge pages: long-lived I/O buffers whose pages O_DIRECT reads and FUSE replies
  * pin one by one (a huge page is pinned once). Freed when collected. Throws RangeError for a

@@ -1,7 +1,7 @@
 /**
  * erasure/: checksums and Reed-Solomon erasure coding (pure compute), plus the one read that
  * is verified as it is made (preadVerifyChunksNow, the read fast path, and readShardVerify, the
- * cold read, with readAhead to start it early), the one write that is checksummed as it is made (writeShardFileAsync),
+ * cold read), the one write that is checksummed as it is made (writeShardFileAsync),
  * allocHugePages and allocPages for their buffers, and setThreadSlice for the thread that waits
  * for them: they share the addon.
  *
@@ -19,7 +19,6 @@ export {
   PREAD_NOT_CACHED,
   preadVerifyChunksNow,
   READ_SHORT,
-  readAhead,
   readShardVerify,
   ReedSolomon,
   setThreadSlice,

@@ -58,8 +58,6 @@ export interface IsalAddon {
     table: Uint8Array,
     firstChunk: number,
   ): Promise<number>;
-  /** posix_fadvise WILLNEED of a file range in a pool job: 0, or the errno that stopped it. */
-  readAheadAsync(path: string, position: number, bytes: number): Promise<number>;
   /** Zeroed memory on a 2 MiB boundary, advised for transparent huge pages. */
   allocHugePages(bytes: number): ArrayBuffer;
   /** The calling thread's fair-scheduler slice; false when the kernel ignores slices. */

@@ -309,33 +309,6 @@ export class FileStore {
     return end - offset;
   }
 
-  /**
-   * Has the kernel start reading the stored blocks of bytes [offset, offset + length) that
-   * are not cached here into the page cache (BlockStore.readAhead), for a reader that will ask
-   * for them soon: its read then waits less for the disk. Advice only: it changes nothing a
-   * read returns or checks (a block written meanwhile is read from its new record or the
-   * cache; a damaged shard fails its read as before), and a failure here is left to the reads
-   * that meet it: never rejects. Only for a file with reads in progress or cached state.
-   */
-  async readAhead(ino: number, offset: number, length: number): Promise<void> {
-    const state = this.#states.get(ino);
-    if (state === undefined || state.gate !== undefined) return;
-    const end = Math.min(offset + length, state.size);
-    const blockBytes = state.blockBytes;
-    const hasCached = this.#cache.hasEntries(ino);
-    const advice: Promise<void>[] = [];
-    try {
-      for (let blockIndex = Math.floor(offset / blockBytes); blockIndex * blockBytes < end; blockIndex++) {
-        if (hasCached && this.#cache.get(ino, blockIndex) !== undefined) continue;
-        const record = this.#meta.getBlock(ino, blockIndex);
-        if (record !== undefined) advice.push(this.#blocks.readAhead(record));
-      }
-    } catch {
-      // A block map that cannot be read now fails the reads that need it, which report it.
-    }
-    await Promise.allSettled(advice);
-  }
-
   async #read(state: FileState, offset: number, length: number, target: Buffer): Promise<number> {
     const ino = state.ino;
     const end = Math.min(offset + length, state.size);

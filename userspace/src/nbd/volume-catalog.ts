@@ -14,19 +14,12 @@
 import { assert } from '../assert.js';
 import type { ExportCatalog, NbdExport, WriteAccepted } from './export.js';
 import { NBD_STATE_HOLE, NBD_STATE_ZERO, type Extent } from './protocol.js';
-import { ReadAheadWindow } from './read-ahead.js';
 import {
   findVolume, listVolumes, volumeBlockBytes, type VolumeInfo, type VolumeStore,
 } from './volumes.js';
 
 /** Blocks of the block map one BLOCK_STATUS looks at; the client asks again for the rest. */
 const BLOCK_STATUS_BLOCKS_MAX = 65536;
-/**
- * How far past a connection's sequential reads the volume is read ahead (ReadAheadWindow):
- * twice what nbdcopy keeps in flight per connection (16 MiB), so the disk stays busy with
- * the blocks it will ask for next.
- */
-const READ_AHEAD_BYTES = 32 * 1024 * 1024;
 /** Zeroes written per call for WRITE_ZEROES with NO_HOLE. Never written to. */
 const ZEROES = Buffer.alloc(1024 * 1024);
 
@@ -126,7 +119,6 @@ class VolumeExport implements NbdExport {
   readonly #ino: number;
   readonly #syncs: SyncBatcher;
   readonly #onRelease: () => void;
-  readonly #readAhead = new ReadAheadWindow(READ_AHEAD_BYTES);
   #isReleased = false;
 
   constructor(store: VolumeStore, info: VolumeInfo, syncs: SyncBatcher, onRelease: () => void) {
@@ -142,11 +134,7 @@ class VolumeExport implements NbdExport {
   }
 
   async read(offsetBytes: number, lengthBytes: number, target: Buffer): Promise<void> {
-    const reading = this.#store.files.read(this.#ino, offsetBytes, lengthBytes, target);
-    // Asked after the read itself, so its disk reads queue behind this one's.
-    const ahead = this.#readAhead.next(offsetBytes, lengthBytes);
-    if (ahead !== undefined) void this.#store.files.readAhead(this.#ino, ahead.offset, ahead.length);
-    const bytesRead = await reading;
+    const bytesRead = await this.#store.files.read(this.#ino, offsetBytes, lengthBytes, target);
     // Shorter only if the file shrank under us (a truncate through the mount): zeroes.
     if (bytesRead < lengthBytes) target.fill(0, bytesRead, lengthBytes);
   }

@@ -81,11 +81,6 @@ export function dropPages(path: string): void {
   execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
 }
 
-/** Pages of a file in the page cache (fincore). */
-export function cachedPages(path: string): number {
-  return Number(execFileSync('fincore', ['--noheadings', '--output', 'PAGES', path], { encoding: 'utf8' }).trim());
-}
-
 /** Flips bits `mask` of the byte at `offset` of a file, in place (through the page cache). */
 export function flipByte(path: string, offset: number, mask = 0x01): void {
   const fd = openSync(path, 'r+');

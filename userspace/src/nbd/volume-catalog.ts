@@ -133,6 +133,16 @@ class VolumeExport implements NbdExport {
     this.#onRelease = onRelease;
   }
 
+  /**
+   * Reads the blocks as asked, nothing ahead. Reading the next blocks' shards into the page
+   * cache ahead of a sequential reader was measured and taken out again (commits 3224d6b,
+   * 489fb79): posix_fadvise WILLNEED (and an mmap populated with MADV_SEQUENTIAL) fills the
+   * cache with 4 KiB folios where a read's own readahead makes large ones, and reading those
+   * back cost about 0.25 s more daemon CPU per GiB (LRU and page-batch work per folio), which
+   * ate what hiding the disk waits gained (nbdcopy copy-out after copy-in, 1 GiB: cold 514-617
+   * against 563-615 MB/s). MADV_HUGEPAGE on the mapping gives huge folios, but their
+   * allocation compacts memory: cold copy-out fell to 386-443 MB/s.
+   */
   async read(offsetBytes: number, lengthBytes: number, target: Buffer): Promise<void> {
     const bytesRead = await this.#store.files.read(this.#ino, offsetBytes, lengthBytes, target);
     // Shorter only if the file shrank under us (a truncate through the mount): zeroes.

@@ -5,22 +5,15 @@
  * fail without a trace (the transaction rolls back) and delete everything an inode owns.
  * Method: a real SQLite store in a temporary folder, reopened to see what was committed.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { folderPerTest } from '../../test/helpers/temp-folder.js';
 import { Errno } from '../errno.js';
 import { MetaStore, now, type BlockRecord } from './index.js';
 
 const OWNER = { uid: 0, gid: 0 };
 const FILE_MODE = 0o100644;
 const DIR_MODE = 0o040755;
-let directory: string;
-
-beforeEach(() => {
-  directory = mkdtempSync(join(tmpdir(), 'shmr-entries-'));
-});
-afterEach(() => rmSync(directory, { recursive: true, force: true }));
+const testFolder = folderPerTest('shmr-entries-');
 
 function newFile(meta: MetaStore, parent: number, name: string): number {
   return meta.createInode({ parent, name, mode: FILE_MODE, uid: 0, gid: 0 }).ino;
@@ -32,13 +25,13 @@ function block(ino: number, blockIndex: number): BlockRecord {
 
 /** Runs `body` on the store, closes it, and returns a fresh view of what it committed. */
 function committedAfter(body: (meta: MetaStore) => void): MetaStore {
-  const meta = MetaStore.open(directory, OWNER);
+  const meta = MetaStore.open(testFolder(), OWNER);
   try {
     body(meta);
   } finally {
     meta.close();
   }
-  return MetaStore.open(directory, OWNER);
+  return MetaStore.open(testFolder(), OWNER);
 }
 
 describe('create', () => {
@@ -119,7 +112,7 @@ describe('unlink', () => {
   });
 
   it('of a file whose xattr came after the store opened deletes the xattr', () => {
-    const meta = MetaStore.open(directory, OWNER);
+    const meta = MetaStore.open(testFolder(), OWNER);
     try {
       const ino = newFile(meta, 1, 'f');
       meta.setXattr(ino, 'user.late', Buffer.from('v'), 0);

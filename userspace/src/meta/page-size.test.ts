@@ -9,24 +9,19 @@
  * the WAL's size read from its file while the store is open (a checkpoint rewinds the WAL but
  * leaves the file as long as it grew).
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { folderPerTest } from '../../test/helpers/temp-folder.js';
 import { MetaStore, now } from './index.js';
 
 const OWNER = { uid: 0, gid: 0 };
 const FILE_MODE = 0o100644;
 const DIR_MODE = 0o040755;
-let directory: string;
+const testFolder = folderPerTest('shmr-meta-page-');
 
-beforeEach(() => {
-  directory = mkdtempSync(join(tmpdir(), 'shmr-meta-page-'));
-});
-afterEach(() => rmSync(directory, { recursive: true, force: true }));
-
-/** The page size of the closed store in `directory`. */
+/** The page size of the closed store in `testFolder()`. */
 function pageSizeOf(folder: string): number {
   const db = new Database(join(folder, 'shmr-meta.sqlite'), { readonly: true });
   try {
@@ -58,15 +53,15 @@ function churn(meta: MetaStore, parent: number, count: number): void {
 
 describe('metadata page size', () => {
   it('is 1 KiB in a new store', () => {
-    const meta = MetaStore.open(directory, OWNER);
+    const meta = MetaStore.open(testFolder(), OWNER);
     const folder = meta.createInode({ parent: 1, name: 'd', mode: DIR_MODE, uid: 0, gid: 0 });
     churn(meta, folder.ino, 2000);
     // Some 20,000 one-KiB frames were written: the WAL grew past 1000 pages, checkpointed at 4 MiB.
-    expect(walBytes(directory)).toBeGreaterThan(2 * MIB);
-    expect(walBytes(directory)).toBeLessThan(4.5 * MIB);
+    expect(walBytes(testFolder())).toBeGreaterThan(2 * MIB);
+    expect(walBytes(testFolder())).toBeLessThan(4.5 * MIB);
     meta.close();
-    expect(pageSizeOf(directory)).toBe(1024);
-    const reopened = MetaStore.open(directory, OWNER);
+    expect(pageSizeOf(testFolder())).toBe(1024);
+    const reopened = MetaStore.open(testFolder(), OWNER);
     try {
       expect(reopened.lookup(folder.ino, 'r1998')).toBeDefined();
       expect(reopened.lookup(folder.ino, 'f1999')).toBeUndefined();
@@ -77,13 +72,13 @@ describe('metadata page size', () => {
 
   it('stays 4 KiB in a store made with 4 KiB pages, which keeps working', () => {
     // A store as older versions made it: SQLite's 4 KiB default, fixed by its first table.
-    const old = new Database(join(directory, 'shmr-meta.sqlite'));
+    const old = new Database(join(testFolder(), 'shmr-meta.sqlite'));
     old.pragma('page_size = 4096');
     old.pragma('journal_mode = WAL');
     old.exec('CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
     old.close();
 
-    const meta = MetaStore.open(directory, OWNER);
+    const meta = MetaStore.open(testFolder(), OWNER);
     const folder = meta.createInode({ parent: 1, name: 'd', mode: DIR_MODE, uid: 0, gid: 0 });
     churn(meta, folder.ino, 400);
     const kept = meta.requireInode(meta.lookup(folder.ino, 'r0') ?? 0, 'test');
@@ -92,11 +87,11 @@ describe('metadata page size', () => {
       { ino: kept.ino, blockIndex: 0, pool: 'p', topology: 'single', generation: 1, dataBytes: 100, storedBytes: 100, buckets: ['b0'] },
       { blockBytes: 1 << 20, size: 100, mtime: time, ctime: time },
     );
-    expect(walBytes(directory)).toBeLessThan(4.5 * MIB);
+    expect(walBytes(testFolder())).toBeLessThan(4.5 * MIB);
     meta.close();
-    expect(pageSizeOf(directory)).toBe(4096);
+    expect(pageSizeOf(testFolder())).toBe(4096);
 
-    const reopened = MetaStore.open(directory, OWNER);
+    const reopened = MetaStore.open(testFolder(), OWNER);
     try {
       expect(reopened.lookup(folder.ino, 'r0')).toBe(kept.ino);
       expect(reopened.requireInode(kept.ino, 'test').size).toBe(100);
@@ -106,6 +101,6 @@ describe('metadata page size', () => {
     } finally {
       reopened.close();
     }
-    expect(pageSizeOf(directory)).toBe(4096);
+    expect(pageSizeOf(testFolder())).toBe(4096);
   });
 });

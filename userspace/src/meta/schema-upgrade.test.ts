@@ -8,11 +8,10 @@
  * Method: the old store made with better-sqlite3 from the version 2 DDL below (copied from the
  * release that wrote it) and rows inserted the way that release's MetaStore did.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { folderPerTest } from '../../test/helpers/temp-folder.js';
 import { Errno } from '../errno.js';
 import { MetaStore } from './index.js';
 import { SCHEMA_VERSION } from './schema.js';
@@ -22,12 +21,7 @@ const OWNER = { uid: 0, gid: 0 };
 const FILE_MODE = 0o100644;
 const DIR_MODE = 0o040755;
 const LINK_MODE = 0o120777;
-let directory: string;
-
-beforeEach(() => {
-  directory = mkdtempSync(join(tmpdir(), 'shmr-meta-upgrade-'));
-});
-afterEach(() => rmSync(directory, { recursive: true, force: true }));
+const testFolder = folderPerTest('shmr-meta-upgrade-');
 
 /** The version 2 schema as that release created it. */
 const VERSION_2_SQL = `
@@ -151,8 +145,8 @@ function expectOldContents(meta: MetaStore, old: OldStore): void {
 
 describe('a version 2 store', () => {
   it('opens as version 3 with all it held, cookies kept, and works through a reopen', () => {
-    const old = writeVersion2Store(directory);
-    let meta = MetaStore.open(directory, OWNER);
+    const old = writeVersion2Store(testFolder());
+    let meta = MetaStore.open(testFolder(), OWNER);
     try {
       expect(meta.getSetting('schema_version')).toBe(String(SCHEMA_VERSION));
       expectOldContents(meta, old);
@@ -173,14 +167,14 @@ describe('a version 2 store', () => {
       expect(meta.unlinkAndDeleteUnused(old.dir, 'a2', () => true).isDeleted).toBe(false);
       meta.close();
 
-      expect(integrityOf(directory)).toBe('ok');
-      expect(tableSql(directory, 'dirents')).toMatch(/WITHOUT ROWID/);
-      expect(tableSql(directory, 'inodes')).not.toMatch(/AUTOINCREMENT/);
+      expect(integrityOf(testFolder())).toBe('ok');
+      expect(tableSql(testFolder(), 'dirents')).toMatch(/WITHOUT ROWID/);
+      expect(tableSql(testFolder(), 'inodes')).not.toMatch(/AUTOINCREMENT/);
       // Hints from the old entries (the first of a hard-linked file's), then from the rename.
-      expect(entryHintsOf(directory, [1, old.dir, old.file, old.symlink, old.orphan]))
+      expect(entryHintsOf(testFolder(), [1, old.dir, old.file, old.symlink, old.orphan]))
         .toEqual([[null, null], [1, 'd'], [old.dir, 'a'], [1, 's'], [null, null]]);
 
-      meta = MetaStore.open(directory, OWNER);
+      meta = MetaStore.open(testFolder(), OWNER);
       expect(meta.lookup(1, 'hard')).toBe(created.ino);
       expect(meta.lookup(1, 's')).toBe(old.symlink);
       expect(meta.pathOf(old.symlink)).toBe('/s');
@@ -192,17 +186,17 @@ describe('a version 2 store', () => {
     } finally {
       meta.close();
     }
-    expect(integrityOf(directory)).toBe('ok');
+    expect(integrityOf(testFolder())).toBe('ok');
   });
 });
 
 describe('a version 1 store', () => {
   it('(no tombstones table) opens as version 3 with all it held', () => {
-    const old = writeVersion2Store(directory);
-    const db = new Database(join(directory, 'shmr-meta.sqlite'));
+    const old = writeVersion2Store(testFolder());
+    const db = new Database(join(testFolder(), 'shmr-meta.sqlite'));
     db.exec("DROP TABLE tombstones; UPDATE settings SET value = '1' WHERE key = 'schema_version'");
     db.close();
-    const meta = MetaStore.open(directory, OWNER);
+    const meta = MetaStore.open(testFolder(), OWNER);
     try {
       expect(meta.getSetting('schema_version')).toBe(String(SCHEMA_VERSION));
       expectOldContents(meta, old);
@@ -211,6 +205,6 @@ describe('a version 1 store', () => {
     } finally {
       meta.close();
     }
-    expect(integrityOf(directory)).toBe('ok');
+    expect(integrityOf(testFolder())).toBe('ok');
   });
 });

@@ -3,10 +3,10 @@
  * against (bucket folders made before each test, all removed after it), and the smallest
  * valid config text, one Single pool on ./ssd0, that each test extends.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach } from 'vitest';
+import { beforeEach } from 'vitest';
+import { folderPerTest } from './temp-folder.js';
 
 /** The base of config texts in tests: tests append more pools or sections. */
 export const SSD_POOL_YAML = `
@@ -19,17 +19,9 @@ pools:
 
 /** Registers hooks that give each test a fresh folder holding `bucketNames`; returns its getter. */
 export function useConfigRoot(prefix: string, bucketNames: readonly string[]): () => string {
-  let root: string | undefined;
+  const root = folderPerTest(prefix);
   beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), prefix));
-    for (const name of bucketNames) mkdirSync(join(root, name));
+    for (const name of bucketNames) mkdirSync(join(root(), name));
   });
-  afterEach(() => {
-    if (root !== undefined) rmSync(root, { recursive: true, force: true });
-    root = undefined;
-  });
-  return () => {
-    if (root === undefined) throw new Error('the config root exists only inside a test');
-    return root;
-  };
+  return root;
 }

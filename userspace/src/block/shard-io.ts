@@ -128,8 +128,8 @@ export async function writeShardFile(
  * (past the page cache when its sizes are whole pages, see SHARD_WRITE_DIRECT), and not an
  * allocAligned payload, whose bigger writes writeShardFile makes O_DIRECT on its own. Beyond
  * WRITE_PIECE_BYTES only whole pages of allocPageAligned memory (4 MiB volume blocks, NBD
- * payloads): the job writes them with O_DIRECT where they are (BIG_DIRECT_WRITES_MAX at a
- * time, the others in one buffered call), a few milliseconds of one of the WRITE_JOBS_MAX slots, instead of 1 MiB buffered pieces each copied into the page cache
+ * payloads): the job writes them with O_DIRECT where they are, a few milliseconds of one of
+ * the WRITE_JOBS_MAX slots, instead of 1 MiB buffered pieces each copied into the page cache
  * and written back later (NBD bench, nbdcopy in of 1 GiB: daemon CPU 1.13-1.20 -> 0.89-0.99 s).
  */
 export function canWriteAtOnce(payload: Uint8Array): boolean {
@@ -151,32 +151,8 @@ export async function writeShardFileAtOnce(
   parts: { prefix: Buffer; payload: Uint8Array; sync: boolean; checksum: boolean },
 ): Promise<void> {
   assert(canWriteAtOnce(parts.payload));
-  await writeSlots.run(async () => {
-    const isBig = parts.payload.byteLength > WRITE_PIECE_BYTES;
-    const direct = !isBig || bigDirectWrites < BIG_DIRECT_WRITES_MAX;
-    if (isBig && direct) bigDirectWrites++;
-    try {
-      await writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true, direct });
-    } finally {
-      if (isBig && direct) bigDirectWrites--;
-    }
-  });
+  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true, direct: true }));
 }
-
-/**
- * Big at-once writes (beyond WRITE_PIECE_BYTES: volume blocks, erasure shards) that go past
- * the page cache at the same time; the others meanwhile go through it. Two keep the drive at
- * its direct-write speed (fio here: 1080 MB/s at queue depth 1, 1188 at 4); more direct writes
- * would only queue, while buffered ones cost a copy and are written back later, so together
- * the two paths take more than the drive alone, and the buffered blocks read back from the
- * page cache. NBD bench, 1 GiB nbdcopy, 5 alternating runs each against every write direct:
- * copy-in 1146-1237 vs 1060-1274 MB/s (median 1227 vs 1119), copy-out after it 682-728 vs
- * 503-607 MB/s; small-read p99 during a 2 GiB erasure write 4.6-7.5 vs 4.6-6.0 ms (4 runs).
- * Durability does not depend on the path: stores with `sync` fsync, and a later durable flush
- * fsyncs the shard files stored without it.
- */
-const BIG_DIRECT_WRITES_MAX = 2;
-let bigDirectWrites = 0;
 
 /**
  * Writes from file offset `start` in pieces of at most `pieceBytes`: one thread-pool job per

@@ -189,17 +189,6 @@ describe('writeShardFileAtOnce', () => {
     expectShardOf(written, payload);
   });
 
-  it('writes two 4 MiB payloads at a time past the page cache and the others through it, all verifying', async () => {
-    const payloads = Array.from({ length: 6 }, () => randomFillSync(allocPageAligned(4 * 1024 * 1024)));
-    const paths = payloads.map((_, index) => join(root, 'ab', 'cd', `volume-block-${index}`));
-    await Promise.all(payloads.map((payload, index) =>
-      writeShardFileAtOnce(paths[index] ?? '', { prefix: headerOnly(payload), payload, sync: false, checksum: true })));
-    const cached = paths.map((path) => cachedBytes(path));
-    expect(cached.filter((bytes) => bytes === 0).length).toBe(2);
-    expect(cached.filter((bytes) => bytes >= 4 * 1024 * 1024).length).toBe(4);
-    paths.forEach((path, index) => expectShardOf(readFileSync(path), payloads[index] ?? Buffer.alloc(0)));
-  });
-
   it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {
     const path = join(root, 'too-big');
     const payload = randomPayload(256 * 1024);

@@ -30,10 +30,8 @@ typedef struct attr_entry {
   double timeout_sec;  /* the attribute timeout sent with it */
 } attr_entry_t;
 
-static void entry_free(map_node_t *n) { free(n); }
-
 void attr_clear(session_t *s) {
-  map_free(&s->attrs.entries, entry_free);
+  map_free(&s->attrs.entries, map_node_free);
 }
 
 void attr_drop(session_t *s, uint64_t ino) {

@@ -61,8 +61,6 @@ typedef struct chunk_file {
   uint32_t blocks;              /* registered blocks of this file */
 } chunk_file_t;
 
-static void free_plain(map_node_t *n) { free(n); }
-
 static void block_free(map_node_t *n) {
   chunk_block_t *b = (chunk_block_t *)n;
   close(b->fd);
@@ -108,8 +106,8 @@ void chunk_clear(session_t *s) {
   chunk_table_t *t = &s->chunks;
   t->newest = t->oldest = NULL;
   map_free(&t->blocks, block_free);
-  map_free(&t->files, free_plain);
-  map_free(&t->handles, free_plain);
+  map_free(&t->files, map_node_free);
+  map_free(&t->handles, map_node_free);
   free(t->buffer);
   t->buffer = NULL;
 }

@@ -69,6 +69,8 @@ map_node_t *map_take(map_t *m, uint64_t k1, uint64_t k2) {
   return n;
 }
 
+void map_node_free(map_node_t *n) { free(n); }
+
 void map_free(map_t *m, void (*free_node)(map_node_t *)) {
   for (uint32_t i = 0; m->buckets != NULL && i <= m->mask; i++) {
     for (map_node_t *n = m->buckets[i], *next; n != NULL; n = next) {

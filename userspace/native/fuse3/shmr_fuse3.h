@@ -230,6 +230,8 @@ map_node_t *map_find(const map_t *m, uint64_t k1, uint64_t k2);
 bool map_add(map_t *m, map_node_t *n);
 map_node_t *map_take(map_t *m, uint64_t k1, uint64_t k2);
 void map_free(map_t *m, void (*free_node)(map_node_t *));
+/* free() of a node that owns nothing else: for map_free. */
+void map_node_free(map_node_t *n);
 
 /* chunk_read.c */
 bool chunk_read(session_t *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

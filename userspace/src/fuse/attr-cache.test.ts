@@ -34,10 +34,6 @@ class RecordingTable implements AttrTable {
     this.dropped.add(ino);
   }
 
-  clearAttributes(): void {
-    throw new Error('not expected here');
-  }
-
   take(): { dropped: number[]; registered: number[] } {
     const taken = { dropped: [...this.dropped].sort(), registered: this.registered.map((attr) => attr.ino) };
     this.dropped.clear();

@@ -31,7 +31,6 @@ import type { Attr } from './binding.js';
 export interface AttrTable {
   registerAttributes(attr: Attr, attrTimeoutSec: number): void;
   dropAttributes(ino: number): void;
-  clearAttributes(): void;
 }
 
 export class AttrCache {

@@ -28,7 +28,7 @@
  */
 export const SCHEMA_VERSION = 3;
 
-/** Versions a store may have and be upgraded from (see upgradeSchema in store.ts). */
+/** Versions a store may have and be upgraded from (see schema-upgrade.ts). */
 export const SCHEMA_VERSIONS_UPGRADABLE: readonly number[] = [1, 2];
 
 export const SCHEMA_SQL = `

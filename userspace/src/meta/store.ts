@@ -436,8 +436,7 @@ export class MetaStore {
     return {
       requireDirectory: (ino: number, operation: string) => this.#requireDirectory(ino, operation),
       moveDirent: (id: { parent: number; name: string }, to: { parent: number; name: string }) => {
-        this.#statements.moveDirent.run(to.parent, to.name, id.parent, id.name);
-        const ino = this.lookup(to.parent, to.name);
+        const ino = this.#statements.moveDirent.get(to.parent, to.name, id.parent, id.name) as number | undefined;
         assert(ino !== undefined);
         this.#statements.setEntryHint.run(to.parent, to.name, ino);
       },
@@ -1021,7 +1020,7 @@ function prepareStatements(db: Database.Database) {
     insertDirent: db.prepare('INSERT INTO dirents (parent, name, id, ino) VALUES (?, ?, ?, ?)'),
     deleteDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ?'),
     takeDirent: db.prepare('DELETE FROM dirents WHERE parent = ? AND name = ? RETURNING ino').pluck(),
-    moveDirent: db.prepare('UPDATE dirents SET parent = ?, name = ? WHERE parent = ? AND name = ?'),
+    moveDirent: db.prepare('UPDATE dirents SET parent = ?, name = ? WHERE parent = ? AND name = ? RETURNING ino').pluck(),
     setDirentIno: db.prepare('UPDATE dirents SET ino = ? WHERE parent = ? AND name = ?'),
     setLinks: db.prepare('UPDATE inodes SET nlink = ?, ctime_sec = ?, ctime_nsec = ? WHERE ino = ?'),
     touchDirectory: db.prepare(

@@ -7,12 +7,12 @@
  * Method: a real filesystem on temporary bucket folders (no mount); shard files are damaged in
  * place and their pages dropped with dd iflag=nocache; fincore shows what is cached.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OpenFilesystem } from '../daemon/open.js';
+import { cachedBytes } from '../../test/helpers/page-cache.js';
 import { Errno, FsError } from '../errno.js';
 import { allocHugePages, crc32cChunks, READ_SHORT, readShardVerify } from '../erasure/index.js';
 import { shardGeometry } from '../layout/index.js';
@@ -44,9 +44,6 @@ function shardPath(block: BlockRecord, shardIndex: number): string {
   return filesystem.blocks.location(block, shardIndex).path;
 }
 
-function cachedPages(path: string): number {
-  return Number(execFileSync('fincore', ['--noheadings', '--output', 'PAGES', path], { encoding: 'utf8' }).trim());
-}
 
 /** Flips one byte of a shard file at `fileOffset`, on disk, and drops the file's pages. */
 function damage(path: string, fileOffset: number): void {
@@ -87,11 +84,11 @@ describe('cold big reads', () => {
     const direct = await writeBlock('plain', data);
     dropPages(shardPath(direct, 0));
     expect((await readInto(allocAligned(BLOCK_BYTES), direct, { start: 0, end: BLOCK_BYTES })).equals(data)).toBe(true);
-    expect(cachedPages(shardPath(direct, 0))).toBe(0);
+    expect(cachedBytes(shardPath(direct, 0))).toBe(0);
     const buffered = await writeBlock('plain', data);
     dropPages(shardPath(buffered, 0));
     expect((await readInto(Buffer.alloc(BLOCK_BYTES), buffered, { start: 0, end: BLOCK_BYTES })).equals(data)).toBe(true);
-    expect(cachedPages(shardPath(buffered, 0))).toBeGreaterThanOrEqual(BLOCK_BYTES / 4096);
+    expect(cachedBytes(shardPath(buffered, 0))).toBeGreaterThanOrEqual(BLOCK_BYTES);
   });
 
   it('answers EIO for a damaged payload chunk or header, a short file and a missing file', async () => {
@@ -182,6 +179,6 @@ describe('allocHugePages', () => {
     const block = await writeBlock('plain', data);
     dropPages(shardPath(block, 0));
     expect((await readInto(slab.subarray(BLOCK_BYTES), block, { start: 0, end: BLOCK_BYTES })).equals(data)).toBe(true);
-    expect(cachedPages(shardPath(block, 0))).toBe(0);
+    expect(cachedBytes(shardPath(block, 0))).toBe(0);
   });
 });

@@ -128,9 +128,9 @@ export async function writeShardFile(
  * (past the page cache when its sizes are whole pages, see SHARD_WRITE_DIRECT), and not an
  * allocAligned payload, whose bigger writes writeShardFile makes O_DIRECT on its own. Beyond
  * WRITE_PIECE_BYTES only whole pages of allocPageAligned memory (4 MiB volume blocks, NBD
- * payloads): the job writes them with O_DIRECT where they are, a few milliseconds of one of
- * the WRITE_JOBS_MAX slots, instead of 1 MiB buffered pieces each copied into the page cache
- * and written back later (NBD bench, nbdcopy in of 1 GiB: daemon CPU 1.13-1.20 -> 0.89-0.99 s).
+ * payloads): one job writes them where they are, a few milliseconds of one of the
+ * WRITE_JOBS_MAX slots, instead of 1 MiB buffered pieces each copied into the page cache and
+ * written back later (NBD bench, nbdcopy in of 1 GiB: daemon CPU 1.13-1.20 -> 0.89-0.99 s).
  */
 export function canWriteAtOnce(payload: Uint8Array): boolean {
   if (directBytes(payload) !== 0) return false;
@@ -144,14 +144,17 @@ export function canWriteAtOnce(payload: Uint8Array): boolean {
  * anything can fail, so a retry elsewhere passes `checksum: false`). The file's directory and
  * the one above it are created when missing. Whole pages go past the page cache: the job copies
  * them into its thread's aligned buffer, or writes a page-aligned payload (allocPageAligned,
- * lent FUSE write buffers) where it is.
+ * lent FUSE write buffers) where it is. With `keepCached` they go through it instead, their
+ * write-back started at once (see BlockWrite.keepCached).
  */
 export async function writeShardFileAtOnce(
   path: string,
-  parts: { prefix: Buffer; payload: Uint8Array; sync: boolean; checksum: boolean },
+  parts: { prefix: Buffer; payload: Uint8Array; sync: boolean; checksum: boolean; keepCached?: boolean | undefined },
 ): Promise<void> {
   assert(canWriteAtOnce(parts.payload));
-  await writeSlots.run(() => writeShardFileAsync(path, { ...parts, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true, direct: true }));
+  const { keepCached, ...write } = parts;
+  const placement = keepCached === true ? { startWriteback: true } : { direct: true };
+  await writeSlots.run(() => writeShardFileAsync(path, { ...write, ...placement, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true }));
 }
 
 /**

@@ -24,6 +24,7 @@ import {
 } from '../layout/index.js';
 import { allocPageAligned } from './aligned.js';
 import { canWriteAtOnce, writeShardFile, writeShardFileAtOnce } from './shard-io.js';
+import { cachedBytes, isWaitingForWriteback, NEEDS_DELAYED_ALLOCATION } from '../../test/helpers/page-cache.js';
 
 const PAYLOAD_BYTES = 1024 * 1024 - 4096 + 5;
 const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'isal', 'build', 'Release', 'shmr_isal.node');
@@ -56,10 +57,6 @@ function expectShardOf(written: Buffer, payload: Buffer): void {
   expect(decoded.value.header.payload_checksum).toBe(crc32c(payload));
 }
 
-/** Bytes of `path` in the page cache (fincore, util-linux). */
-function cachedBytes(path: string): number {
-  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).trim());
-}
 
 /**
  * Runs the addon's writeShardFileAsync of a zero payload in a child whose file size limit is
@@ -187,6 +184,21 @@ describe('writeShardFileAtOnce', () => {
     expect(cachedBytes(path)).toBe(0);
     const written = readFileSync(path);
     expectShardOf(written, payload);
+  });
+
+  it('keeps a 4 MiB volume block in the page cache with its write-back started (keepCached), and it verifies', async () => {
+    const payload = randomFillSync(allocPageAligned(4 * 1024 * 1024));
+    // Buffered without keepCached's write-back start: what the check below must tell apart.
+    const plain = join(root, 'ab', 'cd', 'buffered');
+    await writeShardFileAsync(plain, {
+      prefix: headerOnly(payload), payload, sync: false, checksum: true, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true,
+    });
+    expect(isWaitingForWriteback(plain), NEEDS_DELAYED_ALLOCATION).toBe(true);
+    const path = join(root, 'ab', 'cd', 'volume-block');
+    await writeShardFileAtOnce(path, { prefix: headerOnly(payload), payload, sync: false, checksum: true, keepCached: true });
+    expect(cachedBytes(path)).toBeGreaterThanOrEqual(payload.byteLength);
+    expect(isWaitingForWriteback(path)).toBe(false);
+    expectShardOf(readFileSync(path), payload);
   });
 
   it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {

@@ -107,6 +107,7 @@ export const SHARD_WRITE_SYNC = 1;
 export const SHARD_WRITE_CHECKSUM = 2;
 export const SHARD_WRITE_MAKE_DIRECTORIES = 4;
 export const SHARD_WRITE_DIRECT = 8;
+export const SHARD_WRITE_START_WRITEBACK = 16;
 
 /** The addon's absolute path: the first match walking up from this file's folder. */
 function findAddonPath(): string {

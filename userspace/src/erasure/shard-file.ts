@@ -7,8 +7,10 @@
  * `syscall`, `path`), so callers tell EEXIST, ENOENT or ENOSPC apart as they do for fs calls.
  */
 import { getSystemErrorName } from 'node:util';
+import { assert } from '../assert.js';
 import {
-  isal, SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_MAKE_DIRECTORIES, SHARD_WRITE_SYNC,
+  isal, SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_MAKE_DIRECTORIES, SHARD_WRITE_START_WRITEBACK,
+  SHARD_WRITE_SYNC,
 } from './native.js';
 
 /** Where the checksums of a prefix lie (the shard header's layout). */
@@ -38,6 +40,11 @@ export interface ShardFileWrite {
    * the sizes are whole pages and the filesystem allows it; else buffered, as without.
    */
   readonly direct?: boolean | undefined;
+  /**
+   * Through the page cache, with the write-back started before the job ends and not waited
+   * for: the drive works at once while the pages stay cached for reads. Not with `direct`.
+   */
+  readonly startWriteback?: boolean | undefined;
 }
 
 /**
@@ -50,6 +57,8 @@ export async function writeShardFileAsync(path: string, write: ShardFileWrite): 
   if (write.checksum) flags |= SHARD_WRITE_CHECKSUM;
   if (write.makeDirectories) flags |= SHARD_WRITE_MAKE_DIRECTORIES;
   if (write.direct === true) flags |= SHARD_WRITE_DIRECT;
+  if (write.startWriteback === true) flags |= SHARD_WRITE_START_WRITEBACK;
+  assert(write.direct !== true || write.startWriteback !== true);
   try {
     await isal.writeShardFileAsync(
       path, write.prefix, write.payload, offsets.chunkBytes, offsets.tableStart,

@@ -70,6 +70,8 @@ interface FileState {
   gate: Promise<void> | undefined;
   /** Called when `activeCount` drops to 0 (the holder waiting for the file to go quiet). */
   onIdle: (() => void) | undefined;
+  /** Written through writeBehind (a volume): its blocks are stored with BlockWrite.keepCached. */
+  isVolume: boolean;
 }
 
 /** Where new blocks of a file go: its policy (xattrs) or the write pool. */
@@ -177,6 +179,7 @@ export class FileStore {
         blockBytes: inode.blockBytes !== 0 ? inode.blockBytes : this.writeTarget(ino).blockBytes,
         mtime: inode.mtime, ctime: inode.ctime, persistedSize: inode.size,
         error: undefined, lock: new Mutex(), activeCount: 0, gate: undefined, onIdle: undefined,
+        isVolume: false,
       };
       this.#states.set(ino, state);
       this.onFileStateMade?.(ino);
@@ -423,7 +426,10 @@ export class FileStore {
     assert(offset >= 0);
     const stores: Promise<void>[] = [];
     try {
-      await this.#gated(ino, (state) => this.#write(state, offset, data, stores));
+      await this.#gated(ino, (state) => {
+        state.isVolume = true;
+        return this.#write(state, offset, data, stores);
+      });
     } catch (error) {
       // The caller reuses `data` once this rejects: no store may still be reading it.
       await Promise.allSettled(stores);
@@ -669,6 +675,7 @@ export class FileStore {
       ino: state.ino, blockIndex: entry.blockIndex, blockBytes: entry.blockBytes,
       dataBytes: entry.dataBytes, data: entry.buffer, pool: target.pool,
       topology: target.topology, compression: target.compression, sync: options.sync,
+      keepCached: state.isVolume,
     });
     const blockEnd = entry.blockIndex * entry.blockBytes + entry.dataBytes;
     const size = Math.min(state.size, Math.max(state.persistedSize, blockEnd));

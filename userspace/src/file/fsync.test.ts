@@ -11,7 +11,6 @@
  * past the page cache (O_DIRECT) and never wait for writeback, so the pool is erasure 3+1:
  * its shards of a 1 MiB block (349,526 bytes) are not whole pages and go through the cache.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
+import { isWaitingForWriteback, NEEDS_DELAYED_ALLOCATION } from '../../test/helpers/page-cache.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 const BUCKETS = ['b0', 'b1', 'b2', 'b3'];
@@ -54,11 +54,6 @@ ${BUCKETS.map((bucket) => `      ${bucket}: { path: ./${bucket} }`).join('\n')}
   return filesystem;
 }
 
-/** True while some of the file's data waits for writeback (delayed allocation). */
-function isWaitingForWriteback(path: string): boolean {
-  return /delalloc/.test(execFileSync('filefrag', ['-v', path], { encoding: 'utf8' }));
-}
-
 function shardPath(fs: OpenFilesystem, ino: number, blockIndex: number): string {
   const record = fs.meta.getBlock(ino, blockIndex);
   if (record === undefined) throw new Error(`block ${blockIndex} of ${ino} is not stored`);
@@ -75,7 +70,7 @@ describe('fsync', () => {
     // Whole blocks are stored by the write itself (without sync), replacing the first ones.
     await fs.files.write(ino, 0, model);
     const replaced = [shardPath(fs, ino, 0), shardPath(fs, ino, 1)];
-    expect(replaced.map(isWaitingForWriteback), 'this test needs a filesystem with delayed allocation (ext4, xfs)')
+    expect(replaced.map(isWaitingForWriteback), NEEDS_DELAYED_ALLOCATION)
       .toEqual([true, true]);
     await fs.files.flush(ino, { sync: true });
     expect(replaced.map(isWaitingForWriteback)).toEqual([false, false]);

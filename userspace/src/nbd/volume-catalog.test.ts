@@ -6,7 +6,7 @@
  * Method: a filesystem opened on a temporary bucket folder (no mount, no socket); the bucket
  * is broken by putting a plain file where its folder was.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,9 @@ import { VolumeCatalog } from './volume-catalog.js';
 import { Errno } from '../errno.js';
 import { POLICY_XATTRS } from '../tiering/policy.js';
 import { createVolume, findVolume, VOLUME_BLOCK_BYTES_DEFAULT } from './volumes.js';
+import { allocPageAligned } from '../block/index.js';
+import { ROOT_INO, S_IFREG } from '../meta/index.js';
+import { cachedBytes } from '../../test/helpers/page-cache.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 const VOLUME_BYTES = 8 * BLOCK_BYTES;
@@ -123,6 +126,26 @@ describe('volume exports', () => {
         .rejects.toMatchObject({ errno: Errno.EINVAL, message: expect.stringMatching(/power of two/) as unknown });
     }
     expect(findVolume(filesystem, 'bad')).toBeUndefined();
+  });
+
+  it('leave their stored blocks in the page cache, where a file written through write() goes past it', async () => {
+    const made = await createVolume(filesystem, { name: 'big', sizeBytes: 2 * VOLUME_BLOCK_BYTES_DEFAULT });
+    const target = openDisk('big');
+    // Page-aligned, as NBD payloads are: a whole block stored from it in one write (canWriteAtOnce).
+    const data = randomFillSync(allocPageAligned(VOLUME_BLOCK_BYTES_DEFAULT));
+    await (await target.write(0, data)).released;
+    await target.flush();
+    target.release();
+    const file = filesystem.meta.createInode({ parent: ROOT_INO, name: 'plain', mode: S_IFREG | 0o644, uid: 0, gid: 0 });
+    await filesystem.files.write(file.ino, 0, data);
+    await filesystem.files.flush(file.ino, { sync: true });
+    const cached = (blockIno: number) => {
+      const record = filesystem.meta.getBlock(blockIno, 0);
+      if (record === undefined) throw new Error(`block 0 of ${blockIno} is not stored`);
+      return cachedBytes(filesystem.blocks.location(record, 0).path);
+    };
+    expect(cached(made.ino)).toBeGreaterThanOrEqual(VOLUME_BLOCK_BYTES_DEFAULT);
+    expect(cached(file.ino)).toBe(0);
   });
 
   it('read unaligned ranges larger than a FUSE request from the shards of a 4 MiB block', async () => {

@@ -556,31 +556,57 @@ typedef struct crc_chunks_operation {
   size_t first_chunk;
 } crc_chunks_operation_t;
 
+/*
+ * The chunk table and whole CRC32C of one payload, taken over consecutive pieces of it (each
+ * a whole number of chunks but the last), so a caller can handle each piece while it is in
+ * the CPU's cache.
+ */
+typedef struct crc_chunks_state {
+  size_t chunk_bytes;
+  uint8_t *entry; /* The table entry of the next chunk. */
+  uint32_t whole; /* CRC32C of the pieces so far. */
+  bool has_many_chunks;
+  crc_multiplier_t shift_by_chunk;
+} crc_chunks_state_t;
+
+static void crc_chunks_begin(crc_chunks_state_t *state, const crc_chunks_operation_t *operation) {
+  state->chunk_bytes = operation->chunk_bytes;
+  state->entry = operation->table;
+  state->whole = 0; /* The CRC32C of no bytes. */
+  state->has_many_chunks = operation->data_bytes > operation->chunk_bytes;
+  if (state->has_many_chunks) {
+    crc_multiplier_init(&state->shift_by_chunk, crc_shift_factor(operation->chunk_bytes));
+  }
+}
+
+/* Adds the next `bytes` of the payload: whole chunks, or the payload's last piece. */
+static void crc_chunks_add(crc_chunks_state_t *state, const uint8_t *data, size_t bytes) {
+  size_t chunk_bytes = state->chunk_bytes;
+  while (bytes >= chunk_bytes) {
+    uint32_t crc = crc32c_chunk(data, chunk_bytes);
+    store_le32(state->entry, crc);
+    /* The multiplication of 0 is 0, so the first chunk needs no special case. */
+    state->whole =
+        state->has_many_chunks ? crc_multiplier_apply(&state->shift_by_chunk, state->whole) ^ crc
+                               : crc;
+    data += chunk_bytes;
+    bytes -= chunk_bytes;
+    state->entry += 4;
+  }
+  if (bytes > 0) {
+    uint32_t crc = crc32c_chunk(data, bytes);
+    store_le32(state->entry, crc);
+    state->whole = crc_multiply(crc_shift_factor(bytes), state->whole) ^ crc;
+    state->entry += 4;
+  }
+}
+
 /* Writes the table and returns the CRC32C of all the data. Safe on a pool thread. */
 static uint32_t crc_chunks_run(const crc_chunks_operation_t *operation) {
-  const uint8_t *data = operation->data;
-  size_t remaining = operation->data_bytes;
-  size_t chunk_bytes = operation->chunk_bytes;
-  uint8_t *entry = operation->table;
-  uint32_t whole = 0; /* The CRC32C of no bytes. */
-  crc_multiplier_t shift_by_chunk;
-  bool has_many_chunks = remaining > chunk_bytes;
-  if (has_many_chunks) crc_multiplier_init(&shift_by_chunk, crc_shift_factor(chunk_bytes));
-  while (remaining >= chunk_bytes) {
-    uint32_t crc = crc32c_chunk(data, chunk_bytes);
-    store_le32(entry, crc);
-    /* The multiplication of 0 is 0, so the first chunk needs no special case. */
-    whole = has_many_chunks ? crc_multiplier_apply(&shift_by_chunk, whole) ^ crc : crc;
-    data += chunk_bytes;
-    remaining -= chunk_bytes;
-    entry += 4;
-  }
-  if (remaining > 0) {
-    uint32_t crc = crc32c_chunk(data, remaining);
-    store_le32(entry, crc);
-    whole = crc_multiply(crc_shift_factor(remaining), whole) ^ crc;
-  }
-  return whole;
+  crc_chunks_state_t state;
+  crc_chunks_begin(&state, operation);
+  crc_chunks_add(&state, operation->data, operation->data_bytes);
+  return state.whole;
 }
 
 /* The payload index of the first chunk whose CRC32C differs from the table, or -1. */
@@ -999,21 +1025,42 @@ typedef struct shard_write {
   char path[]; /* NUL-terminated. */
 } shard_write_t;
 
-/* Fills the chunk table and the three checksums of the prefix. */
-static void shard_write_checksum(shard_write_t *write) {
-  size_t table_bytes = 4 * crc_chunk_count(write->payload_bytes, write->chunk_bytes);
-  uint8_t *table = write->prefix + write->table_start;
+/* The chunk-table operation over the payload of `write`. */
+static crc_chunks_operation_t shard_write_chunks(const shard_write_t *write) {
   crc_chunks_operation_t chunks = {
       .data = write->payload,
       .data_bytes = write->payload_bytes,
       .chunk_bytes = write->chunk_bytes,
-      .table = table,
+      .table = write->prefix + write->table_start,
   };
-  store_le32(write->prefix + write->payload_checksum_at, crc_chunks_run(&chunks));
-  store_le32(write->prefix + write->table_checksum_at, crc32c_compute(table, table_bytes, 0));
+  return chunks;
+}
+
+/* Stores the payload's CRC32C, then the table's and the header's, which cover it. */
+static void shard_write_seal(shard_write_t *write, uint32_t payload_checksum) {
+  size_t table_bytes = 4 * crc_chunk_count(write->payload_bytes, write->chunk_bytes);
+  store_le32(write->prefix + write->payload_checksum_at, payload_checksum);
+  store_le32(write->prefix + write->table_checksum_at,
+             crc32c_compute(write->prefix + write->table_start, table_bytes, 0));
   store_le32(write->prefix + write->header_checksum_at,
              crc32c_compute(write->prefix, write->header_checksum_at, 0));
 }
+
+/* Fills the chunk table and the three checksums of the prefix. */
+static void shard_write_checksum(shard_write_t *write) {
+  crc_chunks_operation_t chunks = shard_write_chunks(write);
+  shard_write_seal(write, crc_chunks_run(&chunks));
+}
+
+/*
+ * Buffered writes with SHARD_WRITE_CHECKSUM checksum and write the payload a piece of about
+ * this size at a time, the prefix last: each piece is read from memory once, for its CRC,
+ * and copied into the page cache while still in the CPU's cache. Checksumming all of a 4 MiB
+ * payload first and writing it after reads it from memory twice: a C loop writing 256 new
+ * 4 MiB files with the write-back started took 0.71-2.5 s of CPU per GiB that way, 0.52-0.67
+ * in pieces of 512 KiB to 1 MiB (0.54-0.70 at 128-256 KiB).
+ */
+#define CHECKSUMMED_PIECE_BYTES ((size_t)512 << 10)
 
 /* mkdir of the directory holding `path`, and of up to `levels - 1` missing ones above it. */
 static int make_parent_directories(const char *path, int levels) {
@@ -1153,17 +1200,51 @@ static int write_direct(int fd, const shard_write_t *write) {
   return write_vectors(fd, pending, count, (off_t)done);
 }
 
+/*
+ * Checksums and writes the payload piece by piece (see CHECKSUMMED_PIECE_BYTES), then the
+ * prefix; returns 0 or an errno. The prefix's checksums are complete even when a write
+ * fails: a retry in another bucket writes the prefix as it is.
+ */
+static int write_checksummed_in_pieces(int fd, shard_write_t *write) {
+  size_t piece_bytes = CHECKSUMMED_PIECE_BYTES / write->chunk_bytes * write->chunk_bytes;
+  if (piece_bytes == 0) piece_bytes = write->chunk_bytes;
+  crc_chunks_operation_t chunks = shard_write_chunks(write);
+  crc_chunks_state_t state;
+  crc_chunks_begin(&state, &chunks);
+  int failure = 0;
+  for (size_t done = 0; done < write->payload_bytes; done += piece_bytes) {
+    size_t bytes = write->payload_bytes - done < piece_bytes ? write->payload_bytes - done
+                                                             : piece_bytes;
+    crc_chunks_add(&state, write->payload + done, bytes);
+    if (failure != 0) continue;
+    struct iovec piece = {.iov_base = (void *)(write->payload + done), .iov_len = bytes};
+    failure = write_vectors(fd, &piece, 1, (off_t)(write->prefix_bytes + done));
+  }
+  shard_write_seal(write, state.whole);
+  if (failure != 0) return failure;
+  struct iovec prefix = {.iov_base = write->prefix, .iov_len = write->prefix_bytes};
+  return write_vectors(fd, &prefix, 1, 0);
+}
+
 /* On a pool thread: the whole store of one shard file; sets error_number on failure. */
 static void shard_write_run(shard_write_t *write) {
-  if ((write->flags & SHARD_WRITE_CHECKSUM) != 0) shard_write_checksum(write);
+  bool is_checksummed = (write->flags & SHARD_WRITE_CHECKSUM) != 0;
+  bool is_direct = (write->flags & SHARD_WRITE_DIRECT) != 0;
+  /* Past the page cache nothing is copied: checksums first, as the direct write needs them. */
+  bool is_in_pieces = is_checksummed && !is_direct && write->payload_bytes > CHECKSUMMED_PIECE_BYTES;
+  if (is_checksummed && !is_in_pieces) shard_write_checksum(write);
   write->error_syscall = "open";
   int fd = open_new_file(write);
   if (fd < 0) {
     write->error_number = errno;
+    if (is_in_pieces) shard_write_checksum(write); /* Complete for the retry elsewhere. */
     return;
   }
-  int failure = (write->flags & SHARD_WRITE_DIRECT) != 0 ? write_direct(fd, write) : -1;
-  if (failure < 0) failure = write_prefix_and_payload(fd, write);
+  int failure = is_direct ? write_direct(fd, write) : -1;
+  if (failure < 0) {
+    failure = is_in_pieces ? write_checksummed_in_pieces(fd, write)
+                           : write_prefix_and_payload(fd, write);
+  }
   write->error_syscall = "write";
   /* Starts the write-back now without waiting for it: the drive works while the pages stay
    * cached for reads, and a later fsync finds little left to write. */

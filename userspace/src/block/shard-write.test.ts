@@ -89,18 +89,36 @@ afterEach(() => {
 });
 
 describe('writeShardFileAtOnce', () => {
-  it('writes the same file as the JS checksums and writeShardFile, and it verifies', async () => {
-    const payload = randomPayload(PAYLOAD_BYTES);
-    expect(canWriteAtOnce(payload)).toBe(true);
-    const atOnce = join(root, 'ab', 'cd', 'at-once');
-    await writeShardFileAtOnce(atOnce, { prefix: headerOnly(payload), payload, sync: true, checksum: true });
+  /** The shard file writeShardFile stores from the JS checksums (encodeShardPrefix). */
+  async function referenceShard(payload: Buffer): Promise<Buffer> {
     const reference = join(root, 'reference');
     const prefix = Buffer.allocUnsafe(shardGeometry(payload.byteLength).payloadOffset);
     encodeShardPrefix(headerInput(payload.byteLength), payload, prefix);
     await writeShardFile(reference, { prefix, payload, sync: false });
+    return readFileSync(reference);
+  }
+
+  // keepCached: buffered, checksummed and written 512 KiB at a time (a last piece and chunk that are short).
+  it.each([false, true])('writes the same file as the JS checksums and writeShardFile, and it verifies (keepCached %s)', async (keepCached) => {
+    const payload = randomPayload(PAYLOAD_BYTES);
+    expect(canWriteAtOnce(payload)).toBe(true);
+    const atOnce = join(root, 'ab', 'cd', 'at-once');
+    await writeShardFileAtOnce(atOnce, { prefix: headerOnly(payload), payload, sync: true, checksum: true, keepCached });
     const written = readFileSync(atOnce);
-    expect(written.equals(readFileSync(reference))).toBe(true);
+    expect(written.equals(await referenceShard(payload))).toBe(true);
     expectShardOf(written, payload);
+  });
+
+  it('fills the checksums of a piecewise write that fails, for the retry elsewhere', async () => {
+    const taken = join(root, 'taken');
+    writeFileSync(taken, 'old');
+    const payload = randomPayload(PAYLOAD_BYTES);
+    const prefix = headerOnly(payload);
+    const failure = writeShardFileAtOnce(taken, { prefix, payload, sync: false, checksum: true, keepCached: true });
+    await expect(failure).rejects.toMatchObject({ code: 'EEXIST' });
+    const retry = join(root, 'retry');
+    await writeShardFileAtOnce(retry, { prefix, payload, sync: false, checksum: false, keepCached: true });
+    expect(readFileSync(retry).equals(await referenceShard(payload))).toBe(true);
   });
 
   it('writes a prefix as given without checksum (a retry after the first attempt filled it)', async () => {

@@ -141,7 +141,9 @@ class VolumeExport implements NbdExport {
    * back cost about 0.25 s more daemon CPU per GiB (LRU and page-batch work per folio), which
    * ate what hiding the disk waits gained (nbdcopy copy-out after copy-in, 1 GiB: cold 514-617
    * against 563-615 MB/s). MADV_HUGEPAGE on the mapping gives huge folios, but their
-   * allocation compacts memory: cold copy-out fell to 386-443 MB/s.
+   * allocation compacts memory: cold copy-out fell to 386-443 MB/s. Blocks this daemon stored
+   * are still in the page cache (BlockWrite.keepCached), so reading them back right after
+   * waits for no disk.
    */
   async read(offsetBytes: number, lengthBytes: number, target: Buffer): Promise<void> {
     const bytesRead = await this.#store.files.read(this.#ino, offsetBytes, lengthBytes, target);

@@ -2,9 +2,8 @@
  * A filesystem opened without a mount, on bucket folders in a fresh temporary root: for tests
  * of the block and file layers that inspect or damage shard files directly.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
@@ -73,13 +72,7 @@ export function writeTestBlock(
   });
 }
 
-/** Writes a file's dirty pages, then drops its pages from the page cache (dd iflag=nocache). */
-export function dropPages(path: string): void {
-  const fd = openSync(path, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
-}
+export { dropPages } from './page-cache.js';
 
 /** Flips bits `mask` of the byte at `offset` of a file, in place (through the page cache). */
 export function flipByte(path: string, offset: number, mask = 0x01): void {

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { crc32c, writeShardFileAsync } from '../erasure/index.js';
-import { SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT } from '../erasure/native.js';
+import { SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_START_WRITEBACK } from '../erasure/native.js';
 import {
   decodeShardPrefix, encodeShardHeader, encodeShardPrefix, findBadChunk, SHARD_PREFIX_CHECKSUMS, shardGeometry,
   Topology, type ShardHeaderInput,
@@ -61,22 +61,22 @@ function expectShardOf(written: Buffer, payload: Buffer): void {
 /**
  * Runs the addon's writeShardFileAsync of a zero payload in a child whose file size limit is
  * 64 KiB, SIGXFSZ ignored (inherited through exec), so the write gets EFBIG once the file
- * exists; returns the rejection's errno and syscall.
+ * exists; returns the rejection's errno and syscall, and the prefix as the write left it.
  */
-function addonWriteUnderSizeLimit(path: string, prefix: Buffer, payloadBytes: number, flags: number): [number, string] {
+function addonWriteUnderSizeLimit(path: string, prefix: Buffer, payloadBytes: number, flags: number): [number, string, Buffer] {
   const script = `
     const isal = require(${JSON.stringify(ADDON_PATH)});
     const [path, prefix, payload] = [process.argv[1], Buffer.from(process.argv[2], 'base64'), Buffer.alloc(${payloadBytes})];
     isal.writeShardFileAsync(path, prefix, payload, ${SHARD_PREFIX_CHECKSUMS.chunkBytes}, ${SHARD_PREFIX_CHECKSUMS.tableStart},
       ${SHARD_PREFIX_CHECKSUMS.payloadChecksumAt}, ${SHARD_PREFIX_CHECKSUMS.tableChecksumAt},
       ${SHARD_PREFIX_CHECKSUMS.headerChecksumAt}, ${flags}).then(() => console.log('written'),
-      (error) => console.log(error.errno + ' ' + error.syscall));`;
+      (error) => console.log(error.errno + ' ' + error.syscall + ' ' + prefix.toString('base64')));`;
   const output = execFileSync('bash', [
     '-c', 'ulimit -f 64; trap "" XFSZ; exec "$0" -e "$1" "$2" "$3"', process.execPath, script, path,
     prefix.toString('base64'),
   ], { encoding: 'utf8' });
-  const [errno, syscall] = output.trim().split(' ');
-  return [Number(errno), syscall ?? ''];
+  const [errno, syscall, prefixAfter] = output.trim().split(' ');
+  return [Number(errno), syscall ?? '', Buffer.from(prefixAfter ?? '', 'base64')];
 }
 
 let root: string;
@@ -98,9 +98,14 @@ describe('writeShardFileAtOnce', () => {
     return readFileSync(reference);
   }
 
-  // keepCached: buffered, checksummed and written 512 KiB at a time (a last piece and chunk that are short).
-  it.each([false, true])('writes the same file as the JS checksums and writeShardFile, and it verifies (keepCached %s)', async (keepCached) => {
-    const payload = randomPayload(PAYLOAD_BYTES);
+  // keepCached: buffered, checksummed and written 512 KiB at a time (a last piece and chunk
+  // that are short, or 4 MiB: eight whole pieces).
+  it.each([
+    [false, () => randomPayload(PAYLOAD_BYTES)],
+    [true, () => randomPayload(PAYLOAD_BYTES)],
+    [true, () => randomFillSync(allocPageAligned(4 * 1024 * 1024))],
+  ])('writes the same file as the JS checksums and writeShardFile, and it verifies (keepCached %s)', async (keepCached, make) => {
+    const payload = make();
     expect(canWriteAtOnce(payload)).toBe(true);
     const atOnce = join(root, 'ab', 'cd', 'at-once');
     await writeShardFileAtOnce(atOnce, { prefix: headerOnly(payload), payload, sync: true, checksum: true, keepCached });
@@ -109,7 +114,7 @@ describe('writeShardFileAtOnce', () => {
     expectShardOf(written, payload);
   });
 
-  it('fills the checksums of a piecewise write that fails, for the retry elsewhere', async () => {
+  it('fills the checksums of a piecewise write that cannot create its file, for the retry elsewhere', async () => {
     const taken = join(root, 'taken');
     writeFileSync(taken, 'old');
     const payload = randomPayload(PAYLOAD_BYTES);
@@ -217,6 +222,20 @@ describe('writeShardFileAtOnce', () => {
     expect(cachedBytes(path)).toBeGreaterThanOrEqual(payload.byteLength);
     expect(isWaitingForWriteback(path)).toBe(false);
     expectShardOf(readFileSync(path), payload);
+  });
+
+  it('fills the checksums of a piecewise write that fails midway and removes its file (EFBIG)', () => {
+    const path = join(root, 'piecewise-too-big');
+    // Five pieces: the size limit stops the first one's write.
+    const payload = Buffer.alloc(4 * 512 * 1024 + 5);
+    const [errno, syscall, prefixAfter] = addonWriteUnderSizeLimit(
+      path, headerOnly(payload), payload.byteLength, SHARD_WRITE_CHECKSUM | SHARD_WRITE_START_WRITEBACK);
+    expect(getSystemErrorName(errno)).toBe('EFBIG');
+    expect(syscall).toBe('write');
+    expect(existsSync(path)).toBe(false);
+    const reference = Buffer.allocUnsafe(shardGeometry(payload.byteLength).payloadOffset);
+    encodeShardPrefix(headerInput(payload.byteLength), payload, reference);
+    expect(prefixAfter.equals(reference)).toBe(true);
   });
 
   it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {

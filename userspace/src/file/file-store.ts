@@ -70,8 +70,6 @@ interface FileState {
   gate: Promise<void> | undefined;
   /** Called when `activeCount` drops to 0 (the holder waiting for the file to go quiet). */
   onIdle: (() => void) | undefined;
-  /** Written through writeBehind (a volume): its blocks are stored with BlockWrite.keepCached. */
-  isVolume: boolean;
 }
 
 /** Where new blocks of a file go: its policy (xattrs) or the write pool. */
@@ -111,6 +109,8 @@ export class FileStore {
   readonly #pools: Pools;
   readonly #cache: BlockCache;
   readonly #states = new Map<number, FileState>();
+  /** Inodes of markVolume, until their deletion. */
+  readonly #volumes = new Set<number>();
   /** Committed blocks whose shard files are not known to be durable yet, per inode. */
   readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
   #unsyncedCount = 0;
@@ -179,7 +179,6 @@ export class FileStore {
         blockBytes: inode.blockBytes !== 0 ? inode.blockBytes : this.writeTarget(ino).blockBytes,
         mtime: inode.mtime, ctime: inode.ctime, persistedSize: inode.size,
         error: undefined, lock: new Mutex(), activeCount: 0, gate: undefined, onIdle: undefined,
-        isVolume: false,
       };
       this.#states.set(ino, state);
       this.onFileStateMade?.(ino);
@@ -416,6 +415,15 @@ export class FileStore {
   }
 
   /**
+   * From now on the blocks of `ino` are stored with BlockWrite.keepCached: a volume, whose NBD
+   * clients read straight from the daemon, with no page cache of their own on this machine.
+   * Kept with the inode, not its in-memory state, which goes when the file is idle.
+   */
+  markVolume(ino: number): void {
+    this.#volumes.add(ino);
+  }
+
+  /**
    * write() for callers that ask for durability separately (NBD: FLUSH and FUA flush the
    * file): resolves once reads and later writes see the bytes, while whole blocks stored
    * straight from `data` may still be in progress. `data` must stay unchanged until `stored`
@@ -426,10 +434,7 @@ export class FileStore {
     assert(offset >= 0);
     const stores: Promise<void>[] = [];
     try {
-      await this.#gated(ino, (state) => {
-        state.isVolume = true;
-        return this.#write(state, offset, data, stores);
-      });
+      await this.#gated(ino, (state) => this.#write(state, offset, data, stores));
     } catch (error) {
       // The caller reuses `data` once this rejects: no store may still be reading it.
       await Promise.allSettled(stores);
@@ -675,7 +680,7 @@ export class FileStore {
       ino: state.ino, blockIndex: entry.blockIndex, blockBytes: entry.blockBytes,
       dataBytes: entry.dataBytes, data: entry.buffer, pool: target.pool,
       topology: target.topology, compression: target.compression, sync: options.sync,
-      keepCached: state.isVolume,
+      keepCached: this.#volumes.has(state.ino),
     });
     const blockEnd = entry.blockIndex * entry.blockBytes + entry.dataBytes;
     const size = Math.min(state.size, Math.max(state.persistedSize, blockEnd));
@@ -900,6 +905,7 @@ export class FileStore {
    * (MetaStore.deleteInode), purged after their grace period.
    */
   deleteFile(ino: number): Promise<void> | undefined {
+    this.#volumes.delete(ino);
     // Nothing of the file in memory (an unlink after the last close): no promise to make.
     if (!this.#states.has(ino) && !this.#cache.hasEntries(ino) && !this.#unsynced.has(ino)) return undefined;
     return this.#deleteFileLater(ino);

@@ -8,7 +8,6 @@
  */
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/index.js';
@@ -31,7 +30,8 @@ let catalog: VolumeCatalog;
 let ino: number;
 
 beforeEach(async () => {
-  root = mkdtempSync(join(tmpdir(), 'shmr-volume-catalog-'));
+  // On disk, not tmpfs: a test looks at what the page cache holds of shard files.
+  root = mkdtempSync(join('/var/tmp', 'shmr-volume-catalog-'));
   mkdirSync(join(root, 'ssd0'));
   const pools = '{ ssd: { topology: single, block_size: 1MiB, buckets: { ssd0: { path: ./ssd0 } } } }';
   const yaml = `mount_dir: ./mnt\nmetadata_dir: ./meta\nwrite_pool: ssd\npools: ${pools}\n`;

@@ -83,6 +83,7 @@ export class VolumeCatalog implements ExportCatalog {
     let shared = this.#shared.get(info.ino);
     if (shared === undefined) {
       const { files } = this.#store;
+      files.markVolume(info.ino);
       const syncs = new SyncBatcher(() => files.flush(info.ino, { sync: true }));
       shared = { openCount: 0, syncs };
       this.#shared.set(info.ino, shared);

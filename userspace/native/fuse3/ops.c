@@ -252,6 +252,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi) {
   call_t c;
+  if (attr_setattr_reply(fuse_req_userdata(req), req, ino, attr, to_set)) return;
   if (!begin(&c, req, OP_SETATTR, 0)) return;
   double *a = c.in + IN_A0;
   a[0] = (double)ino;

@@ -160,7 +160,7 @@ static bool get_bytes(napi_env env, napi_value v, const char *op, const uint8_t 
 /* Keeps an entry's attributes for GETATTRs when JS asked (OUT_ATTR_REUSE, see attr_cache.c). */
 static void keep_entry_attr(const reply_t *r, const struct fuse_entry_param *e) {
   /* An entry whose attributes name another inode is not kept under either number. */
-  if (r->a->out[OUT_ATTR_REUSE] == 1 && e->attr.st_ino == (ino_t)e->ino) attr_keep(r->p->s, &e->attr, e->attr_timeout);
+  if (r->a->out[OUT_ATTR_REUSE] == 1 && e->attr.st_ino == (ino_t)e->ino) attr_keep(r->p->s, &e->attr, e->attr_timeout, false);
 }
 
 /* ---- the exported functions ---- */
@@ -210,7 +210,7 @@ static napi_value reply_attr(napi_env env, napi_callback_info info) {
       !check_timeout(env, r.a->out[OUT_ATTR_TIMEOUT], op, "attrTimeoutSec")) {
     return NULL;
   }
-  if (r.a->out[OUT_ATTR_REUSE] == 1) attr_keep(r.p->s, &st, r.a->out[OUT_ATTR_TIMEOUT]);
+  if (r.a->out[OUT_ATTR_REUSE] == 1) attr_keep(r.p->s, &st, r.a->out[OUT_ATTR_TIMEOUT], false);
   return done(&r, fuse_reply_attr(r.p->req, &st, r.a->out[OUT_ATTR_TIMEOUT]));
 }
 

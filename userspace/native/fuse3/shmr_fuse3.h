@@ -148,7 +148,7 @@ typedef struct chunk_table {
 /* ---- GETATTRs answered in C from attributes JS handed over (attr_cache.c) ---- */
 typedef struct attr_table {
   map_t entries;       /* (ino, 0) -> the attributes and timeout to reply */
-  double served, kept;
+  double served, kept, setattrs_served;
 } attr_table_t;
 
 /* ---- per-environment state (one per Node environment: main thread or worker) ---- */
@@ -242,7 +242,9 @@ napi_status chunk_define(napi_env env, napi_value exports, addon_t *a);
 
 /* attr_cache.c */
 bool attr_reply(session_t *s, fuse_req_t req, fuse_ino_t ino);
-void attr_keep(session_t *s, const struct stat *st, double timeout_sec);
+void attr_keep(session_t *s, const struct stat *st, double timeout_sec, bool owns_times);
+bool attr_setattr_reply(session_t *s, fuse_req_t req, fuse_ino_t ino, const struct stat *attr,
+                        int to_set);
 void attr_drop(session_t *s, uint64_t ino);
 void attr_clear(session_t *s);
 napi_status attr_define(napi_env env, napi_value exports, addon_t *a);

@@ -60,7 +60,7 @@ export async function runMount(config: Config): Promise<number> {
   ChunkReads.attach(fs, session);
   filesystem.attrCache = AttrCache.attach(fs, session);
   metrics?.metrics.setChunkReadSource(() => session.chunkReadStats());
-  metrics?.metrics.setAttrReplySource(() => session.attributeStats().served);
+  metrics?.metrics.setAttrReplySource(() => session.attributeStats());
   // The control socket is bound before the mount appears, so whoever sees the mount can reach
   // the daemon at once.
   const stop = () => session.unmount();

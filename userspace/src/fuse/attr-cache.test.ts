@@ -25,9 +25,12 @@ const O_WRONLY = 0o1;
 class RecordingTable implements AttrTable {
   readonly dropped = new Set<number>();
   readonly registered: Attr[] = [];
+  /** Inodes handed over with ownsTimes, ever. */
+  readonly owned: Attr[] = [];
 
-  registerAttributes(attr: Attr): void {
+  registerAttributes(attr: Attr, _attrTimeoutSec: number, ownsTimes = false): void {
     this.registered.push(attr);
+    if (ownsTimes) this.owned.push(attr);
   }
 
   dropAttributes(ino: number): void {
@@ -111,9 +114,12 @@ describe('attribute cache (JS side)', () => {
     await filesystem.setattr(REQUEST, f.ino, { size: 100 });
     expect(table.take().dropped).toContain(f.ino);
 
-    // The last link goes while the kernel still knows the inode: answered from memory, never handed over.
+    // The last link goes while the kernel still knows the inode: its row is gone, so it is handed
+    // over for good, times included (the kernel's SETATTR of the unlink's ctime comes next).
+    expect(table.owned).toEqual([]);
     await filesystem.unlink(REQUEST, ROOT_INO, 'f2');
-    expect(table.take()).toEqual({ dropped: [ROOT_INO, f.ino].sort(), registered: [ROOT_INO] });
+    expect(table.take()).toEqual({ dropped: [ROOT_INO, f.ino].sort(), registered: [ROOT_INO, f.ino] });
+    expect(table.owned).toMatchObject([{ ino: f.ino, nlink: 0 }]);
     expect(filesystem.setattr(REQUEST, f.ino, { ctime: { sec: 9, nsec: 0 } })).toMatchObject({ isAttrReusable: false });
     expect(filesystem.getattr(REQUEST, f.ino)).toMatchObject({ isAttrReusable: false, attr: { nlink: 0 } });
     filesystem.forget(f.ino, 2);

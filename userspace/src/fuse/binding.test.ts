@@ -1120,4 +1120,35 @@ describe('FuseSession attribute replies (GETATTR answered in C)', () => {
       expect(fs.seen.getattrFh.length).toBe(handled + 1);
     }, {}, fs);
   }, 15_000);
+
+  it('answers SETATTRs that only set times of attributes registered with ownsTimes, keeping the times', async () => {
+    const { fs, f } = keepingFs();
+    fs.isAttrReusable = false;
+    await withMount(async ({ session, path }) => {
+      await fsp.stat(path('f'));
+      const attr: Attr = {
+        ino: f.ino, mode: S_IFREG | 0o640, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0,
+        blksize: 4096, atime: { sec: 1000, nsec: 0 }, mtime: { sec: 2000, nsec: 0 }, ctime: { sec: 3000, nsec: 0 },
+      };
+      // Not owned: a SETATTR of mtime goes to the handler.
+      session.registerAttributes(attr, 0);
+      await run('touch', ['-m', '-d', '@5000', path('f')]);
+      expect(fs.seen.setattr.length).toBe(1);
+
+      session.registerAttributes(attr, 0, true);
+      const served = session.attributeStats().setattrsServed;
+      await run('touch', ['-m', '-d', '@6000', path('f')]);
+      expect(fs.seen.setattr.length).toBe(1);
+      expect(session.attributeStats().setattrsServed).toBe(served + 1);
+      const stat = await fsp.stat(path('f'), { bigint: true });
+      expect(stat.mtimeNs).toBe(6000_000_000_000n);
+      expect(stat.atimeNs).toBe(1000_000_000_000n);
+      expect(Number(stat.mode) & 0o7777).toBe(0o640);
+
+      // Anything more than times (here the mode) goes to the handler.
+      await fsp.chmod(path('f'), 0o600);
+      expect(fs.seen.setattr.length).toBe(2);
+      expect((fs.seen.setattr[1]?.changes.mode ?? 0) & 0o7777).toBe(0o600);
+    }, {}, fs);
+  }, 15_000);
 });

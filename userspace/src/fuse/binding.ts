@@ -173,10 +173,10 @@ interface NativeAddon {
   chunkDrop(s: Handle, ino: number, blockIndex: number): number;
   chunkStats(s: Handle): [number, number, number, number, number];
   // GETATTRs answered in C from attributes handed over (attr_cache.c, attr-cache.ts).
-  attrRegister(s: Handle): void;
+  attrRegister(s: Handle, ownsTimes: boolean): void;
   attrDrop(s: Handle, ino: number): void;
   attrClear(s: Handle): void;
-  attrStats(s: Handle): [number, number, number];
+  attrStats(s: Handle): [number, number, number, number];
   // Each returns 1 if the handle was stale (nothing sent), else fuse_reply_*'s 0 / -errno.
   replyErr(h: number, errno: number): number;
   replyEntry(h: number): number;
@@ -802,9 +802,12 @@ export interface ChunkReadStats {
 
 /** GETATTRs answered in C since mount, attributes handed over for them, inodes held now. */
 export interface AttributeStats {
+  /** GETATTRs the addon answered. */
   readonly served: number;
   readonly kept: number;
   readonly inodes: number;
+  /** Time-only SETATTRs of inodes handed over with ownsTimes that the addon answered. */
+  readonly setattrsServed: number;
 }
 
 /** A shard region the binding may read and verify itself (see registerChunkBlock). */
@@ -889,11 +892,13 @@ export class FuseSession {
   /**
    * Lets the addon answer GETATTRs of `attr.ino` with `attr` and `attrTimeoutSec` until
    * dropped, as if a reply had carried them with isAttrReusable (see AttrReply). For attributes
-   * getattr would return now, when no request is asking for them.
+   * getattr would return now, when no request is asking for them. With `ownsTimes` (an inode
+   * deleted at its unlink, which nothing in JS changes any more) the addon also answers the
+   * SETATTRs that only set mtime and ctime, keeping what they set (attr_cache.c).
    */
-  registerAttributes(attr: Attr, attrTimeoutSec: number): void {
+  registerAttributes(attr: Attr, attrTimeoutSec: number, ownsTimes = false): void {
     putAttrFrame(this.#native.outFrame, attr, attrTimeoutSec);
-    this.#native.attrRegister(this.#handle);
+    this.#native.attrRegister(this.#handle, ownsTimes);
   }
 
   /** Makes GETATTRs of `ino` go to the getattr handler again. */
@@ -907,8 +912,8 @@ export class FuseSession {
   }
 
   attributeStats(): AttributeStats {
-    const [served, kept, inodes] = this.#native.attrStats(this.#handle);
-    return { served, kept, inodes };
+    const [served, kept, inodes, setattrsServed] = this.#native.attrStats(this.#handle);
+    return { served, kept, inodes, setattrsServed };
   }
 
   chunkReadStats(): ChunkReadStats {

@@ -292,7 +292,10 @@ export class ShmrFilesystem implements LowLevelOps {
     this.#registerDirectory(parent);
     if (!isDeleted) return inode.nlink === 0 ? this.#deleteIfUnused(inode.ino) : undefined;
     // Its row is committed gone (isDeleted), so this record is the only one left.
-    if (this.handles.isReferenced(inode.ino)) this.#unlinked.set(inode.ino, inode);
+    if (this.handles.isReferenced(inode.ino)) {
+      this.#unlinked.set(inode.ino, inode);
+      this.attrCache?.registerUnlinked(this.#attr(inode), this.#options.attrTimeoutSec);
+    }
     return this.#files.deleteFile(inode.ino);
   }
 

@@ -12,6 +12,12 @@ import { Registry, type Family, type Series } from './registry.js';
 
 /** One FUSE op's series. */
 /** What the FUSE session's chunk reads counted since mount. */
+/** What the FUSE session answered in C from attributes JS handed over (fuse/attr-cache.ts). */
+export interface AttrReplyCounts {
+  readonly served: number;
+  readonly setattrsServed: number;
+}
+
 export interface ChunkReadCounts {
   readonly reads: number;
   readonly bytes: number;
@@ -86,7 +92,7 @@ export class ShmrMetrics implements BlockObserver {
   readonly #chunkReads = this.registry.counter(
     'fuse_chunk_reads_total', 'READs the binding answered from page-cached shard chunks, or passed to JS', ['outcome']);
   readonly #attrReplies = this.registry.counter(
-    'fuse_attr_replies_total', 'GETATTRs the binding answered from attributes JS handed over');
+    'fuse_attr_replies_total', 'GETATTRs, and time-only SETATTRs of unlinked inodes, the binding answered from attributes JS handed over', ['op']);
   readonly #ops = new Map<string, OpSeries>();
   readonly #pools = new Map<string, { read: IoSeries; write: IoSeries; encode: Series; decode: Series }>();
   readonly #buckets = new Map<string, { read: IoSeries; write: IoSeries }>();
@@ -94,9 +100,9 @@ export class ShmrMetrics implements BlockObserver {
   #taskSource: () => readonly TaskInfo[] = () => [];
   #tombstoneSource: () => Iterable<readonly [string, number]> = () => [];
   #chunkReadSource: () => ChunkReadCounts = () => ({ reads: 0, bytes: 0, notCached: 0, mismatches: 0 });
-  #attrReplySource: () => number = () => 0;
-  /** GETATTRs answered in C already added to the getattr op's count. */
-  #attrRepliesCounted = 0;
+  #attrReplySource: () => AttrReplyCounts = () => ({ served: 0, setattrsServed: 0 });
+  /** GETATTRs and SETATTRs answered in C already added to their ops' counts. */
+  #attrRepliesCounted = { served: 0, setattrsServed: 0 };
   /** Served chunk reads already added to the read op's count and bytes. */
   #chunkReadsCounted = { reads: 0, bytes: 0 };
 
@@ -166,10 +172,10 @@ export class ShmrMetrics implements BlockObserver {
     this.#chunkReadsCounted = { reads: 0, bytes: 0 };
   }
 
-  /** Hook for the FUSE session: the GETATTRs it answered in C (fuse/attr-cache.ts) since mount. */
-  setAttrReplySource(source: () => number): void {
+  /** Hook for the FUSE session: the GETATTRs and SETATTRs it answered in C (fuse/attr-cache.ts) since mount. */
+  setAttrReplySource(source: () => AttrReplyCounts): void {
     this.#attrReplySource = source;
-    this.#attrRepliesCounted = 0;
+    this.#attrRepliesCounted = { served: 0, setattrsServed: 0 };
   }
 
   /** Counts a shard failure: checksum failures and the degraded read it caused. */
@@ -221,11 +227,15 @@ export class ShmrMetrics implements BlockObserver {
     read.count.inc(chunkReads.reads - this.#chunkReadsCounted.reads);
     read.bytes.inc(chunkReads.bytes - this.#chunkReadsCounted.bytes);
     this.#chunkReadsCounted = { reads: chunkReads.reads, bytes: chunkReads.bytes };
-    // Likewise GETATTRs answered in C, counted in fuse_operations_total and on their own.
+    // Likewise GETATTRs and SETATTRs answered in C, counted in fuse_operations_total and on their own.
     const attrReplies = this.#attrReplySource();
-    this.#attrReplies.series().inc(attrReplies - this.#attrRepliesCounted);
-    this.fuseOp('getattr').count.inc(attrReplies - this.#attrRepliesCounted);
-    this.#attrRepliesCounted = attrReplies;
+    const getattrs = attrReplies.served - this.#attrRepliesCounted.served;
+    const setattrs = attrReplies.setattrsServed - this.#attrRepliesCounted.setattrsServed;
+    this.#attrReplies.series('getattr').inc(getattrs);
+    this.#attrReplies.series('setattr').inc(setattrs);
+    this.fuseOp('getattr').count.inc(getattrs);
+    this.fuseOp('setattr').count.inc(setattrs);
+    this.#attrRepliesCounted = { served: attrReplies.served, setattrsServed: attrReplies.setattrsServed };
   }
 
   #poolSeries(pool: string): { read: IoSeries; write: IoSeries; encode: Series; decode: Series } {

@@ -219,3 +219,12 @@ export async function runCli(args: string[], options: { cwd?: string } = {}): Pr
 export function sleep(milliseconds: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, milliseconds));
 }
+
+/** The value of the series `family{labels}` (`family` alone without labels) in the mount's _stat view. */
+export function statSeries(mountpoint: string, family: string, labels?: string): number {
+  const text = readFileSync(join(mountpoint, '_stat', family), 'utf8');
+  const name = labels === undefined ? family : `${family}{${labels}}`;
+  const line = text.split('\n').find((row) => row.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`no series ${name} in ${text}`);
+  return Number(line.split(/\s+/)[1]);
+}

@@ -12,14 +12,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import {
-  appendFileSync, chmodSync, chownSync, closeSync, constants, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync,
+  appendFileSync, chmodSync, chownSync, closeSync, constants, linkSync, mkdirSync, openSync, renameSync, rmdirSync,
   statSync, truncateSync, unlinkSync, utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { callControl } from '../../src/daemon/control.js';
 import type { TaskInfo } from '../../src/tasks/task-manager.js';
-import { sleep, withMount, type Mount } from '../helpers/mount.js';
+import { sleep, statSeries, withMount, type Mount } from '../helpers/mount.js';
 
 const MIB = 1024 * 1024;
 /** Every stat reaches the daemon. */
@@ -49,13 +49,10 @@ function appendAsNobody(path: string): void {
     'import sys; open(sys.argv[1], "a").write("x")', path]);
 }
 
-/** The value of `family` (no labels) in the mount's _stat view, after a fresh metrics sweep. */
+/** GETATTRs the binding answered, after a fresh metrics sweep. */
 async function attrReplies(mount: Mount): Promise<number> {
   await sleep(1200);
-  const text = readFileSync(join(mount.mountpoint, '_stat', 'fuse_attr_replies_total'), 'utf8');
-  const line = text.split('\n').find((row) => row.startsWith('fuse_attr_replies_total '));
-  if (line === undefined) throw new Error(`no fuse_attr_replies_total in ${text}`);
-  return Number(line.split(/\s+/)[1]);
+  return statSeries(mount.mountpoint, 'fuse_attr_replies_total', 'op="getattr"');
 }
 
 /** One kind of change: what it starts from, the change, what the stat after it must show. */

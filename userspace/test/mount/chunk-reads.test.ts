@@ -22,7 +22,7 @@ import { callControl } from '../../src/daemon/control.js';
 import type { TaskInfo } from '../../src/tasks/task-manager.js';
 import { shardFilesOf } from '../../src/tasks/fsck.js';
 import { dropPages, flipByte } from '../helpers/block-fixture.js';
-import { sleep, withMount, type Mount } from '../helpers/mount.js';
+import { sleep, statSeries, withMount, type Mount } from '../helpers/mount.js';
 
 const MIB = 1024 * 1024;
 const PAGE = 4096;
@@ -72,13 +72,6 @@ function shardsOf(mount: Mount, ino: number, blockIndex: number): string[] {
   return Object.values(mount.buckets).flatMap(shardFilesOf).filter((file) => file.includes(`/${ino}-${blockIndex}-`));
 }
 
-/** The value of the series `family{labels}` in the mount's _stat view. */
-function seriesValue(mount: Mount, family: string, labels: string): number {
-  const text = readFileSync(join(mount.mountpoint, '_stat', family), 'utf8');
-  const line = text.split('\n').find((row) => row.startsWith(`${family}{${labels}} `));
-  if (line === undefined) throw new Error(`no ${labels} series in ${text}`);
-  return Number(line.split(/\s+/)[1]);
-}
 
 /**
  * The binding's counts and the READs the metrics counted in all (metrics collect every
@@ -86,10 +79,10 @@ function seriesValue(mount: Mount, family: string, labels: string): number {
  */
 async function chunkReads(mount: Mount): Promise<{ served: number; notCached: number; mismatch: number; readOps: number }> {
   await sleep(1200);
-  const outcome = (name: string): number => seriesValue(mount, 'fuse_chunk_reads_total', `outcome="${name}"`);
+  const outcome = (name: string): number => statSeries(mount.mountpoint, 'fuse_chunk_reads_total', `outcome="${name}"`);
   return {
     served: outcome('served'), notCached: outcome('not_cached'), mismatch: outcome('mismatch'),
-    readOps: seriesValue(mount, 'fuse_operations_total', 'op="read"'),
+    readOps: statSeries(mount.mountpoint, 'fuse_operations_total', 'op="read"'),
   };
 }
 

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { withMount } from '../helpers/mount.js';
+import { statSeries, withMount } from '../helpers/mount.js';
 
 /** Runs a Python snippet as user nobody (without CAP_FSETID, unlike root). */
 function asNobody(code: string): void {
@@ -97,8 +97,7 @@ os.close(fd)`);
     await withMount({}, async ({ mountpoint: root }) => {
       const path = join(root, 'f');
       writeFileSync(path, Buffer.alloc(1 << 20));
-      const lookups = () => Number(/fuse_operations_total\{op="getxattr"\} (\d+)/.exec(
-        readFileSync(join(root, '_stat', 'fuse_operations_total'), 'utf8'))?.[1] ?? 0);
+      const lookups = () => statSeries(root, 'fuse_operations_total', 'op="getxattr"');
       const before = lookups();
       python(`
 import os

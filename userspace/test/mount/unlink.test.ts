@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, sleep, withMount } from '../helpers/mount.js';
+import { runCli, sleep, statSeries, withMount } from '../helpers/mount.js';
 
 /** Linux O_PATH: a descriptor that holds the inode without opening the file (no FUSE OPEN). */
 const O_PATH = 0o10000000;
@@ -55,6 +55,9 @@ describe('unlink', () => {
       const before = statSync(path);
       const used = inodesUsed(root);
       const held = openSync(path, O_PATH);
+      await sleep(1200); // a metrics sweep: the counts below start from here
+      const timesAnswered = () => statSeries(root, 'fuse_attr_replies_total', 'op="setattr"');
+      const answeredBefore = timesAnswered();
       try {
         unlinkSync(path);
         expect(inodesUsed(root)).toBe(used - 1);
@@ -64,6 +67,11 @@ describe('unlink', () => {
         expect(after.size).toBe(0);
         expect(after.mode).toBe(before.mode);
         expect(after.mtimeMs).toBe(1_000_000_000_000);
+        // The unlink's new ctime, which the kernel set and sent (the writeback cache's SETATTR
+        // of times, answered by the binding from the attributes handed over at the unlink).
+        expect(after.ctimeMs).toBeGreaterThanOrEqual(before.ctimeMs);
+        await sleep(1200);
+        expect(timesAnswered()).toBe(answeredBefore + 1);
       } finally {
         closeSync(held);
       }

@@ -15,10 +15,11 @@
  *
  * An inode deleted at its unlink, which the kernel still holds until its FORGET, is handed over
  * for good (attrRegister with ownsTimes): its row is gone, so nothing in JS changes it any more,
- * and its copy also answers the SETATTRs that only set times. With the writeback cache the
- * kernel sends one at every unlink, synchronously (fs/fuse/dir.c fuse_update_ctime_in_cache:
- * the victim's new ctime, written at once); answering it here saves the unlink a round trip
- * through JS. Other SETATTRs of such an inode go to JS, which keeps its own record.
+ * and its copy also answers the SETATTRs that set ctime and nothing but times. With the
+ * writeback cache the kernel sends one at every unlink of a regular file, synchronously
+ * (fs/fuse/dir.c fuse_update_ctime_in_cache: the file's new ctime, written at once);
+ * answering it here saves the unlink a round trip through JS. Other SETATTRs of such an inode
+ * go to JS, which keeps its own record and hands the changed attributes over again.
  *
  * Bounds: at most ATTR_ENTRIES_MAX copies; past that the table starts over empty (cheap, and
  * rare: the kernel forgets inodes it evicts, and a FORGET drops the copy).
@@ -38,7 +39,9 @@ typedef struct attr_entry {
   bool owns_times;     /* an inode deleted at its unlink: time-only SETATTRs answered here */
 } attr_entry_t;
 
-/* What a SETATTR answered here may set: times the kernel gives explicitly. */
+/* What a SETATTR answered here may set: times the kernel gives explicitly, ctime always (the
+ * kernel's own flush of times; a utimensat without the writeback cache sends no ctime, and
+ * JS sets it to the time of the change). */
 #define ATTR_OWNED_SETS (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME)
 
 void attr_clear(session_t *s) {
@@ -86,7 +89,7 @@ bool attr_setattr_reply(session_t *s, fuse_req_t req, fuse_ino_t ino, const stru
                         int to_set) {
   attr_table_t *t = &s->attrs;
   if (t->entries.count == 0 || !s->js_ok) return false;
-  if (to_set == 0 || (to_set & ~ATTR_OWNED_SETS) != 0) return false;
+  if ((to_set & FUSE_SET_ATTR_CTIME) == 0 || (to_set & ~ATTR_OWNED_SETS) != 0) return false;
   attr_entry_t *e = (attr_entry_t *)map_find(&t->entries, ino, 0);
   if (e == NULL || !e->owns_times) return false;
   if ((to_set & FUSE_SET_ATTR_MTIME) != 0) e->st.st_mtim = attr->st_mtim;

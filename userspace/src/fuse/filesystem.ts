@@ -241,7 +241,18 @@ export class ShmrFilesystem implements LowLevelOps {
     }
     const updated: InodeRecord = { ...inode, ...inodeChanges(inode, changes, now()) };
     this.#unlinked.set(inode.ino, updated);
+    this.#handOverUnlinked(updated);
     return updated;
+  }
+
+  /**
+   * Hands the binding what getattr answers for a regular file deleted at its unlink, which
+   * the kernel still holds (attr-cache.ts registerUnlinked), again after every change of it
+   * here: the binding answers the kernel's SETATTR of times from it. Other inodes never get
+   * that SETATTR (the kernel keeps no times of its own for them).
+   */
+  #handOverUnlinked(inode: InodeRecord): void {
+    if (isRegular(inode.mode)) this.attrCache?.registerUnlinked(this.#attr(inode), this.#options.attrTimeoutSec);
   }
 
   readlink(_req: RequestContext, ino: number): Buffer {
@@ -294,7 +305,7 @@ export class ShmrFilesystem implements LowLevelOps {
     // Its row is committed gone (isDeleted), so this record is the only one left.
     if (this.handles.isReferenced(inode.ino)) {
       this.#unlinked.set(inode.ino, inode);
-      this.attrCache?.registerUnlinked(this.#attr(inode), this.#options.attrTimeoutSec);
+      this.#handOverUnlinked(inode);
     }
     return this.#files.deleteFile(inode.ino);
   }

@@ -10,14 +10,13 @@ import type { BlockObserver, ShardEvent } from '../block/index.js';
 import type { Pools } from '../pool/index.js';
 import { Registry, type Family, type Series } from './registry.js';
 
-/** One FUSE op's series. */
-/** What the FUSE session's chunk reads counted since mount. */
 /** What the FUSE session answered in C from attributes JS handed over (fuse/attr-cache.ts). */
 export interface AttrReplyCounts {
   readonly served: number;
   readonly setattrsServed: number;
 }
 
+/** What the FUSE session's chunk reads counted since mount. */
 export interface ChunkReadCounts {
   readonly reads: number;
   readonly bytes: number;
@@ -25,6 +24,7 @@ export interface ChunkReadCounts {
   readonly mismatches: number;
 }
 
+/** One FUSE op's series. */
 export interface OpSeries {
   readonly count: Series;
   readonly errors: Series;

@@ -19,6 +19,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
 import { isWaitingForWriteback, NEEDS_DELAYED_ALLOCATION } from '../../test/helpers/page-cache.js';
+import { storedShardPath } from '../../test/helpers/block-fixture.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 const BUCKETS = ['b0', 'b1', 'b2', 'b3'];
@@ -54,12 +55,6 @@ ${BUCKETS.map((bucket) => `      ${bucket}: { path: ./${bucket} }`).join('\n')}
   return filesystem;
 }
 
-function shardPath(fs: OpenFilesystem, ino: number, blockIndex: number): string {
-  const record = fs.meta.getBlock(ino, blockIndex);
-  if (record === undefined) throw new Error(`block ${blockIndex} of ${ino} is not stored`);
-  return fs.blocks.location(record, 0).path;
-}
-
 describe('fsync', () => {
   it('writes back the shard files of blocks that replaced stored ones', async () => {
     const fs = open();
@@ -69,7 +64,7 @@ describe('fsync', () => {
     const model = randomBytes(2 * BLOCK_BYTES);
     // Whole blocks are stored by the write itself (without sync), replacing the first ones.
     await fs.files.write(ino, 0, model);
-    const replaced = [shardPath(fs, ino, 0), shardPath(fs, ino, 1)];
+    const replaced = [storedShardPath(fs, ino, 0), storedShardPath(fs, ino, 1)];
     expect(replaced.map(isWaitingForWriteback), NEEDS_DELAYED_ALLOCATION)
       .toEqual([true, true]);
     await fs.files.flush(ino, { sync: true });

@@ -102,7 +102,7 @@ export class ShmrMetrics implements BlockObserver {
   #chunkReadSource: () => ChunkReadCounts = () => ({ reads: 0, bytes: 0, notCached: 0, mismatches: 0 });
   #attrReplySource: () => AttrReplyCounts = () => ({ served: 0, setattrsServed: 0 });
   /** GETATTRs and SETATTRs answered in C already added to their ops' counts. */
-  #attrRepliesCounted = { served: 0, setattrsServed: 0 };
+  #attrRepliesCounted: AttrReplyCounts = { served: 0, setattrsServed: 0 };
   /** Served chunk reads already added to the read op's count and bytes. */
   #chunkReadsCounted = { reads: 0, bytes: 0 };
 
@@ -235,7 +235,7 @@ export class ShmrMetrics implements BlockObserver {
     this.#attrReplies.series('setattr').inc(setattrs);
     this.fuseOp('getattr').count.inc(getattrs);
     this.fuseOp('setattr').count.inc(setattrs);
-    this.#attrRepliesCounted = { served: attrReplies.served, setattrsServed: attrReplies.setattrsServed };
+    this.#attrRepliesCounted = attrReplies;
   }
 
   #poolSeries(pool: string): { read: IoSeries; write: IoSeries; encode: Series; decode: Series } {

@@ -20,6 +20,7 @@ import { createVolume, findVolume, VOLUME_BLOCK_BYTES_DEFAULT } from './volumes.
 import { allocPageAligned } from '../block/index.js';
 import { ROOT_INO, S_IFREG } from '../meta/index.js';
 import { cachedBytes } from '../../test/helpers/page-cache.js';
+import { storedShardPath } from '../../test/helpers/block-fixture.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 const VOLUME_BYTES = 8 * BLOCK_BYTES;
@@ -139,11 +140,7 @@ describe('volume exports', () => {
     const file = filesystem.meta.createInode({ parent: ROOT_INO, name: 'plain', mode: S_IFREG | 0o644, uid: 0, gid: 0 });
     await filesystem.files.write(file.ino, 0, data);
     await filesystem.files.flush(file.ino, { sync: true });
-    const cached = (blockIno: number) => {
-      const record = filesystem.meta.getBlock(blockIno, 0);
-      if (record === undefined) throw new Error(`block 0 of ${blockIno} is not stored`);
-      return cachedBytes(filesystem.blocks.location(record, 0).path);
-    };
+    const cached = (blockIno: number) => cachedBytes(storedShardPath(filesystem, blockIno, 0));
     expect(cached(made.ino)).toBeGreaterThanOrEqual(VOLUME_BLOCK_BYTES_DEFAULT);
     expect(cached(file.ino)).toBe(0);
   });

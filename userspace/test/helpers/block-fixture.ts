@@ -74,6 +74,13 @@ export function writeTestBlock(
 
 export { dropPages } from './page-cache.js';
 
+/** The path of shard 0 of stored block `blockIndex` of `ino`; throws when the block is not stored. */
+export function storedShardPath(fs: OpenFilesystem, ino: number, blockIndex: number): string {
+  const record = fs.meta.getBlock(ino, blockIndex);
+  if (record === undefined) throw new Error(`block ${blockIndex} of ${ino} is not stored`);
+  return fs.blocks.location(record, 0).path;
+}
+
 /** Flips bits `mask` of the byte at `offset` of a file, in place (through the page cache). */
 export function flipByte(path: string, offset: number, mask = 0x01): void {
   const fd = openSync(path, 'r+');

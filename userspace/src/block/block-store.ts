@@ -36,7 +36,7 @@ import {
 } from '../layout/index.js';
 import { ReedSolomon } from '../erasure/index.js';
 import type { BlockRecord } from '../meta/index.js';
-import { placeShards, type Bucket, type Pool, type Pools } from '../pool/index.js';
+import { placeShards, type Bucket, type Placement, type Pool, type Pools } from '../pool/index.js';
 import { DecompressedCache } from './decompressed-cache.js';
 import {
   canWriteAtOnce, checkWrittenShard, deleteShardFile, writeShardFile, writeShardFileAtOnce, type ShardLocation,
@@ -97,6 +97,32 @@ export interface BlockWrite {
    * copy-in with --flush 576-696, the write-back all left to the flush).
    */
   readonly keepCached?: boolean | undefined;
+  /**
+   * Buckets to keep the shards out of while the pool has other usable ones with room: a block
+   * stored again because its write-back failed in them.
+   */
+  readonly avoid?: ReadonlySet<string> | undefined;
+}
+
+/** A block whose shard files failed to sync (BlockStore.syncEach). */
+export interface SyncFailure {
+  readonly block: BlockRecord;
+  /** Buckets of the shards that failed. */
+  readonly buckets: Set<string>;
+  /** The first failure, with its path. */
+  readonly message: string;
+}
+
+/** placeShards, out of `avoid` while other buckets can take the block. */
+function placeAvoiding(buckets: readonly Bucket[], shardCount: number, shardBytes: number, avoid: ReadonlySet<string> | undefined): Placement {
+  if (avoid !== undefined && avoid.size > 0) {
+    try {
+      return placeShards(buckets, shardCount, { shardBytes, excluded: avoid });
+    } catch {
+      // Nowhere else: the avoided buckets may take it after all (a failure that passed).
+    }
+  }
+  return placeShards(buckets, shardCount, { shardBytes });
 }
 
 /** The bytes a block is stored as: its data, or its compressed stream. */
@@ -240,7 +266,7 @@ export class BlockStore {
   ): Promise<BlockRecord> {
     const { payloads, topology, generation, stream } = plan;
     const shardBytes = payloads[0]?.byteLength ?? 0;
-    const placement = placeShards(input.pool.buckets, payloads.length, { shardBytes });
+    const placement = placeAvoiding(input.pool.buckets, payloads.length, shardBytes, input.avoid);
     if (placement.isDoubledUp) this.onDoubledUp(input.pool.name);
     const chosen = [...placement.buckets];
     const written: string[] = [];
@@ -757,6 +783,41 @@ export class BlockStore {
     const paths = blocks.flatMap((block) => block.buckets.map((_, shardIndex) => this.location(block, shardIndex).path));
     await syncFiles(paths, constants.O_RDONLY);
     await syncDirectories(paths);
+  }
+
+  /**
+   * syncBlocks for blocks stored through the page cache, told block by block: returns the
+   * blocks whose shard files (or their directories) failed to sync, with the buckets that
+   * failed. A shard file gone meanwhile (its block replaced or deleted) is no failure. Linux
+   * reports a failed write-back to one fsync only, so a block returned here is not durable and
+   * must be stored again: syncing it again would succeed without the bytes. The failures are
+   * not counted against the buckets here: that could take a bucket out of service before the
+   * blocks are read back from it (see Bucket.noteError).
+   */
+  async syncEach(blocks: readonly BlockRecord[]): Promise<SyncFailure[]> {
+    const shards = blocks.flatMap((block) => block.buckets.map((bucket, shardIndex) => (
+      { block, bucket, path: this.location(block, shardIndex).path }
+    )));
+    const failures = new Map<string, string>();
+    const trySync = async (path: string, flags: number) => {
+      try {
+        await syncFiles([path], flags);
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ENOENT') failures.set(path, (error as Error).message);
+      }
+    };
+    await Promise.all(shards.map((shard) => trySync(shard.path, constants.O_RDONLY)));
+    const directories = new Set(shards.map((shard) => dirname(shard.path)));
+    await Promise.all([...directories].map((path) => trySync(path, constants.O_RDONLY | constants.O_DIRECTORY)));
+    const failed = new Map<BlockRecord, SyncFailure>();
+    for (const shard of shards) {
+      const message = failures.get(shard.path) ?? failures.get(dirname(shard.path));
+      if (message === undefined) continue;
+      const failure = failed.get(shard.block) ?? { block: shard.block, buckets: new Set<string>(), message: `sync ${shard.path}: ${message}` };
+      failure.buckets.add(shard.bucket);
+      failed.set(shard.block, failure);
+    }
+    return [...failed.values()];
   }
 
   /**

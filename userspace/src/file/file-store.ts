@@ -20,22 +20,15 @@
  *   truncate or hole punch of it runs: they wait at the gate and then see the new layout.
  * - Deleting a file never deletes shards: the metadata store turned them into tombstones.
  */
-import { close, constants, fsync, open } from 'node:fs';
-import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 import { assert } from '../assert.js';
 import { Slots } from '../slots.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
-import { allocPageAligned, BLOCK_PADDING_BYTES, type BlockStore } from '../block/index.js';
+import { allocPageAligned, BLOCK_PADDING_BYTES, type BlockStore, type SyncFailure } from '../block/index.js';
 import { addRange, BlockCache, coversRange, forEachGap, type CachedBlock } from '../cache/index.js';
 import { now, type BlockRecord, type MetaStore, type Timespec } from '../meta/index.js';
 import type { TopologySpec } from '../config/index.js';
 import type { Pool, Pools } from '../pool/index.js';
 import { Mutex } from './mutex.js';
-
-const openAsync = promisify(open);
-const closeAsync = promisify(close);
-const fsyncAsync = promisify(fsync);
 
 /**
  * Numbers in the range list of a partial block beyond which its stored bytes are loaded (each
@@ -114,6 +107,8 @@ export class FileStore {
   /** Committed blocks whose shard files are not known to be durable yet, per inode. */
   readonly #unsynced = new Map<number, Map<number, BlockRecord>>();
   #unsyncedCount = 0;
+  /** Committed blocks whose shard files failed to sync: not durable until stored again (#storeAgain). */
+  readonly #undurable = new Map<number, Map<number, SyncFailure>>();
   readonly #options: FileStoreOptions;
   #shardReads: ShardReadListener | undefined;
   /**
@@ -697,13 +692,7 @@ export class FileStore {
   }
 
   #noteUnsynced(record: BlockRecord): void {
-    let perInode = this.#unsynced.get(record.ino);
-    if (perInode === undefined) {
-      perInode = new Map();
-      this.#unsynced.set(record.ino, perInode);
-    }
-    if (!perInode.has(record.blockIndex)) this.#unsyncedCount += 1;
-    perInode.set(record.blockIndex, record);
+    if (addToInodeMap(this.#unsynced, record, record)) this.#unsyncedCount += 1;
     if (this.#unsyncedCount > UNSYNCED_BLOCKS_MAX) this.syncAll().catch(() => undefined);
   }
 
@@ -735,19 +724,63 @@ export class FileStore {
     state.persistedSize = state.size;
   }
 
-  /** fsyncs the shard files (and directories) of blocks of `ino` stored without sync. */
+  /**
+   * fsyncs the shard files (and directories) of blocks of `ino` stored without sync. A block
+   * whose sync fails (the drive did not take its write-back) is stored again, durably, out of
+   * the buckets that failed when others can take it; until that succeeds it stays undurable
+   * and every sync of the file fails (EIO). The failures count against the buckets once the
+   * blocks were read back from them.
+   */
   async #syncStored(ino: number): Promise<void> {
     const perInode = this.#unsynced.get(ino);
-    if (perInode === undefined) return;
-    this.#unsynced.delete(ino);
-    this.#unsyncedCount -= perInode.size;
-    const paths: string[] = [];
-    for (const record of perInode.values()) {
-      for (let shardIndex = 0; shardIndex < record.buckets.length; shardIndex++) {
-        paths.push(this.#blocks.location(record, shardIndex).path);
+    let newFailures: SyncFailure[] = [];
+    if (perInode !== undefined) {
+      this.#unsynced.delete(ino);
+      this.#unsyncedCount -= perInode.size;
+      newFailures = await this.#blocks.syncEach([...perInode.values()]);
+      for (const failure of newFailures) addToInodeMap(this.#undurable, failure.block, failure);
+    }
+    const undurable = this.#undurable.get(ino);
+    if (undurable === undefined) return;
+    this.#undurable.delete(ino);
+    let lastError: unknown;
+    for (const failure of undurable.values()) {
+      try {
+        await this.#storeAgain(failure);
+      } catch (error) {
+        lastError = error;
+        addToInodeMap(this.#undurable, failure.block, failure);
       }
     }
-    await syncPaths(paths);
+    for (const failure of newFailures) {
+      for (const bucket of failure.buckets) this.#pools.bucket(bucket)?.noteError(failure.message);
+    }
+    if (lastError !== undefined) {
+      throw new FsError(Errno.EIO, 'sync', `a block's write-back failed and it cannot be stored again: ${String(lastError)}`);
+    }
+  }
+
+  /**
+   * Stores a committed block again from its bytes as they read now (checksummed; after a
+   * failed write-back they are still in the page cache), durably, and commits the copy unless
+   * the block changed meanwhile (a newer record is synced on its own).
+   */
+  async #storeAgain(failure: SyncFailure): Promise<void> {
+    const record = failure.block;
+    const { ino, blockIndex } = record;
+    if (this.#meta.getBlock(ino, blockIndex)?.generation !== record.generation) return;
+    const data = await this.#blocks.readWhole(record);
+    const target = this.writeTarget(ino);
+    const blockBytes = this.#states.get(ino)?.blockBytes ?? this.#meta.requireInode(ino, 'sync').blockBytes;
+    const next = await this.#blocks.write({
+      ino, blockIndex, blockBytes, dataBytes: record.dataBytes, data, pool: target.pool,
+      topology: target.topology, compression: target.compression, sync: true, avoid: failure.buckets,
+    });
+    if (!this.#meta.replaceBlock(record, next)) {
+      await this.#blocks.delete(next);
+      return;
+    }
+    await this.#blocks.delete(record);
   }
 
   /** Stores every dirty block of every file (unmount, timer with `olderThanMs`). */
@@ -765,8 +798,14 @@ export class FileStore {
 
   /** Makes every stored block and the metadata durable. */
   async syncAll(): Promise<void> {
-    for (const ino of [...this.#unsynced.keys()]) await this.#syncStored(ino);
+    let failure: unknown;
+    for (const ino of new Set([...this.#unsynced.keys(), ...this.#undurable.keys()])) {
+      await this.#syncStored(ino).catch((error: unknown) => {
+        failure ??= error;
+      });
+    }
     this.#meta.syncDurable();
+    if (failure !== undefined) throw failure;
   }
 
   /** Dirty blocks older than the configured age are stored (the periodic timer). */
@@ -906,6 +945,7 @@ export class FileStore {
    */
   deleteFile(ino: number): Promise<void> | undefined {
     this.#volumes.delete(ino);
+    this.#undurable.delete(ino);
     // Nothing of the file in memory (an unlink after the last close): no promise to make.
     if (!this.#states.has(ino) && !this.#cache.hasEntries(ino) && !this.#unsynced.has(ino)) return undefined;
     return this.#deleteFileLater(ino);
@@ -1006,20 +1046,14 @@ function takeError(state: FileState): FsError {
   return error;
 }
 
-async function syncPaths(paths: readonly string[]): Promise<void> {
-  const directories = new Set(paths.map((path) => dirname(path)));
-  await Promise.all([...paths, ...directories].map(async (path) => {
-    let fd: number;
-    try {
-      fd = await openAsync(path, constants.O_RDONLY);
-    } catch (error) {
-      if ((error as { code?: string }).code === 'ENOENT') return;
-      throw error;
-    }
-    try {
-      await fsyncAsync(fd);
-    } finally {
-      await closeAsync(fd);
-    }
-  }));
+/** Puts `value` in the map of `record`'s inode under its block index; true when that index is new there. */
+function addToInodeMap<T>(map: Map<number, Map<number, T>>, record: BlockRecord, value: T): boolean {
+  let perInode = map.get(record.ino);
+  if (perInode === undefined) {
+    perInode = new Map();
+    map.set(record.ino, perInode);
+  }
+  const isNew = !perInode.has(record.blockIndex);
+  perInode.set(record.blockIndex, value);
+  return isNew;
 }

@@ -24,6 +24,7 @@ import { readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { assert } from '../assert.js';
+import { Slots } from '../slots.js';
 import { BufferShelf } from '../buffer-shelf.js';
 import { Errno, FsError, fromSystemError } from '../errno.js';
 import {
@@ -45,6 +46,8 @@ import {
 import { ShardError } from './shard-error.js';
 import { NO_BLOCK_OBSERVER, type BlockObserver } from './observer.js';
 
+/** fsyncs syncEach runs at once: each holds a descriptor while it waits for its drive. */
+const SYNC_JOBS_MAX = 64;
 const openAsync = promisify(open);
 const closeAsync = promisify(close);
 const fsyncAsync = promisify(fsync);
@@ -158,6 +161,8 @@ export const BLOCK_PADDING_BYTES = 64;
 
 export class BlockStore {
   readonly #pools: Pools;
+  /** Blocks being read by a rescue (readWhole with evenFromFailedBuckets). */
+  readonly #rescued = new Set<BlockRecord>();
   readonly #reader: ShardReader;
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
@@ -554,7 +559,7 @@ export class BlockStore {
     let problem = 'no shard header is readable';
     for (let shardIndex = 0; shardIndex < block.buckets.length; shardIndex++) {
       const location = this.location(block, shardIndex);
-      if (this.#pools.bucket(location.bucket)?.state !== 'ok') continue;
+      if (!this.#isReadable(block, this.#pools.bucket(location.bucket))) continue;
       try {
         const { header } = await this.#reader.prefix(location);
         const algorithm = ALGORITHM_OF_CODE.get(header.compression);
@@ -644,11 +649,27 @@ export class BlockStore {
     return whole;
   }
 
-  /** The block's bytes [0, dataBytes), rebuilt from copies or parity when needed. */
-  async readWhole(block: BlockRecord): Promise<Buffer> {
+  /**
+   * The block's bytes [0, dataBytes), rebuilt from copies or parity when needed. With
+   * `evenFromFailedBuckets`, shards in buckets out of service are read too (their checksums
+   * still verify them): a rescue of bytes that may exist nowhere else, such as a block whose
+   * write-back the drive refused, still in the page cache.
+   */
+  async readWhole(block: BlockRecord, options: { evenFromFailedBuckets?: boolean } = {}): Promise<Buffer> {
     const data = Buffer.allocUnsafeSlow(block.dataBytes + BLOCK_PADDING_BYTES);
-    await this.read(block, { start: 0, end: block.dataBytes }, data, 0);
+    const isRescue = options.evenFromFailedBuckets === true;
+    if (isRescue) this.#rescued.add(block);
+    try {
+      await this.read(block, { start: 0, end: block.dataBytes }, data, 0);
+    } finally {
+      if (isRescue) this.#rescued.delete(block);
+    }
     return data;
+  }
+
+  /** True when a shard of `block` in `bucket` may be read (see readWhole's rescue). */
+  #isReadable(block: BlockRecord, bucket: Bucket | undefined): boolean {
+    return bucket !== undefined && (bucket.state !== 'failed' || this.#rescued.has(block));
   }
 
   /**
@@ -711,7 +732,7 @@ export class BlockStore {
     const bucketName = block.buckets[shardIndex];
     assert(bucketName !== undefined);
     const bucket = this.#pools.bucket(bucketName);
-    if (bucket === undefined || bucket.state === 'failed') {
+    if (bucket === undefined || !this.#isReadable(block, bucket)) {
       const { path } = this.location(block, shardIndex);
       throw new ShardError({ kind: 'missing', bucket: bucketName, path, detail: 'bucket is failed or unknown' });
     }
@@ -788,32 +809,33 @@ export class BlockStore {
   /**
    * syncBlocks for blocks stored through the page cache, told block by block: returns the
    * blocks whose shard files (or their directories) failed to sync, with the buckets that
-   * failed. A shard file gone meanwhile (its block replaced or deleted) is no failure. Linux
-   * reports a failed write-back to one fsync only, so a block returned here is not durable and
-   * must be stored again: syncing it again would succeed without the bytes. The failures are
-   * not counted against the buckets here: that could take a bucket out of service before the
-   * blocks are read back from it (see Bucket.noteError).
+   * failed. A shard file that is gone fails only while `isCurrent` says its block still is
+   * (else it was replaced or deleted meanwhile). Linux reports a failed write-back to one
+   * fsync only, so a block returned here is not durable and must be stored again: syncing it
+   * again would succeed without the bytes. The failures are not counted against the buckets
+   * here: the caller reads the blocks back first (see readWhole's rescue).
    */
-  async syncEach(blocks: readonly BlockRecord[]): Promise<SyncFailure[]> {
+  async syncEach(blocks: readonly BlockRecord[], isCurrent: (block: BlockRecord) => boolean): Promise<SyncFailure[]> {
     const shards = blocks.flatMap((block) => block.buckets.map((bucket, shardIndex) => (
       { block, bucket, path: this.location(block, shardIndex).path }
     )));
-    const failures = new Map<string, string>();
-    const trySync = async (path: string, flags: number) => {
+    const failures = new Map<string, { code: string | undefined; message: string }>();
+    const slots = new Slots(SYNC_JOBS_MAX);
+    const trySync = (path: string, flags: number) => slots.run(async () => {
       try {
         await syncFiles([path], flags);
       } catch (error) {
-        if ((error as { code?: string }).code !== 'ENOENT') failures.set(path, (error as Error).message);
+        failures.set(path, { code: (error as { code?: string }).code, message: (error as Error).message });
       }
-    };
+    });
     await Promise.all(shards.map((shard) => trySync(shard.path, constants.O_RDONLY)));
     const directories = new Set(shards.map((shard) => dirname(shard.path)));
     await Promise.all([...directories].map((path) => trySync(path, constants.O_RDONLY | constants.O_DIRECTORY)));
     const failed = new Map<BlockRecord, SyncFailure>();
     for (const shard of shards) {
-      const message = failures.get(shard.path) ?? failures.get(dirname(shard.path));
-      if (message === undefined) continue;
-      const failure = failed.get(shard.block) ?? { block: shard.block, buckets: new Set<string>(), message: `sync ${shard.path}: ${message}` };
+      const problem = failures.get(shard.path) ?? failures.get(dirname(shard.path));
+      if (problem === undefined || (problem.code === 'ENOENT' && !isCurrent(shard.block))) continue;
+      const failure = failed.get(shard.block) ?? { block: shard.block, buckets: new Set<string>(), message: `sync ${shard.path}: ${problem.message}` };
       failure.buckets.add(shard.bucket);
       failed.set(shard.block, failure);
     }

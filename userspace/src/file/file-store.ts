@@ -109,6 +109,8 @@ export class FileStore {
   #unsyncedCount = 0;
   /** Committed blocks whose shard files failed to sync: not durable until stored again (#storeAgain). */
   readonly #undurable = new Map<number, Map<number, SyncFailure>>();
+  /** The sync of each inode in progress: a later one waits for it (see #syncStored). */
+  readonly #syncing = new Map<number, Promise<void>>();
   readonly #options: FileStoreOptions;
   #shardReads: ShardReadListener | undefined;
   /**
@@ -728,16 +730,28 @@ export class FileStore {
    * fsyncs the shard files (and directories) of blocks of `ino` stored without sync. A block
    * whose sync fails (the drive did not take its write-back) is stored again, durably, out of
    * the buckets that failed when others can take it; until that succeeds it stays undurable
-   * and every sync of the file fails (EIO). The failures count against the buckets once the
-   * blocks were read back from them.
+   * and every sync of the file fails (EIO). Syncs of one file run one after the other: one
+   * that found nothing to do while another was still storing the same blocks again would
+   * succeed without them.
    */
   async #syncStored(ino: number): Promise<void> {
+    const previous = this.#syncing.get(ino);
+    const run = (previous ?? Promise.resolve()).catch(() => undefined).then(() => this.#syncStoredNow(ino));
+    this.#syncing.set(ino, run);
+    try {
+      await run;
+    } finally {
+      if (this.#syncing.get(ino) === run) this.#syncing.delete(ino);
+    }
+  }
+
+  async #syncStoredNow(ino: number): Promise<void> {
     const perInode = this.#unsynced.get(ino);
     let newFailures: SyncFailure[] = [];
     if (perInode !== undefined) {
       this.#unsynced.delete(ino);
       this.#unsyncedCount -= perInode.size;
-      newFailures = await this.#blocks.syncEach([...perInode.values()]);
+      newFailures = await this.#blocks.syncEach([...perInode.values()], (block) => this.#isCurrent(block));
       for (const failure of newFailures) addToInodeMap(this.#undurable, failure.block, failure);
     }
     const undurable = this.#undurable.get(ino);
@@ -748,10 +762,14 @@ export class FileStore {
       try {
         await this.#storeAgain(failure);
       } catch (error) {
+        // A block replaced or dropped meanwhile needs nothing more: its successor syncs on its own.
+        if (!this.#isCurrent(failure.block)) continue;
         lastError = error;
         addToInodeMap(this.#undurable, failure.block, failure);
       }
     }
+    // Counted once the blocks were read back: taking the bucket out of service first would
+    // have kept them from being read (only a rescue reads failed buckets).
     for (const failure of newFailures) {
       for (const bucket of failure.buckets) this.#pools.bucket(bucket)?.noteError(failure.message);
     }
@@ -762,25 +780,33 @@ export class FileStore {
 
   /**
    * Stores a committed block again from its bytes as they read now (checksummed; after a
-   * failed write-back they are still in the page cache), durably, and commits the copy unless
-   * the block changed meanwhile (a newer record is synced on its own).
+   * failed write-back they are still in the page cache, even if the bucket went out of
+   * service meanwhile), durably, and commits the copy unless the block changed meanwhile (a
+   * newer record is synced on its own).
    */
   async #storeAgain(failure: SyncFailure): Promise<void> {
     const record = failure.block;
     const { ino, blockIndex } = record;
-    if (this.#meta.getBlock(ino, blockIndex)?.generation !== record.generation) return;
-    const data = await this.#blocks.readWhole(record);
+    if (!this.#isCurrent(record)) return;
+    const data = await this.#blocks.readWhole(record, { evenFromFailedBuckets: true });
+    const inode = this.#meta.getInode(ino);
+    if (inode === undefined || !this.#isCurrent(record)) return;
     const target = this.writeTarget(ino);
-    const blockBytes = this.#states.get(ino)?.blockBytes ?? this.#meta.requireInode(ino, 'sync').blockBytes;
     const next = await this.#blocks.write({
-      ino, blockIndex, blockBytes, dataBytes: record.dataBytes, data, pool: target.pool,
-      topology: target.topology, compression: target.compression, sync: true, avoid: failure.buckets,
+      ino, blockIndex, blockBytes: this.#states.get(ino)?.blockBytes ?? inode.blockBytes,
+      dataBytes: record.dataBytes, data, pool: target.pool, topology: target.topology,
+      compression: target.compression, sync: true, avoid: failure.buckets,
     });
     if (!this.#meta.replaceBlock(record, next)) {
       await this.#blocks.delete(next);
       return;
     }
     await this.#blocks.delete(record);
+  }
+
+  /** True while `record` is its block's committed record. */
+  #isCurrent(record: BlockRecord): boolean {
+    return this.#meta.getBlock(record.ino, record.blockIndex)?.generation === record.generation;
   }
 
   /** Stores every dirty block of every file (unmount, timer with `olderThanMs`). */

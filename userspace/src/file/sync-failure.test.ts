@@ -97,13 +97,16 @@ pools:
 }
 
 /** A file written as a volume is (through the page cache, its write-back started at once). */
-async function writeVolumeFile(fs: OpenFilesystem, model: Buffer): Promise<number> {
-  const { ino } = fs.meta.createInode({ parent: 1, name: 'volume', mode: 0o100600, uid: 0, gid: 0 });
+async function writeVolumeFile(fs: OpenFilesystem, name: string, model: Buffer): Promise<number> {
+  const { ino } = fs.meta.createInode({ parent: 1, name, mode: 0o100600, uid: 0, gid: 0 });
   fs.files.markVolume(ino);
-  failDriveWrites();
   await fs.files.write(ino, 0, model);
-  expect(fs.meta.listBlocks(ino).map((block) => block.buckets.join())).toEqual(Array(BLOCKS).fill('bad'));
+  expect(bucketsOf(fs, ino)).toEqual(Array(BLOCKS).fill('bad'));
   return ino;
+}
+
+function bucketsOf(fs: OpenFilesystem, ino: number): string[] {
+  return fs.meta.listBlocks(ino).map((block) => block.buckets.join());
 }
 
 async function readBack(fs: OpenFilesystem, ino: number): Promise<Buffer> {
@@ -113,27 +116,32 @@ async function readBack(fs: OpenFilesystem, ino: number): Promise<Buffer> {
 }
 
 describe('a failed write-back', () => {
-  it('stores the blocks again in another bucket before the sync succeeds', async () => {
+  it('stores the blocks of every file again in another bucket before the sync succeeds', async () => {
     const fs = open({ withGoodBucket: true });
-    const model = randomBytes(BLOCKS * BLOCK_BYTES);
-    const ino = await writeVolumeFile(fs, model);
-    await fs.files.flush(ino, { sync: true });
+    failDriveWrites();
+    const models = [randomBytes(BLOCKS * BLOCK_BYTES), randomBytes(BLOCKS * BLOCK_BYTES)];
+    const inodes = [await writeVolumeFile(fs, 'a', models[0]!), await writeVolumeFile(fs, 'b', models[1]!)];
+    // File by file: the first file's failures take the bucket out of service before the
+    // second file's blocks are read back from it (a rescue reads it all the same).
+    await fs.files.syncAll();
     // Every write-back failed: every block moved.
-    expect(fs.meta.listBlocks(ino).map((block) => block.buckets.join())).toEqual(Array(BLOCKS).fill('good'));
-    // The drive's failures count against it: more than a few take it out of service.
+    for (const ino of inodes) expect(bucketsOf(fs, ino)).toEqual(Array(BLOCKS).fill('good'));
     expect(fs.pools.bucket('bad')?.state).toBe('failed');
-    fs.files.release(ino);
+    for (const ino of inodes) fs.files.release(ino);
     // Read from the drives, not from this process's cache.
     const reopened = open({ withGoodBucket: true });
-    expect((await readBack(reopened, ino)).equals(model)).toBe(true);
+    for (const [index, ino] of inodes.entries()) expect((await readBack(reopened, ino)).equals(models[index]!)).toBe(true);
   });
 
   it('fails every sync while the blocks cannot be stored again, and succeeds once they can', async () => {
     const fs = open({ withGoodBucket: false });
+    failDriveWrites();
     const model = randomBytes(BLOCKS * BLOCK_BYTES);
-    const ino = await writeVolumeFile(fs, model);
-    await expect(fs.files.flush(ino, { sync: true })).rejects.toMatchObject({ code: 'EIO' });
-    // Before: the second sync found nothing to do and succeeded.
+    const ino = await writeVolumeFile(fs, 'volume', model);
+    // Two at once: the second waits for the first's attempts, it does not find nothing to do.
+    const syncs = await Promise.allSettled([fs.files.flush(ino, { sync: true }), fs.files.flush(ino, { sync: true })]);
+    expect(syncs.map((sync) => sync.status === 'rejected' && (sync.reason as { code?: string }).code)).toEqual(['EIO', 'EIO']);
+    // Before: a sync after a failed one found nothing to do and succeeded.
     await expect(fs.files.flush(ino, { sync: true })).rejects.toMatchObject({ code: 'EIO' });
     // Never wrong bytes meanwhile: the bytes, or EIO from a bucket out of service.
     const meanwhile = await readBack(fs, ino).then((bytes) => bytes.equals(model), (error: { code?: string }) => error.code);

@@ -809,23 +809,24 @@ export class BlockStore {
   /**
    * syncBlocks for blocks stored through the page cache, told block by block: returns the
    * blocks whose shard files (or their directories) failed to sync, with the buckets that
-   * failed. A shard file that is gone fails only while `isCurrent` says its block still is
-   * (else it was replaced or deleted meanwhile). Linux reports a failed write-back to one
-   * fsync only, so a block returned here is not durable and must be stored again: syncing it
-   * again would succeed without the bytes. The failures are not counted against the buckets
-   * here: the caller reads the blocks back first (see readWhole's rescue).
+   * failed. A shard file that is gone is no failure: its block was replaced or deleted
+   * meanwhile, or its bucket lost it, which reads and scrub find and repair from the other
+   * shards. Linux reports a failed write-back to one fsync only, so a block returned here is
+   * not durable and must be stored again: syncing it again would succeed without the bytes.
+   * The failures are not counted against the buckets here: the caller reads the blocks back
+   * first (see readWhole's rescue).
    */
-  async syncEach(blocks: readonly BlockRecord[], isCurrent: (block: BlockRecord) => boolean): Promise<SyncFailure[]> {
+  async syncEach(blocks: readonly BlockRecord[]): Promise<SyncFailure[]> {
     const shards = blocks.flatMap((block) => block.buckets.map((bucket, shardIndex) => (
       { block, bucket, path: this.location(block, shardIndex).path }
     )));
-    const failures = new Map<string, { code: string | undefined; message: string }>();
+    const failures = new Map<string, string>();
     const slots = new Slots(SYNC_JOBS_MAX);
     const trySync = (path: string, flags: number) => slots.run(async () => {
       try {
         await syncFiles([path], flags);
       } catch (error) {
-        failures.set(path, { code: (error as { code?: string }).code, message: (error as Error).message });
+        if ((error as { code?: string }).code !== 'ENOENT') failures.set(path, (error as Error).message);
       }
     });
     await Promise.all(shards.map((shard) => trySync(shard.path, constants.O_RDONLY)));
@@ -834,8 +835,8 @@ export class BlockStore {
     const failed = new Map<BlockRecord, SyncFailure>();
     for (const shard of shards) {
       const problem = failures.get(shard.path) ?? failures.get(dirname(shard.path));
-      if (problem === undefined || (problem.code === 'ENOENT' && !isCurrent(shard.block))) continue;
-      const failure = failed.get(shard.block) ?? { block: shard.block, buckets: new Set<string>(), message: `sync ${shard.path}: ${problem.message}` };
+      if (problem === undefined) continue;
+      const failure = failed.get(shard.block) ?? { block: shard.block, buckets: new Set<string>(), message: `sync ${shard.path}: ${problem}` };
       failure.buckets.add(shard.bucket);
       failed.set(shard.block, failure);
     }

@@ -751,7 +751,7 @@ export class FileStore {
     if (perInode !== undefined) {
       this.#unsynced.delete(ino);
       this.#unsyncedCount -= perInode.size;
-      newFailures = await this.#blocks.syncEach([...perInode.values()], (block) => this.#isCurrent(block));
+      newFailures = await this.#blocks.syncEach([...perInode.values()]);
       for (const failure of newFailures) addToInodeMap(this.#undurable, failure.block, failure);
     }
     const undurable = this.#undurable.get(ino);

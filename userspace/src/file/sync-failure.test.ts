@@ -40,8 +40,10 @@ function makeDrive(): void {
   truncateSync(image, 256 * 1024 * 1024);
   loopDevice = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
   // No journal (a failed journal write would stop the whole filesystem, not one file's data);
-  // inode tables written now, so that later writes to them need no new room on the tmpfs.
-  execFileSync('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-N', '256', '-E', 'lazy_itable_init=0', loopDevice]);
+  // inode tables written now, so that later writes to them need no new room on the tmpfs;
+  // blocks of a page each (mkfs makes 1 KiB ones this small): new data never shares a tmpfs
+  // page with bytes written before, which would let a write start in room it has (see above).
+  execFileSync('mkfs.ext4', ['-q', '-F', '-b', '4096', '-O', '^has_journal', '-N', '256', '-E', 'lazy_itable_init=0', loopDevice]);
   execFileSync('mount', [loopDevice, drive]);
   mkdirSync(join(drive, 'bucket'));
 }
@@ -76,10 +78,11 @@ afterEach(() => {
       // Not mounted or not attached: nothing to undo.
     }
   };
-  quietly('umount', [join(root, 'drive')]);
+  // Lazily: a descriptor the store closes asynchronously must not keep the mounts behind.
+  quietly('umount', ['-l', join(root, 'drive')]);
   if (loopDevice !== undefined) quietly('losetup', ['-d', loopDevice]);
   loopDevice = undefined;
-  quietly('umount', [join(root, 'backing')]);
+  quietly('umount', ['-l', join(root, 'backing')]);
   rmSync(root, { recursive: true, force: true });
 });
 

@@ -655,7 +655,7 @@ export class BlockStore {
    * still verify them): a rescue of bytes that may exist nowhere else, such as a block whose
    * write-back the drive refused, still in the page cache.
    */
-  async readWhole(block: BlockRecord, options: { evenFromFailedBuckets?: boolean } = {}): Promise<Buffer> {
+  async readWhole(block: BlockRecord, options: { evenFromFailedBuckets?: boolean | undefined } = {}): Promise<Buffer> {
     const data = Buffer.allocUnsafeSlow(block.dataBytes + BLOCK_PADDING_BYTES);
     const isRescue = options.evenFromFailedBuckets === true;
     if (isRescue) this.#rescued.add(block);
@@ -709,18 +709,25 @@ export class BlockStore {
 
   /**
    * Writes a block's data again as new shards in `pool` (placement avoids failed buckets) and
-   * returns the new, uncommitted record. Used by repair and by rewrites between pools.
+   * returns the new, uncommitted record. Used by repair, by rewrites between pools and by a
+   * block stored again after its write-back failed (which reads even failed buckets, see
+   * readWhole, and keeps out of `avoid`, see BlockWrite).
    */
   async rewrite(
     block: BlockRecord,
     pool: Pool,
     blockBytes: number,
-    options: { compression?: string | undefined } = {},
+    options: {
+      compression?: string | undefined;
+      topology?: TopologySpec | undefined;
+      avoid?: ReadonlySet<string> | undefined;
+      evenFromFailedBuckets?: boolean | undefined;
+    } = {},
   ): Promise<BlockRecord> {
-    const data = await this.readWhole(block);
+    const data = await this.readWhole(block, { evenFromFailedBuckets: options.evenFromFailedBuckets });
     return this.write({
       ino: block.ino, blockIndex: block.blockIndex, blockBytes, dataBytes: block.dataBytes,
-      data, pool, sync: true, compression: options.compression,
+      data, pool, sync: true, compression: options.compression, topology: options.topology, avoid: options.avoid,
     });
   }
 

@@ -786,16 +786,12 @@ export class FileStore {
    */
   async #storeAgain(failure: SyncFailure): Promise<void> {
     const record = failure.block;
-    const { ino, blockIndex } = record;
-    if (!this.#isCurrent(record)) return;
-    const data = await this.#blocks.readWhole(record, { evenFromFailedBuckets: true });
-    const inode = this.#meta.getInode(ino);
+    const inode = this.#meta.getInode(record.ino);
     if (inode === undefined || !this.#isCurrent(record)) return;
-    const target = this.writeTarget(ino);
-    const next = await this.#blocks.write({
-      ino, blockIndex, blockBytes: this.#states.get(ino)?.blockBytes ?? inode.blockBytes,
-      dataBytes: record.dataBytes, data, pool: target.pool, topology: target.topology,
-      compression: target.compression, sync: true, avoid: failure.buckets,
+    const target = this.writeTarget(record.ino);
+    const blockBytes = this.#states.get(record.ino)?.blockBytes ?? inode.blockBytes;
+    const next = await this.#blocks.rewrite(record, target.pool, blockBytes, {
+      compression: target.compression, topology: target.topology, avoid: failure.buckets, evenFromFailedBuckets: true,
     });
     if (!this.#meta.replaceBlock(record, next)) {
       await this.#blocks.delete(next);

@@ -240,18 +240,19 @@ export class ShmrFilesystem implements LowLevelOps {
       throw new FsError(Errno.ENOENT, 'truncate', `inode ${inode.ino}`);
     }
     const updated: InodeRecord = { ...inode, ...inodeChanges(inode, changes, now()) };
-    this.#unlinked.set(inode.ino, updated);
-    this.#handOverUnlinked(updated);
+    this.#keepUnlinked(updated);
     return updated;
   }
 
   /**
-   * Hands the binding what getattr answers for a regular file deleted at its unlink, which
-   * the kernel still holds (attr-cache.ts registerUnlinked), again after every change of it
-   * here: the binding answers the kernel's SETATTR of times from it. Other inodes never get
-   * that SETATTR (the kernel keeps no times of its own for them).
+   * Keeps the record of an inode deleted at its unlink, which the kernel still holds, and for
+   * a regular file hands the binding what getattr answers for it (attr-cache.ts
+   * registerUnlinked), again after every change of it here: the binding answers the kernel's
+   * SETATTR of times from it. Other inodes never get that SETATTR (the kernel keeps no times
+   * of its own for them).
    */
-  #handOverUnlinked(inode: InodeRecord): void {
+  #keepUnlinked(inode: InodeRecord): void {
+    this.#unlinked.set(inode.ino, inode);
     if (isRegular(inode.mode)) this.attrCache?.registerUnlinked(this.#attr(inode), this.#options.attrTimeoutSec);
   }
 
@@ -303,10 +304,7 @@ export class ShmrFilesystem implements LowLevelOps {
     this.#registerDirectory(parent);
     if (!isDeleted) return inode.nlink === 0 ? this.#deleteIfUnused(inode.ino) : undefined;
     // Its row is committed gone (isDeleted), so this record is the only one left.
-    if (this.handles.isReferenced(inode.ino)) {
-      this.#unlinked.set(inode.ino, inode);
-      this.#handOverUnlinked(inode);
-    }
+    if (this.handles.isReferenced(inode.ino)) this.#keepUnlinked(inode);
     return this.#files.deleteFile(inode.ino);
   }
 

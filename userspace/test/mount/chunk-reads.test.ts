@@ -72,7 +72,6 @@ function shardsOf(mount: Mount, ino: number, blockIndex: number): string[] {
   return Object.values(mount.buckets).flatMap(shardFilesOf).filter((file) => file.includes(`/${ino}-${blockIndex}-`));
 }
 
-
 /**
  * The binding's counts and the READs the metrics counted in all (metrics collect every
  * second: waits for a fresh sweep).

@@ -15,7 +15,7 @@ import { setMountWritebackLimit, writebackLimitFor } from '../fuse/writeback-lim
 import { log } from '../log.js';
 import { setThreadSlice } from '../erasure/index.js';
 import { checkMountPoint } from './mountpoint.js';
-import { openFilesystem, removeOrphans } from './open.js';
+import { openFilesystem, removeOrphans, type OpenFilesystem } from './open.js';
 import { forgetDaemon, recordDaemon } from './runtime.js';
 import { serveControl } from './control.js';
 import { RepairQueue } from '../tasks/repair-queue.js';
@@ -135,7 +135,13 @@ export async function runMount(config: Config): Promise<number> {
   return shutDown(fs, config);
 }
 
-async function shutDown(fs: ReturnType<typeof openFilesystem>, config: Config): Promise<number> {
+/**
+ * Stores what is cached and closes the store, once the kernel is gone. Unlinked files go first:
+ * nothing can open them any more, so their cached data is dropped rather than stored (storing
+ * it could fail on a full pool and fail the unmount for data no one can read).
+ */
+export async function shutDown(fs: OpenFilesystem, config: Config): Promise<number> {
+  await removeOrphans(fs);
   let code = 0;
   try {
     await fs.files.flushAll({ sync: true });

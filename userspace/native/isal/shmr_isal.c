@@ -990,18 +990,17 @@ static bool prepare_crc_chunks(napi_env env, const napi_value *arguments, bool h
  * (4 bytes per chunk from tableStart) and its three u32 checksums: the payload's, the table's,
  * and the CRC32C of prefix bytes [0, headerChecksumAt) (the header's, computed last). Then it
  * creates the file with O_EXCL (with SHARD_WRITE_MAKE_DIRECTORIES, a missing parent and
- * grandparent directory are created on the way), writes prefix + payload, fsyncs with
+ * grandparent directory are created on the way), allocates a buffered file's whole size
+ * (see allocate_whole_file), writes prefix + payload, fsyncs with
  * SHARD_WRITE_SYNC, and closes; with SHARD_WRITE_DIRECT the write goes past the page cache
- * when it can (see write_direct); with SHARD_WRITE_START_WRITEBACK a buffered write's
- * write-back starts before the job ends (sync_file_range, not waited for). Any failure after the create removes the file again. Rejects
+ * when it can (see write_direct). Any failure after the create removes the file again. Rejects
  * with an Error whose `errno` (negative, as Node's) and `syscall` name the failed call.
  */
 #define SHARD_WRITE_SYNC 1
 #define SHARD_WRITE_CHECKSUM 2
 #define SHARD_WRITE_MAKE_DIRECTORIES 4
 #define SHARD_WRITE_DIRECT 8
-#define SHARD_WRITE_START_WRITEBACK 16
-#define SHARD_WRITE_FLAGS_ALL 31
+#define SHARD_WRITE_FLAGS_ALL 15
 /* O_DIRECT alignment of memory, length and file offset: a page covers every sector size. */
 #define DIRECT_ALIGN_BYTES 4096
 /* Transparent huge pages are 2 MiB (x86-64, arm64 with 4 KiB pages). */
@@ -1226,6 +1225,25 @@ static int write_checksummed_in_pieces(int fd, shard_write_t *write) {
   return write_vectors(fd, &prefix, 1, 0);
 }
 
+/*
+ * Allocates a new file's `bytes` up front, before a buffered write fills them; returns -1 when
+ * done or when the filesystem cannot (the write then allocates as it goes), else the errno
+ * (ENOSPC: a full bucket is found before any byte is copied). Why: a buffered write into
+ * unallocated space reserves delayed allocation page by page (ext4's da_get_block_prep and
+ * its extent-status updates), where one fallocate maps the whole file as one unwritten extent.
+ * Measured: a C loop creating 256 files of 4 MiB in 512 KiB writes took 0.14 s of system time
+ * instead of 0.19; the NBD bench's copy-in rose from 0.48-0.55x nbdkit to 0.59-0.69x (3 runs
+ * each, alternated), with 0.94-1.10 s of daemon CPU per GiB instead of 1.02-1.72. Small files
+ * are left to delayed allocation, which packs many of them together.
+ */
+#define ALLOCATE_AHEAD_BYTES_MIN ((size_t)1 << 20)
+static int allocate_whole_file(int fd, size_t bytes) {
+  if (bytes < ALLOCATE_AHEAD_BYTES_MIN || fallocate(fd, 0, 0, (off_t)bytes) == 0) return -1;
+  /* Other errors (EOPNOTSUPP, EINVAL...) only mean this filesystem cannot allocate ahead. */
+  bool is_refused = errno == ENOSPC || errno == EDQUOT || errno == EIO;
+  return is_refused ? errno : -1;
+}
+
 /* On a pool thread: the whole store of one shard file; sets error_number on failure. */
 static void shard_write_run(shard_write_t *write) {
   bool is_checksummed = (write->flags & SHARD_WRITE_CHECKSUM) != 0;
@@ -1241,17 +1259,17 @@ static void shard_write_run(shard_write_t *write) {
     return;
   }
   int failure = is_direct ? write_direct(fd, write) : -1;
+  write->error_syscall = "write";
+  if (failure < 0) {
+    failure = allocate_whole_file(fd, write->prefix_bytes + write->payload_bytes);
+    if (failure > 0) {
+      write->error_syscall = "fallocate";
+      if (is_in_pieces) shard_write_checksum(write); /* Complete for the retry elsewhere. */
+    }
+  }
   if (failure < 0) {
     failure = is_in_pieces ? write_checksummed_in_pieces(fd, write)
                            : write_prefix_and_payload(fd, write);
-  }
-  write->error_syscall = "write";
-  /* Starts the write-back now without waiting for it: the drive works while the pages stay
-   * cached for reads, and a later fsync finds little left to write. */
-  if (failure == 0 && (write->flags & SHARD_WRITE_START_WRITEBACK) != 0 &&
-      sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0) {
-    failure = errno;
-    write->error_syscall = "sync_file_range";
   }
   if (failure == 0 && (write->flags & SHARD_WRITE_SYNC) != 0 && fsync(fd) != 0) {
     failure = errno;
@@ -1266,6 +1284,18 @@ static void shard_write_run(shard_write_t *write) {
     unlink(write->path);
     write->error_number = failure;
   }
+}
+
+/*
+ * Starts the write-back of the dirty pages of the file at `path` without waiting for it; false
+ * when the file cannot be opened or the call fails. sync_file_range needs no write access.
+ */
+static bool start_writeback(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool is_started = sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0;
+  close(fd);
+  return is_started;
 }
 
 /* The rejection of a failed shard write: Error(syscall) with errno = -errno and syscall. */
@@ -1291,6 +1321,7 @@ typedef enum job_kind {
   JOB_CRC32C_VERIFY_CHUNKS,
   JOB_REED_SOLOMON,
   JOB_WRITE_SHARD,
+  JOB_START_WRITEBACK,
 } job_kind_t;
 
 typedef struct async_job {
@@ -1308,6 +1339,8 @@ typedef struct async_job {
   crc_chunks_operation_t crc_chunks; /* JOB_CRC32C_CHUNKS and JOB_CRC32C_VERIFY_CHUNKS. */
   int64_t mismatch_index;            /* JOB_CRC32C_VERIFY_CHUNKS: the result. */
   shard_write_t *shard_write;        /* JOB_WRITE_SHARD; owned by the job. */
+  char *writeback_path;              /* JOB_START_WRITEBACK; owned by the job. */
+  bool is_writeback_started;         /* JOB_START_WRITEBACK: the result. */
 } async_job_t;
 
 /* Releases everything a job holds; on the JS thread. */
@@ -1318,6 +1351,7 @@ static void job_free(napi_env env, async_job_t *job) {
   plan_release(job->operation.plan);
   if (job->work != NULL) napi_delete_async_work(env, job->work);
   free(job->shard_write);
+  free(job->writeback_path);
   free(job);
 }
 
@@ -1360,6 +1394,9 @@ static void job_execute(napi_env env, void *data) {
     case JOB_WRITE_SHARD:
       shard_write_run(job->shard_write);
       break;
+    case JOB_START_WRITEBACK:
+      job->is_writeback_started = start_writeback(job->writeback_path);
+      break;
   }
 }
 
@@ -1392,6 +1429,9 @@ static void job_complete(napi_env env, napi_status status, void *data) {
           return;
         }
         napi_get_undefined(env, &result);
+        break;
+      case JOB_START_WRITEBACK:
+        napi_get_boolean(env, job->is_writeback_started, &result);
         break;
     }
     napi_resolve_deferred(env, job->deferred, result);
@@ -2230,18 +2270,24 @@ static bool prepare_shard_write(napi_env env, const napi_value *arguments, shard
   return true;
 }
 
+/* The UTF-8 length of a path argument; false (with a JS error thrown) unless 1 to PATH_MAX - 1. */
+static bool read_path_bytes(napi_env env, napi_value value, size_t *bytes) {
+  if (napi_get_value_string_utf8(env, value, NULL, 0, bytes) != napi_ok) {
+    throw_type_error(env, "path must be a string");
+    return false;
+  }
+  if (*bytes == 0 || *bytes >= PATH_MAX) {
+    throw_range_error(env, "path must have 1 to %d bytes, got %zu", PATH_MAX - 1, *bytes);
+    return false;
+  }
+  return true;
+}
+
 static napi_value export_write_shard_file_async(napi_env env, napi_callback_info info) {
   napi_value arguments[9];
   if (!get_arguments(env, info, 9, arguments)) return NULL;
   size_t path_bytes = 0;
-  if (napi_get_value_string_utf8(env, arguments[0], NULL, 0, &path_bytes) != napi_ok) {
-    throw_type_error(env, "path must be a string");
-    return NULL;
-  }
-  if (path_bytes == 0 || path_bytes >= PATH_MAX) {
-    throw_range_error(env, "path must have 1 to %d bytes, got %zu", PATH_MAX - 1, path_bytes);
-    return NULL;
-  }
+  if (!read_path_bytes(env, arguments[0], &path_bytes)) return NULL;
   shard_write_t prepared = {0};
   if (!prepare_shard_write(env, arguments, &prepared)) return NULL;
   async_job_t *job = job_create(env, JOB_WRITE_SHARD);
@@ -2260,6 +2306,29 @@ static napi_value export_write_shard_file_async(napi_env env, napi_callback_info
     return NULL;
   }
   return job_queue(env, job, "shmr_isal.writeShardFile");
+}
+
+/*
+ * startWritebackAsync(path) -> Promise<boolean>: one pool job that starts the write-back of a
+ * file's dirty pages (sync_file_range SYNC_FILE_RANGE_WRITE) and does not wait for it. False
+ * when the file cannot be opened (gone: replaced or deleted meanwhile) or the call fails: a
+ * hint only, as the fsync that makes the file durable tells every failure.
+ */
+static napi_value export_start_writeback_async(napi_env env, napi_callback_info info) {
+  napi_value arguments[1];
+  if (!get_arguments(env, info, 1, arguments)) return NULL;
+  size_t path_bytes = 0;
+  if (!read_path_bytes(env, arguments[0], &path_bytes)) return NULL;
+  async_job_t *job = job_create(env, JOB_START_WRITEBACK);
+  if (job == NULL) return NULL;
+  job->writeback_path = malloc(path_bytes + 1);
+  if (job->writeback_path == NULL) {
+    job_free(env, job);
+    napi_throw_error(env, NULL, "out of memory starting a write-back");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, arguments[0], job->writeback_path, path_bytes + 1, NULL);
+  return job_queue(env, job, "shmr_isal.startWriteback");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -2431,6 +2500,8 @@ NAPI_MODULE_INIT() {
       {"rsReconstructAsync", NULL, export_rs_reconstruct_async, NULL, NULL, NULL,
        napi_enumerable, NULL},
       {"writeShardFileAsync", NULL, export_write_shard_file_async, NULL, NULL, NULL,
+       napi_enumerable, NULL},
+      {"startWritebackAsync", NULL, export_start_writeback_async, NULL, NULL, NULL,
        napi_enumerable, NULL},
   };
   NAPI_CHECK(env,

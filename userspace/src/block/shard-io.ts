@@ -144,8 +144,8 @@ export function canWriteAtOnce(payload: Uint8Array): boolean {
  * anything can fail, so a retry elsewhere passes `checksum: false`). The file's directory and
  * the one above it are created when missing. Whole pages go past the page cache: the job copies
  * them into its thread's aligned buffer, or writes a page-aligned payload (allocPageAligned,
- * lent FUSE write buffers) where it is. With `keepCached` they go through it instead, their
- * write-back started at once (see BlockWrite.keepCached).
+ * lent FUSE write buffers) where it is. With `keepCached` they go through it instead (see
+ * BlockWrite.keepCached).
  */
 export async function writeShardFileAtOnce(
   path: string,
@@ -153,8 +153,8 @@ export async function writeShardFileAtOnce(
 ): Promise<void> {
   assert(canWriteAtOnce(parts.payload));
   const { keepCached, ...write } = parts;
-  const placement = keepCached === true ? { startWriteback: true } : { direct: true };
-  await writeSlots.run(() => writeShardFileAsync(path, { ...write, ...placement, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true }));
+  const direct = keepCached !== true;
+  await writeSlots.run(() => writeShardFileAsync(path, { ...write, direct, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true }));
 }
 
 /**

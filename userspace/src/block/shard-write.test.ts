@@ -6,8 +6,9 @@
  * prefix must equal, byte for byte, the one writeShardFile writes from encodeShardPrefix (the
  * JS checksums), and verify as a reader checks it. Failures are real ones: a name that
  * exists (EEXIST, the old file untouched), a bucket root that is gone (ENOENT from mkdir:
- * only the two shard directory levels are created), and a write past RLIMIT_FSIZE in a
- * child process running the addon (EFBIG after the create: the partial file is removed).
+ * only the two shard directory levels are created), a write past RLIMIT_FSIZE in a child
+ * process running the addon (EFBIG after the create: the partial file is removed), and a
+ * tmpfs too small for the shard (ENOSPC from its allocation ahead, before any byte is written).
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -16,15 +17,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { crc32c, writeShardFileAsync } from '../erasure/index.js';
-import { SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_START_WRITEBACK } from '../erasure/native.js';
+import { crc32c, startWriteback, writeShardFileAsync } from '../erasure/index.js';
+import { SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT } from '../erasure/native.js';
 import {
   decodeShardPrefix, encodeShardHeader, encodeShardPrefix, findBadChunk, SHARD_PREFIX_CHECKSUMS, shardGeometry,
   Topology, type ShardHeaderInput,
 } from '../layout/index.js';
 import { allocPageAligned } from './aligned.js';
 import { canWriteAtOnce, writeShardFile, writeShardFileAtOnce } from './shard-io.js';
-import { cachedBytes, isWaitingForWriteback, NEEDS_DELAYED_ALLOCATION } from '../../test/helpers/page-cache.js';
+import { cachedBytes, isWaitingForWriteback } from '../../test/helpers/page-cache.js';
+import { withTmpfs } from '../../test/helpers/temp-folder.js';
 
 const PAYLOAD_BYTES = 1024 * 1024 - 4096 + 5;
 const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'isal', 'build', 'Release', 'shmr_isal.node');
@@ -209,19 +211,16 @@ describe('writeShardFileAtOnce', () => {
     expectShardOf(written, payload);
   });
 
-  it('keeps a 4 MiB volume block in the page cache with its write-back started (keepCached), and it verifies', async () => {
+  it('keeps a 4 MiB volume block in the page cache (keepCached), dirty until startWriteback starts its write-back', async () => {
     const payload = randomFillSync(allocPageAligned(4 * 1024 * 1024));
-    // Buffered without keepCached's write-back start: what the check below must tell apart.
-    const plain = join(root, 'ab', 'cd', 'buffered');
-    await writeShardFileAsync(plain, {
-      prefix: headerOnly(payload), payload, sync: false, checksum: true, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: true,
-    });
-    expect(isWaitingForWriteback(plain), NEEDS_DELAYED_ALLOCATION).toBe(true);
     const path = join(root, 'ab', 'cd', 'volume-block');
     await writeShardFileAtOnce(path, { prefix: headerOnly(payload), payload, sync: false, checksum: true, keepCached: true });
     expect(cachedBytes(path)).toBeGreaterThanOrEqual(payload.byteLength);
+    expect(isWaitingForWriteback(path)).toBe(true);
+    expect(await startWriteback(path)).toBe(true);
     expect(isWaitingForWriteback(path)).toBe(false);
     expectShardOf(readFileSync(path), payload);
+    expect(await startWriteback(join(root, 'gone'))).toBe(false);
   });
 
   it('fills the checksums of a piecewise write that fails midway and removes its file (EFBIG)', () => {
@@ -229,13 +228,43 @@ describe('writeShardFileAtOnce', () => {
     // Five pieces: the size limit stops the first one's write.
     const payload = Buffer.alloc(4 * 512 * 1024 + 5);
     const [errno, syscall, prefixAfter] = addonWriteUnderSizeLimit(
-      path, headerOnly(payload), payload.byteLength, SHARD_WRITE_CHECKSUM | SHARD_WRITE_START_WRITEBACK);
+      path, headerOnly(payload), payload.byteLength, SHARD_WRITE_CHECKSUM);
     expect(getSystemErrorName(errno)).toBe('EFBIG');
     expect(syscall).toBe('write');
     expect(existsSync(path)).toBe(false);
     const reference = Buffer.allocUnsafe(shardGeometry(payload.byteLength).payloadOffset);
     encodeShardPrefix(headerInput(payload.byteLength), payload, reference);
     expect(prefixAfter.equals(reference)).toBe(true);
+  });
+
+  it('allocates a buffered shard of 1 MiB or more before writing it, and a smaller one as it goes', async () => {
+    const write = (name: string, payload: Buffer) => writeShardFileAsync(join(root, name), {
+      prefix: headerOnly(payload), payload, sync: false, checksum: true, offsets: SHARD_PREFIX_CHECKSUMS, makeDirectories: false,
+    });
+    const large = randomPayload(4 * 1024 * 1024);
+    await write('large', large);
+    await write('small', randomPayload(256 * 1024));
+    // Until its write-back, a file written into unallocated space has delayed-allocation
+    // extents (ext4, XFS); one allocated ahead has a whole, unwritten one.
+    const extentsOf = (name: string) => execFileSync('filefrag', ['-v', join(root, name)], { encoding: 'utf8' });
+    expect(extentsOf('small')).toMatch(/delalloc/);
+    expect(extentsOf('large')).not.toMatch(/delalloc/);
+    expect(extentsOf('large')).toMatch(/unwritten/);
+    expectShardOf(readFileSync(join(root, 'large')), large);
+  });
+
+  it('refuses a large shard that does not fit before writing any of it (ENOSPC from fallocate), checksums filled for the retry', async () => {
+    const payload = randomFillSync(allocPageAligned(4 * 1024 * 1024));
+    const prefix = headerOnly(payload);
+    await withTmpfs(2 * 1024 * 1024, async (full) => {
+      const path = join(full, 'ab', 'cd', 'shard');
+      const failure = writeShardFileAtOnce(path, { prefix, payload, sync: false, checksum: true, keepCached: true });
+      await expect(failure).rejects.toMatchObject({ code: 'ENOSPC', syscall: 'fallocate', path });
+      expect(existsSync(path)).toBe(false);
+    });
+    const retry = join(root, 'retry');
+    await writeShardFileAtOnce(retry, { prefix, payload, sync: false, checksum: false, keepCached: true });
+    expect(readFileSync(retry).equals(await referenceShard(payload))).toBe(true);
   });
 
   it('removes a direct write that fails after the create (EFBIG past RLIMIT_FSIZE)', () => {

@@ -14,6 +14,7 @@ import { setMountReadahead } from '../fuse/readahead.js';
 import { setMountWritebackLimit, writebackLimitFor } from '../fuse/writeback-limit.js';
 import { log } from '../log.js';
 import { setThreadSlice } from '../erasure/index.js';
+import { WRITEBACK_DELAY_MS } from '../file/index.js';
 import { checkMountPoint } from './mountpoint.js';
 import { openFilesystem, removeOrphans, type OpenFilesystem } from './open.js';
 import { forgetDaemon, recordDaemon } from './runtime.js';
@@ -107,6 +108,10 @@ export async function runMount(config: Config): Promise<number> {
   const timer = setInterval(() => {
     fs.files.flushAged().catch((error: Error) => log.error(`background flush: ${error.message}`));
   }, config.cache.flushIntervalMs);
+  // Write-back of volume blocks stored at the end of a burst (the stores start the others).
+  const writeback = setInterval(() => {
+    fs.files.startAgedWriteback().catch((error: Error) => log.error(`background write-back: ${error.message}`));
+  }, WRITEBACK_DELAY_MS);
   const repairs = new RepairQueue(fs);
   const reportShardError = fs.blocks.onShardError;
   fs.blocks.onShardError = (event) => {
@@ -123,6 +128,7 @@ export async function runMount(config: Config): Promise<number> {
   process.on('SIGTERM', stop);
   await session.closed;
   clearInterval(timer);
+  clearInterval(writeback);
   clearInterval(housekeeping);
   await fs.tasks.cancelAll();
   // Before the last flush: requests in flight complete, later ones are refused.

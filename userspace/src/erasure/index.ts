@@ -24,4 +24,4 @@ export {
   setThreadSlice,
   SHARD_COUNT_MAX,
 } from './codec.js';
-export { writeShardFileAsync, type PrefixChecksumOffsets, type ShardFileWrite } from './shard-file.js';
+export { startWriteback, writeShardFileAsync, type PrefixChecksumOffsets, type ShardFileWrite } from './shard-file.js';

@@ -100,6 +100,11 @@ export interface IsalAddon {
     headerChecksumAt: number,
     flags: number,
   ): Promise<void>;
+  /**
+   * Starts the write-back of a file's dirty pages in one pool job, not waiting for it; false
+   * when the file cannot be opened or the call fails (a hint: the fsync after tells failures).
+   */
+  startWritebackAsync(path: string): Promise<boolean>;
 }
 
 /** Flags of writeShardFileAsync, as shmr_isal.c defines them. */
@@ -107,7 +112,6 @@ export const SHARD_WRITE_SYNC = 1;
 export const SHARD_WRITE_CHECKSUM = 2;
 export const SHARD_WRITE_MAKE_DIRECTORIES = 4;
 export const SHARD_WRITE_DIRECT = 8;
-export const SHARD_WRITE_START_WRITEBACK = 16;
 
 /** The addon's absolute path: the first match walking up from this file's folder. */
 function findAddonPath(): string {

@@ -1,16 +1,14 @@
 /**
  * The shard file writer of the shmr_isal addon: a whole shard file (checksums, directories,
- * create, write, fsync, close) in one libuv pool job. It lives in the addon that computes the
+ * create, allocation, write, fsync, close) in one libuv pool job. It lives in the addon that computes the
  * checksums, so the job reads the payload once for them and once for the write.
  *
  * Invariant: a failure rejects with an Error like Node's own fs errors (`code`, `errno`,
  * `syscall`, `path`), so callers tell EEXIST, ENOENT or ENOSPC apart as they do for fs calls.
  */
 import { getSystemErrorName } from 'node:util';
-import { assert } from '../assert.js';
 import {
-  isal, SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_MAKE_DIRECTORIES, SHARD_WRITE_START_WRITEBACK,
-  SHARD_WRITE_SYNC,
+  isal, SHARD_WRITE_CHECKSUM, SHARD_WRITE_DIRECT, SHARD_WRITE_MAKE_DIRECTORIES, SHARD_WRITE_SYNC,
 } from './native.js';
 
 /** Where the checksums of a prefix lie (the shard header's layout). */
@@ -40,11 +38,6 @@ export interface ShardFileWrite {
    * the sizes are whole pages and the filesystem allows it; else buffered, as without.
    */
   readonly direct?: boolean | undefined;
-  /**
-   * Through the page cache, with the write-back started before the job ends and not waited
-   * for: the drive works at once while the pages stay cached for reads. Not with `direct`.
-   */
-  readonly startWriteback?: boolean | undefined;
 }
 
 /**
@@ -57,8 +50,6 @@ export async function writeShardFileAsync(path: string, write: ShardFileWrite): 
   if (write.checksum) flags |= SHARD_WRITE_CHECKSUM;
   if (write.makeDirectories) flags |= SHARD_WRITE_MAKE_DIRECTORIES;
   if (write.direct === true) flags |= SHARD_WRITE_DIRECT;
-  if (write.startWriteback === true) flags |= SHARD_WRITE_START_WRITEBACK;
-  assert(write.direct !== true || write.startWriteback !== true);
   try {
     await isal.writeShardFileAsync(
       path, write.prefix, write.payload, offsets.chunkBytes, offsets.tableStart,
@@ -67,6 +58,14 @@ export async function writeShardFileAsync(path: string, write: ShardFileWrite): 
   } catch (error) {
     throw systemError(error, path);
   }
+}
+
+/**
+ * Starts the write-back of the dirty pages of the file at `path` (sync_file_range), not
+ * waiting for it. False when it could not (the file is gone, say): a hint only.
+ */
+export function startWriteback(path: string): Promise<boolean> {
+  return isal.startWritebackAsync(path);
 }
 
 /** The addon's rejection as a Node-style system error; other errors unchanged. */

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/index.js';
 import { openFilesystem, type OpenFilesystem } from '../daemon/open.js';
-import { isWaitingForWriteback, NEEDS_DELAYED_ALLOCATION } from '../../test/helpers/page-cache.js';
+import { isWaitingForWriteback } from '../../test/helpers/page-cache.js';
 import { storedShardPath } from '../../test/helpers/block-fixture.js';
 
 const BLOCK_BYTES = 1024 * 1024;
@@ -65,7 +65,7 @@ describe('fsync', () => {
     // Whole blocks are stored by the write itself (without sync), replacing the first ones.
     await fs.files.write(ino, 0, model);
     const replaced = [storedShardPath(fs, ino, 0), storedShardPath(fs, ino, 1)];
-    expect(replaced.map(isWaitingForWriteback), NEEDS_DELAYED_ALLOCATION)
+    expect(replaced.map(isWaitingForWriteback))
       .toEqual([true, true]);
     await fs.files.flush(ino, { sync: true });
     expect(replaced.map(isWaitingForWriteback)).toEqual([false, false]);

@@ -19,7 +19,8 @@ import { POLICY_XATTRS } from '../tiering/policy.js';
 import { createVolume, findVolume, VOLUME_BLOCK_BYTES_DEFAULT } from './volumes.js';
 import { allocPageAligned } from '../block/index.js';
 import { ROOT_INO, S_IFREG } from '../meta/index.js';
-import { cachedBytes } from '../../test/helpers/page-cache.js';
+import { cachedBytes, isWaitingForWriteback } from '../../test/helpers/page-cache.js';
+import { WRITEBACK_DELAY_MS } from '../file/index.js';
 import { storedShardPath } from '../../test/helpers/block-fixture.js';
 
 const BLOCK_BYTES = 1024 * 1024;
@@ -143,6 +144,30 @@ describe('volume exports', () => {
     const cached = (blockIno: number) => cachedBytes(storedShardPath(filesystem, blockIno, 0));
     expect(cached(made.ino)).toBeGreaterThanOrEqual(VOLUME_BLOCK_BYTES_DEFAULT);
     expect(cached(file.ino)).toBe(0);
+  });
+
+  it('start the write-back of stored blocks once they are WRITEBACK_DELAY_MS old', async () => {
+    const made = await createVolume(filesystem, { name: 'big', sizeBytes: 4 * VOLUME_BLOCK_BYTES_DEFAULT });
+    const target = openDisk('big');
+    const write = async (blockIndex: number) => {
+      const data = randomFillSync(allocPageAligned(VOLUME_BLOCK_BYTES_DEFAULT));
+      await (await target.write(blockIndex * VOLUME_BLOCK_BYTES_DEFAULT, data)).released;
+      return storedShardPath(filesystem, made.ino, blockIndex);
+    };
+    const [first, second] = [await write(0), await write(1)];
+    const storedMs = Date.now();
+    // Dirty in the page cache: nothing started their write-back with the store.
+    expect([first, second].map(isWaitingForWriteback)).toEqual([true, true]);
+    await filesystem.files.startAgedWriteback(storedMs);
+    expect([first, second].map(isWaitingForWriteback)).toEqual([true, true]);
+    // Block 1 stored again later: its new shard file waits its own delay.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const replacement = await write(1);
+    await filesystem.files.startAgedWriteback(storedMs + WRITEBACK_DELAY_MS);
+    expect([first, replacement].map(isWaitingForWriteback)).toEqual([false, true]);
+    await filesystem.files.startAgedWriteback(Date.now() + WRITEBACK_DELAY_MS);
+    expect(isWaitingForWriteback(replacement)).toBe(false);
+    target.release();
   });
 
   it('read unaligned ranges larger than a FUSE request from the shards of a 4 MiB block', async () => {

@@ -1,7 +1,8 @@
 /**
  * What the kernel holds of a file, for tests of which writes and reads go through the page
- * cache: fincore (util-linux) for the cached bytes, filefrag (e2fsprogs) for delayed
- * allocation, which ext4 and XFS end when a page's write-back starts.
+ * cache: fincore (util-linux) for the cached bytes, cachestat(2) (Linux 6.5, called through
+ * python3's ctypes: Node has no binding) for the pages still dirty, whose write-back has not
+ * started.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
@@ -11,9 +12,23 @@ export function cachedBytes(path: string): number {
   return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).trim());
 }
 
-/** True while some of the file's data waits for its write-back to start (delayed allocation). */
+/** cachestat(2) of a whole file, printing its dirty page count. */
+const CACHESTAT_SCRIPT = `
+import ctypes, os, sys
+class Range(ctypes.Structure): _fields_ = [('off', ctypes.c_uint64), ('len', ctypes.c_uint64)]
+class Stat(ctypes.Structure): _fields_ = [(name, ctypes.c_uint64) for name in ('cache', 'dirty', 'writeback', 'evicted', 'recently_evicted')]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+fd = os.open(sys.argv[1], os.O_RDONLY)
+stat = Stat()
+if libc.syscall(451, fd, ctypes.byref(Range(0, 0)), ctypes.byref(stat), 0) != 0:
+    sys.exit('cachestat: ' + os.strerror(ctypes.get_errno()) + ' (needs Linux 6.5 or later)')
+print(stat.dirty)
+`;
+
+/** True while some of the file's written pages wait for their write-back to start. */
 export function isWaitingForWriteback(path: string): boolean {
-  return /delalloc/.test(execFileSync('filefrag', ['-v', path], { encoding: 'utf8' }));
+  return Number(execFileSync('python3', ['-c', CACHESTAT_SCRIPT, path], { encoding: 'utf8' }).trim()) > 0;
 }
 
 /** Drops tried before dropPages gives up; they are DROP_WAIT_MS apart. */
@@ -36,6 +51,3 @@ export function dropPages(path: string): void {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, DROP_WAIT_MS);
   }
 }
-
-/** The message for a check that needs delayed allocation where the test's files are. */
-export const NEEDS_DELAYED_ALLOCATION = 'this test needs a filesystem with delayed allocation (ext4, XFS)';

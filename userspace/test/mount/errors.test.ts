@@ -16,21 +16,11 @@ import { describe, expect, it } from 'vitest';
 import { shardFilesOf as shardFiles } from '../../src/tasks/fsck.js';
 import { runCli, withMount } from '../helpers/mount.js';
 import { flipBits } from '../helpers/bytes.js';
+import { withTmpfs } from '../helpers/temp-folder.js';
 
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
-}
-
-async function withTmpfs(sizeBytes: number, body: (path: string) => Promise<void>): Promise<void> {
-  const path = await mkdtemp(join(tmpdir(), 'shmr-tmpfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes}`, 'shmr-test', path]);
-  try {
-    await body(path);
-  } finally {
-    execFileSync('umount', ['-l', path]);
-    await rm(path, { recursive: true, force: true });
-  }
 }
 
 describe('errors', () => {

@@ -990,8 +990,8 @@ static bool prepare_crc_chunks(napi_env env, const napi_value *arguments, bool h
  * (4 bytes per chunk from tableStart) and its three u32 checksums: the payload's, the table's,
  * and the CRC32C of prefix bytes [0, headerChecksumAt) (the header's, computed last). Then it
  * creates the file with O_EXCL (with SHARD_WRITE_MAKE_DIRECTORIES, a missing parent and
- * grandparent directory are created on the way), allocates a buffered file's whole size
- * (see allocate_whole_file), writes prefix + payload, fsyncs with
+ * grandparent directory are created on the way), without SHARD_WRITE_DIRECT allocates the
+ * file's whole size (see allocate_whole_file), writes prefix + payload, fsyncs with
  * SHARD_WRITE_SYNC, and closes; with SHARD_WRITE_DIRECT the write goes past the page cache
  * when it can (see write_direct). Any failure after the create removes the file again. Rejects
  * with an Error whose `errno` (negative, as Node's) and `syscall` name the failed call.
@@ -1233,8 +1233,10 @@ static int write_checksummed_in_pieces(int fd, shard_write_t *write) {
  * its extent-status updates), where one fallocate maps the whole file as one unwritten extent.
  * Measured: a C loop creating 256 files of 4 MiB in 512 KiB writes took 0.14 s of system time
  * instead of 0.19; the NBD bench's copy-in rose from 0.48-0.55x nbdkit to 0.59-0.69x (3 runs
- * each, alternated), with 0.94-1.10 s of daemon CPU per GiB instead of 1.02-1.72. Small files
- * are left to delayed allocation, which packs many of them together.
+ * each, alternated), with 0.94-1.10 s of daemon CPU per GiB instead of 1.02-1.72. Only for a
+ * file the caller chose to write through the page cache (volumes), where that was measured, not
+ * for one that could not go past it; small files are left to delayed allocation, which packs
+ * many of them together.
  */
 #define ALLOCATE_AHEAD_BYTES_MIN ((size_t)1 << 20)
 static int allocate_whole_file(int fd, size_t bytes) {
@@ -1260,7 +1262,7 @@ static void shard_write_run(shard_write_t *write) {
   }
   int failure = is_direct ? write_direct(fd, write) : -1;
   write->error_syscall = "write";
-  if (failure < 0) {
+  if (failure < 0 && !is_direct) {
     failure = allocate_whole_file(fd, write->prefix_bytes + write->payload_bytes);
     if (failure > 0) {
       write->error_syscall = "fallocate";

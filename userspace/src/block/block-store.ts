@@ -164,6 +164,8 @@ export class BlockStore {
   /** Blocks being read by a rescue (readWhole with evenFromFailedBuckets). */
   readonly #rescued = new Set<BlockRecord>();
   readonly #reader: ShardReader;
+  /** Shared by every startWriteback call: the limit holds across calls. */
+  readonly #writebackSlots = new Slots(WRITEBACK_START_JOBS_MAX);
   readonly #codecs = new Map<string, ReedSolomon>();
   readonly #topologies = new Map<string, TopologySpec>();
   readonly #decompressed = new DecompressedCache();
@@ -820,10 +822,9 @@ export class BlockStore {
    * tells every failure.
    */
   async startWriteback(blocks: readonly BlockRecord[]): Promise<void> {
-    const slots = new Slots(WRITEBACK_START_JOBS_MAX);
     await Promise.all(blocks.flatMap((block) => block.buckets.map((_, shardIndex) => {
       const { path } = this.location(block, shardIndex);
-      return slots.run(() => startWriteback(path));
+      return this.#writebackSlots.run(() => startWriteback(path));
     })));
   }
 

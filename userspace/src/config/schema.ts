@@ -66,6 +66,7 @@ export const CONFIG_SCHEMA = {
         memory_limit: size,
         flush_interval: duration,
         dirty_age: duration,
+        writeback_delay: duration,
       },
     },
     fuse: {

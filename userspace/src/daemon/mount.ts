@@ -14,7 +14,6 @@ import { setMountReadahead } from '../fuse/readahead.js';
 import { setMountWritebackLimit, writebackLimitFor } from '../fuse/writeback-limit.js';
 import { log } from '../log.js';
 import { setThreadSlice } from '../erasure/index.js';
-import { WRITEBACK_DELAY_MS } from '../file/index.js';
 import { checkMountPoint } from './mountpoint.js';
 import { openFilesystem, removeOrphans, type OpenFilesystem } from './open.js';
 import { forgetDaemon, recordDaemon } from './runtime.js';
@@ -25,6 +24,8 @@ import { NbdServer, VolumeCatalog } from '../nbd/index.js';
 import { BUS_NAME, DbusService } from '../dbus/index.js';
 import { startMetrics, type MetricsService } from '../metrics/service.js';
 
+/** Shortest period of the write-back timer (cache.writeback_delay may be 0: start at once). */
+const WRITEBACK_TIMER_MS_MIN = 100;
 /** How often failed buckets are probed and queued repairs run. */
 const HOUSEKEEPING_INTERVAL_MS = 5000;
 
@@ -111,7 +112,7 @@ export async function runMount(config: Config): Promise<number> {
   // Write-back of volume blocks stored at the end of a burst (the stores start the others).
   const writeback = setInterval(() => {
     fs.files.startAgedWriteback().catch((error: Error) => log.error(`background write-back: ${error.message}`));
-  }, WRITEBACK_DELAY_MS);
+  }, Math.max(config.cache.writebackDelayMs, WRITEBACK_TIMER_MS_MIN));
   const repairs = new RepairQueue(fs);
   const reportShardError = fs.blocks.onShardError;
   fs.blocks.onShardError = (event) => {
@@ -147,8 +148,13 @@ export async function runMount(config: Config): Promise<number> {
  * it could fail on a full pool and fail the unmount for data no one can read).
  */
 export async function shutDown(fs: OpenFilesystem, config: Config): Promise<number> {
-  await removeOrphans(fs);
   let code = 0;
+  try {
+    await removeOrphans(fs);
+  } catch (error) {
+    log.error(`could not delete unlinked files at unmount: ${(error as Error).message}`);
+    code = 1;
+  }
   try {
     await fs.files.flushAll({ sync: true });
   } catch (error) {

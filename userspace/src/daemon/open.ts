@@ -52,6 +52,7 @@ export function openFilesystem(config: Config): OpenFilesystem {
       meta, blocks, pools,
       options: {
         memoryLimitBytes: config.cache.memoryLimitBytes, dirtyAgeMs: config.cache.dirtyAgeMs,
+        writebackDelayMs: config.cache.writebackDelayMs,
         writeTarget: (ino) => writeTargetOf({ meta, pools }, ino),
       },
     });

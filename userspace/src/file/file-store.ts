@@ -44,16 +44,6 @@ const FLUSH_JOBS_MAX = 16;
 
 /** Blocks stored but not yet fsynced beyond which a background sync pass runs. */
 const UNSYNCED_BLOCKS_MAX = 65536;
-/**
- * How long a block stored through the page cache (a volume's) waits before its write-back is
- * started (startAgedWriteback), unless a sync comes first. Starting it with each store kept a
- * FLUSH short but put the whole write-back inside every burst of writes: the NBD bench's 1 GiB
- * copy-in (0.7 s) took 0.93-0.99 s of daemon CPU per GiB that way and 0.81-0.83 without, at
- * 1387-1465 against 1573-1623 MB/s (2 runs each, alternated). After a pause, a FLUSH finds the
- * blocks written back; during a long stream of writes it waits for about this long's worth.
- * The kernel's own write-back waits 30 s (dirty_expire_centisecs).
- */
-export const WRITEBACK_DELAY_MS = 1000;
 
 /** In-memory state of a file with cached blocks or open handles. */
 interface FileState {
@@ -89,6 +79,8 @@ export interface WriteTarget {
 export interface FileStoreOptions {
   readonly memoryLimitBytes: number;
   readonly dirtyAgeMs: number;
+  /** How long a block stored through the page cache waits before its write-back is started. */
+  readonly writebackDelayMs: number;
   /** The write target of a file; default: the write pool with its topology and block size. */
   readonly writeTarget?: ((ino: number) => WriteTarget) | undefined;
 }
@@ -119,9 +111,14 @@ export class FileStore {
   #unsyncedCount = 0;
   /** Committed blocks whose shard files failed to sync: not durable until stored again (#storeAgain). */
   readonly #undurable = new Map<number, Map<number, SyncFailure>>();
-  /** Blocks stored through the page cache, oldest first, from #writebackHead on (see WRITEBACK_DELAY_MS). */
+  /**
+   * Blocks stored through the page cache, oldest first from #writebackHead on, with when
+   * (performance.now(): a wall clock set back would hold them all) (see startAgedWriteback).
+   */
   readonly #writebackQueue: { record: BlockRecord; storedAtMs: number }[] = [];
   #writebackHead = 0;
+  /** The batch of write-back starts running, if any: one at a time. */
+  #startingWriteback: Promise<void> | undefined;
   /** The sync of each inode in progress: a later one waits for it (see #syncStored). */
   readonly #syncing = new Map<number, Promise<void>>();
   readonly #options: FileStoreOptions;
@@ -709,27 +706,36 @@ export class FileStore {
 
   /** Queues a block stored through the page cache; starts the due ones (see startAgedWriteback). */
   #queueWriteback(record: BlockRecord): void {
-    const now = Date.now();
+    const now = performance.now();
     this.#writebackQueue.push({ record, storedAtMs: now });
     const oldest = this.#writebackQueue[this.#writebackHead];
-    if (oldest !== undefined && oldest.storedAtMs <= now - WRITEBACK_DELAY_MS) {
+    if (oldest !== undefined && oldest.storedAtMs <= now - this.#options.writebackDelayMs) {
       this.startAgedWriteback(now).catch(() => undefined);
     }
   }
 
   /**
-   * Starts the write-back of the blocks stored through the page cache WRITEBACK_DELAY_MS or
-   * longer before `now` and not synced since (a sync, a replacement or a deletion took them
-   * out of the unsynced set). Called by each such store, and by the daemon's timer for the
-   * blocks of a burst that ended. Never waits for the write-back itself.
+   * Starts the write-back of the blocks stored through the page cache writebackDelayMs or
+   * longer before `now` (performance.now()) and not synced since (a sync, a replacement or a
+   * deletion took them out of the unsynced set), one batch at a time: a call while a batch
+   * runs returns it, and the next call takes what came due meanwhile. Called by each such
+   * store, and by the daemon's timer for the blocks of a burst that ended. Never waits for
+   * the write-back itself.
    */
-  async startAgedWriteback(now = Date.now()): Promise<void> {
+  startAgedWriteback(now = performance.now()): Promise<void> {
+    this.#startingWriteback ??= this.#startDueWriteback(now).finally(() => {
+      this.#startingWriteback = undefined;
+    });
+    return this.#startingWriteback;
+  }
+
+  async #startDueWriteback(now: number): Promise<void> {
     const queue = this.#writebackQueue;
     const due: BlockRecord[] = [];
     for (; this.#writebackHead < queue.length; this.#writebackHead++) {
       const queued = queue[this.#writebackHead];
       assert(queued !== undefined);
-      if (queued.storedAtMs > now - WRITEBACK_DELAY_MS) break;
+      if (queued.storedAtMs > now - this.#options.writebackDelayMs) break;
       const { record } = queued;
       if (this.#unsynced.get(record.ino)?.get(record.blockIndex) === record) due.push(record);
     }

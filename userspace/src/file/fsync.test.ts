@@ -3,11 +3,9 @@
  * returns, like those of blocks stored for the first time; concurrent stores of a file's
  * blocks, finishing in any order, leave its size and blocks right.
  *
- * Method: a real filesystem on a temporary bucket folder (no mount). Whether a shard file was
- * written back is read from its extents (`filefrag -v`): a filesystem with delayed allocation
- * (ext4, xfs) keeps freshly written data in "delalloc" extents until writeback. The test
- * first checks that a just-stored shard shows them, so a filesystem without delayed
- * allocation fails it loudly instead of passing it vacuously. Shards of whole pages are written
+ * Method: a real filesystem on a temporary bucket folder (no mount). Whether a shard file waits
+ * for its write-back is read from its dirty pages (cachestat(2)). The test first checks that a
+ * just-stored shard has some, so that it cannot pass vacuously. Shards of whole pages are written
  * past the page cache (O_DIRECT) and never wait for writeback, so the pool is erasure 3+1:
  * its shards of a 1 MiB block (349,526 bytes) are not whole pages and go through the cache.
  */

@@ -101,7 +101,7 @@ pools:
   return filesystem;
 }
 
-/** A file written as a volume is (through the page cache, its write-back started at once). */
+/** A file written as a volume is (through the page cache). */
 async function writeVolumeFile(fs: OpenFilesystem, name: string, model: Buffer): Promise<number> {
   const { ino } = fs.meta.createInode({ parent: 1, name, mode: 0o100600, uid: 0, gid: 0 });
   fs.files.markVolume(ino);

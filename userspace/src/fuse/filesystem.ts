@@ -433,15 +433,20 @@ export class ShmrFilesystem implements LowLevelOps {
   release(_req: RequestContext, ino: number, fh: number): Result<void> {
     const remaining = this.handles.close(fh);
     if (remaining > 0) return undefined;
-    // Nothing cached: nothing to store or release, so no promise unless the inode goes. An
-    // unlinked file's data can never be read again once its last handle closes: storing it
-    // would only spend writes, or fail on a full pool (the FORGET that follows deletes it).
-    if (this.#files.overlay(ino) === undefined || this.#isNameless(ino)) return this.#deleteIfUnused(ino);
+    // Nothing cached: nothing to store or release, so no promise unless the inode goes.
+    if (this.#files.overlay(ino) === undefined) return this.#deleteIfUnused(ino);
+    if (this.#meta.getInode(ino)?.nlink === 0) return this.#dropNameless(ino);
     return this.#storeAndRelease(ino);
   }
 
-  #isNameless(ino: number): boolean {
-    return this.#meta.getInode(ino)?.nlink === 0;
+  /**
+   * The last close of a file unlinked while open: its cached data can never be read again, so
+   * it is dropped rather than stored (storing would spend writes, or fail on a full pool). The
+   * inode goes now, or at the FORGET if the kernel still holds it.
+   */
+  async #dropNameless(ino: number): Promise<void> {
+    await this.#files.deleteFile(ino);
+    await this.#deleteIfUnused(ino);
   }
 
   async #storeAndRelease(ino: number): Promise<void> {

@@ -20,11 +20,12 @@ import { createVolume, findVolume, VOLUME_BLOCK_BYTES_DEFAULT } from './volumes.
 import { allocPageAligned } from '../block/index.js';
 import { ROOT_INO, S_IFREG } from '../meta/index.js';
 import { cachedBytes, isWaitingForWriteback } from '../../test/helpers/page-cache.js';
-import { WRITEBACK_DELAY_MS } from '../file/index.js';
 import { storedShardPath } from '../../test/helpers/block-fixture.js';
 
 const BLOCK_BYTES = 1024 * 1024;
 const VOLUME_BYTES = 8 * BLOCK_BYTES;
+/** cache.writeback_delay here: long, so that no store starts a write-back the test looks at. */
+const WRITEBACK_DELAY_MS = 60_000;
 
 let root: string;
 let filesystem: OpenFilesystem;
@@ -36,7 +37,8 @@ beforeEach(async () => {
   root = mkdtempSync(join('/var/tmp', 'shmr-volume-catalog-'));
   mkdirSync(join(root, 'ssd0'));
   const pools = '{ ssd: { topology: single, block_size: 1MiB, buckets: { ssd0: { path: ./ssd0 } } } }';
-  const yaml = `mount_dir: ./mnt\nmetadata_dir: ./meta\nwrite_pool: ssd\npools: ${pools}\n`;
+  const cache = `{ writeback_delay: ${WRITEBACK_DELAY_MS / 1000}s }`;
+  const yaml = `mount_dir: ./mnt\nmetadata_dir: ./meta\nwrite_pool: ssd\npools: ${pools}\ncache: ${cache}\n`;
   const config = parseConfig(yaml, { source: 'test', baseDir: root });
   filesystem = openFilesystem(config);
   catalog = new VolumeCatalog(filesystem);
@@ -146,7 +148,7 @@ describe('volume exports', () => {
     expect(cached(file.ino)).toBe(0);
   });
 
-  it('start the write-back of stored blocks once they are WRITEBACK_DELAY_MS old', async () => {
+  it('start the write-back of stored blocks once they are cache.writeback_delay old', async () => {
     const made = await createVolume(filesystem, { name: 'big', sizeBytes: 4 * VOLUME_BLOCK_BYTES_DEFAULT });
     const target = openDisk('big');
     const write = async (blockIndex: number) => {
@@ -155,17 +157,17 @@ describe('volume exports', () => {
       return storedShardPath(filesystem, made.ino, blockIndex);
     };
     const [first, second] = [await write(0), await write(1)];
-    const storedMs = Date.now();
+    const storedMs = performance.now();
     // Dirty in the page cache: nothing started their write-back with the store.
     expect([first, second].map(isWaitingForWriteback)).toEqual([true, true]);
-    await filesystem.files.startAgedWriteback(storedMs);
+    await filesystem.files.startAgedWriteback(storedMs + WRITEBACK_DELAY_MS - 1000);
     expect([first, second].map(isWaitingForWriteback)).toEqual([true, true]);
     // Block 1 stored again later: its new shard file waits its own delay.
     await new Promise((resolve) => setTimeout(resolve, 5));
     const replacement = await write(1);
     await filesystem.files.startAgedWriteback(storedMs + WRITEBACK_DELAY_MS);
     expect([first, replacement].map(isWaitingForWriteback)).toEqual([false, true]);
-    await filesystem.files.startAgedWriteback(Date.now() + WRITEBACK_DELAY_MS);
+    await filesystem.files.startAgedWriteback(performance.now() + WRITEBACK_DELAY_MS);
     expect(isWaitingForWriteback(replacement)).toBe(false);
     target.release();
   });

@@ -42,7 +42,13 @@ export async function runMount(config: Config): Promise<number> {
     meta: fs.meta, files: fs.files, pools: fs.pools,
     options: { entryTimeoutSec: config.fuse.entryTimeoutSec, attrTimeoutSec: config.fuse.attrTimeoutSec },
   });
-  const catalog = new VolumeCatalog(fs);
+  // A volume unlinked through the mount while a connection serves it goes at its last close.
+  const catalog = new VolumeCatalog(fs, {
+    onIdle: (ino) => {
+      filesystem.releasedElsewhere(ino)?.catch((error: Error) => log.error(`deleting unlinked volume inode ${ino}: ${error.message}`));
+    },
+  });
+  filesystem.isUsedElsewhere = (ino) => catalog.exportCount(ino) > 0;
   let nbd: NbdServer;
   let metrics: MetricsService | undefined;
   try {

@@ -76,6 +76,12 @@ export class ShmrFilesystem implements LowLevelOps {
   invalidateAttributes: ((ino: number) => void) | undefined;
   /** The binding's copies of attributes for GETATTRs it answers itself; set by the mount. */
   attrCache: AttrCache | undefined;
+  /**
+   * True while something besides the mount uses the inode (an NBD connection serving it as a
+   * volume): an unlinked inode lives on until that user lets go (releasedElsewhere), as one
+   * open through the mount does until its last close. Set by the mount.
+   */
+  isUsedElsewhere: (ino: number) => boolean = () => false;
 
   constructor(parts: { meta: MetaStore; files: FileStore; pools: Pools; options: FilesystemOptions }) {
     this.#meta = parts.meta;
@@ -300,7 +306,7 @@ export class ShmrFilesystem implements LowLevelOps {
   unlink(_req: RequestContext, parent: number, name: string): Result<void> {
     // Nothing open and nothing cached: the inode goes in the unlink's own transaction.
     const { inode, isDeleted } = this.#meta.unlinkAndDeleteUnused(parent, name, (ino) =>
-      this.handles.openCount(ino) === 0 && this.#files.overlay(ino) === undefined);
+      this.handles.openCount(ino) === 0 && this.#files.overlay(ino) === undefined && !this.isUsedElsewhere(ino));
     this.#registerDirectory(parent);
     if (!isDeleted) return inode.nlink === 0 ? this.#deleteIfUnused(inode.ino) : undefined;
     // Its row is committed gone (isDeleted), so this record is the only one left.
@@ -327,11 +333,16 @@ export class ShmrFilesystem implements LowLevelOps {
    * deletes: the common case (still linked or referenced) allocates nothing.
    */
   #deleteIfUnused(ino: number): Promise<void> | undefined {
-    if (ino === ROOT_INO || this.handles.isReferenced(ino)) return undefined;
+    if (ino === ROOT_INO || this.handles.isReferenced(ino) || this.isUsedElsewhere(ino)) return undefined;
     const inode = this.#meta.getInode(ino);
     if (inode === undefined || inode.nlink > 0) return undefined;
     this.#meta.deleteInode(ino);
     return this.#files.deleteFile(ino);
+  }
+
+  /** The last user besides the mount (see isUsedElsewhere) let go of `ino`. */
+  releasedElsewhere(ino: number): Promise<void> | undefined {
+    return this.#deleteIfUnused(ino);
   }
 
   // ---- files ----
@@ -435,7 +446,7 @@ export class ShmrFilesystem implements LowLevelOps {
     if (remaining > 0) return undefined;
     // Nothing cached: nothing to store or release, so no promise unless the inode goes.
     if (this.#files.overlay(ino) === undefined) return this.#deleteIfUnused(ino);
-    if (this.#meta.getInode(ino)?.nlink === 0) return this.#dropNameless(ino);
+    if (this.#meta.getInode(ino)?.nlink === 0 && !this.isUsedElsewhere(ino)) return this.#dropNameless(ino);
     return this.#storeAndRelease(ino);
   }
 

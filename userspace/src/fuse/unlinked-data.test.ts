@@ -3,23 +3,29 @@
  * nothing can read it again. The kernel sends RELEASE after close(2) returns, so an unlink right
  * after a close may reach the daemon before it or after it, and the FORGET that deletes the
  * inode may come after the unmount: storing the data then spent writes, and on a full pool
- * failed the unmount.
+ * failed the unmount. A volume unlinked through the mount is still readable and writable by
+ * the NBD connection serving it, until that connection closes.
  * Method: a real metadata and file store in a temp folder, the filesystem's ops called in the
  * orders the kernel may send them, shard files counted in the bucket; a failing store is a
  * bucket folder replaced by a plain file.
  */
+import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openBlockFixture, type BlockFixture } from '../../test/helpers/block-fixture.js';
+import { assert } from '../assert.js';
 import { shutDown } from '../daemon/mount.js';
 import { ROOT_INO } from '../meta/index.js';
+import { createVolume, VolumeCatalog, VOLUMES_DIRECTORY } from '../nbd/index.js';
 import { shardFilesOf } from '../tasks/fsck.js';
+import { ENTRY_ABSENT } from './binding.js';
 import { ShmrFilesystem } from './filesystem.js';
 
 const REQUEST = { uid: 0, gid: 0, pid: 1, umask: 0 };
 const S_IFREG = 0o100000;
 const O_WRONLY = 0o1;
+const MIB = 1024 * 1024;
 /** Less than a block: it stays cached until a flush, a release or the unmount stores it. */
 const BYTES = Buffer.alloc(100_000, 0x42);
 
@@ -35,7 +41,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
-  // shutDown closed the store.
+  // Each test closed the store (shutDown).
   rmSync(fixture.root, { recursive: true, force: true });
 });
 
@@ -82,5 +88,32 @@ describe('data of an unlinked file', () => {
     expect(fs.pools.probe(fs.meta.filesystemUuid)).toHaveLength(1);
     expect(await shutDown(fs, fs.config)).toBe(0);
     expect(shardsOf(gone.ino)).toEqual([]);
+  });
+
+  it('of a volume unlinked through the mount while NBD serves it lives until the connection closes', async () => {
+    const fs = fixture.filesystem;
+    const volume = await createVolume(fs, { name: 'disk', sizeBytes: 4 * MIB, blockBytes: MIB });
+    // Wired as the mount does.
+    let deleted: Promise<void> | undefined;
+    const catalog = new VolumeCatalog(fs, { onIdle: (ino) => { deleted = filesystem.releasedElsewhere(ino); } });
+    filesystem.isUsedElsewhere = (ino) => catalog.exportCount(ino) > 0;
+    const target = catalog.open('disk');
+    assert(target !== undefined);
+    const data = randomBytes(MIB);
+    await (await target.write(0, data)).released;
+    const directory = filesystem.lookup(REQUEST, ROOT_INO, VOLUMES_DIRECTORY);
+    assert(directory !== ENTRY_ABSENT);
+    await filesystem.unlink(REQUEST, directory.ino, 'disk');
+    expect(fs.meta.getInode(volume.ino)?.nlink).toBe(0);
+    await (await target.write(MIB, data)).released;
+    await target.flush();
+    const readBack = Buffer.alloc(2 * MIB);
+    await target.read(0, 2 * MIB, readBack);
+    expect(readBack.equals(Buffer.concat([data, data]))).toBe(true);
+    target.release();
+    await deleted;
+    expect(fs.meta.getInode(volume.ino)).toBeUndefined();
+    expect(fs.meta.listOrphans()).toEqual([]);
+    fs.close();
   });
 });

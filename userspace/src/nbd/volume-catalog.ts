@@ -69,8 +69,12 @@ export class VolumeCatalog implements ExportCatalog {
   /** Per inode with connections: their count and shared group commit. */
   readonly #shared = new Map<number, SharedVolume>();
 
-  constructor(store: VolumeStore) {
+  /** Told when the last connection serving an inode closed (the mount may delete it then). */
+  readonly #onIdle: (ino: number) => void;
+
+  constructor(store: VolumeStore, options: { onIdle?: (ino: number) => void } = {}) {
     this.#store = store;
+    this.#onIdle = options.onIdle ?? (() => undefined);
   }
 
   names(): string[] {
@@ -106,6 +110,7 @@ export class VolumeCatalog implements ExportCatalog {
     this.#shared.delete(ino);
     // Drops the file's in-memory state if nothing is dirty; the mount recreates it on demand.
     this.#store.files.release(ino);
+    this.#onIdle(ino);
   }
 }
 

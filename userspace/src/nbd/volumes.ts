@@ -9,7 +9,8 @@
  * - A volume's size is a positive multiple of VOLUME_SIZE_ALIGN_BYTES: every client, the
  *   kernel with 4 KiB logical blocks included, can address all of it.
  * - A volume being served is never removed (EBUSY); its blocks are freed at removal unless a
- *   handle through the mount still has it open (the mount frees it at the last close).
+ *   handle through the mount still has it open (the mount frees it at the last close). One
+ *   unlinked through the mount while served lives until its last connection closes.
  * - Volumes live in the write pool: other pools and topologies come with tiering.
  * - A volume's block size is its `user.shmr.block_size` policy xattr, set at creation before
  *   any data (so every block of it has that size, and a rewrite keeps it): the asked size, or

@@ -810,7 +810,7 @@ export class BlockStore {
    * one batch instead of an fsync per shard (a rewrite syncs each round's copies together).
    */
   async syncBlocks(blocks: readonly BlockRecord[]): Promise<void> {
-    const paths = blocks.flatMap((block) => block.buckets.map((_, shardIndex) => this.location(block, shardIndex).path));
+    const paths = this.#shardsOf(blocks).map((shard) => shard.path);
     await syncFiles(paths, constants.O_RDONLY);
     await syncDirectories(paths);
   }
@@ -822,10 +822,7 @@ export class BlockStore {
    * tells every failure.
    */
   async startWriteback(blocks: readonly BlockRecord[]): Promise<void> {
-    await Promise.all(blocks.flatMap((block) => block.buckets.map((_, shardIndex) => {
-      const { path } = this.location(block, shardIndex);
-      return this.#writebackSlots.run(() => startWriteback(path));
-    })));
+    await Promise.all(this.#shardsOf(blocks).map(({ path }) => this.#writebackSlots.run(() => startWriteback(path))));
   }
 
   /**
@@ -839,9 +836,7 @@ export class BlockStore {
    * first (see readWhole's rescue).
    */
   async syncEach(blocks: readonly BlockRecord[]): Promise<SyncFailure[]> {
-    const shards = blocks.flatMap((block) => block.buckets.map((bucket, shardIndex) => (
-      { block, bucket, path: this.location(block, shardIndex).path }
-    )));
+    const shards = this.#shardsOf(blocks);
     const failures = new Map<string, string>();
     const slots = new Slots(SYNC_JOBS_MAX);
     const trySync = (path: string, flags: number) => slots.run(async () => {
@@ -863,6 +858,13 @@ export class BlockStore {
       failed.set(shard.block, failure);
     }
     return [...failed.values()];
+  }
+
+  /** Every shard file of `blocks`, with its block and bucket. */
+  #shardsOf(blocks: readonly BlockRecord[]): { block: BlockRecord; bucket: string; path: string }[] {
+    return blocks.flatMap((block) => block.buckets.map((bucket, shardIndex) => (
+      { block, bucket, path: this.location(block, shardIndex).path }
+    )));
   }
 
   /**
